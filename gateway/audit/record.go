@@ -1,0 +1,104 @@
+package audit
+
+import "time"
+
+// Outcomes of an operation (Record.Outcome).
+const (
+	OutcomeOK              = "ok"
+	OutcomeDenied          = "denied"
+	OutcomeError           = "error"
+	OutcomeUnauthenticated = "unauthenticated"
+)
+
+// MethodAuth is Record.Method for an authentication failure (no MCP method
+// was reached).
+const MethodAuth = "auth"
+
+// Record is one audited MCP operation: one JSON line in the audit log.
+//
+// There is deliberately no field for a token, assertion, secret or cookie.
+// Error is scrubbed of anything that looks like a JWT or a bearer credential
+// before it is written, as a second line of defence; callers still must not
+// put secrets there. Arguments are written only when the upstream opted in,
+// and the caller passes them through Redact first.
+//
+// The JSON keys below are a public contract (compliance tooling reads them).
+type Record struct {
+	// Time is when the operation started; Log sets it from the clock if zero.
+	Time time.Time `json:"time"`
+	// RequestID is the gateway's request id (also in the HTTP response).
+	RequestID string `json:"request_id,omitempty"`
+	// TraceID and SpanID tie the record to its trace; Log fills them from
+	// the OpenTelemetry span in ctx when empty.
+	TraceID string `json:"trace_id,omitempty"`
+	SpanID  string `json:"span_id,omitempty"`
+	// SessionID is the MCP session id (Mcp-Session-Id), if any.
+	SessionID string `json:"session_id,omitempty"`
+	// User is the MCP identity (from the inbound token). Empty for
+	// authentication failures.
+	User UserRef `json:"user"`
+	// Client is the client's name/version from initialize.
+	Client string `json:"client,omitempty"`
+	// Method is the MCP method (tools/call, tools/list, ...) or MethodAuth.
+	Method string `json:"method"`
+	// Upstream is the upstream's configured name; empty for methods that
+	// span all upstreams (the list methods).
+	Upstream string `json:"upstream,omitempty"`
+	// Tool, Resource and Prompt are the names as the upstream knows them
+	// (not namespaced); at most one is set.
+	Tool     string `json:"tool,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	Prompt   string `json:"prompt,omitempty"`
+	// Decision is the policy decision, if policy was evaluated.
+	Decision *DecisionRef `json:"decision,omitempty"`
+	// Credential is how the platform token was obtained, if one was.
+	Credential *CredentialRef `json:"credential,omitempty"`
+	// Outcome is one of the Outcome* constants.
+	Outcome string `json:"outcome"`
+	// ErrorClass is a short stable class such as "upstream_timeout",
+	// "policy_denied", "invalid_token"; Error is the human message.
+	ErrorClass string `json:"error_class,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// LatencyMS is the operation's duration in milliseconds.
+	LatencyMS float64 `json:"latency_ms"`
+	// Arguments are the call's arguments, only when the upstream opted in,
+	// after Redact.
+	Arguments map[string]any `json:"arguments,omitempty"`
+
+	// Seq, PrevHash and Hash are the tamper-evidence chain; Log sets them
+	// (any values the caller put there are overwritten).
+	Seq      uint64 `json:"seq"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+// UserRef is the MCP identity of the caller.
+type UserRef struct {
+	Issuer  string   `json:"issuer"`
+	Subject string   `json:"subject"`
+	Email   string   `json:"email,omitempty"`
+	Roles   []string `json:"roles,omitempty"`
+}
+
+// DecisionRef is the policy decision and the rule that made it.
+type DecisionRef struct {
+	Allow  bool   `json:"allow"`
+	Rule   string `json:"rule,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// CredentialRef says as whom the upstream was called.
+type CredentialRef struct {
+	// Flow is the credential flow (token_exchange, entra_obo, jwt_bearer,
+	// client_credentials, none).
+	Flow string `json:"flow"`
+	// PlatformSubject is the platform identity: the subject of the exchanged
+	// token or the mapped platform username; for a service account its
+	// client id.
+	PlatformSubject string `json:"platform_subject,omitempty"`
+	// ServiceAccount is true when the call ran as a service account
+	// (client_credentials), not as the user.
+	ServiceAccount bool `json:"service_account"`
+	// CacheHit is true when the platform token came from the cache.
+	CacheHit bool `json:"cache_hit"`
+}
