@@ -1,0 +1,152 @@
+// Package gateway is Mandate's HTTP server: inbound authentication, MCP
+// sessions, catalog and routing across upstreams, audit and telemetry
+// wiring, and configuration loading. It is the only package that imports gin.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/gateway/authn"
+)
+
+// Version is the build version, set by the linker (-X) or "dev".
+var Version = "dev"
+
+// Options are run-time dependencies; the zero value works.
+type Options struct {
+	// Logger receives operational logs. Default: discard.
+	Logger *slog.Logger
+	// HTTPClient is used to reach the IdP. Default: 10s timeout client.
+	HTTPClient *http.Client
+}
+
+// Gateway is one running configuration of Mandate.
+type Gateway struct {
+	cfg        *Config
+	log        *slog.Logger
+	auth       *authn.Authenticator
+	server     *mcp.Server
+	mcpHandler http.Handler
+	handler    http.Handler
+
+	metricsHandler http.Handler
+	onAuthFailure  func(r *http.Request, e *authn.Error, requestID string)
+
+	origin     string // scheme://host of public_url
+	pathPrefix string // path of public_url, "" or "/prefix"
+	cancel     context.CancelFunc
+}
+
+// New builds a gateway for cfg and starts loading the IdP's keys.
+func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(cfg.Server.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("server.public_url: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g := &Gateway{
+		cfg:        cfg,
+		log:        opts.Logger,
+		origin:     u.Scheme + "://" + u.Host,
+		pathPrefix: strings.TrimSuffix(u.Path, "/"),
+		cancel:     cancel,
+	}
+	g.auth = authn.New(cfg.Identity, authn.Options{HTTPClient: opts.HTTPClient, Logger: opts.Logger})
+	g.auth.Start(ctx)
+
+	g.server = g.newMCPServer()
+	g.mcpHandler = g.tokenInfoBridge(mcp.NewStreamableHTTPHandler(
+		func(*http.Request) *mcp.Server { return g.server },
+		&mcp.StreamableHTTPOptions{
+			Stateless:           cfg.Server.Session.Mode == SessionStateless,
+			SessionTimeout:      cfg.Server.Session.IdleTimeout,
+			MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
+			Logger:              opts.Logger,
+			// Mandate checks Origin itself against allowed_origins, and
+			// public_url names the hosts it serves.
+			DisableLocalhostProtection: true,
+		}))
+	g.handler = g.routes()
+	return g, nil
+}
+
+// Handler returns the HTTP handler serving every endpoint.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Ready reports whether the gateway can authenticate users.
+func (g *Gateway) Ready() bool { return g.auth.Ready() }
+
+// Close stops background work.
+func (g *Gateway) Close() error {
+	g.cancel()
+	return nil
+}
+
+// Serve runs the gateway for cfg until ctx is done, then shuts down
+// gracefully: the listener closes and in-flight requests get up to
+// server.shutdown_grace to finish.
+func Serve(ctx context.Context, cfg *Config, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	g, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
+	}
+	return g.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln until ctx is done, then shuts down gracefully.
+func (g *Gateway) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := g.httpServer()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	g.log.Info("mandate serving", "listen", ln.Addr().String(), "mcp_url", g.cfg.MCPURL(),
+		"issuer", g.cfg.Identity.Issuer, "session_mode", g.cfg.Server.Session.Mode, "version", Version)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	g.log.Info("shutting down", "grace", g.cfg.Server.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		g.log.Warn("grace period over; closing remaining connections")
+		_ = srv.Close()
+		err = nil
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return err
+}
+
+func (g *Gateway) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    g.cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+}

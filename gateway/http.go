@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"runtime/debug"
+	"slices"
+
+	"github.com/gin-gonic/gin"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+
+	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/internal/identity"
+)
+
+// RequestIDHeader carries the request id in both directions.
+const RequestIDHeader = "X-Request-Id"
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// routes builds the gin engine. Only this package imports gin.
+func (g *Gateway) routes() *gin.Engine {
+	r := gin.New()
+	r.ContextWithFallback = true
+	r.Use(g.recovery(), requestID())
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", g.readyz)
+	r.GET("/.well-known/oauth-protected-resource", g.protectedResourceMetadata)
+	r.GET("/.well-known/oauth-protected-resource"+g.mcpPath(), g.protectedResourceMetadata)
+	if g.metricsHandler != nil {
+		r.GET("/metrics", gin.WrapH(g.metricsHandler))
+	}
+	mcpH := gin.WrapH(g.mcpHandler)
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions} {
+		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.authenticate, mcpH)
+	}
+	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "not found"}) })
+	return r
+}
+
+// mcpPath is the MCP endpoint path on this server: public_url's path + /mcp.
+func (g *Gateway) mcpPath() string { return g.pathPrefix + MCPPath }
+
+func (g *Gateway) recovery() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if rec := recover(); rec != nil {
+				if rec == http.ErrAbortHandler {
+					panic(rec)
+				}
+				// Never log request headers: they hold bearer tokens.
+				g.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
+					"request_id", c.GetString(RequestIDHeader), "panic", rec, "stack", string(debug.Stack()))
+				if !c.Writer.Written() {
+					c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+				} else {
+					c.Abort()
+				}
+			}
+		}()
+		c.Next()
+	}
+}
+
+// requestID accepts a sane incoming X-Request-Id or makes one, and echoes it.
+func requestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(RequestIDHeader)
+		if !validRequestID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Set(RequestIDHeader, id)
+		c.Header(RequestIDHeader, id)
+		c.Next()
+	}
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkOrigin enforces server.allowed_origins (DNS-rebinding and CSRF
+// protection for browser clients). Requests without Origin pass.
+func (g *Gateway) checkOrigin(c *gin.Context) {
+	o := c.GetHeader("Origin")
+	if o == "" || slices.Contains(g.cfg.Server.AllowedOrigins, o) {
+		c.Next()
+		return
+	}
+	c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "origin not allowed"})
+}
+
+func (g *Gateway) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > g.cfg.Server.MaxBodyBytes {
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": "request body too large"})
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, g.cfg.Server.MaxBodyBytes)
+	c.Next()
+}
+
+// authenticate verifies the bearer token and writes Mandate's own
+// challenges (RFC 6750 / RFC 9728 / MCP authorization).
+func (g *Gateway) authenticate(c *gin.Context) {
+	if c.Request.Method == http.MethodOptions {
+		c.Next()
+		return
+	}
+	id, aerr := g.auth.Authenticate(c.Request.Context(), c.Request.Header.Values("Authorization"))
+	if aerr != nil {
+		g.challenge(c, aerr)
+		return
+	}
+	c.Request = c.Request.WithContext(identity.NewContext(c.Request.Context(), id))
+	c.Next()
+}
+
+func (g *Gateway) challenge(c *gin.Context, e *authn.Error) {
+	if e.Status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "5")
+		c.AbortWithStatusJSON(e.Status, gin.H{"error": "temporarily_unavailable", "error_description": e.Description})
+		return
+	}
+	c.Header("WWW-Authenticate", e.Challenge(g.resourceMetadataURL(), g.cfg.Identity.RequiredScopes))
+	body := gin.H{"error": e.Code, "error_description": e.Description}
+	if e.Code == "" {
+		body["error"] = "unauthorized"
+	}
+	g.log.Info("authentication failed", "request_id", c.GetString(RequestIDHeader), "status", e.Status,
+		"error", e.Code, "reason", e.Description, "remote", c.ClientIP())
+	if g.onAuthFailure != nil {
+		g.onAuthFailure(c.Request, e, c.GetString(RequestIDHeader))
+	}
+	c.AbortWithStatusJSON(e.Status, body)
+}
+
+// resourceMetadataURL is the RFC 9728 metadata URL for the MCP endpoint.
+func (g *Gateway) resourceMetadataURL() string {
+	return g.origin + "/.well-known/oauth-protected-resource" + g.mcpPath()
+}
+
+// ProtectedResourceMetadata is the RFC 9728 document.
+type ProtectedResourceMetadata struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	ResourceName           string   `json:"resource_name,omitempty"`
+	ResourceSigningAlgs    []string `json:"resource_signing_alg_values_supported,omitempty"`
+}
+
+func (g *Gateway) protectedResourceMetadata(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.JSON(http.StatusOK, ProtectedResourceMetadata{
+		Resource:               g.cfg.MCPURL(),
+		AuthorizationServers:   []string{g.cfg.Identity.Issuer},
+		ScopesSupported:        g.cfg.Identity.RequiredScopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "Mandate MCP gateway",
+	})
+}
+
+func (g *Gateway) readyz(c *gin.Context) {
+	checks := map[string]string{"identity_provider": g.auth.Status()}
+	ready := g.auth.Ready()
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, gin.H{"ready": ready, "checks": checks})
+}
+
+// tokenInfoBridge hands the identity Mandate verified to the go-sdk
+// handler, which binds sessions to TokenInfo.UserID (another user's token on
+// the session gets 403) and exposes TokenInfo to handlers as
+// req.Extra.TokenInfo. Verification already happened in authenticate; this
+// never sees an unverified request.
+func (g *Gateway) tokenInfoBridge(next http.Handler) http.Handler {
+	return auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		id := identity.FromContext(r.Context())
+		if id == nil {
+			return nil, errors.Join(auth.ErrInvalidToken, errors.New("unauthenticated"))
+		}
+		return &auth.TokenInfo{
+			UserID:     id.Key(),
+			Scopes:     id.Scopes,
+			Expiration: id.Expiry,
+			Extra:      map[string]any{identityKey: id},
+		}, nil
+	}, &auth.RequireBearerTokenOptions{ClockSkew: g.cfg.Identity.ClockSkew})(next)
+}
+
+const identityKey = "mandate.identity"
+
+// identityFrom returns the identity of one MCP request from its TokenInfo.
+func identityFrom(ti *auth.TokenInfo) *identity.Identity {
+	if ti == nil {
+		return nil
+	}
+	id, _ := ti.Extra[identityKey].(*identity.Identity)
+	return id
+}
