@@ -1,0 +1,415 @@
+package testhydra
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+const (
+	brokerIssuer = "https://mandate.test/broker"
+	alice        = "alice@acme.example"
+	clientID     = "mandate-broker"
+	clientSecret = "broker-secret-0123456789"
+)
+
+// startHydra starts Hydra for one test, or skips when the binary is absent
+// and MANDATE_E2E is unset; with MANDATE_E2E set a missing binary fails.
+func startHydra(t *testing.T) *Hydra {
+	t.Helper()
+	if path, ok := Available(Options{}); !ok {
+		if os.Getenv("MANDATE_E2E") != "" {
+			t.Fatalf("MANDATE_E2E is set but no hydra binary at %s: run test/hydra/build.sh", path)
+		}
+		t.Skipf("SKIPPED, NOT PASSED: no hydra binary at %s; run test/hydra/build.sh (MANDATE_E2E=1 turns this into a failure)", path)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), DefaultStartTimeout)
+	defer cancel()
+	began := time.Now()
+	h, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Logf("hydra ready in %v at public %s admin %s", time.Since(began).Round(time.Millisecond), h.PublicURL(), h.AdminURL())
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("hydra log:\n%s", h.Log())
+		}
+	})
+	return h
+}
+
+func newRSAKey(t *testing.T, kid string) jose.JSONWebKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jose.JSONWebKey{Key: k, KeyID: kid, Algorithm: string(jose.RS256), Use: "sig"}
+}
+
+type assertion struct {
+	iss, sub, jti string
+	aud           []string
+	exp, iat      time.Time
+}
+
+func sign(t *testing.T, key jose.JSONWebKey, a assertion) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), key.KeyID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.Claims{
+		Issuer:   a.iss,
+		Subject:  a.sub,
+		Audience: a.aud,
+		Expiry:   jwt.NewNumericDate(a.exp),
+		IssuedAt: jwt.NewNumericDate(a.iat),
+		ID:       a.jti,
+	}
+	s, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func randomJTI(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+type tokenResponse struct {
+	status      int
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+	Scope       string `json:"scope"`
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// redeem posts the jwt-bearer grant with client_secret_basic authentication.
+func redeem(t *testing.T, h *Hydra, id, secret, assertionJWT, scope string) tokenResponse {
+	t.Helper()
+	form := url.Values{"grant_type": {GrantTypeJWTBearer}, "assertion": {assertionJWT}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.TokenURL(), strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		t.Fatalf("token response (HTTP %d) is not JSON: %q", resp.StatusCode, raw)
+	}
+	tr.status = resp.StatusCode
+	return tr
+}
+
+// verifyAccessToken checks the JWT access token's signature against Hydra's
+// JWKS and returns its claims.
+func verifyAccessToken(t *testing.T, h *Hydra, token string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(h.JWKSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jwks jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&jwks); err != nil {
+		t.Fatalf("decoding JWKS: %v", err)
+	}
+	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	if err != nil {
+		t.Fatalf("access token is not a JWT: %v", err)
+	}
+	if len(parsed.Headers) != 1 {
+		t.Fatalf("access token has %d signatures", len(parsed.Headers))
+	}
+	keys := jwks.Key(parsed.Headers[0].KeyID)
+	if len(keys) == 0 {
+		t.Fatalf("access token kid %q is not in Hydra's JWKS", parsed.Headers[0].KeyID)
+	}
+	var claims map[string]any
+	if err := parsed.Claims(keys[0].Public(), &claims); err != nil {
+		t.Fatalf("access token signature: %v", err)
+	}
+	return claims
+}
+
+func introspect(t *testing.T, h *Hydra, token string) map[string]any {
+	t.Helper()
+	resp, err := http.PostForm(h.AdminURL()+"admin/oauth2/introspect", url.Values{"token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("introspection: HTTP %d", resp.StatusCode)
+	}
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestJWTBearerGrant(t *testing.T) {
+	t.Parallel()
+	h := startHydra(t)
+	ctx := t.Context()
+
+	if err := h.CreateClient(ctx, clientID, clientSecret, []string{GrantTypeJWTBearer}, []string{"api", "profile"}, "client_secret_basic"); err != nil {
+		t.Fatal(err)
+	}
+	// A client that may not use the grant at all.
+	if err := h.CreateClient(ctx, "other-client", clientSecret, []string{"client_credentials"}, []string{"api"}, "client_secret_basic"); err != nil {
+		t.Fatal(err)
+	}
+	trusted := newRSAKey(t, "broker-key-1")
+	if err := h.TrustIssuer(ctx, brokerIssuer, alice, []string{"api", "profile"}, trusted.Public(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	valid := func() assertion {
+		now := time.Now()
+		return assertion{iss: brokerIssuer, sub: alice, aud: []string{h.TokenURL()},
+			exp: now.Add(2 * time.Minute), iat: now, jti: randomJTI(t)}
+	}
+
+	t.Run("valid assertion then replay", func(t *testing.T) {
+		t.Parallel()
+		a := sign(t, trusted, valid())
+		tr := redeem(t, h, clientID, clientSecret, a, "api")
+		if tr.status != http.StatusOK || tr.AccessToken == "" {
+			t.Fatalf("redeem: HTTP %d %s: %s", tr.status, tr.Error, tr.Description)
+		}
+		if !strings.EqualFold(tr.TokenType, "bearer") || tr.ExpiresIn <= 0 || tr.Scope != "api" {
+			t.Errorf("token response: token_type %q expires_in %d scope %q; want bearer, >0, api", tr.TokenType, tr.ExpiresIn, tr.Scope)
+		}
+		claims := verifyAccessToken(t, h, tr.AccessToken)
+		if claims["sub"] != alice {
+			t.Errorf("access token sub = %v, want %s", claims["sub"], alice)
+		}
+		if claims["iss"] != strings.TrimSuffix(h.PublicURL(), "/") && claims["iss"] != h.PublicURL() {
+			t.Errorf("access token iss = %v, want %s", claims["iss"], h.PublicURL())
+		}
+		if claims["client_id"] != clientID {
+			t.Errorf("access token client_id = %v, want %s", claims["client_id"], clientID)
+		}
+		in := introspect(t, h, tr.AccessToken)
+		if in["active"] != true || in["sub"] != alice {
+			t.Errorf("introspection: active %v sub %v; want true %s", in["active"], in["sub"], alice)
+		}
+
+		replay := redeem(t, h, clientID, clientSecret, a, "api")
+		if replay.status != http.StatusBadRequest || replay.Error != "jti_known" {
+			t.Fatalf("replay: HTTP %d error %q (%s); want 400 jti_known", replay.status, replay.Error, replay.Description)
+		}
+	})
+
+	refusals := []struct {
+		name     string
+		key      jose.JSONWebKey
+		mutate   func(*assertion)
+		id, sec  string
+		scope    string
+		status   int
+		code     string
+		descPart string
+	}{
+		{
+			name: "wrong audience", key: trusted, id: clientID, sec: clientSecret,
+			mutate: func(a *assertion) { a.aud = []string{"https://login.salesforce.com"} },
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: `"aud"`,
+		},
+		{
+			name: "untrusted key with trusted kid", key: newRSAKey(t, "broker-key-1"), id: clientID, sec: clientSecret,
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: "integrity",
+		},
+		{
+			name: "untrusted key with unknown kid", key: newRSAKey(t, "intruder"), id: clientID, sec: clientSecret,
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: "No public JWK",
+		},
+		{
+			name: "subject not trusted", key: trusted, id: clientID, sec: clientSecret,
+			mutate: func(a *assertion) { a.sub = "bob@acme.example" },
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: "No public JWK",
+		},
+		{
+			name: "expired", key: trusted, id: clientID, sec: clientSecret,
+			mutate: func(a *assertion) { a.iat = time.Now().Add(-10 * time.Minute); a.exp = time.Now().Add(-time.Minute) },
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: "expired",
+		},
+		{
+			name: "missing jti", key: trusted, id: clientID, sec: clientSecret,
+			mutate: func(a *assertion) { a.jti = "" },
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: `"jti"`,
+		},
+		{
+			name: "scope beyond the trust relationship", key: trusted, id: clientID, sec: clientSecret, scope: "admin",
+			status: http.StatusBadRequest, code: "invalid_scope",
+		},
+		{
+			name: "no client authentication", key: trusted,
+			status: http.StatusUnauthorized, code: "invalid_client",
+		},
+		{
+			name: "wrong client secret", key: trusted, id: clientID, sec: "not-the-secret-000000",
+			status: http.StatusUnauthorized, code: "invalid_client",
+		},
+		{
+			name: "client not allowed the grant", key: trusted, id: "other-client", sec: clientSecret,
+			status: http.StatusBadRequest, code: "unauthorized_client",
+		},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := valid()
+			if tc.mutate != nil {
+				tc.mutate(&a)
+			}
+			tr := redeem(t, h, tc.id, tc.sec, sign(t, tc.key, a), tc.scope)
+			if tr.status != tc.status || tr.Error != tc.code {
+				t.Fatalf("HTTP %d error %q (%s); want %d %s", tr.status, tr.Error, tr.Description, tc.status, tc.code)
+			}
+			if tr.AccessToken != "" {
+				t.Errorf("refusal carried an access token")
+			}
+			if !strings.Contains(tr.Description, tc.descPart) {
+				t.Errorf("error_description %q does not mention %q", tr.Description, tc.descPart)
+			}
+		})
+	}
+}
+
+func TestTrustIssuerRejectsKeyWithoutKID(t *testing.T) {
+	t.Parallel()
+	h := &Hydra{} // validation happens before any request
+	key := newRSAKey(t, "")
+	err := h.TrustIssuer(t.Context(), brokerIssuer, alice, nil, key.Public(), time.Now().Add(time.Hour))
+	if err == nil || !strings.Contains(err.Error(), "kid") {
+		t.Fatalf("TrustIssuer without kid: err = %v, want one naming kid", err)
+	}
+}
+
+func TestCloseStopsHydra(t *testing.T) {
+	t.Parallel()
+	h := startHydra(t)
+	if err := h.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if h.cmd.ProcessState == nil {
+		t.Fatal("Close returned before the process was reaped")
+	}
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(h.AdminURL() + "health/alive")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("admin API still answers after Close: HTTP %d", resp.StatusCode)
+	}
+}
+
+func TestAvailable(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "hydra")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "not-executable")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, ok := repoRoot()
+	if !ok {
+		t.Fatal("repoRoot: main module not found above the test directory")
+	}
+	tests := []struct {
+		name     string
+		env      string
+		opts     Options
+		wantPath string
+		wantOK   bool
+	}{
+		{name: "explicit binary", opts: Options{Binary: exe}, wantPath: exe, wantOK: true},
+		{name: "explicit wins over env", env: plain, opts: Options{Binary: exe}, wantPath: exe, wantOK: true},
+		{name: "env", env: exe, wantPath: exe, wantOK: true},
+		{name: "not executable", opts: Options{Binary: plain}, wantPath: plain},
+		{name: "missing", opts: Options{Binary: filepath.Join(dir, "nope")}, wantPath: filepath.Join(dir, "nope")},
+		{name: "directory", opts: Options{Binary: dir}, wantPath: dir},
+		{name: "default", wantPath: filepath.Join(root, "bin", "hydra")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvBinary, tc.env)
+			path, ok := Available(tc.opts)
+			if path != tc.wantPath {
+				t.Errorf("path = %s, want %s", path, tc.wantPath)
+			}
+			if tc.name != "default" && ok != tc.wantOK {
+				t.Errorf("ok = %v, want %v", ok, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestStartWithoutBinary(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "hydra")
+	_, err := Start(t.Context(), Options{Binary: missing})
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "build.sh") {
+		t.Fatalf("Start without binary: err = %v; want one naming %s and build.sh", err, missing)
+	}
+}
+
+func TestStartReportsEarlyExit(t *testing.T) {
+	t.Parallel()
+	fake := filepath.Join(t.TempDir(), "hydra")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'fake hydra: config broken' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(t.Context(), Options{Binary: fake})
+	if err == nil || !strings.Contains(err.Error(), "exited before becoming ready") || !strings.Contains(err.Error(), "config broken") {
+		t.Fatalf("Start with a failing binary: err = %v; want early-exit error carrying its log", err)
+	}
+}
