@@ -1,0 +1,42 @@
+// Package devidp runs a real OpenID Provider in-process on a loopback
+// listener: zitadel/oidc v3.52.0's op package (authorization endpoint, token
+// endpoint with the authorization_code, client_credentials and RFC 8693
+// token-exchange grants, JWKS, discovery, userinfo, introspection,
+// revocation) over an in-memory storage of this package. Tests use it as the
+// IdP and token-exchange server; `mandate demo` uses it as the demo IdP. It
+// does not import testing.
+//
+// Usage:
+//
+//	idp, err := devidp.Start(ctx, devidp.Options{})        // alice (sales), bob (support)
+//	defer idp.Close()
+//	tok, err := idp.Token(ctx, "alice", devidp.TokenOptions{
+//		Audience: []string{"http://127.0.0.1:8080/mcp"}, Scopes: []string{"mcp"}})
+//	err = idp.RegisterClient("mandate", "secret")          // may exchange tokens
+//	// POST idp.TokenURL() with grant_type=urn:ietf:params:oauth:grant-type:token-exchange,
+//	// subject_token=tok, subject_token_type=urn:ietf:params:oauth:token-type:access_token,
+//	// requested_token_type=urn:ietf:params:oauth:token-type:access_token, audience=https://crm.internal
+//
+// Token shape (access tokens, every grant): a JWS signed RS256 with the key
+// published at JWKSURL (kid = KeyID); iss = Issuer() exactly, which is
+// "http://127.0.0.1:PORT" with no trailing slash; sub = User.ID; aud is always
+// a JSON array; exp, iat, nbf, jti, client_id (the client the token was issued
+// to: "devidp-login" for Token). User tokens also carry email,
+// email_verified, preferred_username, name, given_name, family_name (when
+// set), roles and groups (JSON string arrays, [] when empty), User.Claims,
+// and scope (space-separated granted scopes; absent when none).
+//
+// Token exchange: the subject token must be a token of this IdP for one of
+// its users. The new token has sub = that user, aud = the audience
+// parameters exactly (default: the client ID), client_id = the exchanging
+// client, scope = the requested scopes, the user's claims, and lifetime
+// Options.ExchangeTokenLifetime. requested_token_type defaults to an access
+// token (zitadel's example defaults to a refresh token; this IdP never issues
+// refresh tokens). resource parameters are not put into aud; a resource that
+// is not also an audience is refused with invalid_target. Options.ExchangePolicy
+// decides each request; refusals are OAuth errors with HTTP 400, a wrong client
+// secret is invalid_client with HTTP 401.
+//
+// Instances share no state (each has its own users, clients, key and port),
+// so a process may run any number of them.
+package devidp
