@@ -162,7 +162,10 @@ func appendString(b []byte, s string) []byte {
 // caller puts an upstream's error body into Record.Error.
 var (
 	jwtPattern    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
-	schemePattern = regexp.MustCompile(`(?i)\b(bearer|basic|dpop)\s+[A-Za-z0-9._~+/=-]+`)
+	// A credential after an auth scheme: token68 characters with a digit, one
+	// of . ~ + /, or an upper-case letter after the first character (so
+	// "Bearer failed" and `Bearer error="..."` are kept).
+	schemePattern = regexp.MustCompile(`\b((?i:bearer|basic|dpop))\s+([A-Za-z0-9._~+/=-]*[0-9._~+/][A-Za-z0-9._~+/=-]*|[A-Za-z0-9._~+/=-]+[A-Z][A-Za-z0-9._~+/=-]*)`)
 	kvPattern     = regexp.MustCompile(`(?i)("?(?:access_token|refresh_token|id_token|subject_token|actor_token|assertion|client_secret|password|secret|api_key|apikey|cookie|authorization)"?\s*[:=]\s*)("[^"]*"|[^\s&,;}]+)`)
 )
 
@@ -173,7 +176,7 @@ func scrub(s string) string {
 		return s
 	}
 	s = jwtPattern.ReplaceAllString(s, Redacted)
-	s = schemePattern.ReplaceAllString(s, "$1 "+Redacted)
+	s = schemePattern.ReplaceAllString(s, "${1} "+Redacted)
 	s = kvPattern.ReplaceAllString(s, "${1}"+Redacted)
 	return s
 }

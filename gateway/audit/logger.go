@@ -39,26 +39,29 @@ type Options struct {
 //
 // It is safe for concurrent use. Log never drops a record: it returns only
 // once the record's line has been handed to the sink (the kernel for a file)
-// and, with fsync: every, synced. Concurrent calls are written in one batch
-// (one write and at most one fsync for all of them), so a slow disk slows
-// callers down (back-pressure) instead of losing records. Memory is bounded
-// by the number of callers blocked in Log.
+// and, with fsync: every, synced. One writer goroutine writes whatever has
+// queued up since its last write in one write (and at most one fsync), so
+// a slow disk slows callers down (back-pressure) instead of losing records,
+// and memory is bounded by the number of callers blocked in Log.
 type Logger struct {
 	cfg   Config
 	log   *slog.Logger
 	clock func() time.Time
 
 	// mu guards the chain state and the pending batch.
-	mu       sync.Mutex
-	cond     sync.Cond // on mu; signalled when a batch is done
-	seq      uint64
-	prev     [64]byte // hex of the last record's hash
-	hasher   hash.Hash
-	sum      [sha256.Size]byte
-	cur      *batch // records waiting to be written
-	spare    []byte // a recycled batch buffer
-	flushing bool   // a goroutine is writing a batch
-	closed   bool
+	mu     sync.Mutex
+	seq    uint64
+	prev   [64]byte // hex of the last record's hash
+	hasher hash.Hash
+	sum    [sha256.Size]byte
+	cur    *batch // records waiting to be written
+	spare  []byte // a recycled batch buffer (writer goroutine only)
+	closed bool
+
+	kick     chan struct{} // wakes the writer (buffered, 1)
+	quit     chan struct{} // closed by Close
+	exited   chan struct{} // closed when the writer is done
+	closeErr error         // the writer's final flush error
 
 	// fileMu guards the sink (swapped by Reopen) and the dirty flag; the
 	// writer, Reopen and the interval syncer take it.
@@ -67,16 +70,19 @@ type Logger struct {
 	f      *os.File // nil for stdout
 	dirty  bool     // written since the last fsync
 
-	stop chan struct{} // closes the interval syncer
+	stop chan struct{} // stops the interval syncer
 	done chan struct{}
 }
 
-// batch is a run of encoded lines written with one Write.
+// batch is a run of encoded lines written with one Write; done is closed
+// when the write has finished, err is its result.
 type batch struct {
 	buf  []byte
-	done bool
+	done chan struct{}
 	err  error
 }
+
+func newBatch(buf []byte) *batch { return &batch{buf: buf, done: make(chan struct{})} }
 
 // maxSpare bounds the batch buffer kept for reuse.
 const maxSpare = 1 << 20
@@ -97,7 +103,10 @@ func New(cfg Config, opts Options) (*Logger, error) {
 		log:    opts.Logger,
 		clock:  opts.Clock,
 		hasher: sha256.New(),
-		cur:    &batch{},
+		cur:    newBatch(nil),
+		kick:   make(chan struct{}, 1),
+		quit:   make(chan struct{}),
+		exited: make(chan struct{}),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -105,7 +114,6 @@ func New(cfg Config, opts Options) (*Logger, error) {
 	if l.clock == nil {
 		l.clock = time.Now
 	}
-	l.cond.L = &l.mu
 	copy(l.prev[:], GenesisHash)
 
 	switch cfg.Sink {
@@ -129,6 +137,7 @@ func New(cfg Config, opts Options) (*Logger, error) {
 			go l.syncLoop(cfg.FsyncInterval)
 		}
 	}
+	go l.writer()
 	return l, nil
 }
 
@@ -217,18 +226,15 @@ func (l *Logger) Log(ctx context.Context, r *Record) error {
 	r.Seq = l.seq
 	both := string(hashes[:])
 	r.PrevHash, r.Hash = both[:64], both[64:]
+	l.mu.Unlock()
 	putBuf(bp, body)
 
-	for !b.done {
-		if !l.flushing {
-			l.flushLocked()
-			continue
-		}
-		l.cond.Wait()
+	select {
+	case l.kick <- struct{}{}:
+	default: // the writer is already due to run
 	}
-	err := b.err
-	l.mu.Unlock()
-	return err
+	<-b.done
+	return b.err
 }
 
 func putBuf(bp *[]byte, b []byte) {
@@ -239,31 +245,59 @@ func putBuf(bp *[]byte, b []byte) {
 	bufPool.Put(bp)
 }
 
-// flushLocked writes the pending batch. It is called with l.mu held and
-// l.flushing false; it releases l.mu during the write.
-func (l *Logger) flushLocked() error {
-	b := l.cur
-	l.cur = &batch{buf: l.spare[:0]}
-	l.spare = nil
-	l.flushing = true
-	l.mu.Unlock()
-	n, err := l.write(b.buf)
+// writer is the goroutine that writes batches until Close.
+func (l *Logger) writer() {
+	defer close(l.exited)
+	for {
+		select {
+		case <-l.kick:
+			l.flush()
+		case <-l.quit:
+			// Log refuses new records now; write what is queued.
+			for {
+				more, err := l.flush()
+				if err != nil {
+					l.mu.Lock()
+					l.closeErr = fmt.Errorf("%w (%d bytes of records not written)", err, len(l.cur.buf))
+					l.mu.Unlock()
+					return
+				}
+				if !more {
+					return
+				}
+			}
+		}
+	}
+}
+
+// flush writes the pending batch, if any, and reports whether one was.
+func (l *Logger) flush() (bool, error) {
 	l.mu.Lock()
+	b := l.cur
+	if len(b.buf) == 0 {
+		l.mu.Unlock()
+		return false, nil
+	}
+	l.cur = newBatch(l.spare[:0])
+	l.spare = nil
+	l.mu.Unlock()
+
+	n, err := l.write(b.buf)
 	if n < len(b.buf) {
 		// Keep the unwritten bytes ahead of newer records: the chain and
 		// the line boundaries stay intact when a later write succeeds.
+		l.mu.Lock()
 		rest := make([]byte, 0, len(b.buf)-n+len(l.cur.buf))
 		rest = append(rest, b.buf[n:]...)
 		l.cur.buf = append(rest, l.cur.buf...)
+		l.mu.Unlock()
 	} else if cap(b.buf) <= maxSpare {
 		l.spare = b.buf[:0]
 	}
 	b.buf = nil
 	b.err = err
-	b.done = true
-	l.flushing = false
-	l.cond.Broadcast()
-	return err
+	close(b.done)
+	return true, err
 }
 
 // write hands p to the sink and applies fsync: every.
@@ -366,19 +400,14 @@ func (l *Logger) Close() error {
 		return nil
 	}
 	l.closed = true
-	var errs []error
-	for len(l.cur.buf) > 0 || l.flushing {
-		if l.flushing {
-			l.cond.Wait()
-			continue
-		}
-		if err := l.flushLocked(); err != nil {
-			errs = append(errs, fmt.Errorf("%w (%d bytes of records not written)", err, len(l.cur.buf)))
-			break
-		}
-	}
 	l.mu.Unlock()
+	close(l.quit)
+	<-l.exited
 
+	var errs []error
+	if l.closeErr != nil {
+		errs = append(errs, l.closeErr)
+	}
 	if l.stop != nil {
 		close(l.stop)
 		<-l.done

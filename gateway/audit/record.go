@@ -1,6 +1,10 @@
 package audit
 
-import "time"
+import (
+	"time"
+
+	"github.com/mandate-gw/mandate/internal/identity"
+)
 
 // Outcomes of an operation (Record.Outcome).
 const (
@@ -78,6 +82,15 @@ type UserRef struct {
 	Subject string   `json:"subject"`
 	Email   string   `json:"email,omitempty"`
 	Roles   []string `json:"roles,omitempty"`
+}
+
+// UserFromIdentity returns the audit view of id: issuer, subject, email and
+// roles; never the token or the other claims. A nil id gives the zero UserRef.
+func UserFromIdentity(id *identity.Identity) UserRef {
+	if id == nil {
+		return UserRef{}
+	}
+	return UserRef{Issuer: id.Issuer, Subject: id.Subject, Email: id.Email, Roles: id.Roles}
 }
 
 // DecisionRef is the policy decision and the rule that made it.

@@ -256,10 +256,20 @@ type chainRecord struct {
 	prev, hash string
 }
 
-const hashMember = `,"hash":"`
+const (
+	hashMember = `,"hash":"`
+	prevMember = `,"prev_hash":"`
+	seqMember  = `,"seq":`
+)
 
 // parseLine checks that line is a well-formed record whose hash matches its
 // content, and returns its chain members; reason says what is wrong.
+//
+// A record is a valid JSON object ending with the members
+// ,"seq":N,"prev_hash":"P","hash":"H"} exactly as Log writes them. Because
+// the line is valid JSON and the tail contains no brackets, these are
+// top-level members and the last of their names, so any JSON reader sees
+// the same values; reading them from the tail avoids decoding the record.
 func parseLine(h hash.Hash, line []byte) (chainRecord, string) {
 	if len(line) == 0 {
 		return chainRecord{}, "empty line"
@@ -272,33 +282,38 @@ func parseLine(h hash.Hash, line []byte) (chainRecord, string) {
 	if !isHex(sum) {
 		return chainRecord{}, "not an audit record: hash is not 64 lowercase hex digits"
 	}
-	var m struct {
-		Seq      *uint64 `json:"seq"`
-		PrevHash *string `json:"prev_hash"`
-		Hash     *string `json:"hash"`
+	rest := line[:cut]
+	pcut := len(rest) - len(prevMember) - 64 - 1
+	if pcut <= 0 || rest[len(rest)-1] != '"' || string(rest[pcut:pcut+len(prevMember)]) != prevMember {
+		return chainRecord{}, "not an audit record: no \"prev_hash\" member before \"hash\""
 	}
-	if err := json.Unmarshal(line, &m); err != nil {
-		return chainRecord{}, "not valid JSON (record edited or truncated?): " + err.Error()
-	}
-	if m.Seq == nil || m.PrevHash == nil || m.Hash == nil {
-		return chainRecord{}, "not an audit record: seq or prev_hash missing"
-	}
-	if *m.Hash != string(sum) {
-		return chainRecord{}, "hash member appears twice (record edited?)"
-	}
-	if !isHex([]byte(*m.PrevHash)) {
+	prev := rest[pcut+len(prevMember) : len(rest)-1]
+	if !isHex(prev) {
 		return chainRecord{}, "prev_hash is not 64 lowercase hex digits"
 	}
+	rest = rest[:pcut]
+	i := bytes.LastIndex(rest, []byte(seqMember))
+	if i < 0 {
+		return chainRecord{}, "not an audit record: no \"seq\" member before \"prev_hash\""
+	}
+	seq, err := strconv.ParseUint(string(rest[i+len(seqMember):]), 10, 64)
+	if err != nil {
+		return chainRecord{}, "not an audit record: seq is not an unsigned integer"
+	}
+	if !json.Valid(line) {
+		return chainRecord{}, "not valid JSON (record edited or truncated?)"
+	}
 	h.Reset()
-	io.WriteString(h, *m.PrevHash)
+	h.Write(prev)
 	h.Write(line[:cut])
 	h.Write([]byte{'}'})
 	var got [64]byte
-	hex.Encode(got[:], h.Sum(nil))
+	var buf [sha256.Size]byte
+	hex.Encode(got[:], h.Sum(buf[:0]))
 	if string(got[:]) != string(sum) {
 		return chainRecord{}, "hash mismatch (record edited?)"
 	}
-	return chainRecord{seq: *m.Seq, prev: *m.PrevHash, hash: string(sum)}, ""
+	return chainRecord{seq: seq, prev: string(prev), hash: string(sum)}, ""
 }
 
 func isHex(b []byte) bool {
