@@ -1,8 +1,8 @@
 package audit
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"io"
 	"path/filepath"
 	"testing"

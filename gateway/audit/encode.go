@@ -161,7 +161,7 @@ func appendString(b []byte, s string) []byte {
 // Patterns of credentials that must never reach the audit log even if a
 // caller puts an upstream's error body into Record.Error.
 var (
-	jwtPattern    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
+	jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
 	// A credential after an auth scheme: token68 characters with a digit, one
 	// of . ~ + /, or an upper-case letter after the first character (so
 	// "Bearer failed" and `Bearer error="..."` are kept).

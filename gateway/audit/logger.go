@@ -353,6 +353,26 @@ func (l *Logger) syncLoop(d time.Duration) {
 	}
 }
 
+// Head returns the seq and hash of the last record logged (0 and
+// GenesisHash before the first), a checkpoint of the chain. Recording it
+// outside the host (a log line, a metric exemplar, a ticket) later proves
+// that no records were removed from the end of the file and that it was not
+// rewritten wholesale. Close and Reopen log it through Options.Logger
+// ("audit chain head"). At Reopen, records still queued may land in the new
+// file, so the logged head is a checkpoint, not necessarily the old file's
+// last record.
+func (l *Logger) Head() (seq uint64, hash string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq, string(l.prev[:])
+}
+
+func (l *Logger) logHead(event string) {
+	seq, h := l.Head()
+	l.log.Info("audit chain head", slog.String("event", event), slog.String("sink", l.sinkName()),
+		slog.Uint64("seq", seq), slog.String("hash", h))
+}
+
 // Reopen closes and reopens the file sink's path, for log rotation: rename
 // the file, then signal Mandate (SIGHUP), and new records go to a new file
 // at the configured path. It is a no-op for stdout.
@@ -388,6 +408,7 @@ func (l *Logger) Reopen() error {
 	if err := old.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: closing the previous file: %w", err))
 	}
+	l.logHead("reopen")
 	return errors.Join(errs...)
 }
 
@@ -412,6 +433,7 @@ func (l *Logger) Close() error {
 		close(l.stop)
 		<-l.done
 	}
+	l.logHead("close")
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
 	if l.f != nil {

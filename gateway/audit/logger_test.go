@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -467,5 +468,41 @@ func TestLogIgnoresCancelledContext(t *testing.T) {
 	l.Close()
 	if n := len(splitLines(buf.Bytes())); n != 1 {
 		t.Fatalf("%d lines, want 1", n)
+	}
+}
+
+// TestHeadIsLoggedOnClose: the chain head goes to the operational log, a
+// second place to check the audit file against (truncation, rewrites).
+func TestHeadIsLoggedOnClose(t *testing.T) {
+	t.Parallel()
+	path := filePath(t)
+	var logs syncBuffer
+	l, err := New(Config{Sink: SinkFile, Path: path}, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, h := l.Head(); seq != 0 || h != GenesisHash {
+		t.Fatalf("Head before any record = %d %s", seq, h)
+	}
+	logN(t, l, 3)
+	seq, h := l.Head()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := VerifyFile(path)
+	if seq != 3 || h != res.LastHash {
+		t.Fatalf("Head = %d %s, file ends with %d %s", seq, h, res.LastSeq, res.LastHash)
+	}
+	var entry struct {
+		Msg   string `json:"msg"`
+		Event string `json:"event"`
+		Seq   uint64 `json:"seq"`
+		Hash  string `json:"hash"`
+	}
+	if err := json.Unmarshal(logs.Bytes(), &entry); err != nil {
+		t.Fatalf("%v: %s", err, logs.Bytes())
+	}
+	if entry.Msg != "audit chain head" || entry.Event != "close" || entry.Seq != 3 || entry.Hash != h {
+		t.Errorf("logged %+v", entry)
 	}
 }

@@ -114,7 +114,7 @@ func short(h string) string {
 // after it was written, except at the end — removing the last records of a
 // file leaves a shorter valid chain. To detect that, and wholesale
 // rewrites by someone who recomputes every hash, compare LastHash with a
-// copy kept outside the host (the gateway logs it; see doc.go).
+// copy kept outside the host (Logger.Head; Close and Reopen log it).
 func Verify(r io.Reader) (VerifyResult, error) {
 	v := newVerifier()
 	if err := v.read(r, ""); err != nil {
