@@ -1,0 +1,141 @@
+package upstreams
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/mandate-gw/mandate/upstreams/credentials"
+)
+
+// Upstream kinds.
+const (
+	KindMCP        = "mcp"
+	KindSalesforce = "salesforce"
+	KindServiceNow = "servicenow"
+)
+
+// Prefix modes.
+const (
+	PrefixAlways = "always"
+	PrefixNever  = "never"
+)
+
+// Defaults for an upstream.
+const (
+	DefaultTimeout        = 30 * time.Second
+	DefaultMaxResultBytes = 8 << 20
+	DefaultCatalogTTL     = 5 * time.Minute
+)
+
+// NameRE is what an upstream name must match; it is also the namespace of
+// its tools and prompts.
+var NameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+
+// Config is one entry of `upstreams`.
+type Config struct {
+	// Name identifies the upstream ([a-z0-9-]+); its tools and prompts are
+	// exposed as <name><separator><tool>. Required, unique.
+	Name string `yaml:"name"`
+	// Kind is mcp (a remote MCP server over streamable HTTP), salesforce or
+	// servicenow. Required.
+	Kind string `yaml:"kind"`
+	// URL is the upstream's endpoint: the MCP endpoint for kind mcp, the
+	// instance URL for salesforce (overridden by the token's instance_url)
+	// and servicenow. Required.
+	URL string `yaml:"url"`
+	// Timeout bounds every call to the upstream. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+	// Prefix is always (default: names are namespaced with the upstream
+	// name) or never (names pass through unchanged; for single-upstream
+	// deployments — a name collision is reported, never silently resolved).
+	Prefix string `yaml:"prefix"`
+	// MaxResultBytes bounds one upstream response. Default 8 MiB.
+	MaxResultBytes int64 `yaml:"max_result_bytes"`
+	// CatalogTTL is how long a user's listing of this upstream is cached
+	// when the upstream sends no list_changed. Default 5m.
+	CatalogTTL time.Duration `yaml:"catalog_ttl"`
+	// Credentials say how Mandate obtains a token for the calling user.
+	Credentials credentials.Config `yaml:"credentials"`
+	// Salesforce holds options for kind salesforce.
+	Salesforce SalesforceOptions `yaml:"salesforce"`
+	// ServiceNow holds options for kind servicenow.
+	ServiceNow ServiceNowOptions `yaml:"servicenow"`
+}
+
+// SalesforceOptions are the options of a salesforce upstream.
+type SalesforceOptions struct {
+	// APIVersion is the REST API version, e.g. "v62.0". Default: DefaultSalesforceAPIVersion.
+	APIVersion string `yaml:"api_version"`
+	// MaxRecords bounds the records one tool call returns across pages. Default 2000.
+	MaxRecords int `yaml:"max_records"`
+}
+
+// ServiceNowOptions are the options of a servicenow upstream.
+type ServiceNowOptions struct {
+	// MaxRecords bounds the records one tool call returns. Default 100.
+	MaxRecords int `yaml:"max_records"`
+}
+
+// DefaultSalesforceAPIVersion is the REST API version used when none is configured.
+const DefaultSalesforceAPIVersion = "v62.0"
+
+// WithDefaults returns c with unset fields at their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Prefix == "" {
+		c.Prefix = PrefixAlways
+	}
+	if c.MaxResultBytes == 0 {
+		c.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if c.CatalogTTL == 0 {
+		c.CatalogTTL = DefaultCatalogTTL
+	}
+	if c.Salesforce.APIVersion == "" {
+		c.Salesforce.APIVersion = DefaultSalesforceAPIVersion
+	}
+	if c.Salesforce.MaxRecords == 0 {
+		c.Salesforce.MaxRecords = 2000
+	}
+	if c.ServiceNow.MaxRecords == 0 {
+		c.ServiceNow.MaxRecords = 100
+	}
+	return c
+}
+
+// Validate reports every problem of one upstream, with key paths under
+// path (e.g. "upstreams[crm]"). No side effects beyond stat-ing files.
+func (c *Config) Validate(path string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
+	}
+	if !NameRE.MatchString(c.Name) {
+		bad("name", "must match %s (lowercase letters, digits, dashes), got %q", NameRE, c.Name)
+	}
+	if !slices.Contains([]string{KindMCP, KindSalesforce, KindServiceNow}, c.Kind) {
+		bad("kind", "must be mcp, salesforce or servicenow, got %q", c.Kind)
+	}
+	if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("url", "must be an absolute http(s) URL, got %q", c.URL)
+	}
+	if c.Timeout < 0 {
+		bad("timeout", "must not be negative")
+	}
+	if !slices.Contains([]string{PrefixAlways, PrefixNever}, c.Prefix) {
+		bad("prefix", "must be always or never, got %q", c.Prefix)
+	}
+	if c.MaxResultBytes < 1024 {
+		bad("max_result_bytes", "must be at least 1024")
+	}
+	if err := c.Credentials.Validate(path + ".credentials"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
