@@ -135,3 +135,43 @@ func TestExchangeActorAndIDToken(t *testing.T) {
 		}
 	})
 }
+
+func TestSignJWTAndAddUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	idp := start(t, devidp.Options{})
+	if err := idp.AddUser(devidp.User{ID: "u-erin", Username: "erin", Roles: []string{"ops"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.AddUser(devidp.User{Username: "erin"}); err == nil {
+		t.Error("AddUser accepted a duplicate username")
+	}
+	tok, err := idp.Token(ctx, "erin", devidp.TokenOptions{Audience: []string{"rs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := verify(t, idp, tok, "rs"); c.Subject != "u-erin" || !slices.Equal(c.Roles, []string{"ops"}) {
+		t.Errorf("claims = %+v", c)
+	}
+
+	provider, err := oidc.NewProvider(ctx, idp.Issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := provider.Verifier(&oidc.Config{ClientID: "rs"})
+	now := time.Now().Unix()
+	good, err := idp.SignJWT(map[string]any{"iss": idp.Issuer(), "sub": "x", "aud": "rs", "exp": now + 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, good); err != nil {
+		t.Errorf("SignJWT token rejected: %v", err)
+	}
+	expired, err := idp.SignJWT(map[string]any{"iss": idp.Issuer(), "sub": "x", "aud": "rs", "exp": now - 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, expired); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired token: err = %v, want expiry error", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -61,6 +62,12 @@ type User struct {
 	// Claims are extra claims added to the user's tokens; they never override
 	// the claims above or registered ones.
 	Claims map[string]any
+}
+
+func (u *User) clone() User {
+	c := *u
+	c.Roles, c.Groups, c.Claims = slices.Clone(u.Roles), slices.Clone(u.Groups), maps.Clone(u.Claims)
+	return c
 }
 
 // DefaultUsers are the users of an IdP started without Options.Users.
@@ -182,21 +189,9 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 		st.exchangeLifetime = DefaultTokenLifetime
 	}
 	for i, u := range users {
-		if u.Username == "" {
-			return nil, fmt.Errorf("devidp: users[%d]: empty username", i)
+		if err := st.addUserLocked(u); err != nil {
+			return nil, fmt.Errorf("devidp: users[%d]: %w", i, err)
 		}
-		if u.ID == "" {
-			u.ID = u.Username
-		}
-		u.Roles, u.Groups = cloneStrings(u.Roles), cloneStrings(u.Groups)
-		if _, dup := st.usersByID[u.ID]; dup {
-			return nil, fmt.Errorf("devidp: users[%d]: duplicate id %q", i, u.ID)
-		}
-		if _, dup := st.usersByName[u.Username]; dup {
-			return nil, fmt.Errorf("devidp: users[%d]: duplicate username %q", i, u.Username)
-		}
-		st.usersByID[u.ID] = &u
-		st.usersByName[u.Username] = &u
 	}
 	var err error
 	if st.key == nil {
@@ -424,7 +419,7 @@ func (p *IdP) UserByUsername(name string) (User, bool) {
 	if !ok {
 		return User{}, false
 	}
-	return *u, true
+	return u.clone(), true
 }
 
 // Exchanges returns the token exchanges allowed so far, oldest first.

@@ -81,7 +81,7 @@ func (s *store) user(id string) (User, bool) {
 	if !ok {
 		return User{}, false
 	}
-	return *u, true
+	return u.clone(), true
 }
 
 // ---- authorization code flow ----
