@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,7 @@ const GrantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 const EnvBinary = "MANDATE_HYDRA_BIN"
 
 // DefaultStartTimeout bounds Start when ctx has no earlier deadline.
-const DefaultStartTimeout = 30 * time.Second
+const DefaultStartTimeout = 60 * time.Second
 
 // maxLogBytes bounds the captured Hydra log; older output is dropped.
 const maxLogBytes = 1 << 20
@@ -226,7 +227,7 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		jwksURL:   publicURL + ".well-known/jwks.json",
 		log:       logBuf,
 		logger:    logger,
-		http:      &http.Client{Timeout: 10 * time.Second},
+		http:      &http.Client{Timeout: 30 * time.Second},
 		exited:    make(chan struct{}),
 	}
 	go func() {
@@ -234,11 +235,17 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		close(h.exited)
 	}()
 
-	if err := h.waitReady(ctx); err != nil {
+	err = h.waitReady(ctx)
+	ready := time.Since(began)
+	if err != nil {
 		_ = h.Close()
 		if strings.Contains(logBuf.String(), "address already in use") {
 			err = fmt.Errorf("%w: %w", errAddrInUse, err)
 		}
+		return nil, err
+	}
+	if err := h.installSigningKeys(ctx); err != nil {
+		_ = h.Close()
 		return nil, err
 	}
 	if err := h.discover(ctx); err != nil {
@@ -246,7 +253,8 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		return nil, err
 	}
 	logger.Info("hydra started", "public_url", h.publicURL, "admin_url", h.adminURL,
-		"pid", cmd.Process.Pid, "startup", time.Since(began).Round(time.Millisecond))
+		"pid", cmd.Process.Pid, "ready_after", ready.Round(time.Millisecond),
+		"startup", time.Since(began).Round(time.Millisecond))
 	return h, nil
 }
 
@@ -292,6 +300,32 @@ func (h *Hydra) waitReady(ctx context.Context) error {
 	return nil
 }
 
+// Hydra's signing key sets. Left alone, Hydra generates a 4096-bit RSA key
+// for each on first use, which takes 3–20 s on a busy two-core machine.
+var signingKeySets = []string{"hydra.openid.id-token", "hydra.jwt.access-token"}
+
+// installSigningKeys gives Hydra 2048-bit RS256 signing keys generated here,
+// which is much faster than letting it generate 4096-bit ones.
+func (h *Hydra) installSigningKeys(ctx context.Context) error {
+	for _, set := range signingKeySets {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return fmt.Errorf("testhydra: generating a signing key for %s: %w", set, err)
+		}
+		kid := make([]byte, 8)
+		if _, err := rand.Read(kid); err != nil {
+			return fmt.Errorf("testhydra: %w", err)
+		}
+		jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
+			Key: key, KeyID: set + "-" + hex.EncodeToString(kid), Algorithm: string(jose.RS256), Use: "sig",
+		}}}
+		if err := h.do(ctx, http.MethodPut, h.adminURL+"admin/keys/"+set, jwks, http.StatusOK, nil); err != nil {
+			return fmt.Errorf("testhydra: installing signing key set %s: %w", set, err)
+		}
+	}
+	return nil
+}
+
 // discover reads the token endpoint from OpenID discovery so TokenURL is the
 // exact string Hydra compares an assertion's aud against.
 func (h *Hydra) discover(ctx context.Context) error {
@@ -308,6 +342,17 @@ func (h *Hydra) discover(ctx context.Context) error {
 	}
 	h.tokenURL = doc.TokenEndpoint
 	h.jwksURL = doc.JWKSURI
+	// Hydra generates its signing keys on first use, which takes seconds;
+	// reading the JWKS does it now rather than in a test's first token request.
+	var jwks struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := h.do(ctx, http.MethodGet, h.jwksURL, nil, http.StatusOK, &jwks); err != nil {
+		return fmt.Errorf("testhydra: reading JWKS: %w", err)
+	}
+	if len(jwks.Keys) == 0 {
+		return fmt.Errorf("testhydra: JWKS at %s has no keys", h.jwksURL)
+	}
 	return nil
 }
 

@@ -49,7 +49,11 @@ func startHydra(t *testing.T) *Hydra {
 			t.Errorf("Close: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("hydra log:\n%s", h.Log())
+			log := h.Log()
+			if len(log) > 16<<10 {
+				log = "…" + log[len(log)-16<<10:]
+			}
+			t.Logf("hydra log (tail):\n%s", log)
 		}
 	})
 	return h
@@ -234,6 +238,9 @@ func TestJWTBearerGrant(t *testing.T) {
 		if claims["client_id"] != clientID {
 			t.Errorf("access token client_id = %v, want %s", claims["client_id"], clientID)
 		}
+		if strings.Contains(h.Log(), "generating new key pair") {
+			t.Errorf("hydra generated its own signing keys; Start should have installed them")
+		}
 		in := introspect(t, h, tr.AccessToken)
 		if in["active"] != true || in["sub"] != alice {
 			t.Errorf("introspection: active %v sub %v; want true %s", in["active"], in["sub"], alice)
@@ -258,7 +265,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		{
 			name: "wrong audience", key: trusted, id: clientID, sec: clientSecret,
 			mutate: func(a *assertion) { a.aud = []string{"https://login.salesforce.com"} },
-			status: http.StatusBadRequest, code: "invalid_grant", descPart: `"aud"`,
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: "'aud'",
 		},
 		{
 			name: "untrusted key with trusted kid", key: newRSAKey(t, "broker-key-1"), id: clientID, sec: clientSecret,
@@ -281,7 +288,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		{
 			name: "missing jti", key: trusted, id: clientID, sec: clientSecret,
 			mutate: func(a *assertion) { a.jti = "" },
-			status: http.StatusBadRequest, code: "invalid_grant", descPart: `"jti"`,
+			status: http.StatusBadRequest, code: "invalid_grant", descPart: "'jti'",
 		},
 		{
 			name: "scope beyond the trust relationship", key: trusted, id: clientID, sec: clientSecret, scope: "admin",
@@ -289,7 +296,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		},
 		{
 			name: "no client authentication", key: trusted,
-			status: http.StatusUnauthorized, code: "invalid_client",
+			status: http.StatusBadRequest, code: "invalid_request", descPart: "Client credentials missing",
 		},
 		{
 			name: "wrong client secret", key: trusted, id: clientID, sec: "not-the-secret-000000",
