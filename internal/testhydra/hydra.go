@@ -82,11 +82,14 @@ func Available(opts Options) (path string, ok bool) {
 }
 
 func resolveBinary(opts Options) string {
-	if opts.Binary != "" {
-		return opts.Binary
-	}
-	if p := os.Getenv(EnvBinary); p != "" {
-		return p
+	// Relative paths are made absolute: Hydra runs in a temporary directory.
+	for _, p := range []string{opts.Binary, os.Getenv(EnvBinary)} {
+		if p != "" {
+			if abs, err := filepath.Abs(p); err == nil {
+				return abs
+			}
+			return p
+		}
 	}
 	if root, ok := repoRoot(); ok {
 		return filepath.Join(root, "bin", "hydra")

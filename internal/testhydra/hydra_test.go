@@ -252,6 +252,34 @@ func TestJWTBearerGrant(t *testing.T) {
 		}
 	})
 
+	t.Run("client_secret_post client", func(t *testing.T) {
+		t.Parallel()
+		if err := h.CreateClient(ctx, "post-client", clientSecret, []string{GrantTypeJWTBearer}, []string{"api"}, "client_secret_post"); err != nil {
+			t.Fatal(err)
+		}
+		form := url.Values{
+			"grant_type":    {GrantTypeJWTBearer},
+			"assertion":     {sign(t, trusted, valid())},
+			"client_id":     {"post-client"},
+			"client_secret": {clientSecret},
+		}
+		resp, err := http.PostForm(h.TokenURL(), form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tr tokenResponse
+		if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
+			t.Fatalf("HTTP %d %s: %s", resp.StatusCode, tr.Error, tr.Description)
+		}
+		if sub := verifyAccessToken(t, h, tr.AccessToken)["sub"]; sub != alice {
+			t.Errorf("access token sub = %v, want %s", sub, alice)
+		}
+	})
+
 	refusals := []struct {
 		name     string
 		key      jose.JSONWebKey
@@ -367,6 +395,10 @@ func TestAvailable(t *testing.T) {
 	if err := os.WriteFile(plain, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	root, ok := repoRoot()
 	if !ok {
 		t.Fatal("repoRoot: main module not found above the test directory")
@@ -384,6 +416,7 @@ func TestAvailable(t *testing.T) {
 		{name: "not executable", opts: Options{Binary: plain}, wantPath: plain},
 		{name: "missing", opts: Options{Binary: filepath.Join(dir, "nope")}, wantPath: filepath.Join(dir, "nope")},
 		{name: "directory", opts: Options{Binary: dir}, wantPath: dir},
+		{name: "relative made absolute", opts: Options{Binary: "hydra_test.go"}, wantPath: filepath.Join(wd, "hydra_test.go")},
 		{name: "default", wantPath: filepath.Join(root, "bin", "hydra")},
 	}
 	for _, tc := range tests {
