@@ -1,0 +1,505 @@
+package credentials
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/internal/secret"
+)
+
+// Broker defaults.
+const (
+	DefaultCacheSize = 10000
+	// DefaultInvalidGrantBackoff is how long a non-interactive invalid_grant
+	// for one key is answered from memory before the server is asked again
+	// (only while the user presents the same inbound token).
+	DefaultInvalidGrantBackoff = 5 * time.Second
+)
+
+// Exchange outcomes passed to BrokerOptions.OnExchange.
+const (
+	OutcomeHit     = "hit"     // served from the cache
+	OutcomeOK      = "ok"      // exchanged at the token endpoint
+	OutcomeError   = "error"   // the exchange failed
+	OutcomeBackoff = "backoff" // a recent invalid_grant answered from memory
+)
+
+// ErrNoIdentity is returned (wrapped in *Error) when a per-user flow runs
+// without an identity in the context.
+var ErrNoIdentity = errors.New("no authenticated user in the request context")
+
+// BrokerOptions configure a Broker. The zero value works.
+type BrokerOptions struct {
+	// HTTPClient calls token endpoints. Default: a client that does not
+	// follow redirects.
+	HTTPClient *http.Client
+	// Logger receives one debug record per exchange and a warning per
+	// failed one; never a token or secret. Default: discard.
+	Logger *slog.Logger
+	// CacheSize bounds the number of cached tokens (LRU). Default 10000.
+	CacheSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// TracerProvider, when set, gets a span per exchange (upstream, flow,
+	// token endpoint, outcome, OAuth error, platform subject; never the
+	// token). Cache hits add an event to the caller's span.
+	TracerProvider trace.TracerProvider
+	// OnExchange, when set, is called once per Token call with the
+	// upstream, the flow and an Outcome* value; use it for metrics. It must
+	// be fast and safe for concurrent use.
+	OnExchange func(upstream, flow, outcome string)
+	// InvalidGrantBackoff overrides DefaultInvalidGrantBackoff; negative
+	// disables the back-off.
+	InvalidGrantBackoff time.Duration
+}
+
+// Broker obtains and caches platform tokens for every upstream. Build one per
+// process and keep it across configuration reloads: Sources built from a new
+// configuration share its cache. Safe for concurrent use.
+type Broker struct {
+	client     *http.Client
+	log        *slog.Logger
+	now        func() time.Time
+	tracer     trace.Tracer
+	onExchange func(upstream, flow, outcome string)
+	backoff    time.Duration
+
+	cache *lru.Cache[[32]byte, *entry]
+	mu    sync.Mutex // serialises cache writes (store, invalidate, purge)
+	gen   atomic.Uint64
+	group singleflight.Group
+}
+
+// entry is one cached token or one remembered invalid_grant.
+type entry struct {
+	tok     *Token
+	err     *Error
+	errFor  [32]byte // hash of the subject token the error was for
+	expires time.Time
+	issuer  string
+	subject string
+}
+
+// NewBroker returns a Broker.
+func NewBroker(opts BrokerOptions) *Broker {
+	b := &Broker{
+		client:     opts.HTTPClient,
+		log:        opts.Logger,
+		now:        opts.Now,
+		onExchange: opts.OnExchange,
+		backoff:    opts.InvalidGrantBackoff,
+	}
+	if b.client == nil {
+		b.client = &http.Client{
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	b.tracer = tp.Tracer("github.com/mandate-gw/mandate/upstreams/credentials")
+	if b.backoff == 0 {
+		b.backoff = DefaultInvalidGrantBackoff
+	}
+	size := opts.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	b.cache, _ = lru.New[[32]byte, *entry](size) // only fails for size <= 0
+	return b
+}
+
+// Purge drops every cached token of the user (issuer, subject) on every
+// upstream, e.g. when the user is revoked, and returns how many were
+// dropped. Exchanges in flight when Purge runs are not cached.
+func (b *Broker) Purge(issuer, subject string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gen.Add(1)
+	n := 0
+	for _, k := range b.cache.Keys() {
+		if e, ok := b.cache.Peek(k); ok && e.issuer == issuer && e.subject == subject && (e.tok == nil || !e.tok.ServiceAccount) {
+			b.cache.Remove(k)
+			n++
+		}
+	}
+	return n
+}
+
+// Len returns the number of cached entries (tokens and remembered errors).
+func (b *Broker) Len() int { return b.cache.Len() }
+
+// flow is one grant: it obtains a fresh token for id (nil for
+// client_credentials). Implementations return *Error for token endpoint
+// failures.
+type flow interface {
+	exchange(ctx context.Context, id *identity.Identity) (*Token, error)
+}
+
+// Source builds the credentials source of one upstream. It validates cfg,
+// reads the secret, key, certificate and subject map files, and compiles the
+// subject template; call it again on reload. The returned Source shares the
+// broker's cache and single-flight group.
+func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
+	path := "upstreams[" + upstream + "].credentials"
+	if err := cfg.Validate(path); err != nil {
+		return nil, err
+	}
+	s := &source{
+		b:           b,
+		upstream:    upstream,
+		flowName:    cfg.Flow,
+		perUser:     cfg.Flow != FlowClientCredentials,
+		skew:        orDuration(cfg.CacheSkew, DefaultCacheSkew),
+		timeout:     orDuration(cfg.Timeout, DefaultTimeout),
+		defLifetime: orDuration(cfg.DefaultLifetime, DefaultTokenLifetime),
+		endpoint:    endpointLabel(cfg.tokenURL()),
+	}
+	if cfg.Flow == FlowNone {
+		return s, nil
+	}
+	fail := func(key string, err error) (Source, error) {
+		return nil, fmt.Errorf("%s.%s: %w", path, key, err)
+	}
+
+	// client secret
+	sec := cfg.ClientSecret
+	if cfg.ClientSecretFile != "" {
+		data, err := os.ReadFile(cfg.ClientSecretFile)
+		if err != nil {
+			return fail("client_secret_file", err)
+		}
+		sec = secret.String(strings.TrimSpace(string(data)))
+		if sec.IsZero() {
+			return fail("client_secret_file", errors.New("file is empty"))
+		}
+	}
+	// signing key
+	var signer *assertionSigner
+	if cfg.PrivateKeyFile != "" {
+		key, err := loadPrivateKey(cfg.PrivateKeyFile)
+		if err != nil {
+			return fail("private_key_file", err)
+		}
+		var cert []byte
+		if cfg.CertificateFile != "" {
+			if cert, err = os.ReadFile(cfg.CertificateFile); err != nil {
+				return fail("certificate_file", err)
+			}
+		}
+		signer, err = newAssertionSigner(key, cfg.Algorithm, cfg.KeyID, cert, orDuration(cfg.AssertionLifetime, DefaultAssertionLifetime))
+		if err != nil {
+			return fail("private_key_file", err)
+		}
+	}
+	auth := cfg.ClientAuth
+	if auth == "" && !sec.IsZero() {
+		auth = AuthClientSecretBasic
+		if cfg.Flow == FlowEntraOBO {
+			auth = AuthClientSecretPost
+		}
+	}
+	ep := &endpoint{url: cfg.tokenURL(), clientID: cfg.ClientID, auth: auth, secret: sec, signer: signer, client: b.client, now: b.now}
+
+	var mapHash [32]byte
+	switch cfg.Flow {
+	case FlowTokenExchange:
+		f := &tokenExchangeFlow{ep: ep, cfg: cfg}
+		if cfg.ActorToken {
+			actor := *s
+			actor.flowName, actor.perUser = FlowClientCredentials, false
+			actor.fl = &clientCredentialsFlow{ep: ep}
+			actor.prefix = configHash(upstream+"#actor", Config{Flow: FlowClientCredentials, TokenURL: cfg.TokenURL, ClientID: cfg.ClientID}, mapHash)
+			f.actor = &actor
+		}
+		s.fl = f
+	case FlowEntraOBO:
+		s.fl = &entraOBOFlow{ep: ep, cfg: cfg}
+	case FlowJWTBearer:
+		m, err := newSubjectMapper(cfg.Subject, cfg.SubjectMapFile)
+		if err != nil {
+			if cfg.SubjectMapFile != "" {
+				return fail("subject_map_file", err)
+			}
+			return fail("subject", err)
+		}
+		if cfg.SubjectMapFile != "" {
+			data, _ := os.ReadFile(cfg.SubjectMapFile)
+			mapHash = sha256.Sum256(data)
+		}
+		s.fl = &jwtBearerFlow{ep: ep, cfg: cfg, mapper: m, signer: signer, aud: orString(cfg.AssertionAudience, cfg.tokenURL())}
+	case FlowClientCredentials:
+		s.fl = &clientCredentialsFlow{ep: ep, cfg: cfg}
+	default: // unreachable after Validate
+		return fail("flow", fmt.Errorf("unknown flow %q", cfg.Flow))
+	}
+	s.prefix = configHash(upstream, cfg, mapHash)
+	return s, nil
+}
+
+// configHash digests everything that decides which token a user gets, so
+// cache keys hold no secrets and a changed configuration misses the cache.
+func configHash(upstream string, cfg Config, mapHash [32]byte) [32]byte {
+	scopes := slices.Clone(cfg.Scopes)
+	slices.Sort(scopes)
+	h := sha256.New()
+	for _, s := range []string{
+		"mandate-credentials-v1", upstream, cfg.Flow, cfg.tokenURL(), cfg.ClientID,
+		cfg.Audience, strings.Join(cfg.Resource, "\x01"), strings.Join(scopes, "\x01"),
+		orString(cfg.RequestedTokenType, DefaultRequestedTokenType), fmt.Sprint(cfg.ActorToken),
+		cfg.AssertionAudience, orString(cfg.Subject, DefaultSubject), string(mapHash[:]),
+	} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// endpointLabel is the token URL without query, for spans and logs.
+func endpointLabel(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	return u.String()
+}
+
+// source is the Source of one upstream: cache → single-flight → flow.
+type source struct {
+	b           *Broker
+	upstream    string
+	flowName    string
+	perUser     bool
+	prefix      [32]byte
+	fl          flow // nil for flow none
+	skew        time.Duration
+	timeout     time.Duration
+	defLifetime time.Duration
+	endpoint    string
+}
+
+var _ Source = (*source)(nil)
+
+func (s *source) identity(ctx context.Context) (*identity.Identity, error) {
+	if !s.perUser {
+		return nil, nil
+	}
+	id := identity.FromContext(ctx)
+	if id == nil || id.Subject == "" {
+		return nil, &Error{Upstream: s.upstream, Flow: s.flowName, Err: ErrNoIdentity}
+	}
+	return id, nil
+}
+
+// key is SHA-256(config digest, issuer, subject).
+func (s *source) key(id *identity.Identity) [32]byte {
+	var buf [256]byte
+	b := append(buf[:0], s.prefix[:]...)
+	if id != nil {
+		b = append(b, id.Issuer...)
+		b = append(b, 0)
+		b = append(b, id.Subject...)
+	}
+	return sha256.Sum256(b)
+}
+
+func (s *source) report(outcome string) {
+	if s.b.onExchange != nil {
+		s.b.onExchange(s.upstream, s.flowName, outcome)
+	}
+}
+
+// Token implements Source.
+func (s *source) Token(ctx context.Context) (Result, error) {
+	if s.fl == nil {
+		return Result{}, nil
+	}
+	id, err := s.identity(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	key := s.key(id)
+	if e, ok := s.b.cache.Get(key); ok && s.b.now().Before(e.expires) {
+		if e.tok != nil {
+			s.report(OutcomeHit)
+			if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+				sp.AddEvent("credentials.cache_hit", trace.WithAttributes(
+					attribute.String("mandate.upstream", s.upstream), attribute.String("credentials.flow", s.flowName)))
+			}
+			return Result{Token: e.tok, CacheHit: true}, nil
+		}
+		if e.err != nil && e.errFor == rawHash(id) {
+			s.report(OutcomeBackoff)
+			return Result{}, e.err
+		}
+	}
+	ch := s.b.group.DoChan(string(key[:]), func() (v any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &Error{Upstream: s.upstream, Flow: s.flowName, Err: fmt.Errorf("panic during exchange: %v", p)}
+			}
+		}()
+		return s.fetch(ctx, id, key)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Result{}, r.Err
+		}
+		fr := r.Val.(fetched)
+		return Result{Token: fr.tok, CacheHit: fr.hit}, nil
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("credentials for upstream %q: waiting for token exchange: %w", s.upstream, context.Cause(ctx))
+	}
+}
+
+type fetched struct {
+	tok *Token
+	hit bool
+}
+
+// fetch runs inside the single flight for key: one exchange, bounded by the
+// source's own timeout and detached from the first caller's cancellation.
+func (s *source) fetch(callerCtx context.Context, id *identity.Identity, key [32]byte) (fetched, error) {
+	now := s.b.now()
+	// A flight that finished between our cache miss and this one started
+	// has already stored a token.
+	if e, ok := s.b.cache.Peek(key); ok && e.tok != nil && now.Before(e.expires) {
+		s.report(OutcomeHit)
+		return fetched{tok: e.tok, hit: true}, nil
+	}
+	gen := s.b.gen.Load()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), s.timeout)
+	defer cancel()
+	ctx, span := s.b.tracer.Start(ctx, "credentials.exchange", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("mandate.upstream", s.upstream),
+			attribute.String("credentials.flow", s.flowName),
+			attribute.String("credentials.token_endpoint", s.endpoint),
+			attribute.Bool("credentials.cache_hit", false),
+		))
+	defer span.End()
+	start := time.Now()
+
+	tok, err := s.fl.exchange(ctx, id)
+	elapsed := time.Since(start)
+	if err != nil {
+		var oe *Error
+		if !errors.As(err, &oe) {
+			oe = &Error{Err: err}
+		}
+		oe.Upstream, oe.Flow = s.upstream, s.flowName
+		if id != nil {
+			oe.User = id.Subject
+		}
+		if oe.Err != nil && errors.Is(oe.Err, context.DeadlineExceeded) {
+			oe.Retryable = true
+		}
+		span.SetAttributes(attribute.String("credentials.outcome", OutcomeError), attribute.String("oauth.error", oe.Code),
+			attribute.Bool("credentials.interaction_required", oe.Interaction), attribute.Int("http.response.status_code", oe.Status))
+		span.SetStatus(codes.Error, oe.Code)
+		s.report(OutcomeError)
+		s.b.log.Warn("token exchange failed", "upstream", s.upstream, "flow", s.flowName, "user", userOf(id),
+			"oauth_error", oe.Code, "status", oe.Status, "interaction_required", oe.Interaction, "duration", elapsed, "error", oe.Error())
+		if oe.Code == "invalid_grant" && !oe.Interaction && s.b.backoff > 0 {
+			s.store(key, &entry{err: oe, errFor: rawHash(id), expires: s.b.now().Add(s.b.backoff)}, id, gen)
+		}
+		return fetched{}, oe
+	}
+	tok.Flow = s.flowName
+	span.SetAttributes(attribute.String("credentials.outcome", OutcomeOK),
+		attribute.String("credentials.platform_subject", tok.PlatformSubject),
+		attribute.Bool("credentials.service_account", tok.ServiceAccount))
+	s.report(OutcomeOK)
+	s.b.log.Debug("token exchanged", "upstream", s.upstream, "flow", s.flowName, "user", userOf(id),
+		"platform_subject", tok.PlatformSubject, "expiry", tok.Expiry, "duration", elapsed)
+
+	now = s.b.now()
+	exp := tok.Expiry
+	if exp.IsZero() {
+		exp = now.Add(s.defLifetime)
+	}
+	if id != nil && !id.Expiry.IsZero() && id.Expiry.Before(exp) {
+		exp = id.Expiry
+	}
+	exp = exp.Add(-s.skew)
+	if now.Before(exp) {
+		s.store(key, &entry{tok: tok, expires: exp}, id, gen)
+	}
+	return fetched{tok: tok}, nil
+}
+
+func (s *source) store(key [32]byte, e *entry, id *identity.Identity, gen uint64) {
+	if id != nil {
+		e.issuer, e.subject = id.Issuer, id.Subject
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if s.b.gen.Load() != gen {
+		return // purged while in flight
+	}
+	s.b.cache.Add(key, e)
+}
+
+// Invalidate implements Source.
+func (s *source) Invalidate(ctx context.Context, stale *Token) {
+	if s.fl == nil {
+		return
+	}
+	id, err := s.identity(ctx)
+	if err != nil {
+		return
+	}
+	key := s.key(id)
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if e, ok := s.b.cache.Peek(key); ok && (stale == nil || e.tok == stale) {
+		s.b.cache.Remove(key)
+	}
+}
+
+func rawHash(id *identity.Identity) [32]byte {
+	if id == nil {
+		return [32]byte{}
+	}
+	return sha256.Sum256([]byte(id.RawToken()))
+}
+
+func userOf(id *identity.Identity) string {
+	if id == nil {
+		return "(service account)"
+	}
+	return id.Subject
+}
