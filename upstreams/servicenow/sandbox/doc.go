@@ -1,0 +1,72 @@
+// Package sandbox is a small, faithful stand-in for a ServiceNow instance,
+// built from ServiceNow's public documentation of the Table API, its OAuth
+// endpoint and its inbound OIDC token support. Tests and `mandate demo` run
+// it in-process (it is an http.Handler) to exercise the ServiceNow adapter as
+// different users.
+//
+// Authentication (every Table API call needs "Authorization: Bearer …"):
+//
+//   - POST /oauth_token.do, grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer
+//     (ServiceNow's "JWT bearer grant"): client_id (+ client_secret when the
+//     OAuth app has one) and an assertion signed by a key registered on the
+//     app's JWT provider (RS256/RS384/RS512); iss must equal the app's
+//     Issuer (default: its client id), aud one of its Audiences (default:
+//     the instance's token URL), exp present and not passed; sub is matched
+//     against the sys_user field named by UserField (user_name by default,
+//     or email, or sys_id).
+//   - POST /oauth_token.do, grant_type=client_credentials: the token runs as
+//     the app's run-as user (a service account).
+//   - Bearer JWTs from a trusted external OIDC provider ("Configure an OIDC
+//     provider to verify ID tokens"): the token's signature is checked with
+//     the provider's JWKS (static keys, a JWKS URL or the discovery document),
+//     iss must equal the provider's Issuer, aud must contain its ClientID,
+//     exp must not have passed; the claim named UserClaim (default "email")
+//     is matched against the sys_user field UserField (default "email"). An
+//     access token obtained from the company IdP by RFC 8693 token exchange,
+//     with aud = the ServiceNow client id and an email claim, therefore
+//     authenticates as the sys_user with that email.
+//
+// The token endpoint answers success as {"access_token","scope",
+// "token_type":"Bearer","expires_in"} (no refresh token) and every failure
+// the way ServiceNow does, opaquely: 401 {"error":"server_error",
+// "error_description":"access_denied"}; the precise reason is logged at
+// debug level (never the assertion).
+//
+// Table API: GET /api/now/table/{table} (incident, sys_user, sys_user_group,
+// sys_user_grmember) with sysparm_query, sysparm_fields (dot-walking one
+// level, e.g. caller_id.email), sysparm_limit (default and cap 10000),
+// sysparm_offset, sysparm_display_value (false|true|all) and
+// sysparm_exclude_reference_link; X-Total-Count and Link headers.
+// GET /api/now/table/{table}/{sys_id}; POST /api/now/table/incident (201);
+// PATCH/PUT /api/now/table/incident/{sys_id}; DELETE (refused by ACL).
+//
+// Encoded queries: field=value, !=, <, <=, >, >=, LIKE, NOT LIKE,
+// STARTSWITH, ENDSWITH, IN, NOT IN, ISEMPTY, ISNOTEMPTY, ANYTHING, joined
+// with ^ (AND), ^OR (binds tighter than AND) and ^NQ (a new OR'd query),
+// plus ORDERBYfield / ORDERBYDESCfield; dot-walking one level
+// (caller_id.email=…); the value javascript:gs.getUserID() (and
+// gs.getUserName()) resolve to the caller. Unlike ServiceNow's default
+// (which silently drops conditions on unknown fields and so returns MORE
+// rows), the sandbox answers 400 for an unknown field or malformed
+// condition, so adapter mistakes surface in tests.
+//
+// ACLs: incidents are readable by users with role itil or admin, and
+// otherwise only by their caller (caller_id), opener (opened_by), assignee
+// (assigned_to) or members of their assignment_group; rows a user may not
+// read are absent from lists, and GET by sys_id answers 404 "No Record
+// found". itil/admin may update any incident; the caller or opener may
+// update their own; anyone else who can read it gets 403. Any user may
+// create an incident; opened_by is always the creator and, without itil,
+// so is caller_id. sys_user, sys_user_group and sys_user_grmember are
+// readable by every authenticated user and writable by nobody here.
+//
+// Errors use the documented body {"error":{"message":…,"detail":…},
+// "status":"failure"}: 401 "User Not Authenticated" / "Required to provide
+// Auth information", 403 "Operation Failed" / "ACL restricts the record
+// update", 404 "No Record found" / "Record doesn't exist or ACL restricts
+// the record retrieval", 400 "Invalid table …" or "Invalid query", 429 when
+// Options.RateLimitPerHour is exceeded (with Retry-After).
+//
+// The sandbox never logs tokens or assertions. Every exported method is safe
+// for concurrent use.
+package sandbox
