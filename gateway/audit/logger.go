@@ -70,6 +70,8 @@ type Logger struct {
 	f      *os.File // nil for stdout
 	dirty  bool     // written since the last fsync
 
+	special bool // the path is not a regular file: never fsynced
+
 	stop chan struct{} // stops the interval syncer
 	done chan struct{}
 }
@@ -127,7 +129,14 @@ func New(cfg Config, opts Options) (*Logger, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: opening %s: %w", cfg.Path, err)
 		}
-		if err := l.resume(f); err != nil {
+		if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
+			// A FIFO or device (/dev/stdout): no tail to resume, no fsync.
+			if cfg.Fsync != FsyncNone {
+				f.Close()
+				return nil, fmt.Errorf("audit.fsync: %s is not a regular file; use fsync: none", cfg.Path)
+			}
+			l.special = true
+		} else if err := l.resume(f); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -399,7 +408,7 @@ func (l *Logger) Reopen() error {
 	old := l.f
 	l.f, l.w = nf, nf
 	var errs []error
-	if l.cfg.Fsync != FsyncNone || l.dirty {
+	if !l.special && (l.cfg.Fsync != FsyncNone || l.dirty) {
 		if err := old.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("audit: fsync of the previous file: %w", err))
 		}
@@ -437,7 +446,9 @@ func (l *Logger) Close() error {
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
 	if l.f != nil {
-		if err := l.f.Sync(); err != nil {
+		if l.special {
+			// nothing to sync
+		} else if err := l.f.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("audit: fsync of %s: %w", l.cfg.Path, err))
 		}
 		if err := l.f.Close(); err != nil {

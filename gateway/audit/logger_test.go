@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -504,5 +506,94 @@ func TestHeadIsLoggedOnClose(t *testing.T) {
 	}
 	if entry.Msg != "audit chain head" || entry.Event != "close" || entry.Seq != 3 || entry.Hash != h {
 		t.Errorf("logged %+v", entry)
+	}
+}
+
+// gatedWriter blocks every write until the gate is opened and counts writes.
+type gatedWriter struct {
+	syncBuffer
+	gate   chan struct{}
+	writes int
+}
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	<-w.gate
+	w.mu.Lock()
+	w.writes++
+	w.mu.Unlock()
+	return w.syncBuffer.Write(p)
+}
+
+// TestBackPressure: while the sink is stuck, Log blocks (no record is
+// acknowledged before it is written, none is dropped); once it moves, the
+// queued records go out together in few writes.
+func TestBackPressure(t *testing.T) {
+	t.Parallel()
+	w := &gatedWriter{gate: make(chan struct{})}
+	l, err := New(Config{}, Options{Stdout: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers = 40
+	returned := make(chan error, callers)
+	for i := 0; i < callers; i++ {
+		go func() { returned <- l.Log(context.Background(), sampleRecord(i)) }()
+	}
+	select {
+	case err := <-returned:
+		t.Fatalf("Log returned (%v) while the sink was blocked", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(w.gate)
+	for i := 0; i < callers; i++ {
+		if err := <-returned; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := Verify(strings.NewReader(string(w.Bytes())))
+	if !res.OK || res.Records != callers {
+		t.Fatalf("Verify: %s", res)
+	}
+	if w.writes >= callers {
+		t.Errorf("%d writes for %d records: queued records were not batched", w.writes, callers)
+	}
+}
+
+// TestFileSinkOnAFIFO: a path that is not a regular file (a named pipe read
+// by a log shipper) works with fsync: none and is refused with fsync.
+func TestFileSinkOnAFIFO(t *testing.T) {
+	t.Parallel()
+	path := filePath(t)
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	if _, err := New(Config{Sink: SinkFile, Path: path, Fsync: FsyncEvery}, Options{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("fsync every on a FIFO: err = %v", err)
+	}
+	got := make(chan []byte)
+	go func() {
+		f, err := os.Open(path) // blocks until the writer opens
+		if err != nil {
+			got <- nil
+			return
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		got <- b
+	}()
+	l, err := New(Config{Sink: SinkFile, Path: path}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logN(t, l, 3)
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	b := <-got
+	if res, _ := Verify(strings.NewReader(string(b))); !res.OK || res.Records != 3 {
+		t.Fatalf("Verify: %s", res)
 	}
 }
