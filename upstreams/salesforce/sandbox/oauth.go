@@ -236,7 +236,7 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 	u, _ := s.authenticate(r)
 	if u == nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusForbidden, "Bad_OAuth_Token")
+		writeText(w, http.StatusForbidden, "Bad_OAuth_Token")
 		return
 	}
 	base := s.base(r)
@@ -266,12 +266,12 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 	u, _ := s.authenticate(r)
 	if u == nil {
-		writeJSON(w, http.StatusForbidden, "Bad_OAuth_Token")
+		writeText(w, http.StatusForbidden, "Bad_OAuth_Token")
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/id/"), "/")
 	if len(parts) != 2 || parts[0] != s.orgID || !idEqual(parts[1], u.ID) {
-		writeJSON(w, http.StatusForbidden, "Bad_Id")
+		writeText(w, http.StatusForbidden, "Bad_Id")
 		return
 	}
 	base := s.base(r)
@@ -296,4 +296,12 @@ func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 			"sobjects": base + "/services/data/v{version}/sobjects/",
 		},
 	})
+}
+
+// writeText writes the plain-text bodies the identity endpoints use for
+// errors (Bad_OAuth_Token, Bad_Id).
+func writeText(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain;charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
 }
