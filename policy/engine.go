@@ -91,6 +91,10 @@ const (
 	// OutcomeError: `when` failed (e.g. a missing map key). An allow rule
 	// that fails does not match; a deny rule that fails matches.
 	OutcomeError Outcome = "error"
+	// OutcomeDependsOnArguments (ExplainVisible only): the result depends
+	// on the call's arguments. An allow rule then makes the item visible;
+	// a deny rule is skipped.
+	OutcomeDependsOnArguments Outcome = "depends_on_arguments"
 )
 
 // RuleTrace is how one rule evaluated for an input (see Explain).
@@ -98,7 +102,8 @@ type RuleTrace struct {
 	// Rule and Effect are the rule's name and effect.
 	Rule   string `json:"rule"`
 	Effect string `json:"effect"`
-	// Outcome is matched, not_matched or error.
+	// Outcome is matched, not_matched, error or (ExplainVisible only)
+	// depends_on_arguments.
 	Outcome Outcome `json:"outcome"`
 	// Error is the evaluation error when Outcome is error. It may quote
 	// input values: show it to operators, do not audit it.
@@ -301,7 +306,8 @@ func (e *Engine) Evaluate(in Input) Decision {
 // Set Tool, Resource or Prompt to the item; Method may be the list method
 // or the call method (list methods are mapped to tools/call,
 // resources/read and prompts/get, so rules need only speak of calls).
-// in.Arguments is ignored.
+// in.Arguments is ignored. For resources/templates/list, Resource is the
+// URI template.
 //
 // The rule: an item is visible exactly when some call of it could be
 // allowed. Each rule is evaluated with `arguments` unknown (CEL partial
@@ -378,29 +384,50 @@ func CallMethod(method string) string {
 // Errors may quote input values: for operators (`mandate explain`), not
 // for audit records.
 func (e *Engine) Explain(in Input) []RuleTrace {
+	return e.explain(in, false)
+}
+
+// ExplainVisible is Explain for Visible: arguments are unknown, list
+// methods are mapped to call methods, and rules whose outcome depends on
+// the arguments report OutcomeDependsOnArguments. The rule Visible would
+// pick is marked Decisive.
+func (e *Engine) ExplainVisible(in Input) []RuleTrace {
+	in.Method = CallMethod(in.Method)
+	in.Arguments = nil
+	return e.explain(in, true)
+}
+
+func (e *Engine) explain(in Input, list bool) []RuleTrace {
 	if e == nil {
 		return nil
 	}
-	a := e.acquire(&in, false)
+	a := e.acquire(&in, list)
 	defer e.release(a)
 	out := make([]RuleTrace, len(e.rules))
 	decided := false
 	for i := range e.rules {
 		r := &e.rules[i]
-		res, err := run(r.call, a)
+		p := r.call
+		if list {
+			p = r.list
+		}
+		res, err := run(p, a)
 		t := RuleTrace{Rule: r.name, Effect: r.effect}
 		switch res {
 		case resTrue:
 			t.Outcome = OutcomeMatched
 		case resFalse:
 			t.Outcome = OutcomeNotMatched
+		case resUnknown:
+			t.Outcome = OutcomeDependsOnArguments
 		default:
 			t.Outcome = OutcomeError
 			if err != nil {
 				t.Error = err.Error()
 			}
 		}
-		if !decided && (res == resTrue || (res == resError && !r.allow)) {
+		decisive := res == resTrue || (res == resError && !r.allow) || (res == resUnknown && r.allow)
+		if !decided && decisive {
 			t.Decisive, decided = true, true
 		}
 		out[i] = t

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,5 +298,47 @@ func TestValidateIsCompile(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("empty config: %v", err)
+	}
+}
+
+func TestExplainVisible(t *testing.T) {
+	t.Parallel()
+	eng := mustCompile(t, Config{Rules: []Rule{
+		{Name: "big", Effect: "deny", When: `tool == "refund" && arguments.amount > 1000`},
+		{Name: "list-method", Effect: "deny", When: `method == "tools/list"`},
+		{Name: "missing", Effect: "allow", When: `user.claims.team == "a"`},
+		{Name: "small", Effect: "allow", When: `tool == "refund" && arguments.amount <= 1000`},
+		{Name: "all", Effect: "allow", When: `true`},
+	}})
+	in := Input{Tool: "refund", Method: "tools/list", Arguments: map[string]any{"amount": 5.0}}
+	got := eng.ExplainVisible(in)
+	want := []RuleTrace{
+		{Rule: "big", Effect: "deny", Outcome: OutcomeDependsOnArguments},
+		{Rule: "list-method", Effect: "deny", Outcome: OutcomeNotMatched}, // evaluated as tools/call
+		{Rule: "missing", Effect: "allow", Outcome: OutcomeError, Error: "no such key: team"},
+		{Rule: "small", Effect: "allow", Outcome: OutcomeDependsOnArguments, Decisive: true},
+		{Rule: "all", Effect: "allow", Outcome: OutcomeMatched},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ExplainVisible (-want +got):\n%s", diff)
+	}
+	if d := eng.Visible(in); d.Rule != "small" || !d.Allow {
+		t.Errorf("Visible = %+v, want allowed by small", d)
+	}
+}
+
+func TestDecisionErr(t *testing.T) {
+	t.Parallel()
+	if err := (Decision{Allow: true, Rule: "r"}).Err(); err != nil {
+		t.Errorf("allowed decision: %v", err)
+	}
+	d := Decision{Rule: "secret-rule-name", Reason: `rule "secret-rule-name" (deny)`}
+	err := d.Err()
+	var de *DeniedError
+	if !errors.As(err, &de) || de.Decision != d {
+		t.Fatalf("Err() = %#v, want *DeniedError carrying the decision", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("client-facing message leaks the rule: %q", err)
 	}
 }

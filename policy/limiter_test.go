@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -191,5 +192,21 @@ func TestLimiterConcurrent(t *testing.T) {
 	wg.Wait()
 	if allowed != 50 {
 		t.Errorf("800 concurrent calls on a frozen clock allowed %d, want exactly the burst 50", allowed)
+	}
+}
+
+func TestLimiterCheck(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t, []RateLimit{{Upstream: "crm", RequestsPerSecond: 1000, Burst: 1}}, 0)
+	if err := l.Check("u", "crm"); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	err := l.Check("u", "crm")
+	var rl *RateLimitedError
+	if !errors.As(err, &rl) || rl.Upstream != "crm" || rl.RetryAfter <= 0 {
+		t.Fatalf("Check = %#v, want *RateLimitedError for crm with RetryAfter > 0", err)
+	}
+	if got, want := err.Error(), "rate limit exceeded for upstream crm: retry after 1ms"; got != want {
+		t.Errorf("message %q, want %q", got, want)
 	}
 }
