@@ -10,8 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/gateway/config"
+	"github.com/mandate-gw/mandate/internal/secret"
+	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
 // Defaults for the server section.
@@ -23,6 +27,7 @@ const (
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultShutdownGrace  = 20 * time.Second
 	DefaultServiceName    = "mandate"
+	DefaultSeparator      = "_"
 
 	SessionStateful  = "stateful"
 	SessionStateless = "stateless"
@@ -37,8 +42,34 @@ type Config struct {
 	Server ServerConfig `yaml:"server"`
 	// Identity says how end users are authenticated.
 	Identity authn.Config `yaml:"identity"`
+	// Catalog configures how upstream names are exposed.
+	Catalog CatalogConfig `yaml:"catalog"`
+	// Upstreams are the MCP servers and platforms behind Mandate.
+	Upstreams []upstreams.Config `yaml:"upstreams"`
+	// Policy decides who may see and call what.
+	Policy policy.Config `yaml:"policy"`
+	// Audit configures the audit log.
+	Audit audit.Config `yaml:"audit"`
 	// Telemetry configures traces and metrics.
 	Telemetry TelemetryConfig `yaml:"telemetry"`
+	// Admin configures the administrative API.
+	Admin AdminConfig `yaml:"admin"`
+}
+
+// CatalogConfig is the `catalog` section.
+type CatalogConfig struct {
+	// Separator joins an upstream's name and a tool or prompt name
+	// (crm_get_account). Default "_".
+	Separator string `yaml:"separator"`
+}
+
+// AdminConfig is the `admin` section: an API for operators on the same
+// listener, under /admin/. Disabled when no token is set.
+type AdminConfig struct {
+	// Token is the bearer token of the admin API (${ENV} or token_file).
+	Token secret.String `yaml:"token"`
+	// TokenFile is a file holding the admin token.
+	TokenFile string `yaml:"token_file"`
 }
 
 // ServerConfig is the `server` section.
@@ -131,6 +162,12 @@ func (c *Config) applyDefaults() {
 		s.ShutdownGrace = DefaultShutdownGrace
 	}
 	c.Identity = c.Identity.WithDefaults(c.MCPURL())
+	if c.Catalog.Separator == "" {
+		c.Catalog.Separator = DefaultSeparator
+	}
+	for i := range c.Upstreams {
+		c.Upstreams[i] = c.Upstreams[i].WithDefaults()
+	}
 	t := &c.Telemetry
 	if t.ServiceName == "" {
 		t.ServiceName = DefaultServiceName
@@ -180,6 +217,45 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Identity.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if sep := c.Catalog.Separator; len(sep) > 3 || strings.ContainsAny(sep, " \t/") {
+		bad("catalog.separator", "must be 1-3 characters without spaces or slashes, got %q", sep)
+	}
+	seen := map[string]bool{}
+	never := 0
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		path := fmt.Sprintf("upstreams[%d]", i)
+		if upstreams.NameRE.MatchString(u.Name) {
+			path = "upstreams[" + u.Name + "]"
+			if seen[u.Name] {
+				bad(path+".name", "duplicate upstream name %q", u.Name)
+			}
+			seen[u.Name] = true
+		}
+		if err := u.Validate(path); err != nil {
+			errs = append(errs, err)
+		}
+		if u.Prefix == upstreams.PrefixNever {
+			never++
+		}
+	}
+	if never > 1 {
+		errs = append(errs, fmt.Errorf("upstreams: %d upstreams use prefix: never; their tool and prompt names may collide — at most one upstream may be unprefixed", never))
+	}
+	if err := c.Policy.Validate(); err != nil {
+		errs = append(errs, err)
+	} else if _, err := policy.Compile(c.Policy); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Audit.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.Admin.Token.IsZero() && c.Admin.TokenFile != "" {
+		bad("admin.token_file", "set token or token_file, not both")
+	}
+	if t := c.Admin.Token.Reveal(); t != "" && len(t) < 16 {
+		bad("admin.token", "must be at least 16 characters")
 	}
 	if !slices.Contains([]string{"none", "stdout", "otlp"}, c.Telemetry.Traces) {
 		bad("telemetry.traces", "must be none, stdout or otlp, got %q", c.Telemetry.Traces)

@@ -7,7 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,7 +19,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
 // Version is the build version, set by the linker (-X) or "dev".
@@ -28,6 +34,14 @@ type Options struct {
 	Logger *slog.Logger
 	// HTTPClient is used to reach the IdP. Default: 10s timeout client.
 	HTTPClient *http.Client
+	// AuditOutput receives audit records when audit.sink is stdout
+	// (default os.Stdout). Tests pass a buffer.
+	AuditOutput io.Writer
+	// NewAdapter overrides how adapters are built (tests).
+	NewAdapter AdapterFactory
+	// UpstreamTransport is the base HTTP transport to upstreams and token
+	// endpoints. Default: a clone of http.DefaultTransport.
+	UpstreamTransport http.RoundTripper
 }
 
 // Gateway is one running configuration of Mandate.
@@ -41,6 +55,21 @@ type Gateway struct {
 
 	metricsHandler http.Handler
 	onAuthFailure  func(r *http.Request, e *authn.Error, requestID string)
+
+	// Process-wide parts that survive reloads.
+	broker     *credentials.Broker
+	catalog    *catalogCache
+	limiter    *policy.Limiter
+	audit      *audit.Logger
+	newAdapter AdapterFactory
+	upTrans    http.RoundTripper
+
+	state        atomic.Pointer[state]
+	gen          atomic.Uint64
+	stateless    bool
+	sessions     sync.Map // key → *dsession
+	sessionCount atomic.Int64
+	sendHandler  mcp.MethodHandler
 
 	origin     string // scheme://host of public_url
 	pathPrefix string // path of public_url, "" or "/prefix"
@@ -65,7 +94,42 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel:     cancel,
 	}
 	g.auth = authn.New(cfg.Identity, authn.Options{HTTPClient: opts.HTTPClient, Logger: opts.Logger})
+	g.stateless = cfg.Server.Session.Mode == SessionStateless
+	g.upTrans = opts.UpstreamTransport
+	if g.upTrans == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 256
+		g.upTrans = t
+	}
+	g.broker = credentials.NewBroker(credentials.BrokerOptions{
+		HTTPClient: &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Logger:     opts.Logger,
+	})
+	g.catalog = newCatalogCache()
+	g.newAdapter = opts.NewAdapter
+	if g.newAdapter == nil {
+		g.newAdapter = g.defaultAdapter
+	}
+	var err2 error
+	if g.limiter, err2 = policy.NewLimiter(cfg.Policy.RateLimits, policy.LimiterOptions{}); err2 != nil {
+		cancel()
+		return nil, err2
+	}
+	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger}); err2 != nil {
+		cancel()
+		return nil, fmt.Errorf("audit: %w", err2)
+	}
+	st, err := g.buildState(cfg, g.gen.Add(1))
+	if err != nil {
+		cancel()
+		_ = g.audit.Close()
+		return nil, err
+	}
+	g.state.Store(st)
 	g.auth.Start(ctx)
+	if g.stateless {
+		go g.reapIdle(ctx)
+	}
 
 	g.server = g.newMCPServer()
 	g.mcpHandler = g.tokenInfoBridge(mcp.NewStreamableHTTPHandler(
@@ -89,10 +153,17 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // Ready reports whether the gateway can authenticate users.
 func (g *Gateway) Ready() bool { return g.auth.Ready() }
 
-// Close stops background work.
+// Close stops background work, closes upstream sessions and flushes the audit log.
 func (g *Gateway) Close() error {
 	g.cancel()
-	return nil
+	g.sessions.Range(func(_, v any) bool {
+		g.dropSession(v.(*dsession))
+		return true
+	})
+	if st := g.state.Load(); st != nil {
+		st.close()
+	}
+	return g.audit.Close()
 }
 
 // Serve runs the gateway for cfg until ctx is done, then shuts down

@@ -1,0 +1,304 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mandate-gw/mandate/policy"
+)
+
+type listKind uint8
+
+const (
+	kindTools listKind = iota
+	kindResources
+	kindTemplates
+	kindPrompts
+)
+
+// Catalog limits.
+const (
+	// maxUpstreamPages bounds how many pages of one upstream listing are fetched.
+	maxUpstreamPages = 100
+	// pageSize is how many items one downstream page holds.
+	pageSize = 1000
+	catalogCacheSize = 100_000
+)
+
+func (k listKind) String() string {
+	return [...]string{"tools", "resources", "resource templates", "prompts"}[k]
+}
+
+func listKindOf(notification string) listKind {
+	switch notification {
+	case "notifications/prompts/list_changed":
+		return kindPrompts
+	case "notifications/resources/list_changed":
+		return kindResources
+	}
+	return kindTools
+}
+
+type catalogKey struct {
+	user, upstream string
+	kind           listKind
+}
+
+// catalogEntry is one upstream's listing for one user.
+type catalogEntry struct {
+	at        time.Time
+	gen       uint64
+	tools     []*mcp.Tool
+	resources []*mcp.Resource
+	templates []*mcp.ResourceTemplate
+	prompts   []*mcp.Prompt
+}
+
+// catalogCache holds per-(user, upstream) listings until the upstream says
+// list_changed or the upstream's catalog_ttl passes. Built once per process.
+type catalogCache struct {
+	c  *lru.Cache[catalogKey, *catalogEntry]
+	sf singleflight.Group
+	mu sync.Mutex
+}
+
+func newCatalogCache() *catalogCache {
+	c, _ := lru.New[catalogKey, *catalogEntry](catalogCacheSize)
+	return &catalogCache{c: c}
+}
+
+func (c *catalogCache) invalidate(user, upstream string, kind listKind) {
+	c.c.Remove(catalogKey{user, upstream, kind})
+	if kind == kindResources {
+		c.c.Remove(catalogKey{user, upstream, kindTemplates})
+	}
+}
+
+// listing returns u's listing of kind for the user of d: cached, or fetched
+// with the user's credentials (one fetch in flight per key). On a fetch
+// error a stale entry is returned with the error, if there is one.
+func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstream, kind listKind) (*catalogEntry, error) {
+	id := d.id.Load()
+	key := catalogKey{id.Key(), u.name, kind}
+	e, ok := g.catalog.c.Get(key)
+	if ok && e.gen == st.gen && time.Since(e.at) < u.cfg.CatalogTTL {
+		return e, nil
+	}
+	stale := e
+	sfKey := fmt.Sprintf("%s\x00%s\x00%d\x00%d", key.user, key.upstream, key.kind, st.gen)
+	v, err, _ := g.catalog.sf.Do(sfKey, func() (any, error) {
+		ne, err := g.fetchListing(ctx, d, st, u, kind)
+		if err != nil {
+			return nil, err
+		}
+		g.catalog.c.Add(key, ne)
+		return ne, nil
+	})
+	if err != nil {
+		if stale != nil && stale.gen == st.gen {
+			return stale, err
+		}
+		return nil, err
+	}
+	return v.(*catalogEntry), nil
+}
+
+func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *upstream, kind listKind) (*catalogEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	sess, err := d.upstream(ctx, st, u)
+	if err != nil {
+		return nil, err
+	}
+	e := &catalogEntry{at: time.Now(), gen: st.gen}
+	cursor := ""
+	for page := 0; page < maxUpstreamPages; page++ {
+		var next string
+		switch kind {
+		case kindTools:
+			r, err := sess.ListTools(ctx, &mcp.ListToolsParams{Cursor: cursor})
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range r.Tools {
+				if err := validTool(t); err != nil {
+					g.log.Warn("skipping malformed tool from upstream", "upstream", u.name, "error", err)
+					continue
+				}
+				e.tools = append(e.tools, t)
+			}
+			next = r.NextCursor
+		case kindResources:
+			r, err := sess.ListResources(ctx, &mcp.ListResourcesParams{Cursor: cursor})
+			if err != nil {
+				return nil, err
+			}
+			for _, x := range r.Resources {
+				if x == nil || !validURI(x.URI) {
+					g.log.Warn("skipping malformed resource from upstream", "upstream", u.name)
+					continue
+				}
+				e.resources = append(e.resources, x)
+			}
+			next = r.NextCursor
+		case kindTemplates:
+			r, err := sess.ListResourceTemplates(ctx, &mcp.ListResourceTemplatesParams{Cursor: cursor})
+			if err != nil {
+				return nil, err
+			}
+			for _, x := range r.ResourceTemplates {
+				if x == nil || x.URITemplate == "" {
+					g.log.Warn("skipping malformed resource template from upstream", "upstream", u.name)
+					continue
+				}
+				e.templates = append(e.templates, x)
+			}
+			next = r.NextCursor
+		case kindPrompts:
+			r, err := sess.ListPrompts(ctx, &mcp.ListPromptsParams{Cursor: cursor})
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range r.Prompts {
+				if p == nil || !validName(p.Name) {
+					g.log.Warn("skipping malformed prompt from upstream", "upstream", u.name)
+					continue
+				}
+				e.prompts = append(e.prompts, p)
+			}
+			next = r.NextCursor
+		}
+		if next == "" {
+			return e, nil
+		}
+		cursor = next
+	}
+	g.log.Warn("upstream listing truncated", "upstream", u.name, "kind", kind.String(), "pages", maxUpstreamPages)
+	return e, nil
+}
+
+// validTool rejects definitions that would break clients (or panic go-sdk
+// if registered): empty or odd names, input schemas that are not objects.
+func validTool(t *mcp.Tool) error {
+	if t == nil {
+		return fmt.Errorf("nil tool")
+	}
+	if !validName(t.Name) {
+		return fmt.Errorf("tool name %q is not valid", t.Name)
+	}
+	if !isObjectSchema(t.InputSchema) {
+		return fmt.Errorf("tool %q: inputSchema must be a JSON Schema object with type \"object\"", t.Name)
+	}
+	if t.OutputSchema != nil && !isObjectSchema(t.OutputSchema) {
+		return fmt.Errorf("tool %q: outputSchema must be a JSON Schema object with type \"object\"", t.Name)
+	}
+	return nil
+}
+
+func isObjectSchema(s any) bool {
+	m, ok := s.(map[string]any)
+	if !ok {
+		return false
+	}
+	typ, ok := m["type"]
+	return ok && typ == "object"
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 128 {
+		return false
+	}
+	for _, r := range n {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validURI(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && len(s) <= 4096
+}
+
+// upstreamsResult collects listings of every upstream in parallel.
+type upstreamListing struct {
+	u   *upstream
+	e   *catalogEntry
+	err error
+}
+
+func (g *Gateway) listAll(ctx context.Context, d *dsession, st *state, kind listKind) []upstreamListing {
+	out := make([]upstreamListing, len(st.ups))
+	var wg sync.WaitGroup
+	for i, u := range st.ups {
+		out[i].u = u
+		wg.Go(func() {
+			out[i].e, out[i].err = g.listing(ctx, d, st, u, kind)
+			if out[i].err != nil {
+				g.log.Warn("listing upstream failed", "upstream", u.name, "kind", kind.String(), "error", out[i].err)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// visible reports whether the user may see (would be allowed to call) one item.
+func (st *state) visible(user policy.UserInput, u *upstream, method, tool, resource, prompt string) bool {
+	return st.policy.Visible(policy.Input{User: user, Upstream: u.name, Method: method,
+		Tool: tool, Resource: resource, Prompt: prompt}).Allow
+}
+
+// Cursors are opaque to clients: base64 of "<generation>:<offset>".
+func encodeCursor(gen uint64, off int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(gen, 10) + ":" + strconv.Itoa(off)))
+}
+
+func decodeCursor(c string) (gen uint64, off int, err error) {
+	if c == "" {
+		return 0, 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, 0, fmt.Errorf("invalid cursor")
+	}
+	g, o, ok := strings.Cut(string(b), ":")
+	if !ok {
+		return 0, 0, fmt.Errorf("invalid cursor")
+	}
+	if gen, err = strconv.ParseUint(g, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("invalid cursor")
+	}
+	if off, err = strconv.Atoi(o); err != nil || off < 0 {
+		return 0, 0, fmt.Errorf("invalid cursor")
+	}
+	return gen, off, nil
+}
+
+// page returns items[off:off+pageSize] and the next cursor.
+func page[T any](items []T, gen uint64, cursor string) ([]T, string, error) {
+	_, off, err := decodeCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	if off > len(items) {
+		off = len(items)
+	}
+	end := min(off+pageSize, len(items))
+	next := ""
+	if end < len(items) {
+		next = encodeCursor(gen, end)
+	}
+	return items[off:end], next, nil
+}

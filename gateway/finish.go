@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/mandate-gw/mandate/gateway/audit"
+)
+
+// finish records one operation: the audit record (never dropped), and
+// metrics/spans once telemetry is wired.
+func (g *Gateway) finish(ctx context.Context, o *op, err error) {
+	if o.outcome == "" {
+		o.outcome = audit.OutcomeOK
+		if err != nil {
+			o.outcome = audit.OutcomeError
+		}
+	}
+	if err != nil && o.errMsg == "" {
+		o.errMsg = err.Error()
+		var je *jsonrpc.Error
+		if errors.As(err, &je) {
+			o.errClass = jsonrpcClass(je.Code)
+		}
+	}
+	rec := &audit.Record{
+		Time:       o.start,
+		RequestID:  o.requestID,
+		User:       audit.UserFromIdentity(o.id),
+		Method:     o.method,
+		Upstream:   o.upstream,
+		Tool:       o.tool,
+		Resource:   o.resource,
+		Prompt:     o.prompt,
+		Outcome:    o.outcome,
+		ErrorClass: o.errClass,
+		Error:      o.errMsg,
+		LatencyMS:  float64(time.Since(o.start).Microseconds()) / 1000,
+	}
+	if o.ss != nil {
+		rec.SessionID = o.ss.ID()
+		if ip := o.ss.InitializeParams(); ip != nil && ip.ClientInfo != nil {
+			rec.Client = strings.TrimSpace(ip.ClientInfo.Name + " " + ip.ClientInfo.Version)
+		}
+	}
+	if o.decision != nil {
+		rec.Decision = &audit.DecisionRef{Allow: o.decision.Allow, Rule: o.decision.Rule, Reason: o.decision.Reason}
+	}
+	if s := o.info.Snapshot(); s.Flow != "" {
+		rec.Credential = &audit.CredentialRef{Flow: s.Flow, PlatformSubject: s.PlatformSubject,
+			ServiceAccount: s.ServiceAccount, CacheHit: s.CacheHit}
+	}
+	if err := g.audit.Log(context.WithoutCancel(ctx), rec); err != nil {
+		g.log.Error("audit record not written", "error", err, "method", o.method)
+	}
+}
+
+func jsonrpcClass(code int64) string {
+	switch code {
+	case jsonrpc.CodeInvalidParams:
+		return "invalid_params"
+	case CodeRateLimited:
+		return "rate_limited"
+	case CodeCredentials:
+		return "credentials"
+	case CodeResourceNotFound:
+		return "not_found"
+	}
+	return "upstream_error"
+}

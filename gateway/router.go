@@ -1,0 +1,574 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
+
+	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/internal/callinfo"
+	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
+)
+
+// JSON-RPC error codes Mandate returns (server-defined range).
+const (
+	// CodeRateLimited: the user exceeded a per-upstream rate limit.
+	CodeRateLimited = -32029
+	// CodeCredentials: no platform token could be obtained for the user.
+	CodeCredentials = -32001
+	// CodeUpstream: the upstream failed (down, timeout, bad answer).
+	CodeUpstream = -32010
+	// CodeResourceNotFound is the MCP spec's code for an unknown resource.
+	CodeResourceNotFound = -32002
+)
+
+// routedMethods are the methods Mandate serves itself from its upstreams.
+var routedMethods = map[string]bool{
+	"tools/list": true, "tools/call": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+	"resources/subscribe": true, "resources/unsubscribe": true,
+	"prompts/list": true, "prompts/get": true,
+	"completion/complete": true, "logging/setLevel": true,
+}
+
+// op is one MCP operation being served: what the audit record, metrics and
+// span are made from.
+type op struct {
+	start     time.Time
+	method    string
+	id        *identity.Identity
+	d         *dsession
+	ss        *mcp.ServerSession
+	requestID string
+	upstream  string
+	tool      string
+	resource  string
+	prompt    string
+	decision  *policy.Decision
+	info      *callinfo.Info
+	outcome   string
+	errClass  string
+	errMsg    string
+}
+
+// middleware is go-sdk receiving middleware: Mandate answers the catalog
+// and routed methods for the calling user; everything else (initialize,
+// ping, notifications) goes to go-sdk.
+func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if !routedMethods[method] {
+			return next(ctx, method, req)
+		}
+		ss, _ := req.GetSession().(*mcp.ServerSession)
+		var id *identity.Identity
+		if ex := req.GetExtra(); ex != nil {
+			id = identityFrom(ex.TokenInfo)
+		}
+		if id == nil || ss == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unauthenticated"}
+		}
+		st := g.state.Load()
+		o := &op{start: time.Now(), method: method, id: id, ss: ss}
+		if ex := req.GetExtra(); ex != nil && ex.Header != nil {
+			o.requestID = ex.Header.Get(RequestIDHeader)
+		}
+		o.d = g.sessionFor(ctx, ss, id)
+		ctx = identity.NewContext(ctx, id)
+		ctx, o.info = callinfo.NewContext(ctx)
+		res, err := g.serve(ctx, st, o, method, req, next)
+		g.finish(ctx, o, err)
+		return res, err
+	}
+}
+
+func (g *Gateway) serve(ctx context.Context, st *state, o *op, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	switch p := req.GetParams().(type) {
+	case *mcp.ListToolsParams:
+		return g.listTools(ctx, st, o, p)
+	case *mcp.CallToolParamsRaw:
+		return g.callTool(ctx, st, o, p)
+	case *mcp.ListResourcesParams:
+		return g.listResources(ctx, st, o, p)
+	case *mcp.ListResourceTemplatesParams:
+		return g.listTemplates(ctx, st, o, p)
+	case *mcp.ReadResourceParams:
+		return g.readResource(ctx, st, o, p)
+	case *mcp.SubscribeParams:
+		if err := g.subscribe(ctx, st, o, p.URI, true, p, nil); err != nil {
+			return nil, err
+		}
+		return next(ctx, method, req)
+	case *mcp.UnsubscribeParams:
+		if err := g.subscribe(ctx, st, o, p.URI, false, nil, p); err != nil {
+			return nil, err
+		}
+		return next(ctx, method, req)
+	case *mcp.ListPromptsParams:
+		return g.listPrompts(ctx, st, o, p)
+	case *mcp.GetPromptParams:
+		return g.getPrompt(ctx, st, o, p)
+	case *mcp.CompleteParams:
+		return g.complete(ctx, st, o, p)
+	case *mcp.SetLoggingLevelParams:
+		return g.setLevel(ctx, st, o, p, method, req, next)
+	}
+	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid params for " + method}
+}
+
+// --- tools ---
+
+func (g *Gateway) listTools(ctx context.Context, st *state, o *op, p *mcp.ListToolsParams) (mcp.Result, error) {
+	user := policy.UserFrom(o.id)
+	tools := []*mcp.Tool{whoamiTool}
+	seen := map[string]string{whoamiTool.Name: "mandate"}
+	for _, l := range g.listAll(ctx, o.d, st, kindTools) {
+		if l.e == nil {
+			continue
+		}
+		for _, t := range l.e.tools {
+			if !st.visible(user, l.u, "tools/call", t.Name, "", "") {
+				continue
+			}
+			name := l.u.exposedName(t.Name)
+			if other := st.shadowed(l.u, name); other != nil {
+				g.log.Warn("tool name collision: hidden", "upstream", l.u.name, "tool", t.Name, "shadowed_by", other.name)
+				continue
+			}
+			if prev, dup := seen[name]; dup {
+				g.log.Warn("tool name collision: hidden", "upstream", l.u.name, "tool", t.Name, "exposed", name, "already_from", prev)
+				continue
+			}
+			seen[name] = l.u.name
+			c := *t
+			c.Name = name
+			tools = append(tools, &c)
+		}
+	}
+	items, next, err := page(tools, st.gen, p.Cursor)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+	}
+	return &mcp.ListToolsResult{Tools: items, NextCursor: next}, nil
+}
+
+func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
+	if p.Name == whoamiTool.Name {
+		o.upstream, o.tool = "mandate", whoamiTool.Name
+		return whoamiResult(o.id), nil
+	}
+	u, name, ok := st.route(p.Name)
+	if !ok {
+		return nil, unknownTool(p.Name)
+	}
+	o.upstream, o.tool = u.name, name
+	var args map[string]any
+	if st.usesArgs && len(p.Arguments) > 0 {
+		if err := json.Unmarshal(p.Arguments, &args); err != nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "arguments must be a JSON object"}
+		}
+	}
+	if err := g.authorize(o, st, policy.Input{Upstream: u.name, Method: "tools/call", Tool: name, Arguments: args}); err != nil {
+		// Same answer as for a tool that does not exist: no enumeration.
+		return nil, unknownTool(p.Name)
+	}
+	if err := g.rateLimit(o, u); err != nil {
+		return nil, err
+	}
+	sess, err := o.d.upstream(ctx, st, u)
+	if err != nil {
+		return g.toolFailure(o, u, err)
+	}
+	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
+	defer end()
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	res, err := sess.CallTool(cctx, &mcp.CallToolParams{Meta: p.Meta, Name: name, Arguments: p.Arguments})
+	if err != nil {
+		return g.toolFailure(o, u, err)
+	}
+	if res.IsError {
+		o.outcome, o.errClass = audit.OutcomeError, "tool_error"
+	}
+	return res, nil
+}
+
+// toolFailure turns a credentials failure into an actionable tool error
+// (the user can act on it) and anything else into a JSON-RPC error.
+func (g *Gateway) toolFailure(o *op, u *upstream, err error) (mcp.Result, error) {
+	var ce *credentials.Error
+	if errors.As(err, &ce) {
+		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "credentials_"+orStr(ce.Code, "error"), ce.Error()
+		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: ce.Error()}}}, nil
+	}
+	return nil, g.upstreamError(o, u, err)
+}
+
+func orStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// upstreamError classifies err for the audit record and returns a JSON-RPC
+// error that names the upstream.
+func (g *Gateway) upstreamError(o *op, u *upstream, err error) error {
+	var ce *credentials.Error
+	if errors.As(err, &ce) {
+		o.errClass, o.errMsg = "credentials_"+orStr(ce.Code, "error"), ce.Error()
+		return &jsonrpc.Error{Code: CodeCredentials, Message: ce.Error()}
+	}
+	var je *jsonrpc.Error
+	if errors.As(err, &je) {
+		o.errClass, o.errMsg = fmt.Sprintf("jsonrpc_%d", je.Code), je.Message
+		if !strings.Contains(je.Message, u.name) && je.Code <= -32000 && je.Code >= -32099 {
+			return &jsonrpc.Error{Code: je.Code, Message: "upstream " + u.name + ": " + je.Message, Data: je.Data}
+		}
+		return je
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		o.errClass = "upstream_timeout"
+		o.errMsg = fmt.Sprintf("upstream %s: timed out after %s", u.name, u.cfg.Timeout)
+	case errors.Is(err, context.Canceled):
+		o.errClass, o.errMsg = "cancelled", "request cancelled"
+	default:
+		o.errClass = "upstream_error"
+		o.errMsg = fmt.Sprintf("upstream %s: %v", u.name, err)
+	}
+	return &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
+}
+
+func unknownTool(name string) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
+}
+
+// authorize evaluates policy for one call; a denial is recorded on o.
+func (g *Gateway) authorize(o *op, st *state, in policy.Input) error {
+	in.User = policy.UserFrom(o.id)
+	dec := st.policy.Evaluate(in)
+	o.decision = &dec
+	if !dec.Allow {
+		o.outcome, o.errClass, o.errMsg = audit.OutcomeDenied, "policy_denied", dec.Reason
+		return errDenied
+	}
+	return nil
+}
+
+var errDenied = errors.New("denied by policy")
+
+func (g *Gateway) rateLimit(o *op, u *upstream) error {
+	if g.limiter == nil {
+		return nil
+	}
+	ok, retry := g.limiter.Allow(o.id.Key(), u.name)
+	if ok {
+		return nil
+	}
+	o.outcome, o.errClass = audit.OutcomeDenied, "rate_limited"
+	secs := max(1, int(retry.Round(time.Second)/time.Second))
+	o.errMsg = fmt.Sprintf("rate limit for upstream %s exceeded; retry after %ds", u.name, secs)
+	return &jsonrpc.Error{Code: CodeRateLimited, Message: o.errMsg,
+		Data: json.RawMessage(fmt.Sprintf(`{"retryAfterSeconds":%d}`, secs))}
+}
+
+// --- prompts ---
+
+func (g *Gateway) listPrompts(ctx context.Context, st *state, o *op, p *mcp.ListPromptsParams) (mcp.Result, error) {
+	user := policy.UserFrom(o.id)
+	var prompts []*mcp.Prompt
+	seen := map[string]bool{}
+	for _, l := range g.listAll(ctx, o.d, st, kindPrompts) {
+		if l.e == nil {
+			continue
+		}
+		for _, pr := range l.e.prompts {
+			if !st.visible(user, l.u, "prompts/get", "", "", pr.Name) {
+				continue
+			}
+			name := l.u.exposedName(pr.Name)
+			if st.shadowed(l.u, name) != nil || seen[name] {
+				g.log.Warn("prompt name collision: hidden", "upstream", l.u.name, "prompt", pr.Name)
+				continue
+			}
+			seen[name] = true
+			c := *pr
+			c.Name = name
+			prompts = append(prompts, &c)
+		}
+	}
+	items, next, err := page(prompts, st.gen, p.Cursor)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+	}
+	return &mcp.ListPromptsResult{Prompts: items, NextCursor: next}, nil
+}
+
+func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPromptParams) (mcp.Result, error) {
+	u, name, ok := st.route(p.Name)
+	unknown := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", p.Name)}
+	if !ok {
+		return nil, unknown
+	}
+	o.upstream, o.prompt = u.name, name
+	args := make(map[string]any, len(p.Arguments))
+	for k, v := range p.Arguments {
+		args[k] = v
+	}
+	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name, Arguments: args}) != nil {
+		return nil, unknown
+	}
+	if err := g.rateLimit(o, u); err != nil {
+		return nil, err
+	}
+	sess, err := o.d.upstream(ctx, st, u)
+	if err != nil {
+		return nil, g.upstreamError(o, u, err)
+	}
+	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
+	defer end()
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	c := *p
+	c.Name = name
+	res, err := sess.GetPrompt(cctx, &c)
+	if err != nil {
+		return nil, g.upstreamError(o, u, err)
+	}
+	return res, nil
+}
+
+// --- resources ---
+
+func (g *Gateway) listResources(ctx context.Context, st *state, o *op, p *mcp.ListResourcesParams) (mcp.Result, error) {
+	user := policy.UserFrom(o.id)
+	var out []*mcp.Resource
+	seen := map[string]bool{}
+	for _, l := range g.listAll(ctx, o.d, st, kindResources) {
+		if l.e == nil {
+			continue
+		}
+		for _, r := range l.e.resources {
+			if seen[r.URI] || !st.visible(user, l.u, "resources/read", "", r.URI, "") {
+				continue
+			}
+			seen[r.URI] = true
+			out = append(out, r)
+		}
+	}
+	items, next, err := page(out, st.gen, p.Cursor)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+	}
+	return &mcp.ListResourcesResult{Resources: items, NextCursor: next}, nil
+}
+
+func (g *Gateway) listTemplates(ctx context.Context, st *state, o *op, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
+	user := policy.UserFrom(o.id)
+	var out []*mcp.ResourceTemplate
+	seen := map[string]bool{}
+	for _, l := range g.listAll(ctx, o.d, st, kindTemplates) {
+		if l.e == nil {
+			continue
+		}
+		for _, t := range l.e.templates {
+			if seen[t.URITemplate] || !st.visible(user, l.u, "resources/read", "", t.URITemplate, "") {
+				continue
+			}
+			seen[t.URITemplate] = true
+			out = append(out, t)
+		}
+	}
+	items, next, err := page(out, st.gen, p.Cursor)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+	}
+	return &mcp.ListResourceTemplatesResult{ResourceTemplates: items, NextCursor: next}, nil
+}
+
+// routeURI finds the upstream serving a resource URI for this user: an
+// exact match in a listing, then a template match, then — if exactly one
+// upstream lists resources at all — that one.
+func (g *Gateway) routeURI(ctx context.Context, st *state, o *op, uri string) (*upstream, bool) {
+	if len(st.ups) == 1 {
+		return st.ups[0], true
+	}
+	var withResources []*upstream
+	for _, l := range g.listAll(ctx, o.d, st, kindResources) {
+		if l.e == nil {
+			continue
+		}
+		if len(l.e.resources) > 0 {
+			withResources = append(withResources, l.u)
+		}
+		for _, r := range l.e.resources {
+			if r.URI == uri {
+				return l.u, true
+			}
+		}
+	}
+	for _, l := range g.listAll(ctx, o.d, st, kindTemplates) {
+		if l.e == nil {
+			continue
+		}
+		if len(l.e.templates) > 0 && !containsUp(withResources, l.u) {
+			withResources = append(withResources, l.u)
+		}
+		for _, t := range l.e.templates {
+			if tpl, err := uritemplate.New(t.URITemplate); err == nil && tpl.Match(uri) != nil {
+				return l.u, true
+			}
+		}
+	}
+	if len(withResources) == 1 {
+		return withResources[0], true
+	}
+	return nil, false
+}
+
+func containsUp(list []*upstream, u *upstream) bool {
+	for _, x := range list {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+func resourceNotFound(uri string) error {
+	return &jsonrpc.Error{Code: CodeResourceNotFound, Message: "Resource not found",
+		Data: json.RawMessage(fmt.Sprintf(`{"uri":%q}`, uri))}
+}
+
+func (g *Gateway) readResource(ctx context.Context, st *state, o *op, p *mcp.ReadResourceParams) (mcp.Result, error) {
+	o.resource = p.URI
+	u, ok := g.routeURI(ctx, st, o, p.URI)
+	if !ok {
+		return nil, resourceNotFound(p.URI)
+	}
+	o.upstream = u.name
+	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: p.URI}) != nil {
+		return nil, resourceNotFound(p.URI)
+	}
+	if err := g.rateLimit(o, u); err != nil {
+		return nil, err
+	}
+	sess, err := o.d.upstream(ctx, st, u)
+	if err != nil {
+		return nil, g.upstreamError(o, u, err)
+	}
+	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
+	defer end()
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	res, err := sess.ReadResource(cctx, p)
+	if err != nil {
+		return nil, g.upstreamError(o, u, err)
+	}
+	return res, nil
+}
+
+func (g *Gateway) subscribe(ctx context.Context, st *state, o *op, uri string, on bool, sp *mcp.SubscribeParams, up *mcp.UnsubscribeParams) error {
+	o.resource = uri
+	u, ok := g.routeURI(ctx, st, o, uri)
+	if !ok {
+		return resourceNotFound(uri)
+	}
+	o.upstream = u.name
+	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: uri}) != nil {
+		return resourceNotFound(uri)
+	}
+	sess, err := o.d.upstream(ctx, st, u)
+	if err != nil {
+		return g.upstreamError(o, u, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	if on {
+		err = sess.Subscribe(cctx, sp)
+	} else {
+		err = sess.Unsubscribe(cctx, up)
+	}
+	if err != nil {
+		return g.upstreamError(o, u, err)
+	}
+	o.d.inflightMu.Lock()
+	if on {
+		o.d.subs[uri] = true
+	} else {
+		delete(o.d.subs, uri)
+	}
+	o.d.inflightMu.Unlock()
+	return nil
+}
+
+// --- completion and logging ---
+
+func (g *Gateway) complete(ctx context.Context, st *state, o *op, p *mcp.CompleteParams) (mcp.Result, error) {
+	if p.Ref == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing ref"}
+	}
+	var u *upstream
+	c := *p
+	ref := *p.Ref
+	c.Ref = &ref
+	switch ref.Type {
+	case "ref/prompt":
+		var name string
+		var ok bool
+		if u, name, ok = st.route(ref.Name); !ok {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", ref.Name)}
+		}
+		o.prompt = name
+		ref.Name = name
+		if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name}) != nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", p.Ref.Name)}
+		}
+	case "ref/resource":
+		var ok bool
+		if u, ok = g.routeURI(ctx, st, o, ref.URI); !ok {
+			return nil, resourceNotFound(ref.URI)
+		}
+		o.resource = ref.URI
+		if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: ref.URI}) != nil {
+			return nil, resourceNotFound(ref.URI)
+		}
+	default:
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unsupported ref type"}
+	}
+	o.upstream = u.name
+	sess, err := o.d.upstream(ctx, st, u)
+	if err != nil {
+		return nil, g.upstreamError(o, u, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	res, err := sess.Complete(cctx, &c)
+	if err != nil {
+		return nil, g.upstreamError(o, u, err)
+	}
+	return res, nil
+}
+
+// setLevel records the level on the downstream session (go-sdk filters
+// relayed log messages by it) and passes it to every upstream session,
+// including those opened later.
+func (g *Gateway) setLevel(ctx context.Context, st *state, o *op, p *mcp.SetLoggingLevelParams, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	lv := p.Level
+	o.d.logLevel.Store(&lv)
+	for _, s := range o.d.openSessions() {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = s.SetLoggingLevel(cctx, p)
+		cancel()
+	}
+	return next(ctx, method, req)
+}

@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/upstreams"
+)
+
+// dsession is Mandate's state for one downstream MCP session: the caller,
+// their upstream sessions (opened lazily), and the calls in flight so that
+// upstream notifications reach the right request stream.
+//
+// In stateful mode there is one per Mcp-Session-Id, closed with it. In
+// stateless mode every HTTP request is its own go-sdk session, so Mandate
+// keeps one dsession per (user, protocol version) and reaps it after
+// server.session.idle_timeout without requests.
+type dsession struct {
+	g     *Gateway
+	key   string
+	ss    *mcp.ServerSession // nil in stateless mode
+	proto string
+
+	id       atomic.Pointer[identity.Identity]
+	lastUsed atomic.Int64
+	logLevel atomic.Pointer[mcp.LoggingLevel]
+
+	mu     sync.Mutex
+	ups    map[string]*upSession // by upstream name
+	closed bool
+
+	inflightMu sync.Mutex
+	inflight   map[string]*inflightCall // by progress token
+	calls      map[*inflightCall]struct{}
+	subs       map[string]bool // subscribed resource URIs
+}
+
+// inflightCall is a downstream request being served, for routing upstream
+// notifications onto its response stream.
+type inflightCall struct {
+	ctx      context.Context
+	ss       *mcp.ServerSession
+	upstream string
+}
+
+// upSession is one upstream session of a dsession, opened at first use.
+type upSession struct {
+	u    *upstream
+	gen  uint64
+	once sync.Once
+	sess upstreams.Session
+	err  error
+	done chan struct{}
+}
+
+func (g *Gateway) sessionFor(ctx context.Context, ss *mcp.ServerSession, id *identity.Identity) *dsession {
+	proto := ""
+	if ip := ss.InitializeParams(); ip != nil {
+		proto = ip.ProtocolVersion
+	}
+	var key string
+	if g.stateless {
+		key = "user:" + id.Key() + "\x00" + proto
+	} else {
+		key = "sid:" + ss.ID()
+	}
+	if v, ok := g.sessions.Load(key); ok {
+		d := v.(*dsession)
+		d.touch(id)
+		return d
+	}
+	d := &dsession{g: g, key: key, proto: proto,
+		ups: map[string]*upSession{}, inflight: map[string]*inflightCall{},
+		calls: map[*inflightCall]struct{}{}, subs: map[string]bool{}}
+	if !g.stateless {
+		d.ss = ss
+	}
+	d.touch(id)
+	if v, loaded := g.sessions.LoadOrStore(key, d); loaded {
+		d = v.(*dsession)
+		d.touch(id)
+		return d
+	}
+	g.sessionCount.Add(1)
+	if !g.stateless {
+		go func() {
+			_ = ss.Wait()
+			g.dropSession(d)
+		}()
+	}
+	return d
+}
+
+func (d *dsession) touch(id *identity.Identity) {
+	d.lastUsed.Store(time.Now().UnixNano())
+	if cur := d.id.Load(); cur == nil || cur.RawToken() != id.RawToken() {
+		d.id.Store(id)
+	}
+}
+
+func (g *Gateway) dropSession(d *dsession) {
+	if g.sessions.CompareAndDelete(d.key, d) {
+		g.sessionCount.Add(-1)
+	}
+	d.close()
+}
+
+func (d *dsession) close() {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.closed = true
+	ups := d.ups
+	d.ups = nil
+	d.mu.Unlock()
+	for _, us := range ups {
+		us.close()
+	}
+}
+
+// reapIdle closes stateless pseudo-sessions idle for longer than the idle timeout.
+func (g *Gateway) reapIdle(ctx context.Context) {
+	every := g.cfg.Server.Session.IdleTimeout / 4
+	if every <= 0 || every > time.Minute {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-g.cfg.Server.Session.IdleTimeout).UnixNano()
+		g.sessions.Range(func(_, v any) bool {
+			d := v.(*dsession)
+			if d.ss == nil && d.lastUsed.Load() < cutoff {
+				g.dropSession(d)
+			}
+			return true
+		})
+	}
+}
+
+// upstream returns the session on u, opening it on first use. A session
+// built for an older state (before a reload) is replaced.
+func (d *dsession) upstream(ctx context.Context, st *state, u *upstream) (upstreams.Session, error) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("session closed")
+	}
+	us := d.ups[u.name]
+	var stale *upSession
+	if us != nil && (us.gen != st.gen || us.u != u) {
+		stale, us = us, nil
+	}
+	if us == nil {
+		us = &upSession{u: u, gen: st.gen, done: make(chan struct{})}
+		d.ups[u.name] = us
+	}
+	d.mu.Unlock()
+	if stale != nil {
+		go stale.close()
+	}
+	us.once.Do(func() {
+		defer close(us.done)
+		octx := identity.NewContext(context.WithoutCancel(ctx), d.id.Load())
+		octx, cancel := context.WithTimeout(octx, u.cfg.Timeout)
+		defer cancel()
+		us.sess, us.err = u.adapter.Open(octx, upstreams.OpenOptions{
+			ProtocolVersion: d.proto,
+			Events:          &relay{d: d, u: u},
+		})
+		if us.err == nil && d.logLevel.Load() != nil {
+			_ = us.sess.SetLoggingLevel(octx, &mcp.SetLoggingLevelParams{Level: *d.logLevel.Load()})
+		}
+	})
+	select {
+	case <-us.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if us.err != nil {
+		// Don't keep a failed open: the next request tries again.
+		d.mu.Lock()
+		if d.ups[u.name] == us {
+			delete(d.ups, u.name)
+		}
+		d.mu.Unlock()
+		return nil, us.err
+	}
+	return us.sess, nil
+}
+
+func (us *upSession) close() {
+	<-us.done
+	if us.sess != nil {
+		_ = us.sess.Close()
+	}
+}
+
+// openSessions returns the upstream sessions opened so far.
+func (d *dsession) openSessions() []upstreams.Session {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []upstreams.Session
+	for _, us := range d.ups {
+		select {
+		case <-us.done:
+			if us.sess != nil {
+				out = append(out, us.sess)
+			}
+		default:
+		}
+	}
+	return out
+}
+
+// begin registers an in-flight call; end must be called when it returns.
+func (d *dsession) begin(ctx context.Context, ss *mcp.ServerSession, upstream string, progressToken any) (*inflightCall, func()) {
+	c := &inflightCall{ctx: ctx, ss: ss, upstream: upstream}
+	key := progressKey(progressToken)
+	d.inflightMu.Lock()
+	if key != "" {
+		d.inflight[key] = c
+	}
+	d.calls[c] = struct{}{}
+	d.inflightMu.Unlock()
+	return c, func() {
+		d.inflightMu.Lock()
+		if key != "" && d.inflight[key] == c {
+			delete(d.inflight, key)
+		}
+		delete(d.calls, c)
+		d.inflightMu.Unlock()
+	}
+}
+
+func progressKey(tok any) string {
+	switch t := tok.(type) {
+	case nil:
+		return ""
+	case string:
+		return "s:" + t
+	default:
+		return fmt.Sprintf("n:%v", t)
+	}
+}
+
+// callFor returns an in-flight call on upstream (for log messages and
+// server→client requests), or nil.
+func (d *dsession) callFor(upstream string) *inflightCall {
+	d.inflightMu.Lock()
+	defer d.inflightMu.Unlock()
+	for c := range d.calls {
+		if c.upstream == upstream {
+			return c
+		}
+	}
+	return nil
+}
