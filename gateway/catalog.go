@@ -31,7 +31,7 @@ const (
 	// maxUpstreamPages bounds how many pages of one upstream listing are fetched.
 	maxUpstreamPages = 100
 	// pageSize is how many items one downstream page holds.
-	pageSize = 1000
+	pageSize         = 1000
 	catalogCacheSize = 100_000
 )
 
