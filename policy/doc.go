@@ -81,5 +81,8 @@
 //	if ok, retry := lim.Allow(id.Key(), "crm"); !ok { ... retry after `retry` ... }
 //	err = lim.Update(newCfg.Policy.RateLimits)
 //
-// Explain reports every rule's outcome for one input, for `mandate explain`.
+// Explain and ExplainVisible report every rule's outcome for one input, for
+// `mandate explain`. Decision.Err and Limiter.Check turn refusals into
+// *DeniedError and *RateLimitedError, whose messages are safe to send to
+// clients (no rule names, no hidden detail).
 package policy

@@ -271,17 +271,17 @@ func run(p cel.Program, a *activation) (result, error) {
 	return resError, fmt.Errorf("expression returned %s, want bool", out.Type().TypeName())
 }
 
-// Rule order and errors: rules are tried in order and the first that
-// matches decides; if none does, the default decides. A rule whose
-// evaluation fails (a missing map key such as user.claims.department when
-// the token has no such claim, a type mismatch in arguments, ...) does NOT
-// match if it is an allow rule, and DOES match if it is a deny rule: the
-// policy fails closed. Guard optional data with has() or optionals
-// (`has(user.claims.department) && ...`, `user.claims.?department.orValue("") == "x"`).
-//
 // Evaluate decides a call (tools/call, resources/read, prompts/get, ...).
 // It is pure, does not block, and is safe for concurrent use. A nil Engine
 // denies everything.
+//
+// Rules are tried in order and the first that matches decides; if none
+// does, the default decides. A rule whose evaluation fails (a missing map
+// key such as user.claims.department when the token has no such claim, a
+// type mismatch in arguments, ...) does NOT match if it is an allow rule,
+// and DOES match if it is a deny rule: the policy fails closed. Guard
+// optional data with has() or optionals (`has(user.claims.department) &&
+// ...`, `user.claims.?department.orValue("") == "x"`).
 func (e *Engine) Evaluate(in Input) Decision {
 	if e == nil {
 		return Decision{Reason: "no policy"}
