@@ -1,0 +1,175 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/mandate-gw/mandate/upstreams/credentials"
+)
+
+// JSON-RPC error codes the adapter returns for failures of the upstream
+// itself (as opposed to JSON-RPC errors the upstream returned, which pass
+// through with their own code). All lie in the implementation-defined server
+// error range -32000..-32099. Every such error's Data is a JSON object with
+// at least {"upstream": "<name>"}.
+const (
+	// CodeUpstreamUnavailable: the upstream could not be reached, the
+	// connection broke during the call, or it answered with an HTTP error.
+	CodeUpstreamUnavailable = -32010
+	// CodeUpstreamTimeout: the call took longer than the upstream's timeout
+	// (or the caller's deadline).
+	CodeUpstreamTimeout = -32011
+	// CodeUpstreamBadResponse: the upstream answered with something that is
+	// not a valid MCP/JSON-RPC response (invalid JSON, wrong shape, a stream
+	// that ended without a response).
+	CodeUpstreamBadResponse = -32012
+	// CodeUpstreamUnauthorized: the upstream refused the user's platform
+	// credentials (HTTP 401 even after one fresh token) or denied access
+	// (HTTP 403).
+	CodeUpstreamUnauthorized = -32013
+	// CodeResultTooLarge: the upstream's response exceeded the upstream's
+	// max_result_bytes; it was cut off, never buffered whole.
+	CodeResultTooLarge = -32014
+	// CodeCredentialsUnavailable: Mandate could not obtain a platform token
+	// for the user (token endpoint refusal, consent or sign-in required).
+	// Data carries "oauth_error" and "interaction_required".
+	CodeCredentialsUnavailable = -32015
+	// CodeSessionClosed: the upstream session was closed (by Session.Close
+	// or Adapter.Close) or belongs to another user.
+	CodeSessionClosed = -32016
+)
+
+// errTimeout is the cancellation cause of a call that ran past the
+// upstream's timeout.
+var errTimeout = errors.New("upstream timeout")
+
+// errTooLarge is returned by response bodies past max_result_bytes.
+var errTooLarge = errors.New("response exceeds max_result_bytes")
+
+// rpcError builds an adapter error naming the upstream.
+func (a *Adapter) rpcError(code int64, extra map[string]any, format string, args ...any) *jsonrpc.Error {
+	data := map[string]any{"upstream": a.name}
+	for k, v := range extra {
+		data[k] = v
+	}
+	raw, _ := json.Marshal(data)
+	return &jsonrpc.Error{
+		Code:    code,
+		Message: "upstream " + a.name + ": " + fmt.Sprintf(format, args...),
+		Data:    raw,
+	}
+}
+
+// outcome classifies an error for health accounting.
+type outcome int
+
+const (
+	outcomeOK      outcome = iota // upstream answered (possibly with a JSON-RPC error)
+	outcomeFailure                // upstream is at fault: down, slow, garbage
+	outcomeNeutral                // user- or caller-specific: credentials, cancellation
+)
+
+// mapError turns the error of one upstream operation into what the caller
+// sees: a *jsonrpc.Error, or, when the caller's own context was cancelled, an
+// error wrapping context.Canceled. callCtx is the operation's context (with
+// the adapter's timeout); parent is the caller's.
+func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callState, connecting bool) (error, outcome) {
+	what := ""
+	if connecting {
+		what = "connecting: "
+	}
+	snap := st.snapshot()
+	if snap.tooLarge {
+		return a.rpcError(CodeResultTooLarge, map[string]any{"max_result_bytes": a.maxBytes},
+			"%sresponse exceeds the limit of %d bytes (max_result_bytes); it was discarded", what, a.maxBytes), outcomeFailure
+	}
+	var cerr *credentials.Error
+	if errors.As(err, &cerr) {
+		return a.rpcError(CodeCredentialsUnavailable, map[string]any{
+			"oauth_error":          cerr.Code,
+			"interaction_required": cerr.Interaction,
+			"consent_required":     cerr.Consent,
+		}, "%s", cerr.Error()), outcomeNeutral
+	}
+	switch snap.status {
+	case 401:
+		msg := "the upstream refused the user's credentials (HTTP 401, also after obtaining a fresh token)"
+		if !a.hasCredentials {
+			msg = "the upstream requires authentication (HTTP 401) but no credentials are configured for it"
+		}
+		return a.rpcError(CodeUpstreamUnauthorized, map[string]any{"http_status": 401}, "%s%s", what, msg), outcomeNeutral
+	case 403:
+		return a.rpcError(CodeUpstreamUnauthorized, map[string]any{"http_status": 403},
+			"%sthe upstream denied access for this user (HTTP 403)", what), outcomeNeutral
+	}
+	var werr *jsonrpc.Error
+	if errors.As(err, &werr) {
+		// The upstream answered with a JSON-RPC error: pass it through.
+		return &jsonrpc.Error{Code: werr.Code, Message: "upstream " + a.name + ": " + werr.Message, Data: werr.Data}, outcomeOK
+	}
+	if errors.Is(context.Cause(callCtx), errTimeout) {
+		return a.rpcError(CodeUpstreamTimeout, nil, "%stimed out after %s", what, a.timeout), outcomeFailure
+	}
+	if perr := parent.Err(); perr != nil {
+		if errors.Is(perr, context.DeadlineExceeded) {
+			return a.rpcError(CodeUpstreamTimeout, nil, "%sthe caller's deadline expired", what), outcomeNeutral
+		}
+		return fmt.Errorf("upstream %s: %w", a.name, context.Cause(parent)), outcomeNeutral
+	}
+	if snap.bodyErr != nil {
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while reading the response: %s", what, describe(snap.bodyErr)), outcomeFailure
+	}
+	if snap.transportErr != nil {
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sunavailable: %s", what, describe(snap.transportErr)), outcomeFailure
+	}
+	if snap.status >= 300 {
+		return a.rpcError(CodeUpstreamUnavailable, map[string]any{"http_status": snap.status},
+			"%sunavailable: HTTP %d", what, snap.status), outcomeFailure
+	}
+	if errors.Is(err, sdk.ErrSessionMissing) {
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sthe upstream no longer knows this session (HTTP 404)", what), outcomeFailure
+	}
+	if snap.ok {
+		// An answer arrived intact (no transport or read error), yet the call
+		// failed: what came back was not a valid response.
+		cause := strings.TrimPrefix(describe(err), "calling ")
+		if snap.eof && strings.Contains(cause, "terminated without response") {
+			cause = "the response stream ended without a response"
+		}
+		return a.rpcError(CodeUpstreamBadResponse, nil, "%sinvalid response: %s", what, cause), outcomeFailure
+	}
+	if errors.Is(err, sdk.ErrConnectionClosed) {
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sthe upstream connection closed: %s", what, describe(err)), outcomeFailure
+	}
+	return a.rpcError(jsonrpc.CodeInternalError, nil, "%s%s", what, describe(err)), outcomeFailure
+}
+
+// describe renders err for a message: the innermost network cause where
+// there is one (never a URL, which could carry query secrets).
+func describe(err error) string {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected EOF (connection closed mid-response)"
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Error()
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err.Error()
+	}
+	return err.Error()
+}
