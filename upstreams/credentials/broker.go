@@ -365,6 +365,12 @@ func (s *source) Token(ctx context.Context) (Result, error) {
 			return Result{}, e.err
 		}
 	}
+	return s.miss(ctx, id, key)
+}
+
+// miss waits for the key's single flight, or the caller's ctx. It is a
+// separate function so that key does not escape on the hit path.
+func (s *source) miss(ctx context.Context, id *identity.Identity, key [32]byte) (Result, error) {
 	ch := s.b.group.DoChan(string(key[:]), func() (v any, err error) {
 		defer func() {
 			if p := recover(); p != nil {

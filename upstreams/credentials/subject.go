@@ -106,13 +106,17 @@ func newSubjectMapper(text, mapFile string) (*subjectMapper, error) {
 func parseSubjectMap(data []byte) (map[string]string, error) {
 	var m map[string]string
 	if err := yaml.Unmarshal(data, &m); err != nil {
-		// yaml.v3 reports JSON syntax errors less clearly; try JSON for its message.
-		if jerr := json.Unmarshal(data, &m); jerr == nil {
-			return m, nil
+		// yaml.v3 refuses some JSON (e.g. invalid UTF-8 escapes) that
+		// encoding/json accepts; the entries are checked either way.
+		m = nil
+		if jerr := json.Unmarshal(data, &m); jerr != nil {
+			return nil, fmt.Errorf("subject map must be a YAML or JSON object of IdP subject to platform username: %v", err)
 		}
-		return nil, fmt.Errorf("subject map must be a YAML or JSON object of IdP subject to platform username: %v", err)
 	}
 	for k, v := range m {
+		if k == "" {
+			return nil, errors.New("empty IdP subject as a key")
+		}
 		if err := checkUsername(v); err != nil {
 			return nil, fmt.Errorf("entry %q: %v", k, err)
 		}

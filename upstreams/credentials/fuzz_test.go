@@ -1,0 +1,92 @@
+package credentials
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/mandate-gw/mandate/internal/identity"
+)
+
+// Seeds live in testdata/fuzz/<FuzzName>/.
+
+func FuzzParseErrorResponse(f *testing.F) {
+	f.Add(400, "application/json", []byte(entraInteractionRequired))
+	f.Fuzz(func(t *testing.T, status int, contentType string, body []byte) {
+		e := parseErrorResponse(status, contentType, "", body)
+		e.Upstream, e.Flow = "crm", FlowEntraOBO
+		msg := e.Error()
+		for _, r := range msg {
+			if unicode.IsControl(r) {
+				t.Fatalf("control character %U in message %q", r, msg)
+			}
+		}
+		if len(e.Description) > 310 || len(e.Code) > 70 {
+			t.Fatalf("unbounded fields: code %d bytes, description %d bytes", len(e.Code), len(e.Description))
+		}
+	})
+}
+
+func FuzzParseTokenResponse(f *testing.F) {
+	f.Add([]byte(`{"access_token":"a","token_type":"Bearer","expires_in":60}`))
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tr, err := parseTokenResponse(body, now)
+		if err != nil {
+			return
+		}
+		if tr.AccessToken == "" || !validTokenChars(tr.AccessToken) {
+			t.Fatalf("accepted access token %q", tr.AccessToken)
+		}
+		if _, ok := tr.Extra["refresh_token"]; ok {
+			t.Fatal("refresh_token kept")
+		}
+		if !tr.Expiry.IsZero() && tr.Expiry.Before(now) {
+			t.Fatalf("expiry %v before now", tr.Expiry)
+		}
+	})
+}
+
+func FuzzSubjectTemplate(f *testing.F) {
+	f.Add("{{ .Email | lower }}", "alice@example.com")
+	f.Fuzz(func(t *testing.T, tmpl, claim string) {
+		id := &identity.Identity{Issuer: "i", Subject: claim, Email: claim, Claims: map[string]any{"x": claim}}
+		m, err := newSubjectMapper(tmpl, "")
+		if err == nil {
+			if got, err := m.render(id); err == nil {
+				if checkUsername(got) != nil {
+					t.Fatalf("render returned an invalid username %q", got)
+				}
+			}
+		}
+		// A claim is data: printing it yields it verbatim or a refusal,
+		// never an evaluation of template syntax inside it.
+		m, _ = newSubjectMapper("{{ .Claims.x }}", "")
+		got, err := m.render(id)
+		if err == nil && got != claim {
+			t.Fatalf("claim %q rendered as %q", claim, got)
+		}
+		if err != nil && checkUsername(claim) == nil {
+			t.Fatalf("valid claim %q refused: %v", claim, err)
+		}
+		if strings.ContainsAny(got, "\r\n") {
+			t.Fatal("line break in username")
+		}
+	})
+}
+
+func FuzzSubjectMap(f *testing.F) {
+	f.Add([]byte("alice: alice@acme.com\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseSubjectMap(data)
+		if err != nil {
+			return
+		}
+		for k, v := range m {
+			if checkUsername(v) != nil {
+				t.Fatalf("entry %q -> %q accepted", k, v)
+			}
+		}
+	})
+}
