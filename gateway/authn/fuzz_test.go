@@ -1,0 +1,57 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzBearerToken: any Authorization header value gives a token or a
+// well-formed *Error, never a panic, and the challenge has no line breaks.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"", "Bearer ", "Bearer a.b.c", "bearer   x.y.z  ", "Basic YTpi", "Bearer " + strings.Repeat("a", 100), "Bearer a.b", "Bearer \r\nX-Injected: 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		tok, err := BearerToken([]string{h})
+		if err != nil {
+			if tok != "" {
+				t.Fatal("token with error")
+			}
+			ch := err.Challenge("https://m.example/.well-known/oauth-protected-resource/mcp", []string{"mcp"})
+			if strings.ContainsAny(ch, "\r\n") {
+				t.Fatalf("challenge with line break: %q", ch)
+			}
+			return
+		}
+		if strings.Count(tok, ".") != 2 || len(tok) > MaxTokenBytes {
+			t.Fatalf("accepted %q", tok)
+		}
+	})
+}
+
+// FuzzVerifyAndMapClaims: arbitrary token strings through the full
+// verifier (no keys load, so all fail) and arbitrary claim JSON through the
+// claim mapping never panic.
+func FuzzVerifyAndMapClaims(f *testing.F) {
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", `{"sub":"a","roles":["x"],"realm":{"roles":"y"},"scope":"a b"}`)
+	f.Add("a.b.c", `{"sub":1,"roles":{"a":true},"scp":["x",2]}`)
+	f.Add("..", `[]`)
+	cfg := Config{Issuer: "https://i.example/", Audience: "https://m.example/mcp"}.WithDefaults("")
+	cfg.Claims.Roles = "realm.roles"
+	a := New(cfg, Options{})
+	f.Fuzz(func(t *testing.T, tok, claimsJSON string) {
+		_, _ = a.Authenticate(context.Background(), []string{"Bearer " + tok})
+		var claims map[string]any
+		if json.Unmarshal([]byte(claimsJSON), &claims) != nil {
+			return
+		}
+		id, err := a.mapClaims("https://i.example/", claims, time.Now())
+		if err == nil && id.Subject == "" {
+			t.Fatal("identity without subject")
+		}
+		_ = scopes(claims)
+	})
+}
