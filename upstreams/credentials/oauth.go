@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,8 @@ func (e *endpoint) post(ctx context.Context, form url.Values) (*tokenResponse, e
 		return nil, &Error{Status: resp.StatusCode, Err: errors.New("token response larger than 1 MiB")}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Scrub before parsing, so truncation cannot leave part of a token.
+		body = []byte(scrub(string(body), form, e.secret.Reveal()))
 		return nil, parseErrorResponse(resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Location"), body)
 	}
 	tr, err := parseTokenResponse(body, e.now())
@@ -248,7 +251,7 @@ func parseErrorResponse(status int, contentType, location string, body []byte) *
 		return e
 	}
 	e.Code = sanitize(eb.Error, 64)
-	e.Description = sanitize(firstLine(eb.ErrorDescription), 300)
+	e.Description = sanitize(redactJWTs(firstLine(eb.ErrorDescription)), 300)
 	e.Claims = eb.Claims
 	if len(e.Claims) > 4096 || !utf8.ValidString(e.Claims) {
 		e.Claims = ""
@@ -304,6 +307,35 @@ func sanitize(s string, max int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// sensitiveParams are the request parameters that carry tokens or secrets.
+var sensitiveParams = []string{"subject_token", "actor_token", "assertion", "client_assertion", "client_secret"}
+
+// scrub removes from a server's error text any token or secret this request
+// sent, in case the server echoes it.
+func scrub(s string, form url.Values, clientSecret string) string {
+	vals := []string{clientSecret}
+	for _, k := range sensitiveParams {
+		vals = append(vals, form.Get(k))
+	}
+	for _, v := range vals {
+		if len(v) >= 6 {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return s
+}
+
+// jwtLike matches compact JWS/JWE text a server might echo in an error
+// description; it is replaced before the text reaches a log or a user.
+var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_.-]*`)
+
+func redactJWTs(s string) string {
+	if !strings.Contains(s, "eyJ") {
+		return s
+	}
+	return jwtLike.ReplaceAllString(s, "[token]")
 }
 
 // jwtClaims decodes the payload of a compact JWS without verifying it (the
