@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Mandate's full test run: installs every tool the tests need under .tools/
+# (gitignored; reused by later runs), then vet, gofmt, go test -race, fuzz.
+#
+# Usage (from anywhere):  bash .ci/test.sh
+#
+# Needs Go 1.26, Node 20 + npm, a C compiler (cgo for -race and Hydra's
+# sqlite; installed with apt-get when missing) and network access to the
+# Go module proxy and the npm registry on the first run.
+#
+# Tools, and the environment variables the tests read (internal/nodetools):
+#   .tools/node22/bin/node          Node 22 (npm package node@22)  MANDATE_NODE22_BIN (the dir)
+#   .tools/npm/...                  @modelcontextprotocol/inspector@2.12.0   MANDATE_INSPECTOR
+#                                   @modelcontextprotocol/conformance@0.1.16 MANDATE_CONFORMANCE
+#   .tools/bin/everything-server    go-sdk v1.8.0 conformance/everything-server  MANDATE_EVERYTHING_SERVER
+#   bin/hydra                       Ory Hydra v2.3.0                         MANDATE_HYDRA_BIN
+# MANDATE_E2E=1 makes tests that need a missing tool fail instead of skip.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS/bin"
+
+INSPECTOR_VERSION=2.12.0
+CONFORMANCE_VERSION=0.1.16
+NODE_MAJOR=22
+GO_SDK_VERSION=v1.8.0
+
+# ---------------------------------------------------------------- timing
+declare -a PHASES=()
+T0=$(date +%s)
+phase_start=0
+phase_name=""
+phase() { # phase NAME: starts timing a phase (ends the previous one)
+	phase_end
+	phase_name="$1"
+	phase_start=$(date +%s)
+	echo
+	echo "==> $phase_name"
+}
+phase_end() {
+	if [[ -n "$phase_name" ]]; then
+		local d=$(($(date +%s) - phase_start))
+		PHASES+=("$(printf '%5ds  %s' "$d" "$phase_name")")
+		echo "<== $phase_name: ${d}s"
+		phase_name=""
+	fi
+}
+summary() {
+	local rc=$?
+	phase_end
+	echo
+	echo "==> timings"
+	local p
+	for p in "${PHASES[@]}"; do echo "$p"; done
+	printf '%5ds  total\n' "$(($(date +%s) - T0))"
+	if [[ $rc -eq 0 ]]; then echo "PASS: bash .ci/test.sh"; else echo "FAIL: bash .ci/test.sh (exit $rc)"; fi
+}
+trap summary EXIT
+
+die() {
+	echo "test.sh: $*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- C compiler
+phase "C compiler (cgo: -race, hydra's sqlite)"
+if ! command -v gcc >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
+	echo "no C compiler; installing gcc with apt-get"
+	SUDO=""
+	[[ $(id -u) -ne 0 ]] && SUDO="sudo"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev
+fi
+go version
+go env CC CGO_ENABLED
+
+# ---------------------------------------------------------------- Node 22
+phase "Node $NODE_MAJOR (npm install node@$NODE_MAJOR into .tools/node22)"
+NODE22_BIN="$TOOLS/node22/bin"
+node22_ok() { [[ -x "$NODE22_BIN/node" ]] && [[ "$("$NODE22_BIN/node" --version 2>/dev/null)" == v$NODE_MAJOR.* ]]; }
+if node22_ok; then
+	echo "reusing $("$NODE22_BIN/node" --version) at $NODE22_BIN"
+else
+	rm -rf "$TOOLS/node22"
+	npm install --prefix "$TOOLS/node22" --no-audit --no-fund --no-save "node@$NODE_MAJOR"
+	real="$TOOLS/node22/node_modules/node/bin/node"
+	if [[ ! -x "$real" ]]; then
+		# The node package fetches its binary in a preinstall script; if
+		# scripts did not run, install the platform package directly.
+		case "$(uname -m)" in
+		x86_64) arch=x64 ;;
+		aarch64 | arm64) arch=arm64 ;;
+		*) die "unsupported architecture $(uname -m)" ;;
+		esac
+		pkg="node-$(uname -s | tr '[:upper:]' '[:lower:]')-$arch"
+		echo "node@$NODE_MAJOR did not provide a binary; installing $pkg@$NODE_MAJOR"
+		npm install --prefix "$TOOLS/node22" --no-audit --no-fund --no-save "$pkg@$NODE_MAJOR"
+		real="$TOOLS/node22/node_modules/$pkg/bin/node"
+	fi
+	[[ -x "$real" ]] || die "Node $NODE_MAJOR binary not found after npm install"
+	mkdir -p "$NODE22_BIN"
+	ln -sf "$real" "$NODE22_BIN/node"
+	# npm and npx are JavaScript: with this dir first on PATH they run on Node 22.
+	for t in npm npx; do
+		if p=$(command -v "$t"); then ln -sf "$(readlink -f "$p")" "$NODE22_BIN/$t"; fi
+	done
+	node22_ok || die "$NODE22_BIN/node is not Node $NODE_MAJOR.x"
+fi
+export PATH="$NODE22_BIN:$PATH"
+v=$(node --version)
+[[ "$v" == v$NODE_MAJOR.* ]] || die "node on PATH is $v, want v$NODE_MAJOR.x"
+echo "node $v ($(command -v node)), npm $(npm --version)"
+
+# ---------------------------------------------------------------- npm tools
+phase "npm tools (inspector@$INSPECTOR_VERSION, conformance@$CONFORMANCE_VERSION into .tools/npm)"
+NPM_MODULES="$TOOLS/npm/node_modules/@modelcontextprotocol"
+pkg_version() { # pkg_version DIR: the version in DIR/package.json, or ""
+	[[ -f "$1/package.json" ]] || return 0
+	node -e 'process.stdout.write(require(process.argv[1]).version)' "$1/package.json"
+}
+if [[ "$(pkg_version "$NPM_MODULES/inspector")" == "$INSPECTOR_VERSION" &&
+	"$(pkg_version "$NPM_MODULES/conformance")" == "$CONFORMANCE_VERSION" ]]; then
+	echo "reusing inspector $INSPECTOR_VERSION and conformance $CONFORMANCE_VERSION"
+else
+	# Node 22 is first on PATH, so npm resolves for Node 22: on Node 20 it
+	# would silently pick inspector 0.15.0, which has no --header.
+	npm install --prefix "$TOOLS/npm" --no-audit --no-fund --save-exact \
+		"@modelcontextprotocol/inspector@$INSPECTOR_VERSION" \
+		"@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+fi
+MANDATE_INSPECTOR="$NPM_MODULES/inspector/clients/launcher/build/index.js"
+MANDATE_CONFORMANCE="$NPM_MODULES/conformance/dist/index.js"
+[[ -f "$MANDATE_INSPECTOR" ]] || die "inspector CLI not found at $MANDATE_INSPECTOR"
+[[ -f "$MANDATE_CONFORMANCE" ]] || die "conformance CLI not found at $MANDATE_CONFORMANCE"
+iv=$(pkg_version "$NPM_MODULES/inspector")
+[[ "$iv" == 2.* ]] || die "inspector is $iv, want 2.x (npm ran on the wrong Node?)"
+iv=$(node "$MANDATE_INSPECTOR" --version)
+[[ "$iv" == 2.* ]] || die "mcp-inspector --version printed $iv, want 2.x"
+node "$MANDATE_INSPECTOR" --cli --help | grep -q -- '--header' || die "mcp-inspector --cli has no --header option"
+cv=$(node "$MANDATE_CONFORMANCE" --version)
+[[ "$cv" == "$CONFORMANCE_VERSION" ]] || die "conformance --version printed $cv, want $CONFORMANCE_VERSION"
+echo "mcp-inspector $iv, conformance $cv"
+
+# ---------------------------------------------------------------- Go modules
+phase "go mod download"
+go mod download
+
+# ---------------------------------------------------------------- everything-server
+phase "go-sdk $GO_SDK_VERSION conformance everything-server (.tools/bin/everything-server)"
+ES_PKG=github.com/modelcontextprotocol/go-sdk/conformance/everything-server
+MANDATE_EVERYTHING_SERVER="$TOOLS/bin/everything-server"
+if ! go build -o "$MANDATE_EVERYTHING_SERVER" "$ES_PKG" 2>"$TOOLS/everything-server.log"; then
+	# Our go.sum may lack a module only the server needs: build it in a
+	# module of its own instead of touching ours.
+	cat "$TOOLS/everything-server.log"
+	echo "building $ES_PKG in its own module"
+	mod="$TOOLS/everything-server-mod"
+	rm -rf "$mod"
+	mkdir -p "$mod"
+	(
+		cd "$mod"
+		go mod init mandate.local/everything-server >/dev/null
+		go get "$ES_PKG@$GO_SDK_VERSION"
+		go build -o "$MANDATE_EVERYTHING_SERVER" "$ES_PKG"
+	)
+fi
+[[ -x "$MANDATE_EVERYTHING_SERVER" ]] || die "everything-server not built"
+
+# ---------------------------------------------------------------- Hydra
+phase "Ory Hydra (bin/hydra)"
+MANDATE_HYDRA_BIN="$ROOT/bin/hydra"
+hydra_build=""
+for f in internal/testhydra/build/build.sh test/hydra/build.sh; do
+	if [[ -f "$f" ]]; then
+		hydra_build="$f"
+		break
+	fi
+done
+if [[ -n "$hydra_build" ]]; then
+	bash "$hydra_build" "$MANDATE_HYDRA_BIN"
+	[[ -x "$MANDATE_HYDRA_BIN" ]] || die "$hydra_build did not produce $MANDATE_HYDRA_BIN"
+else
+	echo "no Hydra build script (internal/testhydra/build/build.sh or test/hydra/build.sh); tests that need Hydra will fail"
+fi
+
+export MANDATE_NODE22_BIN="$NODE22_BIN"
+export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN
+export MANDATE_E2E=1
+echo
+echo "MANDATE_NODE22_BIN=$MANDATE_NODE22_BIN"
+echo "MANDATE_INSPECTOR=$MANDATE_INSPECTOR"
+echo "MANDATE_CONFORMANCE=$MANDATE_CONFORMANCE"
+echo "MANDATE_EVERYTHING_SERVER=$MANDATE_EVERYTHING_SERVER"
+echo "MANDATE_HYDRA_BIN=$MANDATE_HYDRA_BIN"
+echo "MANDATE_E2E=$MANDATE_E2E"
+
+# ---------------------------------------------------------------- static checks
+phase "go vet ./..."
+go vet ./...
+
+phase "gofmt"
+unformatted=$(find . \( -path ./.tools -o -path ./.git -o -path ./bin -o -name testdata \) -prune -o -name '*.go' -print0 |
+	xargs -0 -r gofmt -l)
+if [[ -n "$unformatted" ]]; then
+	echo "gofmt -l lists:" >&2
+	echo "$unformatted" >&2
+	die "run gofmt -w on the files above"
+fi
+
+# ---------------------------------------------------------------- tests
+phase "go test -race ./..."
+go test -race -count=1 -timeout 45m ./...
+
+# ---------------------------------------------------------------- fuzzing
+# FUZZ TARGETS: short fuzz runs, one line per target: "PACKAGE FUZZNAME".
+# Each runs for FUZZTIME after the unit tests (seed corpora under the
+# package's testdata/fuzz/ already run as part of go test above).
+FUZZTIME="${MANDATE_FUZZTIME:-15s}"
+FUZZ_TARGETS=(
+	# ./gateway/audit FuzzVerify
+)
+run_fuzz() {
+	local line pkg name
+	for line in "${FUZZ_TARGETS[@]}"; do
+		read -r pkg name <<<"$line"
+		echo "--- fuzz $pkg $name ($FUZZTIME)"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"
+	done
+}
+phase "fuzz (${#FUZZ_TARGETS[@]} targets, $FUZZTIME each)"
+run_fuzz

@@ -1,0 +1,196 @@
+package nodetools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// fakeTB records Skipf and Fatalf instead of stopping the test.
+type fakeTB struct{ skipped, fatal string }
+
+func (f *fakeTB) Helper()                           {}
+func (f *fakeTB) Skipf(format string, args ...any)  { f.skipped = fmt.Sprintf(format, args...) }
+func (f *fakeTB) Fatalf(format string, args ...any) { f.fatal = fmt.Sprintf(format, args...) }
+
+func writeExec(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRequire(t *testing.T) {
+	dir := t.TempDir()
+	present := filepath.Join(dir, "tool")
+	writeExec(t, present, "#!/bin/sh\n")
+	notExec := filepath.Join(dir, "plain")
+	if err := os.WriteFile(notExec, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodeDir := filepath.Join(dir, "node22")
+	writeExec(t, filepath.Join(nodeDir, "node"), "#!/bin/sh\n")
+	missing := filepath.Join(dir, "nope")
+
+	tests := []struct {
+		name      string
+		env       map[string]string
+		tool      Tool
+		e2e       bool
+		wantSkip  bool
+		wantFatal bool
+	}{
+		{"everything-server present", map[string]string{EnvEverythingServer: present}, ToolEverythingServer, false, false, false},
+		{"everything-server missing skips", map[string]string{EnvEverythingServer: missing}, ToolEverythingServer, false, true, false},
+		{"everything-server missing fails under e2e", map[string]string{EnvEverythingServer: missing}, ToolEverythingServer, true, false, true},
+		{"binary not executable", map[string]string{EnvHydra: notExec}, ToolHydra, false, true, false},
+		{"inspector present", map[string]string{EnvNode22Bin: nodeDir, EnvInspector: notExec}, ToolInspector, true, false, false},
+		{"inspector without node 22", map[string]string{EnvNode22Bin: missing, EnvInspector: notExec}, ToolInspector, true, false, true},
+		{"conformance missing", map[string]string{EnvNode22Bin: nodeDir, EnvConformance: missing}, ToolConformance, false, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			if tt.e2e {
+				t.Setenv(EnvE2E, "1")
+			} else {
+				t.Setenv(EnvE2E, "")
+			}
+			var f fakeTB
+			Require(&f, tt.tool)
+			if (f.skipped != "") != tt.wantSkip || (f.fatal != "") != tt.wantFatal {
+				t.Fatalf("skipped=%q fatal=%q; want skip=%v fatal=%v", f.skipped, f.fatal, tt.wantSkip, tt.wantFatal)
+			}
+			if f.skipped != "" && !strings.Contains(f.skipped, "bash .ci/test.sh") {
+				t.Errorf("skip message %q does not name bash .ci/test.sh", f.skipped)
+			}
+			if msg := f.skipped + f.fatal; msg != "" && !strings.Contains(msg, string(tt.tool)) && !strings.Contains(msg, "node22") {
+				t.Errorf("message %q does not name the tool", msg)
+			}
+		})
+	}
+}
+
+func TestRepoRootDefaults(t *testing.T) {
+	t.Setenv(EnvInspector, "")
+	root := RepoRoot()
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("RepoRoot() = %q: %v", root, err)
+	}
+	p, _ := Inspector()
+	if want := filepath.Join(root, defaultInspector); p != want {
+		t.Errorf("Inspector() = %q, want the default %q", p, want)
+	}
+}
+
+// TestRunInspectorRedacts runs a fake node that echoes its arguments, the
+// token included, to stderr and fails like the CLI does.
+func TestRunInspectorRedacts(t *testing.T) {
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	writeExec(t, filepath.Join(dir, "bin", "node"), `#!/bin/sh
+printf '%s\n' "$@" > `+argsFile+`
+echo "HOME=$HOME" >> `+argsFile+`
+echo "called with: $*" >&2
+echo '{"error":{"code":"auth_required","message":"rejected Authorization: Bearer s3cr3t-token"}}' >&2
+exit 3
+`)
+	cli := filepath.Join(dir, "cli.js")
+	if err := os.WriteFile(cli, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvNode22Bin, filepath.Join(dir, "bin"))
+	t.Setenv(EnvInspector, cli)
+
+	out, err := RunInspector(context.Background(), "http://127.0.0.1:1/mcp", "s3cr3t-token", "tools/call", "--tool-name", "whoami")
+	var ie *InspectorError
+	if !errors.As(err, &ie) {
+		t.Fatalf("err = %v (output %q), want *InspectorError", err, out)
+	}
+	if ie.ExitCode != 3 || ie.Code != "auth_required" {
+		t.Errorf("exit %d code %q, want 3 auth_required", ie.ExitCode, ie.Code)
+	}
+	if strings.Contains(err.Error(), "s3cr3t-token") || strings.Contains(ie.Message, "s3cr3t-token") || strings.Contains(ie.Stderr, "s3cr3t-token") {
+		t.Errorf("the token leaked into the error: %v", err)
+	}
+	if !strings.Contains(err.Error(), "[REDACTED]") {
+		t.Errorf("error %q does not show the redaction", err)
+	}
+	b, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := string(b)
+	for _, want := range []string{cli + "\n--cli\nhttp://127.0.0.1:1/mcp\n--transport\nhttp\n--method\ntools/call\n",
+		"--header\nAuthorization: Bearer s3cr3t-token\n", "--format\njson\n", "--stored-auth-only\n", "--tool-name\nwhoami\n"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("node was run with\n%s\nwant it to contain %q", args, want)
+		}
+	}
+	if home, _ := os.UserHomeDir(); strings.Contains(args, "HOME="+home+"\n") {
+		t.Errorf("the CLI ran with the real HOME")
+	}
+}
+
+// TestRunInspectorRealServer runs the real Inspector CLI against a go-sdk
+// server that requires a bearer token.
+func TestRunInspectorRealServer(t *testing.T) {
+	RequireInspector(t)
+	t.Parallel()
+	srv := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
+	type in struct {
+		Text string `json:"text"`
+	}
+	type outT struct {
+		Echo string `json:"echo"`
+	}
+	mcp.AddTool(srv, &mcp.Tool{Name: "echo"}, func(ctx context.Context, req *mcp.CallToolRequest, a in) (*mcp.CallToolResult, outT, error) {
+		return nil, outT{Echo: a.Text}, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer good-token" {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	out, err := RunInspector(ctx, ts.URL+"/mcp", "good-token", "tools/call", "--tool-name", "echo", "--tool-arg", "text=hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		StructuredContent outT `json:"structuredContent"`
+	}
+	if err := InspectorResult(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.StructuredContent.Echo != "hello" {
+		t.Errorf("echo = %s", out)
+	}
+
+	_, err = RunInspector(ctx, ts.URL+"/mcp", "bad-token", "tools/list")
+	var ie *InspectorError
+	if !errors.As(err, &ie) || ie.ExitCode != InspectorExitAuthRequired || ie.Code != "auth_required" {
+		t.Fatalf("with a bad token: %v; want exit %d auth_required", err, InspectorExitAuthRequired)
+	}
+}
