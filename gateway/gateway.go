@@ -12,9 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -42,6 +45,9 @@ type Options struct {
 	// UpstreamTransport is the base HTTP transport to upstreams and token
 	// endpoints. Default: a clone of http.DefaultTransport.
 	UpstreamTransport http.RoundTripper
+	// ConfigPath is the file the configuration came from; it enables
+	// reloads (SIGHUP, file watch, POST /admin/reload).
+	ConfigPath string
 }
 
 // Gateway is one running configuration of Mandate.
@@ -64,6 +70,8 @@ type Gateway struct {
 	newAdapter AdapterFactory
 	upTrans    http.RoundTripper
 
+	configPath   string
+	reloadMu     sync.Mutex
 	state        atomic.Pointer[state]
 	gen          atomic.Uint64
 	stateless    bool
@@ -95,6 +103,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 	}
 	g.auth = authn.New(cfg.Identity, authn.Options{HTTPClient: opts.HTTPClient, Logger: opts.Logger})
 	g.stateless = cfg.Server.Session.Mode == SessionStateless
+	g.configPath = opts.ConfigPath
 	g.upTrans = opts.UpstreamTransport
 	if g.upTrans == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -182,7 +191,56 @@ func Serve(ctx context.Context, cfg *Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
 	}
+	go g.watchReloads(ctx)
 	return g.ServeListener(ctx, ln)
+}
+
+// watchReloads reloads the configuration on SIGHUP (which also reopens the
+// audit file, for log rotation) and when the configuration file changes.
+func (g *Gateway) watchReloads(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var lastMod time.Time
+	if fi, err := os.Stat(g.configPath); err == nil {
+		lastMod = fi.ModTime()
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	reload := func(why string) {
+		if g.configPath == "" {
+			return
+		}
+		warnings, err := g.ReloadFile(g.configPath)
+		if err != nil {
+			g.log.Error("configuration rejected; the previous one keeps serving", "trigger", why, "error", err.Error())
+			return
+		}
+		for _, w := range warnings {
+			g.log.Warn("reload: "+w, "trigger", why)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := g.audit.Reopen(); err != nil {
+				g.log.Error("reopening audit log failed", "error", err)
+			}
+			reload("SIGHUP")
+		case <-tick.C:
+			if g.configPath == "" {
+				continue
+			}
+			fi, err := os.Stat(g.configPath)
+			if err != nil || fi.ModTime().Equal(lastMod) {
+				continue
+			}
+			lastMod = fi.ModTime()
+			reload("file change")
+		}
+	}
 }
 
 // ServeListener serves on ln until ctx is done, then shuts down gracefully.

@@ -33,6 +33,9 @@ func (g *Gateway) routes() *gin.Engine {
 	if g.metricsHandler != nil {
 		r.GET("/metrics", gin.WrapH(g.metricsHandler))
 	}
+	admin := r.Group("/admin", g.requireAdmin)
+	admin.DELETE("/users/:subject", g.purgeUser)
+	admin.POST("/reload", g.reloadHandler)
 	mcpH := gin.WrapH(g.mcpHandler)
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions} {
 		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.authenticate, mcpH)

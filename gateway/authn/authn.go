@@ -76,6 +76,19 @@ func New(cfg Config, opts Options) *Authenticator {
 	return a
 }
 
+// Forget drops cached verifications of one user's tokens (after a purge,
+// their next request is verified afresh).
+func (a *Authenticator) Forget(issuer, subject string) int {
+	n := 0
+	for _, k := range a.cache.Keys() {
+		if id, ok := a.cache.Peek(k); ok && id.Issuer == issuer && id.Subject == subject {
+			a.cache.Remove(k)
+			n++
+		}
+	}
+	return n
+}
+
 // Config returns the configuration in use.
 func (a *Authenticator) Config() Config { return a.cfg }
 

@@ -19,6 +19,9 @@ const usage = `Mandate — the enterprise MCP gateway that calls every platform 
 Usage:
   mandate serve    --config FILE     run the gateway
   mandate validate --config FILE     check a configuration file (exit 1 with every problem)
+  mandate explain  --config FILE --user-claims claims.json --tool NAME
+                                     show the policy decision for one user and tool
+  mandate audit verify FILE...       check the audit log's hash chain
   mandate version                    print the version
 
 Run "mandate COMMAND -h" for a command's flags.
@@ -37,6 +40,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, rest, stderr)
 	case "validate":
 		err = validate(rest, stdout)
+	case "explain":
+		err = explain(rest, stdout)
+	case "audit":
+		err = auditCmd(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "mandate", gateway.Version)
 	case "help", "-h", "--help":
@@ -48,6 +55,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		if errors.Is(err, errDenied) {
+			return 1
 		}
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -97,7 +107,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	return gateway.Serve(ctx, cfg, gateway.Options{Logger: logger})
+	return gateway.Serve(ctx, cfg, gateway.Options{Logger: logger, ConfigPath: *path})
 }
 
 func validate(args []string, stdout io.Writer) error {

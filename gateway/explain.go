@@ -1,0 +1,138 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
+)
+
+// ExplainRequest is what `mandate explain` asks about.
+type ExplainRequest struct {
+	// Claims are the user's token claims (as the IdP would issue them).
+	Claims map[string]any
+	// Exactly one of Tool (exposed, namespaced name), Prompt (exposed) or
+	// Resource (URI, with Upstream) is set.
+	Tool, Prompt, Resource string
+	// Upstream names the upstream for a resource.
+	Upstream string
+	// Arguments of the call, if any.
+	Arguments map[string]any
+}
+
+// Explain evaluates the policy of cfg for one request and writes the
+// decision, the deciding rule and every rule's outcome to w. It returns
+// whether the request would be allowed.
+func Explain(cfg *Config, req ExplainRequest, w io.Writer) (bool, error) {
+	eng, err := policy.Compile(cfg.Policy)
+	if err != nil {
+		return false, err
+	}
+	id := identityFromClaims(cfg.Identity, req.Claims)
+	in := policy.Input{User: policy.UserFrom(id), Arguments: req.Arguments}
+	exposed := ""
+	switch {
+	case req.Tool != "":
+		in.Method, exposed = "tools/call", req.Tool
+	case req.Prompt != "":
+		in.Method, exposed = "prompts/get", req.Prompt
+	case req.Resource != "":
+		in.Method, in.Resource, in.Upstream = "resources/read", req.Resource, req.Upstream
+		if _, ok := findUpstream(cfg, req.Upstream); !ok {
+			return false, fmt.Errorf("--upstream %q is not configured", req.Upstream)
+		}
+	default:
+		return false, fmt.Errorf("name a --tool, --prompt or --resource")
+	}
+	if exposed != "" {
+		up, name, ok := routeName(cfg, exposed)
+		if !ok {
+			return false, fmt.Errorf("%q does not belong to any configured upstream (names are <upstream>%s<name>)", exposed, cfg.Catalog.Separator)
+		}
+		in.Upstream = up
+		if in.Method == "tools/call" {
+			in.Tool = name
+		} else {
+			in.Prompt = name
+		}
+	}
+	dec := eng.Evaluate(in)
+	fmt.Fprintf(w, "user:      %s (roles: %s; groups: %s)\n", id.Subject, strings.Join(id.Roles, ", "), strings.Join(id.Groups, ", "))
+	fmt.Fprintf(w, "request:   %s upstream=%s tool=%q prompt=%q resource=%q\n", in.Method, in.Upstream, in.Tool, in.Prompt, in.Resource)
+	verdict := "DENY"
+	if dec.Allow {
+		verdict = "ALLOW"
+	}
+	rule := dec.Rule
+	if rule == "" {
+		rule = "(default: " + eng.Default() + ")"
+	}
+	fmt.Fprintf(w, "decision:  %s by %s — %s\n", verdict, rule, dec.Reason)
+	fmt.Fprintf(w, "listed:    %v\n", eng.Visible(in).Allow)
+	fmt.Fprintln(w, "rules:")
+	for _, t := range eng.Explain(in) {
+		mark := " "
+		if t.Decisive {
+			mark = "*"
+		}
+		line := fmt.Sprintf("  %s %-30s %-5s %s", mark, t.Rule, t.Effect, t.Outcome)
+		if t.Error != "" {
+			line += " (" + t.Error + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
+	return dec.Allow, nil
+}
+
+func identityFromClaims(c authnConfig, claims map[string]any) *identity.Identity {
+	iss, _ := claims["iss"].(string)
+	sub, _ := authn.Lookup(claims, c.Claims.Subject).(string)
+	email, _ := authn.Lookup(claims, c.Claims.Email).(string)
+	return &identity.Identity{Issuer: iss, Subject: sub, Email: email,
+		Roles: authn.Strings(authn.Lookup(claims, c.Claims.Roles)), Groups: authn.Strings(authn.Lookup(claims, c.Claims.Groups)),
+		Scopes: strings.Fields(fmt.Sprint(orEmpty(claims["scope"]))), Claims: claims}
+}
+
+type authnConfig = authn.Config
+
+func orEmpty(v any) any {
+	if v == nil {
+		return ""
+	}
+	return v
+}
+
+func findUpstream(cfg *Config, name string) (upstreams.Config, bool) {
+	for _, u := range cfg.Upstreams {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return upstreams.Config{}, false
+}
+
+// routeName applies the same namespacing rule as the router (state.route).
+func routeName(cfg *Config, exposed string) (string, string, bool) {
+	best, never := "", ""
+	for _, u := range cfg.Upstreams {
+		if u.Prefix == upstreams.PrefixNever {
+			never = u.Name
+			continue
+		}
+		p := u.Name + cfg.Catalog.Separator
+		if strings.HasPrefix(exposed, p) && len(exposed) > len(p) && len(u.Name) > len(best) {
+			best = u.Name
+		}
+	}
+	if best != "" {
+		return best, exposed[len(best)+len(cfg.Catalog.Separator):], true
+	}
+	if never != "" {
+		return never, exposed, true
+	}
+	return "", "", false
+}
