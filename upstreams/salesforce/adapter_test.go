@@ -1,0 +1,645 @@
+package salesforce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/internal/callinfo"
+	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/upstreams"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
+	sb "github.com/mandate-gw/mandate/upstreams/salesforce/sandbox"
+	"github.com/mandate-gw/mandate/upstreams/upstreamstest"
+)
+
+var (
+	wantRep     = []string{sb.OppAcmeRenewal, sb.OppAcmeExpansion}
+	wantManager = []string{sb.OppInitechPlatform, sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion}
+	wantVP      = []string{sb.OppInitechPlatform, sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion, sb.OppUmbrellaEnt}
+)
+
+func wantPipeline(want []string) func(*mcp.CallToolResult) error {
+	return func(res *mcp.CallToolResult) error {
+		if res.IsError {
+			return fmt.Errorf("tool error: %s", upstreamstest.ResultText(res))
+		}
+		v, err := upstreamstest.Structured(res)
+		if err != nil {
+			return err
+		}
+		m, _ := v.(map[string]any)
+		opps, _ := m["opportunities"].([]any)
+		got := []string{}
+		for _, o := range opps {
+			om, _ := o.(map[string]any)
+			id, _ := om["id"].(string)
+			got = append(got, id)
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("opportunities %v, want %v", got, want)
+		}
+		return nil
+	}
+}
+
+func TestContract(t *testing.T) {
+	t.Parallel()
+	upstreamstest.Run(t, upstreamstest.Harness{
+		New: func(t *testing.T) upstreams.Adapter {
+			e := newEnv(t, envOptions{})
+			return e.adapter(t, e.config(e.jwtBearer()))
+		},
+		Users: [2]upstreamstest.User{
+			{Identity: rita, Want: wantPipeline(wantRep)},
+			{Identity: morgan, Want: wantPipeline(wantManager)},
+		},
+		Call: mcp.CallToolParams{Name: ToolMyPipeline},
+	})
+}
+
+// The platform's sharing decides: exact record sets per user, ordered by
+// close date, through the real broker's jwt_bearer flow.
+func TestMyPipelineRecordSets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	for _, tc := range []struct {
+		name string
+		id   *identity.Identity
+		want []string
+	}{
+		{"rep sees only her open opportunities", rita, wantRep},
+		{"second rep sees only his", sam, []string{sb.OppGlobexNewLogo}},
+		{"manager sees own and reports'", morgan, wantManager},
+		{"vp sees the whole hierarchy", val, wantVP},
+		{"outsider sees none", oscar, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, info, err := callTool(t, a, tc.id, ToolMyPipeline, nil)
+			if err != nil || res.IsError {
+				t.Fatalf("my_pipeline: %v %s", err, text(res))
+			}
+			if diff := cmp.Diff(tc.want, pipelineIDs(t, res)); diff != "" {
+				t.Errorf("opportunities (-want +got):\n%s", diff)
+			}
+			snap := info.Snapshot()
+			if snap.Flow != credentials.FlowJWTBearer || snap.PlatformSubject != tc.id.Email || snap.ServiceAccount {
+				t.Errorf("callinfo = %+v, want flow jwt_bearer as %s, not a service account", snap, tc.id.Email)
+			}
+			if len(tc.want) == 0 && !strings.Contains(text(res), "No open opportunities") {
+				t.Errorf("empty pipeline text: %q", text(res))
+			}
+		})
+	}
+}
+
+func TestPipelineAmountsAndText(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	res := mustTool(t, a, rita, ToolMyPipeline, map[string]any{})
+	var out PipelineOutput
+	structured(t, res, &out)
+	if out.Count != 2 || out.TotalAmount != 170000 || out.Truncated {
+		t.Errorf("pipeline = %+v, want 2 opportunities totalling 170000, not truncated", out)
+	}
+	first := out.Opportunities[0]
+	if first.Name != "Acme Widgets - Renewal" || first.Stage != "Negotiation/Review" || first.CloseDate != "2026-12-15" || first.Amount == nil || *first.Amount != 50000 {
+		t.Errorf("first opportunity = %+v", first)
+	}
+	for _, want := range []string{"2 open opportunities", "170,000", "Acme Widgets - Renewal — 50,000 — Negotiation/Review — closes 2026-12-15"} {
+		if !strings.Contains(text(res), want) {
+			t.Errorf("text lacks %q:\n%s", want, text(res))
+		}
+	}
+}
+
+// Pagination follows nextRecordsUrl and stops at max_records, saying so.
+func TestPaginationBoundedByMaxRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{batchSize: 2})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+
+	res := mustTool(t, a, val, ToolMyPipeline, nil)
+	if diff := cmp.Diff(wantVP, pipelineIDs(t, res)); diff != "" {
+		t.Errorf("all pages (-want +got):\n%s", diff)
+	}
+	before := e.restHits.Load()
+	res = mustTool(t, a, val, ToolSOQLQuery, map[string]any{"query": PipelineSOQL, "max_records": 3})
+	var out QueryOutput
+	structured(t, res, &out)
+	if out.TotalSize != 5 || out.Returned != 3 || !out.Truncated || len(out.Records) != 3 {
+		t.Errorf("bounded query = total %d returned %d truncated %v (%d records), want 5/3/true", out.TotalSize, out.Returned, out.Truncated, len(out.Records))
+	}
+	if got := e.restHits.Load() - before; got != 2 {
+		t.Errorf("REST requests for 3 of 5 records in pages of 2 = %d, want 2", got)
+	}
+	if !strings.Contains(text(res), "truncated") {
+		t.Errorf("text does not report truncation: %s", text(res))
+	}
+
+	// A cap in the configuration bounds every call.
+	cfg := e.config(e.jwtBearer())
+	cfg.Salesforce.MaxRecords = 4
+	capped := e.adapter(t, cfg)
+	res = mustTool(t, capped, val, ToolMyPipeline, nil)
+	var po PipelineOutput
+	structured(t, res, &po)
+	if po.Count != 4 || !po.Truncated {
+		t.Errorf("capped pipeline = %d truncated %v, want 4 true", po.Count, po.Truncated)
+	}
+	res, _, err := callTool(t, capped, val, ToolSOQLQuery, map[string]any{"query": PipelineSOQL, "max_records": 5})
+	if err != nil || !res.IsError || !strings.Contains(text(res), "between 1 and 4") {
+		t.Errorf("max_records above the cap: err=%v %s", err, text(res))
+	}
+}
+
+func TestSOQLQuery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+
+	res := mustTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": "SELECT Id, Name FROM Account ORDER BY Name"})
+	var out QueryOutput
+	structured(t, res, &out)
+	var names []string
+	for _, r := range out.Records {
+		names = append(names, r["Name"].(string))
+	}
+	if diff := cmp.Diff([]string{"Acme Widgets"}, names); diff != "" {
+		t.Errorf("rep's accounts (-want +got):\n%s", diff)
+	}
+
+	for _, tc := range []struct {
+		name, query string
+		want        []string
+	}{
+		{"DML", "DELETE FROM Account", []string{"only SELECT"}},
+		{"second statement", "SELECT Id FROM Account; DELETE FROM Account", []string{"only one statement"}},
+		{"FOR UPDATE", "SELECT Id FROM Account FOR UPDATE", []string{"FOR UPDATE"}},
+		{"UPDATE VIEWSTAT", "SELECT Id FROM KnowledgeArticleVersion UPDATE VIEWSTAT", []string{"UPDATE is not allowed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.restHits.Load()
+			res, _, err := callTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": tc.query})
+			if err != nil || !res.IsError {
+				t.Fatalf("want a tool error, got err=%v res=%s", err, text(res))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(text(res), w) {
+					t.Errorf("message %q lacks %q", text(res), w)
+				}
+			}
+			if e.restHits.Load() != before {
+				t.Error("a refused query reached Salesforce")
+			}
+		})
+	}
+
+	// Salesforce's own message for a malformed query reaches the user.
+	res, _, err := callTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": "SELECT Nme FROM Account"})
+	if err != nil || !res.IsError {
+		t.Fatalf("malformed query: err=%v res=%s", err, text(res))
+	}
+	for _, w := range []string{"Salesforce rejected the request", "INVALID_FIELD", "No such column 'Nme'"} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+	res, _, _ = callTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": "SELECT Id FROM Account WHERE"})
+	if !res.IsError || !strings.Contains(text(res), "MALFORMED_QUERY") {
+		t.Errorf("MALFORMED_QUERY not surfaced: %s", text(res))
+	}
+}
+
+func TestGetRecord(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+
+	res := mustTool(t, a, rita, ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": sb.OppAcmeRenewal, "fields": []string{"Name", "Amount"}})
+	var rec map[string]any
+	structured(t, res, &rec)
+	if rec["Name"] != "Acme Widgets - Renewal" || rec["Amount"] != 50000.0 {
+		t.Errorf("record = %v", rec)
+	}
+	if _, ok := rec["StageName"]; ok {
+		t.Errorf("fields were not applied: %v", rec)
+	}
+	// The manager sees the rep's record through the role hierarchy.
+	mustTool(t, a, morgan, ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": sb.OppAcmeRenewal})
+
+	// Not shared with the user: a tool error naming the platform user.
+	res, _, err := callTool(t, a, rita, ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": sb.OppGlobexNewLogo})
+	if err != nil || !res.IsError {
+		t.Fatalf("unshared record: err=%v res=%s", err, text(res))
+	}
+	for _, w := range []string{`Salesforce user "rep@acme.example"`, "NOT_FOUND", "sharing rules"} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+	// Bad ids never reach Salesforce.
+	before := e.restHits.Load()
+	res, _, _ = callTool(t, a, rita, ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": "../../query?q=x"})
+	if !res.IsError || e.restHits.Load() != before {
+		t.Errorf("a malformed id was not refused locally: %s", text(res))
+	}
+}
+
+func TestSearch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	names := func(res *mcp.CallToolResult) []string {
+		var out struct {
+			Records []map[string]any `json:"records"`
+		}
+		structured(t, res, &out)
+		var ns []string
+		for _, r := range out.Records {
+			ns = append(ns, fmt.Sprint(r["Name"]))
+		}
+		slices.Sort(ns)
+		return ns
+	}
+	args := map[string]any{"term": "Acme", "objects": []map[string]any{{"type": "Opportunity", "fields": []string{"Id", "Name"}}}}
+	if diff := cmp.Diff([]string{"Acme Widgets - Expansion", "Acme Widgets - Pilot", "Acme Widgets - Renewal"}, names(mustTool(t, a, rita, ToolSearch, args))); diff != "" {
+		t.Errorf("rep's search (-want +got):\n%s", diff)
+	}
+	if got := names(mustTool(t, a, oscar, ToolSearch, args)); len(got) != 0 {
+		t.Errorf("outsider found %v", got)
+	}
+	// Reserved characters are searched literally, never as syntax.
+	for _, term := range []string{"Acme} RETURNING User(Username", `Acme\ "Widgets" -x`, "Acme (Widgets) OR *"} {
+		res, _, err := callTool(t, a, rita, ToolSearch, map[string]any{"term": term, "objects": []map[string]any{{"type": "Account", "fields": []string{"Name"}}}})
+		if err != nil {
+			t.Fatalf("term %q: %v", term, err)
+		}
+		if res.IsError && !strings.Contains(text(res), "Salesforce rejected") {
+			t.Errorf("term %q: %s", term, text(res))
+		}
+		if res.IsError {
+			continue
+		}
+		var out struct {
+			Records []struct {
+				Attributes struct {
+					Type string `json:"type"`
+				} `json:"attributes"`
+			} `json:"records"`
+		}
+		structured(t, res, &out)
+		for _, r := range out.Records {
+			if r.Attributes.Type != "Account" {
+				t.Errorf("term %q returned a %s record: the term changed the statement", term, r.Attributes.Type)
+			}
+		}
+	}
+	res, _, err := callTool(t, a, rita, ToolSearch, map[string]any{"term": "Acme", "objects": []map[string]any{{"type": "Account) RETURNING User"}}})
+	if err != nil || !res.IsError || !strings.Contains(text(res), "not an sObject API name") {
+		t.Errorf("bad object name: err=%v %s", err, text(res))
+	}
+}
+
+func TestResources(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	s, _ := a.Open(context.Background(), upstreams.OpenOptions{})
+	ctx, _ := ctxAs(t, rita)
+
+	lr, err := s.ListResources(ctx, nil)
+	if err != nil || len(lr.Resources) != 1 || lr.Resources[0].URI != PipelineURI {
+		t.Fatalf("ListResources = %v, %v", lr, err)
+	}
+	lt, err := s.ListResourceTemplates(ctx, nil)
+	if err != nil || len(lt.ResourceTemplates) != 1 || lt.ResourceTemplates[0].URITemplate != RecordURITemplate {
+		t.Fatalf("ListResourceTemplates = %v, %v", lt, err)
+	}
+	rr, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: PipelineURI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range wantRep {
+		if !strings.Contains(rr.Contents[0].Text, id) {
+			t.Errorf("pipeline resource lacks %s", id)
+		}
+	}
+	if strings.Contains(rr.Contents[0].Text, sb.OppGlobexNewLogo) || rr.Contents[0].MIMEType != "application/json" {
+		t.Errorf("pipeline resource = %s", rr.Contents[0].Text)
+	}
+	rr, err = s.ReadResource(ctx, &mcp.ReadResourceParams{URI: "salesforce://sobjects/Account/" + sb.AccountAcme})
+	if err != nil || !strings.Contains(rr.Contents[0].Text, "Acme Widgets") {
+		t.Fatalf("record resource: %v %v", rr, err)
+	}
+	octx, _ := ctxAs(t, oscar)
+	_, err = s.ReadResource(octx, &mcp.ReadResourceParams{URI: "salesforce://sobjects/Account/" + sb.AccountAcme})
+	var rpc *jsonrpc.Error
+	if !errors.As(err, &rpc) || rpc.Code != mcp.CodeResourceNotFound || !strings.Contains(rpc.Message, `"outsider@acme.example"`) {
+		t.Errorf("unshared record resource: %v", err)
+	}
+	for _, uri := range []string{"salesforce://nope", "salesforce://sobjects/Account", "https://x/y"} {
+		if _, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri}); !errors.As(err, &rpc) {
+			t.Errorf("%s: %v", uri, err)
+		}
+	}
+	cr, err := s.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/resource", URI: RecordURITemplate}, Argument: mcp.CompleteParamsArgument{Name: "type", Value: "opp"}})
+	if err != nil || !slices.Equal(cr.Completion.Values, []string{"Opportunity"}) {
+		t.Errorf("Complete = %v, %v", cr, err)
+	}
+}
+
+// A token for a service account (client_credentials) runs as the API-only
+// integration user, which Salesforce refuses user data: the tool error
+// says so, and the audit facts say it ran as a service account.
+func TestServiceAccountRefusedUserData(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.clientCredentials()))
+	res, info, err := callTool(t, a, rita, ToolMyPipeline, nil)
+	if err != nil || !res.IsError {
+		t.Fatalf("want a tool error, got err=%v res=%s", err, text(res))
+	}
+	for _, w := range []string{"INVALID_TYPE", "sObject type 'Opportunity' is not supported", "service account", "client_credentials", "not yours"} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+	if snap := info.Snapshot(); !snap.ServiceAccount || snap.Flow != credentials.FlowClientCredentials {
+		t.Errorf("callinfo = %+v, want a service account via client_credentials", snap)
+	}
+}
+
+// An assertion for a user Salesforce does not know: invalid_grant, as an
+// actionable tool error, and never a REST call.
+func TestUnknownUserInvalidGrant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	res, _, err := callTool(t, a, ghost, ToolMyPipeline, nil)
+	if err != nil || !res.IsError {
+		t.Fatalf("want a tool error, got err=%v res=%s", err, text(res))
+	}
+	for _, w := range []string{"invalid_grant", "user hasn't approved this consumer", "platform refused to issue a token for your platform account", `"user-ghost"`} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+	if e.restHits.Load() != 0 || e.tokenHits.Load() != 1 {
+		t.Errorf("token hits %d, REST hits %d; want 1 and 0", e.tokenHits.Load(), e.restHits.Load())
+	}
+}
+
+// A revoked session (INVALID_SESSION_ID) is re-exchanged once and the call
+// retried once; the second call reuses the cached fresh token.
+func TestRevokedSessionReexchangesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	mustTool(t, a, rita, ToolMyPipeline, nil)
+	mustTool(t, a, rita, ToolMyPipeline, nil)
+	if got := e.tokenHits.Load(); got != 1 {
+		t.Fatalf("token endpoint hits after two calls = %d, want 1 (cached)", got)
+	}
+	e.sb.RevokeAll()
+	res, info, err := callTool(t, a, rita, ToolMyPipeline, nil)
+	if err != nil || res.IsError {
+		t.Fatalf("after revocation: %v %s", err, text(res))
+	}
+	if diff := cmp.Diff(wantRep, pipelineIDs(t, res)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if got := e.tokenHits.Load(); got != 2 {
+		t.Errorf("token endpoint hits = %d, want 2 (one re-exchange)", got)
+	}
+	if got := e.rest401.Load(); got != 1 {
+		t.Errorf("401 answers = %d, want 1", got)
+	}
+	if snap := info.Snapshot(); snap.Exchanges != 1 || snap.CacheHit {
+		t.Errorf("callinfo = %+v, want the last credential freshly exchanged", snap)
+	}
+	mustTool(t, a, rita, ToolMyPipeline, nil)
+	if got := e.tokenHits.Load(); got != 2 {
+		t.Errorf("token endpoint hits = %d after another call, want 2", got)
+	}
+}
+
+// A session refused even after a fresh token: exactly one retry, then a
+// tool error that names the user.
+func TestPersistentInvalidSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`))
+		return true
+	}})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	res, _, err := callTool(t, a, rita, ToolMyPipeline, nil)
+	if err != nil || !res.IsError {
+		t.Fatalf("want a tool error, got err=%v res=%s", err, text(res))
+	}
+	for _, w := range []string{"INVALID_SESSION_ID", `"rep@acme.example"`, "also after obtaining a fresh one"} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+	if e.tokenHits.Load() != 2 || e.restHits.Load() != 2 {
+		t.Errorf("token hits %d, REST hits %d; want 2 and 2", e.tokenHits.Load(), e.restHits.Load())
+	}
+}
+
+func TestRequestLimitExceeded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{requestLimit: 1})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	mustTool(t, a, rita, ToolMyPipeline, nil)
+	res, _, err := callTool(t, a, rita, ToolMyPipeline, nil)
+	if err != nil || !res.IsError {
+		t.Fatalf("want a tool error, got err=%v res=%s", err, text(res))
+	}
+	for _, w := range []string{"REQUEST_LIMIT_EXCEEDED", "api-usage=1/1", "retry after", "not a Mandate fault"} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+	// A platform that sends Retry-After has it surfaced in seconds.
+	e2 := newEnv(t, envOptions{intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Retry-After", "42")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`))
+		return true
+	}})
+	res, _, _ = callTool(t, e2.adapter(t, e2.config(e2.jwtBearer())), rita, ToolMyPipeline, nil)
+	if !res.IsError || !strings.Contains(text(res), "retry after 42 seconds") {
+		t.Errorf("Retry-After not surfaced: %s", text(res))
+	}
+}
+
+// A 403 INSUFFICIENT_ACCESS is the platform refusing this user.
+func TestInsufficientAccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`[{"message":"insufficient access rights on object id","errorCode":"INSUFFICIENT_ACCESS"}]`))
+		return true
+	}})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	res, _, err := callTool(t, a, morgan, ToolGetRecord, map[string]any{"sobject": "Account", "id": sb.AccountAcme})
+	if err != nil || !res.IsError {
+		t.Fatalf("want a tool error, got err=%v", err)
+	}
+	for _, w := range []string{`refused this request for Salesforce user "manager@acme.example"`, "INSUFFICIENT_ACCESS", "not a Mandate fault"} {
+		if !strings.Contains(text(res), w) {
+			t.Errorf("message %q lacks %q", text(res), w)
+		}
+	}
+}
+
+// Calls go to the token's instance_url, not the configured URL.
+func TestCallsGoToInstanceURL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	cfg := e.config(e.jwtBearer())
+	cfg.URL = "http://127.0.0.1:1" // nothing listens there
+	a := e.adapter(t, cfg)
+	res := mustTool(t, a, rita, ToolMyPipeline, nil)
+	if diff := cmp.Diff(wantRep, pipelineIDs(t, res)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	e := newEnv(t, envOptions{intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return true
+	}})
+	cfg := e.config(e.jwtBearer())
+	cfg.Timeout = 300 * time.Millisecond
+	a := e.adapter(t, cfg)
+	res, _, err := callTool(t, a, rita, ToolMyPipeline, nil)
+	if err != nil || !res.IsError || !strings.Contains(text(res), "did not answer within 300ms") {
+		t.Errorf("timeout: err=%v %s", err, text(res))
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	for _, tc := range []struct {
+		name string
+		tool string
+		args any
+	}{
+		{"unknown tool", "drop_table", nil},
+		{"wrong type", ToolSOQLQuery, map[string]any{"query": 5}},
+		{"unknown property", ToolMyPipeline, map[string]any{"owner": "me"}},
+		{"array", ToolGetRecord, []int{1}},
+	} {
+		_, _, err := callTool(t, a, rita, tc.tool, tc.args)
+		var rpc *jsonrpc.Error
+		if !errors.As(err, &rpc) || rpc.Code != jsonrpc.CodeInvalidParams {
+			t.Errorf("%s: want -32602, got %v", tc.name, err)
+		}
+	}
+	res, _, err := callTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": "SELECT Id FROM Account", "max_records": 0})
+	if err != nil || !res.IsError || !strings.Contains(text(res), "max_records must be between 1 and 2000") {
+		t.Errorf("max_records 0: %v %s", err, text(res))
+	}
+	if e.restHits.Load() != 0 {
+		t.Errorf("protocol errors reached Salesforce %d times", e.restHits.Load())
+	}
+}
+
+// Tokens appear in no error text and no log line.
+func TestNoTokensInErrorsOrLogs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	var texts []string
+	for _, args := range []struct {
+		tool string
+		args any
+	}{
+		{ToolMyPipeline, nil},
+		{ToolSOQLQuery, map[string]any{"query": "SELECT Nme FROM Account"}},
+		{ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": sb.OppGlobexNewLogo}},
+	} {
+		res, _, err := callTool(t, a, rita, args.tool, args.args)
+		if err != nil {
+			texts = append(texts, err.Error())
+		}
+		texts = append(texts, text(res))
+	}
+	e.sb.RevokeAll()
+	res, _, _ := callTool(t, a, rita, ToolMyPipeline, nil)
+	texts = append(texts, text(res), e.logs.String(), e.brokerLogs.String())
+	if !strings.Contains(e.logs.String(), "salesforce call") {
+		t.Error("no debug log was written; the test would prove nothing")
+	}
+	bearers := e.seenBearers()
+	if len(bearers) < 4 {
+		t.Fatalf("saw %d bearer tokens", len(bearers))
+	}
+	for _, b := range bearers {
+		for _, s := range texts {
+			if b != "" && strings.Contains(s, b) {
+				t.Errorf("a token leaked into %q", s)
+			}
+		}
+	}
+}
+
+func TestNewValidation(t *testing.T) {
+	t.Parallel()
+	src := credentials.NewBroker(credentials.BrokerOptions{})
+	s, err := src.Source("sf", credentials.Config{Flow: credentials.FlowNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  upstreams.Config
+		deps Deps
+		want string
+	}{
+		{"no credentials", upstreams.Config{Name: "sf", URL: "https://x.my.salesforce.com"}, Deps{}, "Deps.Credentials is required"},
+		{"bad url", upstreams.Config{Name: "sf", URL: "ftp://x"}, Deps{Credentials: s}, "upstreams[sf].url"},
+		{"bad version", upstreams.Config{Name: "sf", URL: "https://x", Salesforce: upstreams.SalesforceOptions{APIVersion: "62"}}, Deps{Credentials: s}, "api_version"},
+	} {
+		if _, err := New(tc.cfg, tc.deps); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// flow none: the adapter says Salesforce needs a per-user token.
+	a, err := New(upstreams.Config{Name: "sf", URL: "https://x.my.salesforce.com"}, Deps{Credentials: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := callTool(t, a, rita, ToolMyPipeline, nil)
+	if err != nil || !res.IsError || !strings.Contains(text(res), "jwt_bearer") {
+		t.Errorf("flow none: %v %s", err, text(res))
+	}
+}
+
+var _ = callinfo.NewContext

@@ -1,0 +1,43 @@
+// Package salesforce is Mandate's native Salesforce adapter (kind:
+// salesforce): it serves Salesforce's REST API as MCP tools and resources,
+// calling Salesforce as the signed-in user with a platform token from the
+// credentials broker (flow jwt_bearer: Mandate signs an RFC 7523 assertion
+// whose sub is the user's Salesforce username). Salesforce's own sharing
+// rules decide what each user sees; the adapter adds no data filter.
+//
+// Tools (all read-only):
+//
+//   - soql_query  {query, max_records?}: one SOQL SELECT (ValidateSOQL
+//     refuses anything else), following nextRecordsUrl pages up to
+//     max_records (default and cap: salesforce.max_records); truncation is
+//     reported.
+//   - get_record  {sobject, id, fields?}: GET sobjects/{type}/{id}.
+//   - search      {term, objects?, limit?}: SOSL built by BuildSOSL; the term
+//     is escaped with EscapeSOSL, so it is always searched literally.
+//   - my_pipeline {max_records?}: PipelineSOQL — the open opportunities
+//     Salesforce shows this user (own, plus reports' via the role hierarchy).
+//
+// Resources: salesforce://my/pipeline and the template
+// salesforce://sobjects/{type}/{id} (JSON).
+//
+// Calls go to the token's instance_url (fallback: the configured url) under
+// /services/data/{salesforce.api_version}/. A 401 (INVALID_SESSION_ID)
+// invalidates the cached token, re-exchanges once and retries once. Platform
+// refusals (403, INSUFFICIENT_ACCESS, 404 for records not shared,
+// INVALID_TYPE for objects the profile cannot read) become tool errors that
+// name the platform user the call ran as; MALFORMED_QUERY and friends carry
+// Salesforce's message; REQUEST_LIMIT_EXCEEDED reports the org's usage and
+// when to retry; *credentials.Error texts (e.g. invalid_grant for a user
+// Salesforce does not know) are passed through. Protocol problems (unknown
+// tool, arguments that are not a JSON object of the right shape) are
+// *jsonrpc.Error with code -32602. Tokens never appear in errors or logs.
+// Each call records its credential (flow, platform subject, service
+// account, cache hit) in callinfo for the audit record.
+//
+// Usage:
+//
+//	src, _ := broker.Source(cfg.Name, cfg.Credentials)
+//	a, err := salesforce.New(cfg, salesforce.Deps{Credentials: src, Logger: log})
+//	sess, _ := a.Open(ctx, upstreams.OpenOptions{})
+//	res, err := sess.CallTool(identity.NewContext(ctx, id), &mcp.CallToolParams{Name: "my_pipeline"})
+package salesforce
