@@ -1,0 +1,616 @@
+package salesforce
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Tool names.
+const (
+	ToolSOQLQuery  = "soql_query"
+	ToolGetRecord  = "get_record"
+	ToolSearch     = "search"
+	ToolMyPipeline = "my_pipeline"
+)
+
+// Resource URIs.
+const (
+	PipelineURI       = "salesforce://my/pipeline"
+	RecordURITemplate = "salesforce://sobjects/{type}/{id}"
+	recordURIPrefix   = "salesforce://sobjects/"
+)
+
+// PipelineSOQL is the query behind my_pipeline: "my" is what Salesforce's
+// sharing shows the calling user (their own opportunities and, through the
+// role hierarchy, their reports'), so the query has no owner filter.
+const PipelineSOQL = "SELECT Id, Name, Amount, StageName, CloseDate FROM Opportunity WHERE IsClosed = false ORDER BY CloseDate"
+
+// maxSearchRecords is SOSL's own ceiling.
+const maxSearchRecords = 2000
+
+var (
+	reSObject = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}$`)
+	reID      = regexp.MustCompile(`^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$`)
+	reField   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}(\.[A-Za-z][A-Za-z0-9_]{0,79}){0,4}$`)
+)
+
+type toolHandler func(c *call, p *mcp.CallToolParams) (*mcp.CallToolResult, error)
+
+func boolPtr(b bool) *bool { return &b }
+
+func object(props map[string]any, required ...string) map[string]any {
+	m := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		m["required"] = required
+	}
+	return m
+}
+
+// queryOutputSchema describes QueryOutput.
+var queryOutputSchema = map[string]any{
+	"type": "object",
+	"properties": map[string]any{
+		"totalSize": map[string]any{"type": "integer", "description": "How many records matched, as Salesforce counted them."},
+		"returned":  map[string]any{"type": "integer", "description": "How many records are in records."},
+		"truncated": map[string]any{"type": "boolean", "description": "True when more records matched than were returned (max_records)."},
+		"records":   map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
+	},
+	"required": []string{"totalSize", "returned", "truncated", "records"},
+}
+
+func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
+	maxRec := map[string]any{
+		"type": "integer", "minimum": 1, "maximum": a.maxRecords,
+		"description": fmt.Sprintf("Most records to return, following nextRecordsUrl pages (1-%d, default %d). The result says when more matched.", a.maxRecords, a.maxRecords),
+	}
+	searchMax := min(a.maxRecords, maxSearchRecords)
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: boolPtr(true)}
+	tools := []*mcp.Tool{
+		{
+			Name:  ToolSOQLQuery,
+			Title: "Run a read-only SOQL query",
+			Description: "Runs one SOQL SELECT statement in Salesforce as the signed-in user; Salesforce's sharing rules decide which records come back. " +
+				"Only a single SELECT is accepted (no DML, no FOR UPDATE/VIEW/REFERENCE, no ';'). Example: SELECT Id, Name, StageName FROM Opportunity WHERE IsClosed = false ORDER BY CloseDate LIMIT 20.",
+			InputSchema: object(map[string]any{
+				"query": map[string]any{
+					"type": "string", "minLength": 1, "maxLength": MaxSOQLLength,
+					"description": "The SOQL SELECT statement. Use LIMIT and select only the fields you need.",
+				},
+				"max_records": maxRec,
+			}, "query"),
+			OutputSchema: queryOutputSchema,
+			Annotations:  readOnly,
+		},
+		{
+			Name:        ToolGetRecord,
+			Title:       "Get one Salesforce record",
+			Description: "Fetches one record by sObject type and id, as the signed-in user. Records Salesforce does not share with the user are reported as not found.",
+			InputSchema: object(map[string]any{
+				"sobject": map[string]any{"type": "string", "pattern": reSObject.String(), "description": "The sObject API name, e.g. Account, Contact, Opportunity, Case, or a custom object such as Invoice__c."},
+				"id":      map[string]any{"type": "string", "pattern": reID.String(), "description": "The record's 15- or 18-character Salesforce id, e.g. 006000000000001AAA."},
+				"fields": map[string]any{
+					"type": "array", "maxItems": 100, "uniqueItems": true,
+					"items":       map[string]any{"type": "string", "pattern": reField.String()},
+					"description": "Field API names to return (e.g. [\"Name\", \"Amount\"]); omit for every field the user may read.",
+				},
+			}, "sobject", "id"),
+			OutputSchema: map[string]any{"type": "object", "description": "The record as Salesforce returns it, with an attributes object (type, url)."},
+			Annotations:  readOnly,
+		},
+		{
+			Name:  ToolSearch,
+			Title: "Search Salesforce (SOSL)",
+			Description: "Full-text search across Salesforce records visible to the signed-in user. The term is searched literally (reserved SOSL characters are escaped). " +
+				"Without objects, Salesforce searches every searchable object and returns ids and types; name objects to get fields.",
+			InputSchema: object(map[string]any{
+				"term": map[string]any{"type": "string", "minLength": 2, "maxLength": MaxSearchTermLength, "description": "The words to search for, e.g. \"Acme renewal\". All words must match."},
+				"objects": map[string]any{
+					"type": "array", "maxItems": 10,
+					"description": "Objects to search and the fields to return for each, e.g. [{\"type\":\"Account\",\"fields\":[\"Id\",\"Name\"]}].",
+					"items": object(map[string]any{
+						"type":   map[string]any{"type": "string", "pattern": reSObject.String(), "description": "sObject API name."},
+						"fields": map[string]any{"type": "array", "maxItems": 20, "items": map[string]any{"type": "string", "pattern": reField.String()}, "description": "Fields to return; default Id."},
+					}, "type"),
+				},
+				"limit": map[string]any{"type": "integer", "minimum": 1, "maximum": searchMax, "description": fmt.Sprintf("Most records to return (1-%d, default %d).", searchMax, min(200, searchMax))},
+			}, "term"),
+			OutputSchema: map[string]any{
+				"type": "object",
+				"properties": map[string]any{
+					"returned": map[string]any{"type": "integer"},
+					"records":  map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
+				},
+				"required": []string{"returned", "records"},
+			},
+			Annotations: readOnly,
+		},
+		{
+			Name:  ToolMyPipeline,
+			Title: "My open opportunities",
+			Description: "Lists the open opportunities Salesforce shows the signed-in user (their own and, for managers, their reports'), ordered by close date, " +
+				"with Name, Amount, StageName and CloseDate, plus the total amount.",
+			InputSchema: object(map[string]any{"max_records": maxRec}),
+			OutputSchema: map[string]any{
+				"type": "object",
+				"properties": map[string]any{
+					"opportunities": map[string]any{"type": "array", "items": object(map[string]any{
+						"id":        map[string]any{"type": "string"},
+						"name":      map[string]any{"type": "string"},
+						"amount":    map[string]any{"type": []string{"number", "null"}},
+						"stage":     map[string]any{"type": "string"},
+						"closeDate": map[string]any{"type": "string", "description": "YYYY-MM-DD"},
+					})},
+					"count":       map[string]any{"type": "integer"},
+					"totalAmount": map[string]any{"type": "number"},
+					"truncated":   map[string]any{"type": "boolean"},
+				},
+				"required": []string{"opportunities", "count", "totalAmount", "truncated"},
+			},
+			Annotations: readOnly,
+		},
+	}
+	handlers := map[string]toolHandler{
+		ToolSOQLQuery:  (*call).soqlQuery,
+		ToolGetRecord:  (*call).getRecord,
+		ToolSearch:     (*call).search,
+		ToolMyPipeline: (*call).myPipeline,
+	}
+	return tools, handlers
+}
+
+// decodeArgs decodes tool arguments strictly into v. A non-object, invalid
+// JSON, a wrong type or an unknown property is a protocol error (-32602).
+func decodeArgs(tool string, raw any, v any) error {
+	var data []byte
+	switch r := raw.(type) {
+	case nil:
+		data = []byte("{}")
+	case json.RawMessage:
+		data = r
+	case []byte:
+		data = r
+	default:
+		var err error
+		if data, err = json.Marshal(raw); err != nil {
+			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", tool, err)}
+		}
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || string(data) == "null" {
+		data = []byte("{}")
+	}
+	if data[0] != '{' {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: arguments must be a JSON object", tool)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", tool, err)}
+	}
+	if dec.More() {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: trailing data after the JSON object", tool)}
+	}
+	return nil
+}
+
+// limitArg checks an optional limit against [1, hi] with default def.
+func limitArg(name string, v *int, hi, def int) (int, string) {
+	if v == nil {
+		return def, ""
+	}
+	if *v < 1 || *v > hi {
+		return 0, fmt.Sprintf("%s must be between 1 and %d, got %d", name, hi, *v)
+	}
+	return *v, ""
+}
+
+// QueryOutput is the structured result of soql_query.
+type QueryOutput struct {
+	TotalSize int              `json:"totalSize"`
+	Returned  int              `json:"returned"`
+	Truncated bool             `json:"truncated"`
+	Records   []map[string]any `json:"records"`
+}
+
+type queryPage struct {
+	TotalSize      int              `json:"totalSize"`
+	Done           bool             `json:"done"`
+	NextRecordsURL string           `json:"nextRecordsUrl"`
+	Records        []map[string]any `json:"records"`
+}
+
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("Salesforce answered with a body that is not the expected JSON: %v", err)
+	}
+	return nil
+}
+
+// query runs soql and follows nextRecordsUrl until done or max records.
+func (c *call) query(soql string, max int) (*QueryOutput, error) {
+	body, err := c.get(c.a.dataPath("/query"), url.Values{"q": {soql}})
+	if err != nil {
+		return nil, err
+	}
+	out := &QueryOutput{Records: []map[string]any{}}
+	prefix := "/services/data/"
+	for pages := 0; ; pages++ {
+		var pg queryPage
+		if err := decodeJSON(body, &pg); err != nil {
+			return nil, err
+		}
+		if pages == 0 {
+			out.TotalSize = pg.TotalSize
+		}
+		room := max - len(out.Records)
+		if len(pg.Records) > room {
+			out.Records = append(out.Records, pg.Records[:room]...)
+			out.Truncated = true
+			break
+		}
+		out.Records = append(out.Records, pg.Records...)
+		if pg.Done || pg.NextRecordsURL == "" {
+			break
+		}
+		if len(out.Records) >= max {
+			out.Truncated = true
+			break
+		}
+		next := pg.NextRecordsURL
+		if !strings.HasPrefix(next, prefix) || strings.Contains(next, "..") || strings.ContainsAny(next, "?#\\") || pages > 10000 {
+			return nil, fmt.Errorf("Salesforce answered with an unexpected nextRecordsUrl; the result was discarded")
+		}
+		if body, err = c.get(next, nil); err != nil {
+			return nil, err
+		}
+	}
+	out.Returned = len(out.Records)
+	if out.TotalSize > out.Returned {
+		out.Truncated = true
+	}
+	return out, nil
+}
+
+func recordsText(b *strings.Builder, recs []map[string]any) {
+	for _, r := range recs {
+		line, _ := json.Marshal(r)
+		b.WriteString("- ")
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+}
+
+func (c *call) soqlQuery(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+	var args struct {
+		Query      string `json:"query"`
+		MaxRecords *int   `json:"max_records"`
+	}
+	if err := decodeArgs(ToolSOQLQuery, p.Arguments, &args); err != nil {
+		return nil, err
+	}
+	max, bad := limitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
+	if bad != "" {
+		return toolError(bad), nil
+	}
+	if err := ValidateSOQL(args.Query); err != nil {
+		return toolError(err.Error() + ". soql_query runs exactly one read-only SELECT statement."), nil
+	}
+	out, err := c.query(strings.TrimSpace(args.Query), max)
+	if err != nil {
+		return c.toolFailure(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d record(s) returned", out.Returned)
+	if out.Truncated {
+		fmt.Fprintf(&b, " of %d matching (truncated at max_records=%d)", out.TotalSize, max)
+	}
+	b.WriteString(":\n")
+	recordsText(&b, out.Records)
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: b.String()}}, StructuredContent: out}, nil
+}
+
+func (c *call) record(typ, id string, fields []string) (map[string]any, error) {
+	var q url.Values
+	if len(fields) > 0 {
+		q = url.Values{"fields": {strings.Join(fields, ",")}}
+	}
+	body, err := c.get(c.a.dataPath("/sobjects/"+url.PathEscape(typ)+"/"+url.PathEscape(id)), q)
+	if err != nil {
+		return nil, err
+	}
+	var rec map[string]any
+	if err := decodeJSON(body, &rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func checkRecordArgs(typ, id string, fields []string) string {
+	switch {
+	case !reSObject.MatchString(typ):
+		return fmt.Sprintf("sobject %q is not an sObject API name (letters, digits, underscores, e.g. Opportunity)", clip(typ, 100))
+	case !reID.MatchString(id):
+		return fmt.Sprintf("id %q is not a 15- or 18-character Salesforce id", clip(id, 100))
+	case len(fields) > 100:
+		return "at most 100 fields may be requested"
+	}
+	for _, f := range fields {
+		if !reField.MatchString(f) {
+			return fmt.Sprintf("field %q is not a field API name", clip(f, 100))
+		}
+	}
+	return ""
+}
+
+func (c *call) getRecord(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+	var args struct {
+		SObject string   `json:"sobject"`
+		ID      string   `json:"id"`
+		Fields  []string `json:"fields"`
+	}
+	if err := decodeArgs(ToolGetRecord, p.Arguments, &args); err != nil {
+		return nil, err
+	}
+	if bad := checkRecordArgs(args.SObject, args.ID, args.Fields); bad != "" {
+		return toolError(bad), nil
+	}
+	rec, err := c.record(args.SObject, args.ID, args.Fields)
+	if err != nil {
+		return c.toolFailure(err)
+	}
+	line, _ := json.MarshalIndent(rec, "", "  ")
+	text := fmt.Sprintf("%s %s:\n%s", args.SObject, args.ID, line)
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: rec}, nil
+}
+
+// BuildSOSL returns the SOSL statement the search tool sends: the term
+// escaped with EscapeSOSL, IN ALL FIELDS, an optional RETURNING clause
+// built from validated identifiers, and LIMIT.
+func BuildSOSL(term string, objects []SearchObject, limit int) (string, error) {
+	t := strings.TrimSpace(EscapeSOSL(term))
+	if len([]rune(strings.TrimSpace(term))) < 2 {
+		return "", fmt.Errorf("term must be at least 2 characters")
+	}
+	if len(term) > MaxSearchTermLength {
+		return "", fmt.Errorf("term must be at most %d characters", MaxSearchTermLength)
+	}
+	var b strings.Builder
+	b.WriteString("FIND {")
+	b.WriteString(t)
+	b.WriteString("} IN ALL FIELDS")
+	if len(objects) > 0 {
+		if len(objects) > 10 {
+			return "", fmt.Errorf("at most 10 objects may be searched")
+		}
+		b.WriteString(" RETURNING ")
+		seen := map[string]bool{}
+		for i, o := range objects {
+			if !reSObject.MatchString(o.Type) {
+				return "", fmt.Errorf("objects[%d].type %q is not an sObject API name", i, clip(o.Type, 100))
+			}
+			if seen[strings.ToLower(o.Type)] {
+				return "", fmt.Errorf("objects[%d].type %q is listed twice", i, o.Type)
+			}
+			seen[strings.ToLower(o.Type)] = true
+			if len(o.Fields) > 20 {
+				return "", fmt.Errorf("objects[%d]: at most 20 fields", i)
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(o.Type)
+			if len(o.Fields) > 0 {
+				fseen := map[string]bool{}
+				var fs []string
+				for _, f := range o.Fields {
+					if !reField.MatchString(f) {
+						return "", fmt.Errorf("objects[%d].fields: %q is not a field API name", i, clip(f, 100))
+					}
+					if !fseen[strings.ToLower(f)] {
+						fseen[strings.ToLower(f)] = true
+						fs = append(fs, f)
+					}
+				}
+				b.WriteString("(" + strings.Join(fs, ", ") + ")")
+			}
+		}
+	}
+	b.WriteString(" LIMIT " + strconv.Itoa(limit))
+	return b.String(), nil
+}
+
+// SearchObject is one entry of the search tool's objects argument.
+type SearchObject struct {
+	Type   string   `json:"type"`
+	Fields []string `json:"fields"`
+}
+
+func (c *call) search(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+	var args struct {
+		Term    string         `json:"term"`
+		Objects []SearchObject `json:"objects"`
+		Limit   *int           `json:"limit"`
+	}
+	if err := decodeArgs(ToolSearch, p.Arguments, &args); err != nil {
+		return nil, err
+	}
+	hi := min(c.a.maxRecords, maxSearchRecords)
+	limit, bad := limitArg("limit", args.Limit, hi, min(200, hi))
+	if bad != "" {
+		return toolError(bad), nil
+	}
+	sosl, err := BuildSOSL(args.Term, args.Objects, limit)
+	if err != nil {
+		return toolError(err.Error()), nil
+	}
+	body, err := c.get(c.a.dataPath("/search"), url.Values{"q": {sosl}})
+	if err != nil {
+		return c.toolFailure(err)
+	}
+	var res struct {
+		SearchRecords []map[string]any `json:"searchRecords"`
+	}
+	if err := decodeJSON(body, &res); err != nil {
+		return c.toolFailure(err)
+	}
+	if res.SearchRecords == nil {
+		res.SearchRecords = []map[string]any{}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d record(s) found for %q:\n", len(res.SearchRecords), args.Term)
+	recordsText(&b, res.SearchRecords)
+	out := map[string]any{"returned": len(res.SearchRecords), "records": res.SearchRecords}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: b.String()}}, StructuredContent: out}, nil
+}
+
+// Opportunity is one row of my_pipeline.
+type Opportunity struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Amount    *float64 `json:"amount"`
+	Stage     string   `json:"stage"`
+	CloseDate string   `json:"closeDate"`
+}
+
+// PipelineOutput is the structured result of my_pipeline and the content
+// of salesforce://my/pipeline.
+type PipelineOutput struct {
+	Opportunities []Opportunity `json:"opportunities"`
+	Count         int           `json:"count"`
+	TotalAmount   float64       `json:"totalAmount"`
+	Truncated     bool          `json:"truncated"`
+}
+
+func (c *call) pipeline(max int) (*PipelineOutput, error) {
+	q, err := c.query(PipelineSOQL, max)
+	if err != nil {
+		return nil, err
+	}
+	out := &PipelineOutput{Opportunities: []Opportunity{}, Truncated: q.Truncated}
+	for _, r := range q.Records {
+		o := Opportunity{}
+		o.ID, _ = r["Id"].(string)
+		o.Name, _ = r["Name"].(string)
+		o.Stage, _ = r["StageName"].(string)
+		o.CloseDate, _ = r["CloseDate"].(string)
+		if n, ok := r["Amount"].(json.Number); ok {
+			if f, err := n.Float64(); err == nil {
+				o.Amount = &f
+				out.TotalAmount += f
+			}
+		}
+		out.Opportunities = append(out.Opportunities, o)
+	}
+	out.Count = len(out.Opportunities)
+	return out, nil
+}
+
+func (c *call) myPipeline(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+	var args struct {
+		MaxRecords *int `json:"max_records"`
+	}
+	if err := decodeArgs(ToolMyPipeline, p.Arguments, &args); err != nil {
+		return nil, err
+	}
+	max, bad := limitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
+	if bad != "" {
+		return toolError(bad), nil
+	}
+	out, err := c.pipeline(max)
+	if err != nil {
+		return c.toolFailure(err)
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: pipelineText(out)}}, StructuredContent: out}, nil
+}
+
+func pipelineText(out *PipelineOutput) string {
+	var b strings.Builder
+	if out.Count == 0 {
+		return "No open opportunities are visible to you in Salesforce."
+	}
+	fmt.Fprintf(&b, "%d open opportunit", out.Count)
+	if out.Count == 1 {
+		b.WriteString("y")
+	} else {
+		b.WriteString("ies")
+	}
+	fmt.Fprintf(&b, ", total amount %s", money(out.TotalAmount))
+	if out.Truncated {
+		b.WriteString(" (truncated: more are open)")
+	}
+	b.WriteString(":\n")
+	for _, o := range out.Opportunities {
+		amt := "no amount"
+		if o.Amount != nil {
+			amt = money(*o.Amount)
+		}
+		fmt.Fprintf(&b, "- %s — %s — %s — closes %s (id %s)\n", o.Name, amt, o.Stage, o.CloseDate, o.ID)
+	}
+	return b.String()
+}
+
+// money formats 1234567.5 as 1,234,567.50 (no currency: orgs differ).
+func money(f float64) string {
+	s := strconv.FormatFloat(f, 'f', 2, 64)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	intPart, frac, _ := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, ch := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(ch)
+	}
+	if frac != "00" {
+		b.WriteString("." + frac)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// readResource serves salesforce://my/pipeline and
+// salesforce://sobjects/{type}/{id}.
+func (c *call) readResource(uri string) (*mcp.ReadResourceResult, error) {
+	var payload any
+	switch {
+	case uri == PipelineURI:
+		out, err := c.pipeline(c.a.maxRecords)
+		if err != nil {
+			return nil, c.rpcFailure(err)
+		}
+		payload = out
+	case strings.HasPrefix(uri, recordURIPrefix):
+		typ, id, ok := strings.Cut(strings.TrimPrefix(uri, recordURIPrefix), "/")
+		if !ok {
+			return nil, mcp.ResourceNotFoundError(uri)
+		}
+		if bad := checkRecordArgs(typ, id, nil); bad != "" {
+			return nil, c.a.rpcError(jsonrpc.CodeInvalidParams, "resource %s: %s", clip(uri, 200), bad)
+		}
+		rec, err := c.record(typ, id, nil)
+		if err != nil {
+			return nil, c.rpcFailure(err)
+		}
+		payload = rec
+	default:
+		return nil, mcp.ResourceNotFoundError(uri)
+	}
+	text, err := json.MarshalIndent(payload, "", "  ")
+	if err != nil {
+		return nil, c.a.rpcError(jsonrpc.CodeInternalError, "encoding resource: %v", err)
+	}
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(text)}}}, nil
+}
