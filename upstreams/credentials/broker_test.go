@@ -353,3 +353,25 @@ func TestFlowNone(t *testing.T) {
 		t.Fatalf("none: %+v %v", r, err)
 	}
 }
+
+func TestPurgeDuringExchangeIsNotCached(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	ts := exchangeServer(t, 3600, gate)
+	b := NewBroker(BrokerOptions{})
+	src := mustSource(t, b, "crm", exchangeConfig(ts))
+	ctx := user(context.Background(), "alice", time.Now().Add(time.Hour))
+	done := make(chan error, 1)
+	go func() { _, err := src.Token(ctx); done <- err }()
+	for ts.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.Purge("https://idp.example.com/", "alice") // revoked while the exchange runs
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r, err := src.Token(ctx); err != nil || r.CacheHit {
+		t.Fatalf("token obtained across a purge was cached (hit=%v, err=%v)", r.CacheHit, err)
+	}
+}
