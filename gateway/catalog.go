@@ -59,6 +59,7 @@ type catalogEntry struct {
 	at        time.Time
 	gen       uint64
 	tools     []*mcp.Tool
+	toolIndex map[string]struct{}
 	resources []*mcp.Resource
 	templates []*mcp.ResourceTemplate
 	prompts   []*mcp.Prompt
@@ -179,12 +180,35 @@ func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *u
 			next = r.NextCursor
 		}
 		if next == "" {
+			e.index()
 			return e, nil
 		}
 		cursor = next
 	}
 	g.log.Warn("upstream listing truncated", "upstream", u.name, "kind", kind.String(), "pages", maxUpstreamPages)
+	e.index()
 	return e, nil
+}
+
+func (e *catalogEntry) index() {
+	if e.tools == nil {
+		return
+	}
+	e.toolIndex = make(map[string]struct{}, len(e.tools))
+	for _, t := range e.tools {
+		e.toolIndex[t.Name] = struct{}{}
+	}
+}
+
+// hasTool reports whether the user's listing of u has the tool. When the
+// listing cannot be fetched the call goes through (the upstream decides).
+func (g *Gateway) hasTool(ctx context.Context, d *dsession, st *state, u *upstream, name string) bool {
+	e, err := g.listing(ctx, d, st, u, kindTools)
+	if e == nil {
+		return err != nil
+	}
+	_, ok := e.toolIndex[name]
+	return ok
 }
 
 // validTool rejects definitions that would break clients (or panic go-sdk

@@ -54,6 +54,7 @@ func (g *Gateway) finish(ctx context.Context, o *op, err error) {
 		rec.Credential = &audit.CredentialRef{Flow: s.Flow, PlatformSubject: s.PlatformSubject,
 			ServiceAccount: s.ServiceAccount, CacheHit: s.CacheHit}
 	}
+	g.observe(ctx, o, err)
 	if err := g.audit.Log(context.WithoutCancel(ctx), rec); err != nil {
 		g.log.Error("audit record not written", "error", err, "method", o.method)
 	}

@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
+	mcpup "github.com/mandate-gw/mandate/upstreams/mcp"
 )
 
 // Version is the build version, set by the linker (-X) or "dev".
@@ -45,6 +47,10 @@ type Options struct {
 	// UpstreamTransport is the base HTTP transport to upstreams and token
 	// endpoints. Default: a clone of http.DefaultTransport.
 	UpstreamTransport http.RoundTripper
+	// TracerProvider overrides telemetry.traces (tests use an in-memory exporter).
+	TracerProvider trace.TracerProvider
+	// TraceOutput receives spans when telemetry.traces is stdout (default os.Stdout).
+	TraceOutput io.Writer
 	// ConfigPath is the file the configuration came from; it enables
 	// reloads (SIGHUP, file watch, POST /admin/reload).
 	ConfigPath string
@@ -70,6 +76,7 @@ type Gateway struct {
 	newAdapter AdapterFactory
 	upTrans    http.RoundTripper
 
+	tel          *telemetry
 	configPath   string
 	reloadMu     sync.Mutex
 	state        atomic.Pointer[state]
@@ -110,9 +117,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		t.MaxIdleConnsPerHost = 256
 		g.upTrans = t
 	}
+	if err := g.setupTelemetry(ctx, cfg.Telemetry, opts); err != nil {
+		cancel()
+		return nil, err
+	}
 	g.broker = credentials.NewBroker(credentials.BrokerOptions{
-		HTTPClient: &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Logger:     opts.Logger,
+		HTTPClient:     &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Logger:         opts.Logger,
+		TracerProvider: g.tel.tp,
+		OnExchange:     g.tel.onExchange,
 	})
 	g.catalog = newCatalogCache()
 	g.newAdapter = opts.NewAdapter
@@ -172,7 +185,49 @@ func (g *Gateway) Close() error {
 	if st := g.state.Load(); st != nil {
 		st.close()
 	}
+	g.tel.close(context.Background())
 	return g.audit.Close()
+}
+
+// traceOutput is where stdout traces go.
+func (o Options) traceOutput() io.Writer {
+	if o.TraceOutput != nil {
+		return o.TraceOutput
+	}
+	return os.Stdout
+}
+
+// upstreamHealth reports, per upstream, whether its last operation succeeded
+// (adapters that track health), for /readyz and metrics.
+func (g *Gateway) upstreamHealth() map[string]bool {
+	out := map[string]bool{}
+	st := g.state.Load()
+	if st == nil {
+		return out
+	}
+	for _, u := range st.ups {
+		if h, ok := u.adapter.(*mcpup.Adapter); ok {
+			out[u.name] = h.Health().Healthy()
+		}
+	}
+	return out
+}
+
+// upstreamDetails is the per-upstream health for /readyz.
+func (g *Gateway) upstreamDetails() map[string]any {
+	out := map[string]any{}
+	st := g.state.Load()
+	if st == nil {
+		return out
+	}
+	for _, u := range st.ups {
+		if h, ok := u.adapter.(*mcpup.Adapter); ok {
+			out[u.name] = h.Health()
+		} else {
+			out[u.name] = map[string]any{"upstream": u.name, "kind": u.cfg.Kind}
+		}
+	}
+	return out
 }
 
 // Serve runs the gateway for cfg until ctx is done, then shuts down

@@ -183,7 +183,9 @@ func (g *Gateway) readyz(c *gin.Context) {
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	c.JSON(status, gin.H{"ready": ready, "checks": checks})
+	// Upstream health is reported, not gating: one failing upstream must
+	// not take the gateway out of rotation for every other upstream.
+	c.JSON(status, gin.H{"ready": ready, "checks": checks, "upstreams": g.upstreamDetails()})
 }
 
 // tokenInfoBridge hands the identity Mandate verified to the go-sdk

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/internal/callinfo"
@@ -58,6 +59,7 @@ type op struct {
 	outcome   string
 	errClass  string
 	errMsg    string
+	span      trace.Span // nil when tracing is off
 }
 
 // middleware is go-sdk receiving middleware: Mandate answers the catalog
@@ -84,6 +86,7 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		o.d = g.sessionFor(ctx, ss, id)
 		ctx = identity.NewContext(ctx, id)
 		ctx, o.info = callinfo.NewContext(ctx)
+		ctx = g.startSpan(ctx, o, req)
 		res, err := g.serve(ctx, st, o, method, req, next)
 		g.finish(ctx, o, err)
 		return res, err
@@ -180,6 +183,10 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 		// Same answer as for a tool that does not exist: no enumeration.
 		return nil, unknownTool(p.Name)
 	}
+	if !g.hasTool(ctx, o.d, st, u, name) {
+		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "unknown_tool", "not in the user's listing"
+		return nil, unknownTool(p.Name)
+	}
 	if err := g.rateLimit(o, u); err != nil {
 		return nil, err
 	}
@@ -255,7 +262,7 @@ func unknownTool(name string) error {
 // authorize evaluates policy for one call; a denial is recorded on o.
 func (g *Gateway) authorize(o *op, st *state, in policy.Input) error {
 	in.User = policy.UserFrom(o.id)
-	dec := st.policy.Evaluate(in)
+	dec := g.evaluate(o, st, in)
 	o.decision = &dec
 	if !dec.Allow {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeDenied, "policy_denied", dec.Reason

@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mandate-gw/mandate/policy"
+)
+
+// startSpan opens the server span of one MCP operation, continuing the
+// client's trace from the HTTP traceparent header or params._meta (OTel MCP
+// semantic conventions). With traces off it does nothing.
+func (g *Gateway) startSpan(ctx context.Context, o *op, req mcp.Request) context.Context {
+	if g.tel.tp == nil {
+		return ctx
+	}
+	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
+		ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(ex.Header))
+	}
+	if mp, ok := req.GetParams().(interface{ GetMeta() map[string]any }); ok {
+		if meta := mp.GetMeta(); meta != nil {
+			if tp, ok := meta["traceparent"].(string); ok {
+				carrier := propagation.MapCarrier{"traceparent": tp}
+				if ts, ok := meta["tracestate"].(string); ok {
+					carrier["tracestate"] = ts
+				}
+				ctx = g.tel.prop.Extract(ctx, carrier)
+			}
+		}
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("mcp.method.name", o.method),
+		attribute.String("user.id", o.id.Subject),
+		attribute.String("mandate.user.issuer", o.id.Issuer),
+	}
+	if o.ss != nil {
+		if sid := o.ss.ID(); sid != "" {
+			attrs = append(attrs, attribute.String("mcp.session.id", sid))
+		}
+		if ip := o.ss.InitializeParams(); ip != nil && ip.ProtocolVersion != "" {
+			attrs = append(attrs, attribute.String("mcp.protocol.version", ip.ProtocolVersion))
+		}
+	}
+	if o.requestID != "" {
+		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
+	}
+	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return ctx
+}
+
+// evaluate runs the policy, inside a child span when tracing is on.
+func (g *Gateway) evaluate(o *op, st *state, in policy.Input) policy.Decision {
+	if o.span == nil {
+		return st.policy.Evaluate(in)
+	}
+	ctx := trace.ContextWithSpan(context.Background(), o.span)
+	_, span := g.tel.tracer.Start(ctx, "policy.evaluate", trace.WithAttributes(
+		attribute.String("mandate.upstream", in.Upstream)))
+	d := st.policy.Evaluate(in)
+	span.SetAttributes(attribute.Bool("mandate.policy.allow", d.Allow), attribute.String("mandate.policy.rule", d.Rule),
+		attribute.String("mandate.policy.reason", d.Reason))
+	span.End()
+	return d
+}
+
+// endSpan completes the server span and records metrics for o.
+func (g *Gateway) observe(ctx context.Context, o *op, err error) {
+	target := o.tool
+	switch {
+	case o.prompt != "":
+		target = o.prompt
+	case o.resource != "":
+		target = o.resource
+	}
+	dur := time.Since(o.start).Seconds()
+	mattrs := []attribute.KeyValue{attribute.String("mcp.method.name", o.method)}
+	if o.upstream != "" {
+		mattrs = append(mattrs, attribute.String("mandate.upstream", o.upstream))
+	}
+	if o.errClass != "" {
+		mattrs = append(mattrs, attribute.String("error.type", o.errClass))
+	}
+	g.tel.serverDur.Record(ctx, dur, metric.WithAttributes(mattrs...))
+	if o.outcome == "denied" {
+		g.tel.denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", o.errClass)))
+	}
+	if o.span == nil {
+		return
+	}
+	if target != "" {
+		o.span.SetName(o.method + " " + target)
+	}
+	var attrs []attribute.KeyValue
+	if o.upstream != "" {
+		attrs = append(attrs, attribute.String("mandate.upstream", o.upstream))
+	}
+	if o.tool != "" {
+		attrs = append(attrs, attribute.String("gen_ai.tool.name", o.tool))
+	}
+	if o.prompt != "" {
+		attrs = append(attrs, attribute.String("gen_ai.prompt.name", o.prompt))
+	}
+	if o.resource != "" {
+		attrs = append(attrs, attribute.String("mcp.resource.uri", o.resource))
+	}
+	if o.decision != nil {
+		attrs = append(attrs, attribute.Bool("mandate.policy.allow", o.decision.Allow), attribute.String("mandate.policy.rule", o.decision.Rule))
+	}
+	if s := o.info.Snapshot(); s.Flow != "" {
+		attrs = append(attrs, attribute.String("mandate.credentials.flow", s.Flow),
+			attribute.String("mandate.platform.subject", s.PlatformSubject),
+			attribute.Bool("mandate.credentials.service_account", s.ServiceAccount),
+			attribute.Bool("mandate.credentials.cache_hit", s.CacheHit))
+	}
+	if o.errClass != "" {
+		attrs = append(attrs, attribute.String("error.type", o.errClass))
+		o.span.SetStatus(codes.Error, o.errMsg)
+	} else if err != nil {
+		attrs = append(attrs, attribute.String("error.type", fmt.Sprintf("%T", err)))
+		o.span.SetStatus(codes.Error, err.Error())
+	}
+	o.span.SetAttributes(attrs...)
+	o.span.End()
+}
