@@ -22,6 +22,7 @@ Usage:
   mandate explain  --config FILE --user-claims claims.json --tool NAME
                                      show the policy decision for one user and tool
   mandate audit verify FILE...       check the audit log's hash chain
+  mandate health   --url URL         probe a running gateway (exit 0 on HTTP 200)
   mandate version                    print the version
 
 Run "mandate COMMAND -h" for a command's flags.
@@ -44,6 +45,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = explain(rest, stdout)
 	case "audit":
 		err = auditCmd(rest, stdout)
+	case "health":
+		err = health(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "mandate", gateway.Version)
 	case "help", "-h", "--help":
