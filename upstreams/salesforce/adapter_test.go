@@ -2,6 +2,8 @@ package salesforce
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"net/http"
@@ -643,3 +645,77 @@ func TestNewValidation(t *testing.T) {
 }
 
 var _ = callinfo.NewContext
+
+// Assertions Salesforce refuses (signed by a key the connected app does
+// not hold, or valid for longer than Salesforce's 3 minutes) reach the
+// user as actionable credentials errors, never as a REST call.
+func TestRefusedAssertions(t *testing.T) {
+	t.Parallel()
+	t.Run("wrongly signed", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{})
+		other, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.sb.RegisterApp(sb.ConnectedApp{ConsumerKey: consumerKey, PublicKey: &other.PublicKey, PreAuthorized: []string{"rep@acme.example"}}); err != nil {
+			t.Fatal(err)
+		}
+		a := e.adapter(t, e.config(e.jwtBearer()))
+		res, _, err := callTool(t, a, rita, ToolMyPipeline, nil)
+		if err != nil || !res.IsError {
+			t.Fatalf("err=%v %s", err, text(res))
+		}
+		for _, w := range []string{"invalid_grant", "invalid assertion", "platform refused to issue a token"} {
+			if !strings.Contains(text(res), w) {
+				t.Errorf("message %q lacks %q", text(res), w)
+			}
+		}
+		if e.restHits.Load() != 0 {
+			t.Error("REST API called without a token")
+		}
+	})
+	t.Run("lifetime over 3 minutes", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{})
+		creds := e.jwtBearer()
+		creds.AssertionLifetime = 10 * time.Minute
+		a := e.adapter(t, e.config(creds))
+		res, _, err := callTool(t, a, rita, ToolMyPipeline, nil)
+		if err != nil || !res.IsError || !strings.Contains(text(res), "invalid assertion") || !strings.Contains(text(res), "invalid_grant") {
+			t.Errorf("err=%v %s", err, text(res))
+		}
+	})
+}
+
+// A caller who goes away mid-call gets its cancellation back (the call is
+// abandoned, not reported as a platform failure), promptly.
+func TestCancelledMidCall(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	e := newEnv(t, envOptions{intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		started <- struct{}{}
+		<-r.Context().Done()
+		return true
+	}})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	s, _ := a.Open(context.Background(), upstreams.OpenOptions{})
+	ctx, cancel := context.WithCancel(identity.NewContext(context.Background(), rita))
+	go func() {
+		<-started
+		cancel()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: ToolMyPipeline})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not return after cancellation")
+	}
+}
