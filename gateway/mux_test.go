@@ -33,6 +33,8 @@ type testUpstream struct {
 	mu       sync.Mutex
 	tokens   []string // raw Authorization bearer values seen
 	subjects []string
+	// traceparents seen in upstream HTTP requests.
+	traceparents []string
 }
 
 type ctxSubKey struct{}
@@ -58,6 +60,7 @@ func startUpstream(t testing.TB, idp *devidp.IdP, name string, build func(s *mcp
 		u.mu.Lock()
 		u.tokens = append(u.tokens, raw)
 		u.subjects = append(u.subjects, tok.Subject)
+		u.traceparents = append(u.traceparents, r.Header.Get("Traceparent"))
 		u.mu.Unlock()
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxSubKey{}, tok.Subject)))
 	}))
@@ -131,6 +134,11 @@ func addSubjectTools(s *mcp.Server, u *testUpstream) {
 
 func startMux(t testing.TB, mutate func(*Config)) *muxEnv {
 	t.Helper()
+	return startMuxOpts(t, mutate, Options{})
+}
+
+func startMuxOpts(t testing.TB, mutate func(*Config), opts Options) *muxEnv {
+	t.Helper()
 	idp := startIdP(t)
 	if err := idp.RegisterClient("mandate", "mandate-secret"); err != nil {
 		t.Fatal(err)
@@ -172,7 +180,8 @@ func startMux(t testing.TB, mutate func(*Config)) *muxEnv {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := New(ctx, cfg, Options{AuditOutput: env.audit})
+	opts.AuditOutput = env.audit
+	g, err := New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,9 +194,9 @@ func startMux(t testing.TB, mutate func(*Config)) *muxEnv {
 		time.Sleep(10 * time.Millisecond)
 	}
 	env.gw = &testGW{g: g, srv: srv, cfg: cfg, mcpURL: cfg.MCPURL()}
-	opts := devidp.TokenOptions{Audience: []string{env.gw.mcpURL}}
-	env.aliceTk = idpToken(t, idp, "alice", opts)
-	env.bobTk = idpToken(t, idp, "bob", opts)
+	topts := devidp.TokenOptions{Audience: []string{env.gw.mcpURL}}
+	env.aliceTk = idpToken(t, idp, "alice", topts)
+	env.bobTk = idpToken(t, idp, "bob", topts)
 	return env
 }
 

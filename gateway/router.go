@@ -54,6 +54,7 @@ type op struct {
 	tool      string
 	resource  string
 	prompt    string
+	exposed   string // the tool or prompt name as the client used it
 	decision  *policy.Decision
 	info      *callinfo.Info
 	outcome   string
@@ -172,7 +173,7 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	if !ok {
 		return nil, unknownTool(p.Name)
 	}
-	o.upstream, o.tool = u.name, name
+	o.upstream, o.tool, o.exposed = u.name, name, p.Name
 	var args map[string]any
 	if st.usesArgs && len(p.Arguments) > 0 {
 		if err := json.Unmarshal(p.Arguments, &args); err != nil {
@@ -198,7 +199,9 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	defer end()
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
+	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", name)
 	res, err := sess.CallTool(cctx, &mcp.CallToolParams{Meta: p.Meta, Name: name, Arguments: p.Arguments})
+	done(err)
 	if err != nil {
 		return g.toolFailure(o, u, err)
 	}
@@ -326,7 +329,7 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 	if !ok {
 		return nil, unknown
 	}
-	o.upstream, o.prompt = u.name, name
+	o.upstream, o.prompt, o.exposed = u.name, name, p.Name
 	args := make(map[string]any, len(p.Arguments))
 	for k, v := range p.Arguments {
 		args[k] = v
@@ -347,7 +350,9 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 	defer cancel()
 	c := *p
 	c.Name = name
+	cctx, done := g.upstreamCall(cctx, o, u, "prompts/get", name)
 	res, err := sess.GetPrompt(cctx, &c)
+	done(err)
 	if err != nil {
 		return nil, g.upstreamError(o, u, err)
 	}
@@ -477,7 +482,9 @@ func (g *Gateway) readResource(ctx context.Context, st *state, o *op, p *mcp.Rea
 	defer end()
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
+	cctx, done := g.upstreamCall(cctx, o, u, "resources/read", p.URI)
 	res, err := sess.ReadResource(cctx, p)
+	done(err)
 	if err != nil {
 		return nil, g.upstreamError(o, u, err)
 	}

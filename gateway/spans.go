@@ -73,11 +73,8 @@ func (g *Gateway) evaluate(o *op, st *state, in policy.Input) policy.Decision {
 
 // endSpan completes the server span and records metrics for o.
 func (g *Gateway) observe(ctx context.Context, o *op, err error) {
-	target := o.tool
-	switch {
-	case o.prompt != "":
-		target = o.prompt
-	case o.resource != "":
+	target := o.exposed
+	if target == "" {
 		target = o.resource
 	}
 	dur := time.Since(o.start).Seconds()
@@ -129,4 +126,38 @@ func (g *Gateway) observe(ctx context.Context, o *op, err error) {
 	}
 	o.span.SetAttributes(attrs...)
 	o.span.End()
+}
+
+// upstreamCall wraps one call to an upstream: a client span for adapters
+// that make none themselves (native kinds; the mcp adapter makes its own
+// and propagates trace context), and the mcp.client.operation.duration
+// metric for all.
+func (g *Gateway) upstreamCall(ctx context.Context, o *op, u *upstream, method, target string) (context.Context, func(error)) {
+	start := time.Now()
+	var span trace.Span
+	if o.span != nil && u.cfg.Kind != "mcp" {
+		name := method
+		if target != "" {
+			name += " " + target
+		}
+		ctx, span = g.tel.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.name),
+			attribute.String("server.address", u.cfg.URL)))
+	}
+	return ctx, func(err error) {
+		attrs := []attribute.KeyValue{attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.name)}
+		if err != nil {
+			attrs = append(attrs, attribute.String("error.type", "upstream_error"))
+		}
+		g.tel.clientDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+		if span != nil {
+			if s := o.info.Snapshot(); s.Flow != "" {
+				span.SetAttributes(attribute.String("mandate.platform.subject", s.PlatformSubject))
+			}
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+	}
 }
