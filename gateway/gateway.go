@@ -161,9 +161,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			SessionTimeout:      cfg.Server.Session.IdleTimeout,
 			MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
 			Logger:              opts.Logger,
-			// Mandate checks Origin itself against allowed_origins, and
-			// public_url names the hosts it serves.
-			DisableLocalhostProtection: true,
+			// go-sdk's localhost protection stays on: on a loopback
+			// listener, a non-loopback Host header (DNS rebinding) gets 403.
 		}))
 	g.handler = g.routes()
 	return g, nil

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"slices"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -95,15 +97,24 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// checkOrigin enforces server.allowed_origins (DNS-rebinding and CSRF
-// protection for browser clients). Requests without Origin pass.
+// checkOrigin enforces server.allowed_origins (CSRF protection for browser
+// clients). Requests without Origin (non-browser clients), same-origin
+// requests and the origin of public_url pass. DNS rebinding (a hostile name
+// resolving to a loopback listener) is refused by go-sdk's localhost
+// protection, which checks the Host header of loopback connections.
 func (g *Gateway) checkOrigin(c *gin.Context) {
 	o := c.GetHeader("Origin")
-	if o == "" || slices.Contains(g.cfg.Server.AllowedOrigins, o) {
+	if o == "" || o == g.origin || slices.Contains(g.cfg.Server.AllowedOrigins, o) || sameOrigin(o, c.Request) {
 		c.Next()
 		return
 	}
 	c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "origin not allowed"})
+}
+
+// sameOrigin reports whether origin names the host the request was sent to.
+func sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 func (g *Gateway) limitBody(c *gin.Context) {

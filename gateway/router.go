@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ type op struct {
 // and routed methods for the calling user; everything else (initialize,
 // ping, notifications) goes to go-sdk.
 func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+	return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
 		if !routedMethods[method] {
 			return next(ctx, method, req)
 		}
@@ -88,44 +89,83 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		ctx = identity.NewContext(ctx, id)
 		ctx, o.info = callinfo.NewContext(ctx)
 		ctx = g.startSpan(ctx, o, req)
-		res, err := g.serve(ctx, st, o, method, req, next)
-		g.finish(ctx, o, err)
-		return res, err
+		defer func() {
+			// A bug must cost one request, never the process.
+			if rec := recover(); rec != nil {
+				g.log.Error("panic serving MCP request", "method", method, "panic", rec, "stack", string(debug.Stack()))
+				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
+				o.errClass = "internal_error"
+			}
+			g.finish(ctx, o, err)
+		}()
+		return g.serve(ctx, st, o, method, req, next)
 	}
 }
 
 func (g *Gateway) serve(ctx context.Context, st *state, o *op, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	missing := func() (mcp.Result, error) {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + method}
+	}
 	switch p := req.GetParams().(type) {
 	case *mcp.ListToolsParams:
-		return g.listTools(ctx, st, o, p)
+		return g.listTools(ctx, st, o, orNew(p))
 	case *mcp.CallToolParamsRaw:
+		if p == nil {
+			return missing()
+		}
 		return g.callTool(ctx, st, o, p)
 	case *mcp.ListResourcesParams:
-		return g.listResources(ctx, st, o, p)
+		return g.listResources(ctx, st, o, orNew(p))
 	case *mcp.ListResourceTemplatesParams:
-		return g.listTemplates(ctx, st, o, p)
+		return g.listTemplates(ctx, st, o, orNew(p))
 	case *mcp.ReadResourceParams:
+		if p == nil {
+			return missing()
+		}
 		return g.readResource(ctx, st, o, p)
 	case *mcp.SubscribeParams:
+		if p == nil {
+			return missing()
+		}
 		if err := g.subscribe(ctx, st, o, p.URI, true, p, nil); err != nil {
 			return nil, err
 		}
 		return next(ctx, method, req)
 	case *mcp.UnsubscribeParams:
+		if p == nil {
+			return missing()
+		}
 		if err := g.subscribe(ctx, st, o, p.URI, false, nil, p); err != nil {
 			return nil, err
 		}
 		return next(ctx, method, req)
 	case *mcp.ListPromptsParams:
-		return g.listPrompts(ctx, st, o, p)
+		return g.listPrompts(ctx, st, o, orNew(p))
 	case *mcp.GetPromptParams:
+		if p == nil {
+			return missing()
+		}
 		return g.getPrompt(ctx, st, o, p)
 	case *mcp.CompleteParams:
+		if p == nil {
+			return missing()
+		}
 		return g.complete(ctx, st, o, p)
 	case *mcp.SetLoggingLevelParams:
+		if p == nil {
+			return missing()
+		}
 		return g.setLevel(ctx, st, o, p, method, req, next)
 	}
-	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid params for " + method}
+	return missing()
+}
+
+// orNew returns p, or a zero value for absent (optional) list params.
+func orNew[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
 }
 
 // --- tools ---
