@@ -23,6 +23,7 @@ Usage:
                                      show the policy decision for one user and tool
   mandate audit verify FILE...       check the audit log's hash chain
   mandate health   --url URL         probe a running gateway (exit 0 on HTTP 200)
+  mandate demo     [--tour]          run a self-contained demo (IdP, Salesforce, ServiceNow, MCP upstream)
   mandate version                    print the version
 
 Run "mandate COMMAND -h" for a command's flags.
@@ -47,6 +48,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = auditCmd(rest, stdout)
 	case "health":
 		err = health(rest, stdout)
+	case "demo":
+		err = demo(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "mandate", gateway.Version)
 	case "help", "-h", "--help":

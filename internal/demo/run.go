@@ -1,0 +1,83 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// InspectorPackage is the MCP Inspector release the printed commands use.
+// Its CLI needs Node.js 22.19 or later (older Node makes npm pick an old
+// Inspector without --header).
+const InspectorPackage = "@modelcontextprotocol/inspector@2.12.0"
+
+// Run starts the demo, writes how to use it to w (URLs, files, a token per
+// user, MCP Inspector commands) and serves until ctx is done (Ctrl-C).
+func Run(ctx context.Context, opts Options, w io.Writer) error {
+	d, err := Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := d.WriteBanner(w); err != nil {
+		_ = d.Close()
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-d.served:
+		d.served = nil
+		_ = d.Close()
+		return fmt.Errorf("gateway stopped: %w", err)
+	}
+	fmt.Fprintln(w, "\nStopping the demo.")
+	return d.Close()
+}
+
+// EnvName is the shell variable the banner stores u's token in (RITA_TOKEN).
+func EnvName(u User) string { return strings.ToUpper(u.Name) + "_TOKEN" }
+
+// InspectorCommand is a copy-pasteable MCP Inspector CLI command that calls
+// method on the gateway with the token in the shell variable tokenVar.
+// extra are more CLI arguments (e.g. --tool-name NAME).
+func (d *Demo) InspectorCommand(tokenVar, method string, extra ...string) string {
+	cmd := fmt.Sprintf(`npx -y %s --cli %s --transport http --method %s --header "Authorization: Bearer $%s"`,
+		InspectorPackage, d.MCPURL, method, tokenVar)
+	if len(extra) > 0 {
+		cmd += " " + strings.Join(extra, " ")
+	}
+	return cmd
+}
+
+// WriteBanner writes the running demo's URLs, files, tokens and example
+// commands.
+func (d *Demo) WriteBanner(w io.Writer) error {
+	bw := &errWriter{w: w}
+	p := func(format string, args ...any) { fmt.Fprintf(bw, format+"\n", args...) }
+	p("Mandate demo is running on 127.0.0.1 (Ctrl-C stops it).")
+	p("")
+	p("  MCP endpoint  %s", d.MCPURL)
+	p("  config        %s   (the file the gateway runs; try `mandate validate --config %s`)", d.ConfigPath, d.ConfigPath)
+	p("  audit log     %s   (one JSON line per operation: tail -f it)", d.AuditPath)
+	p("  IdP           %s   (zitadel OP: issuer, JWKS, RFC 8693 token exchange)", d.Issuer)
+	p("  Salesforce    %s   (sandbox org; Mandate signs jwt_bearer assertions as the user)", d.SalesforceURL)
+	p("  ServiceNow    %s   (sandbox instance; token exchange for the user)", d.ServiceNowURL)
+	p("  kb            %s/mcp   (an internal MCP server; token exchange for the user)", d.KBURL)
+	p("")
+	p("Demo users — paste these lines into your shell (tokens valid for hours, aud = the MCP endpoint):")
+	for _, u := range d.Users {
+		roles := strings.Join(u.Roles, ", ")
+		if roles == "" {
+			roles = "none"
+		}
+		p("  # %s <%s>, %s; roles: %s", u.Name, u.Email, u.About, roles)
+		p("  export %s=%s", EnvName(u), u.Token)
+	}
+	p("")
+	p("Then list and call tools as a user with the MCP Inspector CLI (needs Node.js >= 22.19):")
+	p("  %s", d.InspectorCommand("RITA_TOKEN", "tools/list"))
+	p("  %s", d.InspectorCommand("RITA_TOKEN", "tools/call", "--tool-name", ToolPipeline))
+	p("  %s", d.InspectorCommand("IVY_TOKEN", "tools/call", "--tool-name", ToolIncidents))
+	p("Compare users: swap RITA_TOKEN for MORGAN_TOKEN, IVY_TOKEN or OSCAR_TOKEN. `mandate demo --tour` shows it all at once.")
+	return bw.err
+}
