@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/authn"
 )
 
 // finish records one operation: the audit record (never dropped), and
@@ -40,6 +42,7 @@ func (g *Gateway) finish(ctx context.Context, o *op, err error) {
 		ErrorClass: o.errClass,
 		Error:      o.errMsg,
 		LatencyMS:  float64(time.Since(o.start).Microseconds()) / 1000,
+		Arguments:  o.args,
 	}
 	if o.ss != nil {
 		rec.SessionID = o.ss.ID()
@@ -72,4 +75,22 @@ func jsonrpcClass(code int64) string {
 		return "not_found"
 	}
 	return "upstream_error"
+}
+
+// auditAuthFailure records a refused request (no or bad credentials). The
+// token is never recorded; the record says why it was refused.
+func (g *Gateway) auditAuthFailure(r *http.Request, e *authn.Error, requestID string) {
+	outcome := audit.OutcomeUnauthenticated
+	if e.Status == http.StatusForbidden {
+		outcome = audit.OutcomeDenied
+	}
+	class := e.Code
+	if class == "" {
+		class = "missing_token"
+	}
+	rec := &audit.Record{Time: time.Now(), RequestID: requestID, Method: audit.MethodAuth,
+		SessionID: r.Header.Get("Mcp-Session-Id"), Outcome: outcome, ErrorClass: class, Error: e.Description}
+	if err := g.audit.Log(context.WithoutCancel(r.Context()), rec); err != nil {
+		g.log.Error("audit record not written", "error", err, "method", audit.MethodAuth)
+	}
 }

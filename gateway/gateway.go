@@ -164,6 +164,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			// go-sdk's localhost protection stays on: on a loopback
 			// listener, a non-loopback Host header (DNS rebinding) gets 403.
 		}))
+	g.onAuthFailure = g.auditAuthFailure
 	g.handler = g.routes()
 	return g, nil
 }

@@ -18,17 +18,19 @@ import (
 	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
-// JSON-RPC error codes Mandate returns (server-defined range).
+// JSON-RPC error codes Mandate returns (server-defined range; shared with
+// the adapters in package upstreams).
 const (
 	// CodeRateLimited: the user exceeded a per-upstream rate limit.
-	CodeRateLimited = -32029
+	CodeRateLimited = upstreams.CodeRateLimited
 	// CodeCredentials: no platform token could be obtained for the user.
-	CodeCredentials = -32001
+	CodeCredentials = upstreams.CodeCredentialsUnavailable
 	// CodeUpstream: the upstream failed (down, timeout, bad answer).
-	CodeUpstream = -32010
+	CodeUpstream = upstreams.CodeUpstreamUnavailable
 	// CodeResourceNotFound is the MCP spec's code for an unknown resource.
 	CodeResourceNotFound = -32002
 )
@@ -56,6 +58,7 @@ type op struct {
 	resource  string
 	prompt    string
 	exposed   string // the tool or prompt name as the client used it
+	args      map[string]any // redacted arguments, when the upstream opted in
 	decision  *policy.Decision
 	info      *callinfo.Info
 	outcome   string
@@ -215,10 +218,13 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	}
 	o.upstream, o.tool, o.exposed = u.name, name, p.Name
 	var args map[string]any
-	if st.usesArgs && len(p.Arguments) > 0 {
+	if (st.usesArgs || u.cfg.AuditArguments) && len(p.Arguments) > 0 {
 		if err := json.Unmarshal(p.Arguments, &args); err != nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "arguments must be a JSON object"}
 		}
+	}
+	if u.cfg.AuditArguments && args != nil {
+		o.args = audit.Redact(args, u.cfg.AuditRedact)
 	}
 	if err := g.authorize(o, st, policy.Input{Upstream: u.name, Method: "tools/call", Tool: name, Arguments: args}); err != nil {
 		// Same answer as for a tool that does not exist: no enumeration.
@@ -258,6 +264,13 @@ func (g *Gateway) toolFailure(o *op, u *upstream, err error) (mcp.Result, error)
 	if errors.As(err, &ce) {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "credentials_"+orStr(ce.Code, "error"), ce.Error()
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: ce.Error()}}}, nil
+	}
+	// Adapters report credential failures as JSON-RPC errors with this
+	// code; the user can act on them, so they become tool errors too.
+	var je *jsonrpc.Error
+	if errors.As(err, &je) && je.Code == CodeCredentials {
+		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "credentials", je.Message
+		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: je.Message}}}, nil
 	}
 	return nil, g.upstreamError(o, u, err)
 }

@@ -60,6 +60,12 @@ type Config struct {
 	CatalogTTL time.Duration `yaml:"catalog_ttl"`
 	// Credentials say how Mandate obtains a token for the calling user.
 	Credentials credentials.Config `yaml:"credentials"`
+	// AuditArguments opts this upstream's tool-call arguments into the
+	// audit record (off by default: arguments may hold personal data).
+	AuditArguments bool `yaml:"audit_arguments"`
+	// AuditRedact lists argument fields (dotted paths, * wildcard) replaced
+	// by "[redacted]" in the audit record when audit_arguments is on.
+	AuditRedact []string `yaml:"audit_redact"`
 	// Salesforce holds options for kind salesforce.
 	Salesforce SalesforceOptions `yaml:"salesforce"`
 	// ServiceNow holds options for kind servicenow.

@@ -1,0 +1,23 @@
+package upstreams
+
+// JSON-RPC error codes shared by every adapter and the gateway (the
+// server-defined range -32000..-32099). Clients can branch on them; the
+// message always names the upstream and the cause.
+const (
+	// CodeUpstreamUnavailable: the upstream could not be reached.
+	CodeUpstreamUnavailable = -32010
+	// CodeUpstreamTimeout: the upstream did not answer within its timeout.
+	CodeUpstreamTimeout = -32011
+	// CodeUpstreamBadResponse: the upstream answered something that is not valid MCP/JSON.
+	CodeUpstreamBadResponse = -32012
+	// CodeUpstreamUnauthorized: the upstream refused the user's platform credentials.
+	CodeUpstreamUnauthorized = -32013
+	// CodeResultTooLarge: the upstream's answer exceeded max_result_bytes.
+	CodeResultTooLarge = -32014
+	// CodeCredentialsUnavailable: no platform token could be obtained for the user.
+	CodeCredentialsUnavailable = -32015
+	// CodeSessionClosed: the upstream session was closed.
+	CodeSessionClosed = -32016
+	// CodeRateLimited: the platform or Mandate's per-user limit refused the call.
+	CodeRateLimited = -32017
+)
