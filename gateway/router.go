@@ -57,7 +57,7 @@ type op struct {
 	tool      string
 	resource  string
 	prompt    string
-	exposed   string // the tool or prompt name as the client used it
+	exposed   string         // the tool or prompt name as the client used it
 	args      map[string]any // redacted arguments, when the upstream opted in
 	decision  *policy.Decision
 	info      *callinfo.Info
