@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"syscall"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -52,6 +53,9 @@ const (
 // errTimeout is the cancellation cause of a call that ran past the
 // upstream's timeout.
 var errTimeout = errors.New("upstream timeout")
+
+// errConnectionLost cancels an operation whose response broke off.
+var errConnectionLost = errors.New("upstream connection lost mid-response")
 
 // errTooLarge is returned by response bodies past max_result_bytes.
 var errTooLarge = errors.New("response exceeds max_result_bytes")
@@ -112,8 +116,7 @@ func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callS
 		return a.rpcError(CodeUpstreamUnauthorized, map[string]any{"http_status": 403},
 			"%sthe upstream denied access for this user (HTTP 403)", what), outcomeNeutral
 	}
-	var werr *jsonrpc.Error
-	if errors.As(err, &werr) {
+	if werr := upstreamRPCError(err); werr != nil {
 		// The upstream answered with a JSON-RPC error: pass it through.
 		return &jsonrpc.Error{Code: werr.Code, Message: "upstream " + a.name + ": " + werr.Message, Data: werr.Data}, outcomeOK
 	}
@@ -128,6 +131,9 @@ func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callS
 	}
 	if snap.bodyErr != nil {
 		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while reading the response: %s", what, describe(snap.bodyErr)), outcomeFailure
+	}
+	if connectionLost(snap.transportErr) {
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while waiting for the response: %s", what, describe(snap.transportErr)), outcomeFailure
 	}
 	if snap.transportErr != nil {
 		return a.rpcError(CodeUpstreamUnavailable, nil, "%sunavailable: %s", what, describe(snap.transportErr)), outcomeFailure
@@ -172,4 +178,48 @@ func describe(err error) string {
 		return uerr.Err.Error()
 	}
 	return err.Error()
+}
+
+// upstreamRPCError finds a JSON-RPC error the upstream sent in err's tree,
+// skipping go-sdk's local sentinels, which share the type (ErrRejected
+// "rejected by transport" wraps every transport failure).
+func upstreamRPCError(err error) *jsonrpc.Error {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case *jsonrpc.Error:
+		if !localSentinel(e) {
+			return e
+		}
+		return nil
+	case interface{ Unwrap() error }:
+		return upstreamRPCError(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			if w := upstreamRPCError(x); w != nil {
+				return w
+			}
+		}
+	}
+	return nil
+}
+
+// localSentinel reports whether e is one of go-sdk's jsonrpc2 sentinel
+// errors rather than something a peer sent.
+func localSentinel(e *jsonrpc.Error) bool {
+	switch {
+	case e.Code == -32005 && e.Message == "rejected by transport",
+		e.Code == -32003 && e.Message == "client is closing",
+		e.Code == -32004 && e.Message == "server is closing",
+		e.Code == -32001 && e.Message == "unknown error":
+		return len(e.Data) == 0
+	}
+	return false
+}
+
+// connectionLost reports whether err means the connection broke after the
+// request may have reached the upstream (as opposed to never connecting).
+func connectionLost(err error) bool {
+	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
 }

@@ -72,7 +72,7 @@ type upstream struct {
 	methods     []string // HTTP methods seen
 
 	refuse401 atomic.Bool
-	unauth    atomic.Int64 // 401s answered
+	unauth    atomic.Int64 // 401s answered to POSTs
 	cancelled chan string  // tool "block" reports its cancellation here
 	started   chan string  // tool "block" reports it started
 }
@@ -198,13 +198,23 @@ func newUpstream(t testing.TB, o upstreamOptions) *upstream {
 		}
 		u.mu.Unlock()
 		if u.refuse401.Load() {
-			u.unauth.Add(1)
+			if r.Method == http.MethodPost {
+				u.unauth.Add(1)
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		h.ServeHTTP(w, r)
 	}))
+	// Server sessions whose DELETE never arrived (refused, or the adapter
+	// moved to a new session) would outlive the test; DELETEs are asserted
+	// where they matter.
+	t.Cleanup(func() {
+		for ss := range srv.Sessions() {
+			_ = ss.Close()
+		}
+	})
 	t.Cleanup(u.Close)
 	return u
 }

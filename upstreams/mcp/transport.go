@@ -106,6 +106,11 @@ func (t *sessionTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			if st.transportErr == nil {
 				st.transportErr = err
 			}
+			// The request may be running upstream: cancelling the operation
+			// makes go-sdk send notifications/cancelled for it.
+			if connectionLost(err) && st.cancel != nil {
+				st.cancel(errConnectionLost)
+			}
 		})
 		return nil, err
 	}
@@ -162,9 +167,16 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 		if errors.Is(err, io.EOF) {
 			b.st.update(func(st *callState) { st.eof = true })
 		} else {
+			// The connection broke mid-response. Cancelling the operation
+			// makes go-sdk send notifications/cancelled (on a new
+			// connection), so the upstream stops working on a call nobody
+			// will hear the end of.
 			b.st.update(func(st *callState) {
 				if st.bodyErr == nil && !st.tooLarge {
 					st.bodyErr = err
+					if st.cancel != nil {
+						st.cancel(errConnectionLost)
+					}
 				}
 			})
 		}
