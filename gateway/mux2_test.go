@@ -168,3 +168,5 @@ func TestSessionsCloseUpstreamSessions(t *testing.T) {
 }
 
 var _ = upstreams.KindMCP
+
+func closeIdleDefault() { http.DefaultTransport.(*http.Transport).CloseIdleConnections() }
