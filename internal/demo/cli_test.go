@@ -111,60 +111,120 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 
 func (w *signalWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
 
+// running is a demo started with Run, its banner parsed.
+type running struct {
+	w      *signalWriter
+	dir    string
+	mcpURL string
+	tokens map[string]string // RITA_TOKEN → token
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error         // what Run returned
+}
+
+func startRun(t *testing.T) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	r := &running{w: &signalWriter{done: make(chan struct{})}, dir: t.TempDir(), tokens: map[string]string{}, cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not stop")
+		}
+	})
+	go func() {
+		defer close(r.done)
+		r.err = demo.Run(ctx, demo.Options{Dir: r.dir}, r.w)
+	}()
+	select {
+	case <-r.w.done:
+	case <-r.done:
+		t.Fatalf("Run returned early: %v\n%s", r.err, r.w.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("no banner")
+	}
+	for _, l := range strings.Split(r.w.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, "  MCP endpoint  "); ok {
+			r.mcpURL = v
+		}
+		if v, ok := strings.CutPrefix(l, "  export "); ok {
+			name, tok, _ := strings.Cut(v, "=")
+			r.tokens[name] = tok
+		}
+	}
+	if !strings.HasPrefix(r.mcpURL, "http://127.0.0.1:") || !strings.HasSuffix(r.mcpURL, "/mcp") {
+		t.Fatalf("MCP URL %q", r.mcpURL)
+	}
+	return r
+}
+
+// connect opens a session as the demo user called name with the printed token.
+func (r *running) connect(t *testing.T, name string) *mcp.ClientSession {
+	t.Helper()
+	for _, u := range demo.Users {
+		if u.Name == name {
+			u.Token = r.tokens[demo.EnvName(u)]
+			cs, err := (&demo.Demo{MCPURL: r.mcpURL}).Connect(ctxT(t), u)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			t.Cleanup(func() { cs.Close() })
+			return cs
+		}
+	}
+	t.Fatalf("no user %s", name)
+	return nil
+}
+
+func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
+	t.Helper()
+	var names []string
+	for tool, err := range cs.Tools(ctxT(t), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, tool.Name)
+	}
+	return names
+}
+
+// waitFor waits until the Run output contains s.
+func (r *running) waitFor(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(r.w.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output never said %q:\n%s", s, r.w.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestRunBanner: `mandate demo` prints the MCP URL, the files, a working
 // token per user and Inspector commands, serves until ctx is done, then
 // stops cleanly.
 func TestRunBanner(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	dir := t.TempDir()
-	w := &signalWriter{done: make(chan struct{})}
-	errc := make(chan error, 1)
-	go func() { errc <- demo.Run(ctx, demo.Options{Dir: dir}, w) }()
-	select {
-	case <-w.done:
-	case err := <-errc:
-		t.Fatalf("Run returned early: %v\n%s", err, w.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("no banner")
-	}
-	out := w.String()
-	var mcpURL string
-	tokens := map[string]string{}
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(l, "  MCP endpoint  "); ok {
-			mcpURL = v
-		}
-		if v, ok := strings.CutPrefix(l, "  export "); ok {
-			name, tok, _ := strings.Cut(v, "=")
-			tokens[name] = tok
-		}
-	}
-	if !strings.HasPrefix(mcpURL, "http://127.0.0.1:") || !strings.HasSuffix(mcpURL, "/mcp") {
-		t.Fatalf("MCP URL %q", mcpURL)
-	}
+	r := startRun(t)
+	out := r.w.String()
 	for _, want := range []string{
-		"config        " + filepath.Join(dir, demo.ConfigFile),
-		"npx -y " + demo.InspectorPackage + " --cli " + mcpURL + ` --transport http --method tools/list --header "Authorization: Bearer $RITA_TOKEN"`,
+		"config        " + filepath.Join(r.dir, demo.ConfigFile),
+		"npx -y " + demo.InspectorPackage + " --cli " + r.mcpURL + ` --transport http --method tools/list --header "Authorization: Bearer $RITA_TOKEN"`,
 		"Node.js >= 22.19",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
 	}
-	if len(tokens) != len(demo.Users) {
-		t.Fatalf("tokens for %v, want one per user", tokens)
+	if len(r.tokens) != len(demo.Users) {
+		t.Fatalf("tokens for %v, want one per user", r.tokens)
 	}
 	// Each printed token works at the printed URL, as its user.
-	d := &demo.Demo{MCPURL: mcpURL}
 	for _, u := range demo.Users {
-		u.Token = tokens[demo.EnvName(u)]
-		cs, err := d.Connect(ctx, u)
-		if err != nil {
-			t.Fatalf("%s: %v", u.Name, err)
-		}
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+		cs := r.connect(t, u.Name)
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "whoami"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,16 +233,67 @@ func TestRunBanner(t *testing.T) {
 		}
 		cs.Close()
 	}
-	cancel()
+	r.cancel()
 	select {
-	case err := <-errc:
-		if err != nil {
-			t.Errorf("Run: %v", err)
+	case <-r.done:
+		if r.err != nil {
+			t.Errorf("Run: %v", r.err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not stop after cancel")
 	}
-	if _, err := os.Stat(filepath.Join(dir, demo.AuditFile)); err != nil {
+	if !strings.HasSuffix(r.w.String(), "Stopping the demo.\n") {
+		t.Errorf("no stop message")
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, demo.AuditFile)); err != nil {
 		t.Errorf("audit log: %v", err)
+	}
+}
+
+// TestRunReloadsEditedConfig: saving an edited config.yaml changes what the
+// running demo serves; a broken edit is reported and changes nothing.
+func TestRunReloadsEditedConfig(t *testing.T) {
+	t.Parallel()
+	r := startRun(t)
+	path := filepath.Join(r.dir, demo.ConfigFile)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasKB := func(names []string) bool {
+		for _, n := range names {
+			if strings.HasPrefix(n, "kb_") {
+				return true
+			}
+		}
+		return false
+	}
+	if !hasKB(toolNames(t, r.connect(t, "oscar"))) {
+		t.Fatal("oscar does not see kb before the edit")
+	}
+	const rule = `when: 'upstream == "kb"'`
+	if !strings.Contains(string(orig), rule) {
+		t.Fatalf("config lacks %s", rule)
+	}
+	edited := strings.Replace(string(orig), rule, `when: 'upstream == "kb" && "it" in user.roles'`, 1)
+	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "changed: reloaded")
+	if hasKB(toolNames(t, r.connect(t, "oscar"))) {
+		t.Error("oscar still sees kb after the policy edit")
+	}
+	if !hasKB(toolNames(t, r.connect(t, "ivy"))) {
+		t.Error("ivy lost kb")
+	}
+	if err := os.WriteFile(path, []byte(edited+"bogus_key: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "rejected; the previous configuration keeps serving")
+	if !strings.Contains(r.w.String(), "bogus_key") {
+		t.Errorf("the rejection does not name the bad key:\n%s", r.w.String())
+	}
+	if hasKB(toolNames(t, r.connect(t, "oscar"))) {
+		t.Error("the broken edit changed what oscar sees")
 	}
 }

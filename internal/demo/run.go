@@ -1,10 +1,13 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"time"
 )
 
 // InspectorPackage is the MCP Inspector release the printed commands use.
@@ -23,15 +26,59 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 		_ = d.Close()
 		return err
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		d.watchConfig(wctx, w, ConfigPollInterval)
+	}()
 	select {
 	case <-ctx.Done():
 	case err = <-d.served:
 		d.served = nil
+	}
+	stopWatch()
+	<-watched
+	if err != nil {
 		_ = d.Close()
 		return fmt.Errorf("gateway stopped: %w", err)
 	}
 	fmt.Fprintln(w, "\nStopping the demo.")
 	return d.Close()
+}
+
+// ConfigPollInterval is how often Run checks config.yaml for edits.
+const ConfigPollInterval = time.Second
+
+// watchConfig applies edits of config.yaml to the running gateway (a
+// reload: upstreams and policy change for new requests; sessions are told
+// their lists changed) and says so on w; an invalid edit is reported and
+// the previous configuration keeps serving.
+func (d *Demo) watchConfig(ctx context.Context, w io.Writer, every time.Duration) {
+	last := d.Config
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, err := os.ReadFile(d.ConfigPath)
+		if err != nil || bytes.Equal(cur, last) {
+			continue
+		}
+		last = cur
+		warnings, err := d.gw.ReloadFile(d.ConfigPath)
+		if err != nil {
+			fmt.Fprintf(w, "\n%s changed but was rejected; the previous configuration keeps serving:\n%v\n", d.ConfigPath, err)
+			continue
+		}
+		fmt.Fprintf(w, "\n%s changed: reloaded (new requests use it; sessions are told their tool lists changed).\n", d.ConfigPath)
+		for _, wn := range warnings {
+			fmt.Fprintf(w, "  note: %s\n", wn)
+		}
+	}
 }
 
 // EnvName is the shell variable the banner stores u's token in (RITA_TOKEN).
@@ -78,6 +125,8 @@ func (d *Demo) WriteBanner(w io.Writer) error {
 	p("  %s", d.InspectorCommand("RITA_TOKEN", "tools/list"))
 	p("  %s", d.InspectorCommand("RITA_TOKEN", "tools/call", "--tool-name", ToolPipeline))
 	p("  %s", d.InspectorCommand("IVY_TOKEN", "tools/call", "--tool-name", ToolIncidents))
-	p("Compare users: swap RITA_TOKEN for MORGAN_TOKEN, IVY_TOKEN or OSCAR_TOKEN. `mandate demo --tour` shows it all at once.")
+	p("Compare users: swap RITA_TOKEN for MORGAN_TOKEN, IVY_TOKEN or OSCAR_TOKEN.")
+	p("Edit the policy in %s and save: the running gateway reloads it.", d.ConfigPath)
+	p("`mandate demo --tour` shows it all at once.")
 	return bw.err
 }
