@@ -1,0 +1,39 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestHostileJSON: deeply nested or huge JSON-RPC bodies get an error and
+// the gateway keeps serving.
+func TestHostileJSON(t *testing.T) {
+	env := startMux(t, nil)
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	hdr := bearer(env.aliceTk)
+	hdr["Mcp-Session-Id"] = alice.ID()
+	hdr["Mcp-Protocol-Version"] = "2025-06-18"
+	depth := 1_000_000
+	nested := strings.Repeat("[", depth) + strings.Repeat("]", depth)
+	cases := map[string]string{
+		"deeply nested arguments":   `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"crm_echo","arguments":{"a":` + nested + `}}}`,
+		"deeply nested params":      `{"jsonrpc":"2.0","id":6,"method":"tools/call","params":` + strings.Repeat(`{"a":`, 200_000) + `1` + strings.Repeat("}", 200_000) + `}`,
+		"not json":                  `{"jsonrpc":"2.0","id":7,"method":`,
+		"wrong types":               `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":42}}`,
+		"tools/list without params": `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`,
+		"tools/call without params": `{"jsonrpc":"2.0","id":10,"method":"tools/call"}`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			resp, out := env.gw.post(t, body, hdr)
+			if resp.StatusCode >= 500 {
+				t.Errorf("status %d: %.200s", resp.StatusCode, out)
+			}
+			if res, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil || res.IsError {
+				t.Fatalf("gateway stopped serving after %s: %v", name, err)
+			}
+		})
+	}
+	_ = http.StatusOK
+}
