@@ -11,6 +11,8 @@
 #                 internal/bench is taken from the working tree either way
 #     -P          skip the CPU profile of mandate
 #     -p DUR      profile duration                (default 10s)
+#     -n NICE     run every benchmark process under `nice -n NICE` (default 0; a negative
+#                 value needs root and shields the measurement from other work on the machine)
 #
 # It builds echoserver, rproxy, loadgen, benchidp, benchsummary, mandateprof and
 # mandate; starts the IdP (internal/devidp), the echo upstream, the reverse proxy
@@ -20,12 +22,12 @@
 # Mandate under 64-session echo load. Everything it starts is stopped on exit.
 set -euo pipefail
 
-DUR=5s WARM=2s ROUNDS=3 SESSIONS="1 8 64" OUT="" REF="" PROFILE=1 PDUR=10s
-while getopts "d:w:r:s:o:g:Pp:h" opt; do
+DUR=5s WARM=2s ROUNDS=3 SESSIONS="1 8 64" OUT="" REF="" PROFILE=1 PDUR=10s NICE=0
+while getopts "d:w:r:s:o:g:Pp:n:h" opt; do
   case $opt in
     d) DUR=$OPTARG ;; w) WARM=$OPTARG ;; r) ROUNDS=$OPTARG ;; s) SESSIONS=$OPTARG ;;
-    o) OUT=$OPTARG ;; g) REF=$OPTARG ;; P) PROFILE=0 ;; p) PDUR=$OPTARG ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    o) OUT=$OPTARG ;; g) REF=$OPTARG ;; P) PROFILE=0 ;; p) PDUR=$OPTARG ;; n) NICE=$OPTARG ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
   esac
 done
 
@@ -62,6 +64,7 @@ fi
 log "building from $SRC (mandate $REV$DIRTY) into $OUT/bin"
 (cd "$SRC" && go build -o "$OUT/bin/" ./internal/bench/cmd/... && go build -o "$OUT/bin/mandate" ./cmd/mandate)
 B=$OUT/bin
+N=(nice -n "$NICE")
 
 # ---- start the parts ------------------------------------------------------------
 wait_http() { # url
@@ -80,12 +83,12 @@ wait_port() { # port
 }
 
 MCP_URL=http://127.0.0.1:$P_MANDATE/mcp
-"$B/benchidp" -addr 127.0.0.1:$P_IDP -audience "$MCP_URL" -users "$MAXS" \
+"${N[@]}" "$B/benchidp" -addr 127.0.0.1:$P_IDP -audience "$MCP_URL" -users "$MAXS" \
   -tokens "$OUT/tokens.txt" -issuer-file "$OUT/issuer.txt" >"$OUT/logs/idp.log" 2>&1 &
 PIDS+=($!)
-"$B/echoserver" -addr 127.0.0.1:$P_ECHO >"$OUT/logs/echoserver.log" 2>&1 &
+"${N[@]}" "$B/echoserver" -addr 127.0.0.1:$P_ECHO >"$OUT/logs/echoserver.log" 2>&1 &
 ECHO_PID=$!; PIDS+=($ECHO_PID)
-"$B/rproxy" -addr 127.0.0.1:$P_RPROXY -target http://127.0.0.1:$P_ECHO >"$OUT/logs/rproxy.log" 2>&1 &
+"${N[@]}" "$B/rproxy" -addr 127.0.0.1:$P_RPROXY -target http://127.0.0.1:$P_ECHO >"$OUT/logs/rproxy.log" 2>&1 &
 RPROXY_PID=$!; PIDS+=($RPROXY_PID)
 for _ in $(seq 1 300); do grep -q '^ready' "$OUT/logs/idp.log" 2>/dev/null && break; sleep 0.1; done
 grep -q '^ready' "$OUT/logs/idp.log" || { log "benchidp did not start:"; cat "$OUT/logs/idp.log" >&2; exit 1; }
@@ -122,7 +125,7 @@ telemetry:
   metrics: prometheus
 YAML
 "$B/mandate" validate --config "$OUT/mandate.yaml" >&2
-"$B/mandate" serve --config "$OUT/mandate.yaml" --log-level warn >"$OUT/logs/mandate.log" 2>&1 &
+"${N[@]}" "$B/mandate" serve --config "$OUT/mandate.yaml" --log-level warn >"$OUT/logs/mandate.log" 2>&1 &
 MANDATE_PID=$!; PIDS+=($MANDATE_PID)
 wait_port $P_ECHO; wait_port $P_RPROXY; wait_http "http://127.0.0.1:$P_MANDATE/readyz"
 
@@ -136,7 +139,7 @@ declare -A PID=([rproxy]=$RPROXY_PID [mandate]=$MANDATE_PID)
   echo "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "go:       $(go version | cut -d' ' -f3-)"
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) before the runs"
-  echo "settings: duration $DUR, warm-up $WARM, rounds $ROUNDS, echo sessions: $SESSIONS"
+  echo "settings: duration $DUR, warm-up $WARM, rounds $ROUNDS, echo sessions: $SESSIONS, nice $NICE"
   echo "command:  internal/bench/run.sh $*"
 } | tee "$OUT/header.txt"
 
@@ -154,7 +157,7 @@ run_one() { # scenario target round args...
   local pidargs=(-pid upstream=$ECHO_PID)
   [[ -n ${PID[$t]:-} ]] && pidargs+=(-pid proxy=${PID[$t]})
   local line
-  if ! line=$("$B/loadgen" -url "${URL[$t]}" -duration "$DUR" -warmup "$WARM" \
+  if ! line=$("${N[@]}" "$B/loadgen" -url "${URL[$t]}" -duration "$DUR" -warmup "$WARM" \
        -token-file "$OUT/tokens.txt" "${pidargs[@]}" -label "$sc/$t/$r" -json "$@" 2>>"$OUT/logs/loadgen.log"); then
     log "loadgen failed for $sc/$t/$r (see $OUT/logs/loadgen.log): $line"
     [[ -n $line ]] || return 0
@@ -189,13 +192,13 @@ if (( PROFILE )); then
   echo
   echo "## CPU profile of mandate, echo at 64 sessions, $PDUR"
   kill "$MANDATE_PID"; wait "$MANDATE_PID" 2>/dev/null || true
-  "$B/mandateprof" -config "$OUT/mandate.yaml" -cpuprofile "$OUT/mandate.cpu.pprof" -delay 1s \
+  "${N[@]}" "$B/mandateprof" -config "$OUT/mandate.yaml" -cpuprofile "$OUT/mandate.cpu.pprof" -delay 1s \
     -cpuprofile-duration "$PDUR" >"$OUT/logs/mandateprof.log" 2>&1 &
   PROF_PID=$!; PIDS+=($PROF_PID)
   wait_http "http://127.0.0.1:$P_MANDATE/readyz"
   # Warm-up 2 s (sessions, exchanges), then the load runs past the profile window.
   pd=$(( ${PDUR%s} + 1 ))
-  "$B/loadgen" -url "$MCP_URL" -sessions 64 -tool echo -warmup 0s -duration "${pd}s" \
+  "${N[@]}" "$B/loadgen" -url "$MCP_URL" -sessions 64 -tool echo -warmup 0s -duration "${pd}s" \
     -token-file "$OUT/tokens.txt" -pid proxy=$PROF_PID -label "profile/mandate/1"
   for _ in $(seq 1 50); do grep -q wrote "$OUT/logs/mandateprof.log" && break; sleep 0.2; done
   SHOW='mandate-gw|modelcontextprotocol'

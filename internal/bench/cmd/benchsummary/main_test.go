@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func line(label string, ops, p50, p99, cpu float64) string {
+	return fmt.Sprintf(`{"label":%q,"calls_per_s":%g,"p50_us":%g,"p99_us":%g,"cpu":{"proxy":{"us_per_op":%g},"upstream":{"us_per_op":100}},"loadavg":"1.00 1.00 1.00"}`,
+		label, ops, p50, p99, cpu)
+}
+
+func TestSummarizeRatiosAndVerdicts(t *testing.T) {
+	t.Parallel()
+	var in []string
+	// Three rounds; medians: direct 1000, rproxy 700, mandate 630 ops/s.
+	for r, k := range []float64{1, 0.9, 1.1} {
+		in = append(in,
+			line(fmt.Sprintf("echo-8/direct/%d", r+1), 1000*k, 1000, 3000, 0),
+			line(fmt.Sprintf("echo-8/rproxy/%d", r+1), 700*k, 1500, 4000, 300),
+			line(fmt.Sprintf("echo-8/mandate/%d", r+1), 630*k, 1950, 6000, 600),
+		)
+	}
+	var out strings.Builder
+	if err := summarize(strings.NewReader(strings.Join(in, "\n")), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		"| echo-8 | direct | 3 | 1000 | 1.00 | 3.00 | – | 100 | 0 | 0 |",
+		"| echo-8 | rproxy | 3 | 700 | 1.50 | 4.00 | 300 | 100 | 0 | 0 |",
+		"| echo-8 | mandate | 3 | 630 | 1.95 | 6.00 | 600 | 100 | 0 | 0 |",
+		"| echo-8 | 0.90× [0.90–0.90] | 1.30× [1.30–1.30] | 1.50× [1.50–1.50] | 2.00× [2.00–2.00] | 0.70× [0.70–0.70] | 1.50× [1.50–1.50] | 1.33× [1.33–1.33] |",
+		"throughput 0.90× met      p50 1.30× NOT met  p99 1.50× NOT met",
+		"min 1.00, median 1.00, max 1.00",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestSummarizeRejectsBadLabel(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	if err := summarize(strings.NewReader(line("echo-8/direct", 1, 1, 1, 1)), &out); err == nil {
+		t.Fatal("a label without a round was accepted")
+	}
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mandate-gw/mandate/internal/bench"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+func fakeJWT(sub string) string {
+	e := base64.RawURLEncoding.EncodeToString
+	return e([]byte(`{"alg":"none"}`)) + "." + e([]byte(`{"sub":"`+sub+`"}`)) + ".x"
+}
+
+// startServer runs a go-sdk server whose whoami answers the bearer's subject,
+// or always "mallory" when lying is set.
+func startServer(t *testing.T, lying bool) string {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, a struct {
+		Text string `json:"text"`
+	}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Text}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "whoami"}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		who, _ := bench.UnverifiedSubject(bench.BearerToken(req.Extra.Header.Get("Authorization")))
+		if lying {
+			who = "mallory"
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: who}}}, nil, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func newConfig(t *testing.T, url, tool, args string, lying bool) config {
+	t.Helper()
+	dir := t.TempDir()
+	tf := filepath.Join(dir, "tokens.txt")
+	if err := os.WriteFile(tf, []byte(fakeJWT("user-a")+"\n"+fakeJWT("user-b")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := config{url: url, sessions: 2, duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond,
+		tool: tool, scenario: "calls", timeout: 5 * time.Second, connectPar: 2}
+	if err := c.parse(args, []string{"X-Bench: 1"}, tf); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCallsScenario(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, tool, args string
+		lying            bool
+		wantWrong        bool
+	}{
+		{"echo", "echo", `{"text":"hi"}`, false, false},
+		{"whoami names each session's own user", "whoami", `{}`, false, false},
+		{"a wrong whoami answer is counted", "whoami", `{}`, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newConfig(t, startServer(t, tc.lying)+"/", tc.tool, tc.args, tc.lying)
+			res, err := run(context.Background(), c, map[string]int{"self": os.Getpid()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Errors != 0 {
+				t.Fatalf("errors: %d (%s)", res.Errors, res.FirstError)
+			}
+			if tc.wantWrong {
+				if res.Wrong == 0 || res.Calls != 0 {
+					t.Fatalf("lying server: wrong=%d calls=%d", res.Wrong, res.Calls)
+				}
+				return
+			}
+			if res.Calls == 0 || res.Wrong != 0 || res.P50us <= 0 || res.P99us < res.P50us || res.MaxUs < res.P99us {
+				t.Fatalf("result: %+v", res)
+			}
+			if _, ok := res.CPU["self"]; !ok {
+				t.Fatalf("no CPU entry: %+v", res.CPU)
+			}
+		})
+	}
+}
+
+func TestSetupScenario(t *testing.T) {
+	t.Parallel()
+	c := newConfig(t, startServer(t, false)+"/", "echo", `{"text":"x"}`, false)
+	c.scenario = "setup"
+	c.warmup, c.duration = 0, 2*time.Second // one setup can take ~100 ms under -race on a busy machine
+	res, err := run(context.Background(), c, map[string]int{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Calls == 0 || res.Errors != 0 {
+		t.Fatalf("setup: %+v", res)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, args string
+		hdrs       []string
+	}{
+		{"args not an object", `[1]`, nil},
+		{"header without colon", `{}`, []string{"nocolon"}},
+	} {
+		c := config{sessions: 1, scenario: "calls"}
+		if err := c.parse(tc.args, tc.hdrs, ""); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+	if _, err := parsePIDs([]string{"x=notanumber"}); err == nil {
+		t.Error("bad -pid accepted")
+	}
+}
