@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -11,11 +12,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/mandate-gw/mandate/internal/callinfo"
+	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
@@ -85,6 +86,28 @@ func TestPerUserTokens(t *testing.T) {
 		if a != "Bearer platform-alice" && a != "Bearer platform-bob" {
 			t.Errorf("upstream saw Authorization %q", a)
 		}
+	}
+}
+
+// A refreshed inbound token (same user) seen on a call is what later
+// background requests (here the DELETE of Close) exchange with.
+func TestIdentityRefreshed(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t, upstreamOptions{})
+	src := &fakeSource{}
+	a, _ := testAdapter(t, u.URL, src, nil)
+	id1 := identity.Identity{Issuer: "https://idp.test/", Subject: "alice"}
+	s := open(t, a, identity.NewContext(context.Background(), id1.WithRawToken("first")), nil)
+	ctx2 := identity.NewContext(context.Background(), id1.WithRawToken("second"))
+	if _, err := s.CallTool(ctx2, &sdk.CallToolParams{Name: "whoami"}); err != nil {
+		t.Fatal(err)
+	}
+	src.lastRaw.Store(nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p := src.lastRaw.Load(); p == nil || *p != "second" {
+		t.Fatalf("background DELETE exchanged with inbound token %v, want the refreshed one", p)
 	}
 }
 
@@ -465,7 +488,6 @@ func TestTraceContext(t *testing.T) {
 	if err != nil || strings.Contains(res.Content[1].(*sdk.TextContent).Text, "traceparent") {
 		t.Fatalf("traceparent injected without a propagator: %v %v", res, err)
 	}
-	_ = propagation.TraceContext{}
 }
 
 func contains(xs []string, x string) bool {
@@ -475,4 +497,56 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// The upstream protocol version is pinned to the downstream one.
+func TestProtocolVersionPinned(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		v, negotiated string
+		stateless     bool
+	}{
+		{"2025-03-26", "2025-03-26", false},
+		{"2025-06-18", "2025-06-18", false},
+		{"2025-11-25", "2025-11-25", false},
+		// A stateful go-sdk upstream does not speak 2026-07-28: go-sdk's
+		// client tries server/discover, then falls back to initialize.
+		{"2026-07-28", "2025-11-25", false},
+		{"2026-07-28", "2026-07-28", true},
+	} {
+		v := tc.v
+		t.Run(fmt.Sprintf("%s stateless=%v", v, tc.stateless), func(t *testing.T) {
+			t.Parallel()
+			u := newUpstream(t, upstreamOptions{stateless: tc.stateless})
+			var mu sync.Mutex
+			seen := map[string]bool{}
+			inner := u.Config.Handler
+			u.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if pv := r.Header.Get("Mcp-Protocol-Version"); pv != "" {
+					mu.Lock()
+					seen[pv] = true
+					mu.Unlock()
+				}
+				inner.ServeHTTP(w, r)
+			})
+			a, _ := testAdapter(t, u.URL, nil, nil)
+			rec := newRecorder()
+			s, err := a.Open(context.Background(), upstreams.OpenOptions{ProtocolVersion: v, Events: rec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.CallTool(context.Background(), &sdk.CallToolParams{Name: "noisy", Arguments: map[string]any{"n": 2}, Meta: sdk.Meta{"progressToken": "p"}})
+			if err != nil || firstText(t, res) != "done" {
+				t.Fatalf("call: %v %v", res, err)
+			}
+			if p := rec.progress.Load(); p != 2 {
+				t.Errorf("progress relayed %d, want 2", p)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !seen[v] || !seen[tc.negotiated] || len(seen) > 2 {
+				t.Errorf("Mcp-Protocol-Version headers %v, want %s (negotiated %s)", seen, v, tc.negotiated)
+			}
+		})
+	}
 }

@@ -40,8 +40,9 @@
 // OpenOptions.Events.Notify; sampling and elicitation requests to its
 // CreateMessage and Elicit (an error from those goes back to the upstream as
 // a JSON-RPC error: return *jsonrpc.Error to choose the code). A call whose
-// _meta has a progressToken, on a session that uses logging, returns only
-// after every progress/log notification that preceded its result has been
-// relayed (see noteTracker): go-sdk's client can otherwise deliver the
-// result first.
+// _meta has a progressToken, and every call on a session that uses logging,
+// returns only after every progress/log notification that preceded its
+// result has been relayed (see noteTracker): go-sdk's client can otherwise
+// deliver the result first. Notify runs on the upstream connection's
+// notification queue: keep it quick (it delays later notifications).
 package mcp

@@ -39,6 +39,7 @@ type fakeSource struct {
 	tokens        atomic.Int64
 	invalidations atomic.Int64
 	fail          atomic.Pointer[credentials.Error]
+	lastRaw       atomic.Pointer[string] // inbound token of the last Token call's identity
 }
 
 func (f *fakeSource) Token(ctx context.Context) (credentials.Result, error) {
@@ -50,6 +51,8 @@ func (f *fakeSource) Token(ctx context.Context) (credentials.Result, error) {
 	if id == nil {
 		return credentials.Result{}, errors.New("fakeSource: no identity in context")
 	}
+	raw := id.RawToken()
+	f.lastRaw.Store(&raw)
 	return credentials.Result{Token: &credentials.Token{
 		AccessToken:     secret.String("platform-" + id.Subject),
 		Flow:            credentials.FlowTokenExchange,
@@ -78,8 +81,9 @@ type upstream struct {
 }
 
 type upstreamOptions struct {
-	pageSize int
-	noTools  bool
+	pageSize  int
+	noTools   bool
+	stateless bool
 }
 
 func newUpstream(t testing.TB, o upstreamOptions) *upstream {
@@ -184,7 +188,7 @@ func newUpstream(t testing.TB, o upstreamOptions) *upstream {
 			return &sdk.GetPromptResult{Messages: []*sdk.PromptMessage{{Role: "user", Content: &sdk.TextContent{Text: "hello " + r.Params.Arguments["who"]}}}}, nil
 		})
 	}
-	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return srv }, nil)
+	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return srv }, &sdk.StreamableHTTPOptions{Stateless: o.stateless})
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := r.Header.Get("Authorization")
 		if strings.Contains(a, inboundSecret) {

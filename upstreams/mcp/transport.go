@@ -211,7 +211,7 @@ func (b *limitedBody) count(p []byte) {
 				if i < 0 {
 					break
 				}
-				if off+i < b.tailN { // starts in the tail, ends in p
+				if start := off + i; start < b.tailN && start+len(pat) > b.tailN { // starts in the tail, ends in p
 					n++
 				}
 				off += i + 1
