@@ -344,6 +344,12 @@ func (s *session) Close() error {
 	return err
 }
 
+func (s *session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 func (a *Adapter) ctxError(ctx context.Context) error {
 	if errors.Is(context.Cause(ctx), errTimeout) {
 		return a.rpcError(CodeUpstreamTimeout, nil, "timed out after %s", a.timeout)
@@ -410,6 +416,9 @@ func do[R any](s *session, ctx context.Context, method, target string, progress 
 		merr, o := s.a.mapError(ctx, cctx, err, st, false)
 		cancelC(nil)
 		cancelT()
+		if s.isClosed() && ctx.Err() == nil {
+			merr, o = s.a.rpcError(CodeSessionClosed, nil, "the session was closed during the call"), outcomeNeutral
+		}
 		s.a.record(o, merr)
 		if o == outcomeFailure {
 			s.a.log.Warn("upstream call failed", "method", method, "error", merr.Error())
