@@ -170,3 +170,19 @@ func TestSessionsCloseUpstreamSessions(t *testing.T) {
 var _ = upstreams.KindMCP
 
 func closeIdleDefault() { http.DefaultTransport.(*http.Transport).CloseIdleConnections() }
+func TestStatelessMultiplex(t *testing.T) {
+	env := startMux(t, func(c *Config) { c.Server.Session.Mode = SessionStateless })
+	for _, u := range []struct{ tok, sub string }{{env.aliceTk, "user-alice"}, {env.bobTk, "user-bob"}} {
+		cs := connect(t, env.gw.mcpURL, u.tok)
+		for range 3 {
+			res, err := callJSON(t, cs, "crm_who", map[string]any{})
+			if err != nil || res.IsError {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(res.StructuredContent); !strings.Contains(got, u.sub) {
+				t.Fatalf("stateless call as %s got %s", u.sub, got)
+			}
+		}
+	}
+}
+

@@ -204,7 +204,7 @@ func (s *session) conn(ctx context.Context) (*sdk.ClientSession, error) {
 		}
 		att := s.attempt
 		if att == nil {
-			att = s.startDialLocked()
+			att = s.startDialLocked(ctx)
 		}
 		s.mu.Unlock()
 		select {
@@ -218,8 +218,12 @@ func (s *session) conn(ctx context.Context) (*sdk.ClientSession, error) {
 	}
 }
 
-func (s *session) startDialLocked() *attempt {
-	dctx, cancel := context.WithTimeoutCause(context.Background(), s.a.timeout, errTimeout)
+// startDialLocked connects in the background, detached from the caller's
+// cancellation (concurrent first calls share the attempt) but inside the
+// first caller's trace, so the exchange and initialize spans join it.
+func (s *session) startDialLocked(ctx context.Context) *attempt {
+	base := trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(ctx))
+	dctx, cancel := context.WithTimeoutCause(base, s.a.timeout, errTimeout)
 	att := &attempt{done: make(chan struct{}), cancel: cancel}
 	s.attempt = att
 	replay := s.connected

@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func attr(s sdktrace.ReadOnlySpan, key string) (string, bool) {
+	for _, a := range s.Attributes() {
+		if string(a.Key) == key {
+			return a.Value.Emit(), true
+		}
+	}
+	return "", false
+}
+
+// TestTraceTiesIdentities: one trace for a tool call holds the server span
+// (user.id = alice, platform identity), the policy span, the token
+// exchange span and the upstream client span; the client's trace id is
+// continued and reaches the upstream.
+func TestTraceTiesIdentities(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	env := startMuxOpts(t, nil, Options{TracerProvider: tp})
+
+	// The client starts a trace and sends traceparent.
+	clientTP := sdktrace.NewTracerProvider()
+	ctx, clientSpan := clientTP.Tracer("client").Start(context.Background(), "client op")
+	traceID := clientSpan.SpanContext().TraceID()
+	hdr := http.Header{}
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(hdr))
+	c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: env.gw.mcpURL,
+		HTTPClient: &http.Client{Transport: &headerTransport{token: env.aliceTk, base: traceTransport{hdr.Get("Traceparent")}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	clientSpan.End()
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var server, policySpan, exchange, upstreamClient sdktrace.ReadOnlySpan
+	for _, s := range exp.GetSpans().Snapshots() {
+		if s.SpanContext().TraceID() != traceID {
+			continue
+		}
+		switch {
+		case s.Name() == "tools/call crm_who" && s.SpanKind() == trace.SpanKindServer:
+			server = s
+		case s.Name() == "policy.evaluate":
+			policySpan = s
+		case strings.Contains(strings.ToLower(s.Name()), "exchange") || strings.Contains(strings.ToLower(s.Name()), "credential"):
+			exchange = s
+		case s.SpanKind() == trace.SpanKindClient:
+			upstreamClient = s
+		}
+	}
+	if server == nil {
+		var names []string
+		for _, s := range exp.GetSpans().Snapshots() {
+			names = append(names, s.Name()+"/"+s.SpanKind().String())
+		}
+		t.Fatalf("no server span in the client's trace; spans: %v", names)
+	}
+	if v, _ := attr(server, "user.id"); v != "user-alice" {
+		t.Errorf("server span user.id = %q", v)
+	}
+	if v, _ := attr(server, "mandate.platform.subject"); v != "user-alice" {
+		t.Errorf("server span platform subject = %q", v)
+	}
+	if v, _ := attr(server, "gen_ai.tool.name"); v != "who" {
+		t.Errorf("gen_ai.tool.name = %q", v)
+	}
+	if v, _ := attr(server, "mcp.method.name"); v != "tools/call" {
+		t.Errorf("mcp.method.name = %q", v)
+	}
+	if policySpan == nil || exchange == nil || upstreamClient == nil {
+		for _, s := range exp.GetSpans().Snapshots() {
+			t.Logf("%s %s parent=%s", s.SpanContext().TraceID(), s.Name(), s.Parent().SpanID())
+		}
+		t.Fatalf("missing child spans: policy %v, exchange %v, upstream client %v", policySpan != nil, exchange != nil, upstreamClient != nil)
+	}
+	for _, s := range []sdktrace.ReadOnlySpan{exchange} {
+		for _, a := range s.Attributes() {
+			if strings.Contains(a.Value.Emit(), env.aliceTk) {
+				t.Fatalf("span %s carries the token in %s", s.Name(), a.Key)
+			}
+		}
+	}
+	// The upstream received the same trace id.
+	env.crm.mu.Lock()
+	defer env.crm.mu.Unlock()
+	found := false
+	for _, tp := range env.crm.traceparents {
+		if strings.Contains(tp, traceID.String()) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("upstream never saw trace %s; traceparents: %v", traceID, env.crm.traceparents)
+	}
+	_ = attribute.Key("")
+}
+
+// traceTransport adds a fixed traceparent header to every request.
+type traceTransport struct{ tp string }
+
+func (t traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Traceparent", t.tp)
+	return http.DefaultTransport.RoundTrip(r)
+}
