@@ -185,4 +185,3 @@ func TestStatelessMultiplex(t *testing.T) {
 		}
 	}
 }
-
