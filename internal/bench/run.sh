@@ -187,17 +187,25 @@ done
 echo
 "$B/benchsummary" "$RES" | tee "$OUT/summary.md"
 
+# Credential cache: lookups by outcome over the whole run (hit = cached token,
+# ok = token exchanged at the IdP), from Mandate's Prometheus metrics.
+echo
+echo "Mandate credential lookups over the whole run (from /metrics):"
+curl -fsS "http://127.0.0.1:$P_MANDATE/metrics" | grep '^mandate_credentials_lookups' | tee "$OUT/credential-metrics.txt" |
+  awk '{ n=$NF; if ($0 ~ /outcome="hit"/) h+=n; else o+=n; print "  " $0 } END { if (h+o>0) printf "  hit rate %.4f%% (%d hits, %d other)\n", 100*h/(h+o), h, o }'
+
 # ---- profile ---------------------------------------------------------------------
 if (( PROFILE )); then
   echo
   echo "## CPU profile of mandate, echo at 64 sessions, $PDUR"
   kill "$MANDATE_PID"; wait "$MANDATE_PID" 2>/dev/null || true
-  "${N[@]}" "$B/mandateprof" -config "$OUT/mandate.yaml" -cpuprofile "$OUT/mandate.cpu.pprof" -delay 1s \
+  # Profile from 5 s after start (sessions opened, exchanges done, warm) for PDUR;
+  # the load runs from start until 1 s after the profile window.
+  "${N[@]}" "$B/mandateprof" -config "$OUT/mandate.yaml" -cpuprofile "$OUT/mandate.cpu.pprof" -delay 5s \
     -cpuprofile-duration "$PDUR" >"$OUT/logs/mandateprof.log" 2>&1 &
   PROF_PID=$!; PIDS+=($PROF_PID)
   wait_http "http://127.0.0.1:$P_MANDATE/readyz"
-  # Warm-up 2 s (sessions, exchanges), then the load runs past the profile window.
-  pd=$(( ${PDUR%s} + 1 ))
+  pd=$(( ${PDUR%s} + 6 ))
   "${N[@]}" "$B/loadgen" -url "$MCP_URL" -sessions 64 -tool echo -warmup 0s -duration "${pd}s" \
     -token-file "$OUT/tokens.txt" -pid proxy=$PROF_PID -label "profile/mandate/1"
   for _ in $(seq 1 50); do grep -q wrote "$OUT/logs/mandateprof.log" && break; sleep 0.2; done
