@@ -1,0 +1,99 @@
+{{/* Chart name. */}}
+{{- define "mandate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name (release-scoped). */}}
+{{- define "mandate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mandate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mandate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mandate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mandate.labels" -}}
+helm.sh/chart: {{ include "mandate.chart" . }}
+{{ include "mandate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "mandate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mandate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "mandate.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+{{- end }}
+
+{{/* Where config.yaml is mounted in the pod. */}}
+{{- define "mandate.configDir" -}}/etc/mandate{{- end }}
+
+{{/*
+The config.yaml Mandate runs with, as a dict: .Values.config plus the keys
+the chart owns (server.listen, server.session.mode, audit). Setting an owned
+key in .Values.config is an error, so that values and config cannot disagree.
+*/}}
+{{- define "mandate.configDict" -}}
+{{- if not (has .Values.sessionMode (list "stateful" "stateless")) }}
+{{- fail (printf "sessionMode must be stateful or stateless, got %q" (toString .Values.sessionMode)) }}
+{{- end }}
+{{- $cfg := deepCopy (.Values.config | default dict) }}
+{{- $server := get $cfg "server" | default dict }}
+{{- if hasKey $server "listen" }}
+{{- fail "config.server.listen is set by the chart (\":<containerPort>\"); remove it and set containerPort" }}
+{{- end }}
+{{- $session := get $server "session" | default dict }}
+{{- if hasKey $session "mode" }}
+{{- fail "config.server.session.mode is set by the chart; remove it and set sessionMode" }}
+{{- end }}
+{{- if hasKey $cfg "audit" }}
+{{- fail "config.audit is set by the chart; use the audit values (audit.sink, audit.fsync, audit.volume)" }}
+{{- end }}
+{{- $_ := set $session "mode" .Values.sessionMode }}
+{{- $_ := set $server "session" $session }}
+{{- $_ := set $server "listen" (printf ":%d" (int .Values.containerPort)) }}
+{{- $_ := set $cfg "server" $server }}
+{{- $audit := dict "sink" .Values.audit.sink }}
+{{- if eq .Values.audit.sink "file" }}
+{{- $_ := set $audit "path" (printf "%s/${POD_NAME}.jsonl" (.Values.audit.volume.mountPath | trimSuffix "/")) }}
+{{- $_ := set $audit "fsync" .Values.audit.fsync }}
+{{- if eq .Values.audit.fsync "interval" }}
+{{- $_ := set $audit "fsync_interval" .Values.audit.fsync_interval }}
+{{- end }}
+{{- else if ne .Values.audit.sink "stdout" }}
+{{- fail (printf "audit.sink must be stdout or file, got %q" (toString .Values.audit.sink)) }}
+{{- end }}
+{{- $_ := set $cfg "audit" $audit }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Checksum of the parts of config.yaml that need a restart to change. */}}
+{{- define "mandate.restartChecksum" -}}
+{{- $cfg := include "mandate.configDict" . | fromYaml }}
+{{- pick $cfg "server" "identity" "audit" "telemetry" | toYaml | sha256sum }}
+{{- end }}

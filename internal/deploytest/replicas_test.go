@@ -1,0 +1,457 @@
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/internal/devidp"
+)
+
+// Routing policies of lbProxy, the load balancer in front of the replicas.
+const (
+	// roundRobin: each request to the next replica (a Service without
+	// affinity, or an ingress without annotations).
+	roundRobin = "round-robin"
+	// headerHash: hash of the Mcp-Session-Id header, "" when absent (what
+	// ingress-nginx does with upstream-hash-by: "$http_mcp_session_id").
+	headerHash = "header-hash"
+	// learned: requests without a session id go round robin; the proxy
+	// records which replica answered with a new Mcp-Session-Id and sends
+	// that session's requests there (HAProxy `stick store-response
+	// res.hdr(mcp-session-id)`, NGINX Plus `sticky learn`).
+	learned = "learned"
+)
+
+// lbProxy is a loopback reverse proxy over the replicas with a switchable
+// routing policy; it counts the requests each replica served.
+type lbProxy struct {
+	backends []*url.URL
+	served   []atomic.Int64
+	rr       atomic.Uint64
+	policy   atomic.Value // string
+
+	mu      sync.Mutex
+	owner   map[string]int // learned: session id -> replica
+	created []created      // sessions created, in order
+}
+
+// created is a session id and the replica that answered the initialize
+// request that created it.
+type created struct {
+	ID      string
+	Replica int
+}
+
+func newLBProxy(backends []*url.URL, policy string) *lbProxy {
+	p := &lbProxy{backends: backends, served: make([]atomic.Int64, len(backends)), owner: map[string]int{}}
+	p.policy.Store(policy)
+	return p
+}
+
+func (p *lbProxy) setPolicy(policy string) { p.policy.Store(policy) }
+
+// hashReplica is the replica headerHash picks for a session id.
+func (p *lbProxy) hashReplica(sid string) int {
+	h := fnv.New32a()
+	h.Write([]byte(sid))
+	return int(h.Sum32() % uint32(len(p.backends)))
+}
+
+func (p *lbProxy) pick(r *http.Request) int {
+	sid := r.Header.Get("Mcp-Session-Id")
+	switch p.policy.Load().(string) {
+	case headerHash:
+		return p.hashReplica(sid)
+	case learned:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if i, ok := p.owner[sid]; ok && sid != "" {
+			return i
+		}
+		// A new session: spread sessions, not requests, over the replicas
+		// (the go-sdk client sends two POSTs without a session id per
+		// session, so per-request round robin would put all on one).
+		return len(p.owner) % len(p.backends)
+	}
+	return int(p.rr.Add(1)-1) % len(p.backends)
+}
+
+type replicaKey struct{}
+
+func (p *lbProxy) handler() http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			i := r.In.Context().Value(replicaKey{}).(int)
+			r.SetURL(p.backends[i])
+			r.Out.Host = r.In.Host // as an ingress does: public_url's host
+			r.SetXForwarded()
+		},
+		FlushInterval: -1, // SSE: flush every write
+		ModifyResponse: func(resp *http.Response) error {
+			i := resp.Request.Context().Value(replicaKey{}).(int)
+			if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" && resp.Request.Header.Get("Mcp-Session-Id") == "" {
+				p.mu.Lock()
+				p.owner[sid] = i
+				p.created = append(p.created, created{ID: sid, Replica: i})
+				p.mu.Unlock()
+			}
+			return nil
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := p.pick(r)
+		p.served[i].Add(1)
+		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), replicaKey{}, i)))
+	})
+}
+
+func (p *lbProxy) counts() []int64 {
+	out := make([]int64, len(p.served))
+	for i := range p.served {
+		out[i] = p.served[i].Load()
+	}
+	return out
+}
+
+func (p *lbProxy) lastCreated() (created, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.created) == 0 {
+		return created{}, false
+	}
+	return p.created[len(p.created)-1], true
+}
+
+func (p *lbProxy) resetCounts() {
+	for i := range p.served {
+		p.served[i].Store(0)
+	}
+}
+
+// cluster is two `mandate serve` replicas sharing one config behind lbProxy.
+type cluster struct {
+	proxy  *lbProxy
+	URL    string // the proxy's URL = server.public_url of both replicas
+	MCPURL string
+}
+
+// startCluster starts the proxy listener (its URL is the public_url), two
+// mandate processes with the same config in sessionMode, and waits until
+// both are ready.
+func startCluster(t *testing.T, bin, issuer, sessionMode string) *cluster {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publicURL := "http://" + ln.Addr().String()
+	var backends []*url.URL
+	for i := range 2 {
+		addr := startReplica(t, bin, i, fmt.Sprintf(`server:
+  listen: {{ADDR}}
+  public_url: %s
+  shutdown_grace: 2s
+  session:
+    mode: %s
+identity:
+  issuer: %s
+  required_scopes: [mcp]
+telemetry:
+  traces: none
+  metrics: none
+`, publicURL, sessionMode, issuer))
+		backends = append(backends, &url.URL{Scheme: "http", Host: addr})
+	}
+	p := newLBProxy(backends, roundRobin)
+	srv := &http.Server{Handler: p.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return &cluster{proxy: p, URL: publicURL, MCPURL: publicURL + "/mcp"}
+}
+
+// startReplica writes cfg ({{ADDR}} = a free loopback address) and runs
+// `mandate serve --config` until /readyz answers 200; it returns the address.
+func startReplica(t *testing.T, bin string, n int, cfg string) string {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("replica-%d.yaml", n))
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "{{ADDR}}", addr)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var logs syncBuffer
+		cmd := exec.Command(bin, "serve", "--config", path)
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-done
+			if t.Failed() {
+				t.Logf("replica %d (%s) logs:\n%s", n, addr, logs.String())
+			}
+		})
+		err = waitReady(addr, done)
+		if err == nil {
+			return addr
+		}
+		if strings.Contains(logs.String(), "address already in use") && attempt < 3 {
+			continue
+		}
+		t.Fatalf("replica %d: %v\nlogs:\n%s", n, err, logs.String())
+	}
+}
+
+func waitReady(addr string, exited <-chan struct{}) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	last := "no answer"
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("exited before ready")
+		default:
+		}
+		resp, err := c.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after 60s: %s", last)
+}
+
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
+}
+
+func connect(ctx context.Context, endpoint, token string) (*mcp.ClientSession, error) {
+	c := mcp.NewClient(&mcp.Implementation{Name: "mandate-deploytest", Version: "1"}, nil)
+	tr := &http.Transport{}
+	return c.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint:   endpoint,
+		HTTPClient: &http.Client{Transport: &bearer{token: token, base: tr}},
+		MaxRetries: -1, // a failure is a failure: no reconnect that could hide it
+	}, nil)
+}
+
+// whoami calls the built-in whoami tool and returns the subject it reports.
+func whoami(ctx context.Context, cs *mcp.ClientSession) (string, error) {
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	if err != nil {
+		return "", err
+	}
+	if res.IsError {
+		return "", fmt.Errorf("whoami error result: %+v", res.Content)
+	}
+	b, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		return "", err
+	}
+	var w struct {
+		Subject string `json:"subject"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return "", err
+	}
+	return w.Subject, nil
+}
+
+// session opens one client session and makes calls whoami calls; it returns
+// how many succeeded and the first error (connect errors count as no call).
+func session(ctx context.Context, endpoint, token string, calls int) (ok int, firstErr error) {
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cs, err := connect(cctx, endpoint, token)
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer cs.Close()
+	for i := range calls {
+		sub, err := whoami(cctx, cs)
+		if err == nil && sub != "user-alice" {
+			err = fmt.Errorf("whoami subject %q, want user-alice", sub)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("call %d: %w", i+1, err)
+			}
+			continue
+		}
+		ok++
+	}
+	return ok, firstErr
+}
+
+// TestReplicas runs two real gateway processes behind a loopback load
+// balancer, with the real dev IdP, in both session modes.
+func TestReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts four gateway processes")
+	}
+	bin := mandateBinary(t)
+	// The subtests run in parallel, after this function returns: tie the
+	// context and the IdP to the test's cleanup, not to a defer.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	idp, err := devidp.Start(context.Background(), devidp.Options{})
+	if err != nil {
+		t.Fatalf("devidp.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	tokenFor := func(t *testing.T, mcpURL string) string {
+		tok, err := idp.Token(ctx, "alice", devidp.TokenOptions{Audience: []string{mcpURL}, Scopes: []string{"mcp"}})
+		if err != nil {
+			t.Fatalf("token: %v", err)
+		}
+		return tok
+	}
+
+	t.Run("stateless round-robin: every call succeeds on either replica", func(t *testing.T) {
+		t.Parallel()
+		c := startCluster(t, bin, idp.Issuer(), "stateless")
+		tok := tokenFor(t, c.MCPURL)
+		const calls = 40
+		ok, err := session(ctx, c.MCPURL, tok, calls)
+		if ok != calls || err != nil {
+			t.Fatalf("%d/%d whoami calls succeeded; first error: %v", ok, calls, err)
+		}
+		n := c.proxy.counts()
+		if n[0] == 0 || n[1] == 0 {
+			t.Fatalf("requests per replica %v: want both replicas to have served", n)
+		}
+		t.Logf("%d/%d calls succeeded; requests per replica: %v", ok, calls, n)
+	})
+
+	t.Run("stateful", func(t *testing.T) {
+		t.Parallel()
+		c := startCluster(t, bin, idp.Issuer(), "stateful")
+		tok := tokenFor(t, c.MCPURL)
+
+		// Without affinity a session's requests reach the replica that does
+		// not hold it, which answers 404 (session not found).
+		t.Run("round-robin fails on the other replica", func(t *testing.T) {
+			c.proxy.setPolicy(roundRobin)
+			c.proxy.resetCounts()
+			const calls = 10
+			ok, err := session(ctx, c.MCPURL, tok, calls)
+			if err == nil {
+				t.Fatalf("all %d calls succeeded with round robin over two stateful replicas; want failures", ok)
+			}
+			t.Logf("as documented: %d/%d calls succeeded; first error: %v", ok, calls, err)
+		})
+
+		// A plain hash of Mcp-Session-Id: initialize carries no session
+		// id, so it lands on hash("")'s replica, which creates the session;
+		// later requests go to hash(id)'s replica. The session works iff
+		// the two agree, which the test predicts for every session.
+		t.Run("header hash works only when the id hashes to its creator", func(t *testing.T) {
+			c.proxy.setPolicy(headerHash)
+			var good, bad int
+			for i := 0; i < 40 && (good == 0 || bad == 0); i++ {
+				ok, err := session(ctx, c.MCPURL, tok, 3)
+				cr, found := c.proxy.lastCreated()
+				if !found {
+					t.Fatalf("session %d: no session was created (err %v)", i, err)
+				}
+				want := c.proxy.hashReplica(cr.ID) == cr.Replica
+				if got := err == nil && ok == 3; got != want {
+					t.Fatalf("session %d (created on replica %d, id hashes to %d): success=%v (%d/3 calls, err %v), want %v",
+						i, cr.Replica, c.proxy.hashReplica(cr.ID), got, ok, err, want)
+				}
+				if want {
+					good++
+				} else {
+					bad++
+				}
+			}
+			if good == 0 || bad == 0 {
+				t.Fatalf("good=%d bad=%d sessions: want both outcomes within 40 sessions", good, bad)
+			}
+			t.Logf("header hash: %d session(s) worked (id hashed to the creating replica), %d failed (it did not)", good, bad)
+		})
+
+		// Learned stickiness: every session works, and new sessions spread
+		// over both replicas.
+		t.Run("learned affinity: every call succeeds", func(t *testing.T) {
+			c.proxy.setPolicy(learned)
+			c.proxy.mu.Lock()
+			before := len(c.proxy.created)
+			c.proxy.mu.Unlock()
+			const sessions, calls = 4, 10
+			for i := range sessions {
+				if ok, err := session(ctx, c.MCPURL, tok, calls); ok != calls || err != nil {
+					t.Fatalf("session %d: %d/%d calls succeeded; first error: %v", i, ok, calls, err)
+				}
+			}
+			c.proxy.mu.Lock()
+			made := c.proxy.created[before:]
+			c.proxy.mu.Unlock()
+			per := make([]int, 2)
+			for _, cr := range made {
+				per[cr.Replica]++
+			}
+			if len(made) != sessions || per[0] == 0 || per[1] == 0 {
+				t.Fatalf("sessions created per replica %v (of %d): want %d spread over both", per, len(made), sessions)
+			}
+			t.Logf("learned affinity: %d sessions × %d calls succeeded; sessions per replica %v", sessions, calls, per)
+		})
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
