@@ -14,12 +14,18 @@
 //     PT_INTERP, no DT_NEEDED), stripped (-s -w), built with -trimpath, report
 //     the -X version in `mandate version`, and `mandate health` must exit 0
 //     on HTTP 200 and non-zero otherwise.
+//   - Build context: Dockerfile.dockerignore applied to the repository; the
+//     binary must build from what is left (the same go build line).
 //   - Helm chart: `helm lint` and `helm template` for several value sets; the
 //     rendered manifests are decoded and checked (non-root, read-only root
 //     filesystem, dropped capabilities, seccomp, probes on /healthz and
 //     /readyz, requests and limits, PDB, HPA, ServiceMonitor, ingress session
 //     affinity consistent with sessionMode), and the rendered config.yaml must
-//     be accepted by gateway.ParseConfig.
+//     be accepted by gateway.ParseConfig (every ${VAR} set in the container,
+//     every *_file in a mounted Secret). Inconsistent values (chart-owned
+//     config keys, a typo, affinity in stateless mode) fail to render. The
+//     release notes warn about placeholders, host mismatch and stateful
+//     sessions over several pods.
 //   - Replicas: two `mandate serve` processes behind a loopback proxy, with
 //     the real dev IdP. Stateless mode + round robin: every call succeeds and
 //     both replicas serve. Stateful mode + round robin: calls fail on the

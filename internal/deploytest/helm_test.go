@@ -617,11 +617,13 @@ func TestHelmTemplateRejects(t *testing.T) {
 	for _, tc := range []struct {
 		set, want string
 	}{
-		{"sessionMode=sticky", "sessionMode must be stateful or stateless"},
+		{"sessionMode=sticky", "value must be one of 'stateful', 'stateless'"}, // values.schema.json
+		{"sesionMode=stateful", "additional properties 'sesionMode' not allowed"},
+		{"audit.volume.mountPath=relative", "/audit/volume/mountPath"},
 		{"config.server.listen=0.0.0.0:9000", "config.server.listen is set by the chart"},
 		{"config.server.session.mode=stateful", "config.server.session.mode is set by the chart"},
 		{"config.audit.sink=file", "config.audit is set by the chart"},
-		{"audit.sink=syslog", "audit.sink must be stdout or file"},
+		{"audit.sink=syslog", "value must be one of 'stdout', 'file'"},
 		{`ingress.enabled=true,sessionMode=stateless,ingress.annotations.nginx\.ingress\.kubernetes\.io/upstream-hash-by=x`, "needs no session affinity"},
 		{"serviceMonitor.enabled=true,config.telemetry.metrics=none", "serviceMonitor.enabled needs config.telemetry.metrics: prometheus"},
 		{"podDisruptionBudget.minAvailable=1", "not both"},
@@ -634,6 +636,92 @@ func TestHelmTemplateRejects(t *testing.T) {
 			}
 			if !strings.Contains(errOut, tc.want) {
 				t.Errorf("error %q does not contain %q", errOut, tc.want)
+			}
+		})
+	}
+}
+
+// renderNotes renders the chart's release notes. helm template skips
+// NOTES.txt (and install --dry-run needs a cluster), so the test copies the
+// chart and adds a template that emits the "mandate.notes" definition that
+// NOTES.txt includes.
+func renderNotes(t *testing.T, set string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "mandate")
+	if err := os.CopyFS(dst, os.DirFS(chartDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	nt, err := os.ReadFile(filepath.Join(dst, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(nt)) != `{{ include "mandate.notes" . }}` {
+		t.Fatalf("NOTES.txt is %q: want it to include mandate.notes only (the test renders that)", nt)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "templates", "notes-test.yaml"), []byte(`notes: {{ include "mandate.notes" . | toJson }}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"template", "mandate", dst, "--show-only", "templates/notes-test.yaml"}
+	if set != "" {
+		args = append(args, "--set", set)
+	}
+	out, errOut, err := runHelm(t, args...)
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	var v struct {
+		Notes string `yaml:"notes"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return v.Notes
+}
+
+func TestHelmNotes(t *testing.T) {
+	t.Parallel()
+	helmBin(t)
+	const (
+		statefulWarn    = "WARNING: stateful sessions with more than one pod"
+		placeholderWarn = "is still an example.com"
+		hostWarn        = "is not the host of config.server.public_url"
+	)
+	real := "config.server.public_url=https://mcp.acme.test,config.identity.issuer=https://login.acme.test/"
+	for _, tc := range []struct {
+		name, set   string
+		want, avoid []string
+	}{
+		{"defaults", "",
+			[]string{"MCP endpoint (give this to AI clients):  https://mcp.example.com/mcp", "Session mode:                            stateless", placeholderWarn, "standard output"},
+			[]string{statefulWarn, hostWarn}},
+		{"real urls", real,
+			[]string{"https://mcp.acme.test/mcp"},
+			[]string{placeholderWarn, statefulWarn}},
+		{"stateful two replicas", real + ",sessionMode=stateful,replicaCount=2",
+			[]string{statefulWarn}, nil},
+		{"stateful autoscaled", real + ",sessionMode=stateful,replicaCount=1,autoscaling.enabled=true",
+			[]string{statefulWarn}, nil},
+		{"stateful one replica", real + ",sessionMode=stateful,replicaCount=1",
+			nil, []string{statefulWarn}},
+		{"ingress host matches", real + ",ingress.enabled=true,ingress.host=mcp.acme.test",
+			[]string{"Ingress host:                            mcp.acme.test"}, []string{hostWarn}},
+		{"ingress host differs", real + ",ingress.enabled=true,ingress.host=mcp.other.test",
+			[]string{hostWarn}, nil},
+		{"audit file on emptyDir", real + ",audit.sink=file",
+			[]string{"/var/lib/mandate/<pod>.jsonl", "emptyDir: lost when the pod goes"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			notes := renderNotes(t, tc.set)
+			for _, w := range tc.want {
+				if !strings.Contains(notes, w) {
+					t.Errorf("notes lack %q:\n%s", w, notes)
+				}
+			}
+			for _, a := range tc.avoid {
+				if strings.Contains(notes, a) {
+					t.Errorf("notes contain %q:\n%s", a, notes)
+				}
 			}
 		})
 	}
