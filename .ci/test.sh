@@ -85,8 +85,8 @@ if node22_ok; then
 else
 	rm -rf "$TOOLS/node22"
 	npm install --prefix "$TOOLS/node22" --no-audit --no-fund --no-save "node@$NODE_MAJOR"
-	real="$TOOLS/node22/node_modules/node/bin/node"
-	if [[ ! -x "$real" ]]; then
+	real="node_modules/node/bin/node" # relative to .tools/node22
+	if [[ ! -x "$TOOLS/node22/$real" ]]; then
 		# The node package fetches its binary in a preinstall script; if
 		# scripts did not run, install the platform package directly.
 		case "$(uname -m)" in
@@ -97,11 +97,11 @@ else
 		pkg="node-$(uname -s | tr '[:upper:]' '[:lower:]')-$arch"
 		echo "node@$NODE_MAJOR did not provide a binary; installing $pkg@$NODE_MAJOR"
 		npm install --prefix "$TOOLS/node22" --no-audit --no-fund --no-save "$pkg@$NODE_MAJOR"
-		real="$TOOLS/node22/node_modules/$pkg/bin/node"
+		real="node_modules/$pkg/bin/node"
 	fi
-	[[ -x "$real" ]] || die "Node $NODE_MAJOR binary not found after npm install"
+	[[ -x "$TOOLS/node22/$real" ]] || die "Node $NODE_MAJOR binary not found after npm install"
 	mkdir -p "$NODE22_BIN"
-	ln -sf "$real" "$NODE22_BIN/node"
+	ln -sf "../$real" "$NODE22_BIN/node" # relative: .tools may move
 	# npm and npx are JavaScript: with this dir first on PATH they run on Node 22.
 	for t in npm npx; do
 		if p=$(command -v "$t"); then ln -sf "$(readlink -f "$p")" "$NODE22_BIN/$t"; fi

@@ -194,3 +194,30 @@ func TestRunInspectorRealServer(t *testing.T) {
 		t.Fatalf("with a bad token: %v; want exit %d auth_required", err, InspectorExitAuthRequired)
 	}
 }
+
+func TestNodeCommand(t *testing.T) {
+	dir := t.TempDir()
+	writeExec(t, filepath.Join(dir, "bin", "node"), "#!/bin/sh\necho \"$PATH\"\nprintf '%s\\n' \"$@\"\n")
+	t.Setenv(EnvNode22Bin, filepath.Join(dir, "bin"))
+	cmd, err := NodeCommand(context.Background(), "/x/cli.js", "server", "--url", "http://127.0.0.1:1/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "bin") + string(os.PathListSeparator)
+	lines := strings.SplitN(string(out), "\n", 2)
+	if !strings.HasPrefix(lines[0], want) {
+		t.Errorf("PATH = %q, want it to start with %q", lines[0], want)
+	}
+	if lines[1] != "/x/cli.js\nserver\n--url\nhttp://127.0.0.1:1/mcp\n" {
+		t.Errorf("args = %q", lines[1])
+	}
+
+	t.Setenv(EnvNode22Bin, filepath.Join(dir, "missing"))
+	if _, err := NodeCommand(context.Background(), "/x/cli.js"); !errors.Is(err, ErrToolMissing) {
+		t.Errorf("without node 22: err = %v, want ErrToolMissing", err)
+	}
+}
