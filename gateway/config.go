@@ -243,9 +243,12 @@ func (c *Config) Validate() error {
 	if never > 1 {
 		errs = append(errs, fmt.Errorf("upstreams: %d upstreams use prefix: never; their tool and prompt names may collide — at most one upstream may be unprefixed", never))
 	}
+	for i, rl := range c.Policy.RateLimits {
+		if rl.Upstream != "*" && rl.Upstream != "" && !seen[rl.Upstream] {
+			bad(fmt.Sprintf("policy.rate_limits[%d].upstream", i), "no upstream is named %q", rl.Upstream)
+		}
+	}
 	if err := c.Policy.Validate(); err != nil {
-		errs = append(errs, err)
-	} else if _, err := policy.Compile(c.Policy); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Audit.Validate(); err != nil {

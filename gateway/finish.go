@@ -13,9 +13,10 @@ import (
 	"github.com/mandate-gw/mandate/gateway/authn"
 )
 
-// finish records one operation: the audit record (never dropped), and
-// metrics/spans once telemetry is wired.
-func (g *Gateway) finish(ctx context.Context, o *op, err error) {
+// finish records one operation: metrics, the span and the audit record. If
+// the audit record cannot be written, it returns an error: an operation
+// that cannot be audited must not deliver its result.
+func (g *Gateway) finish(ctx context.Context, o *op, err error) error {
 	if o.outcome == "" {
 		o.outcome = audit.OutcomeOK
 		if err != nil {
@@ -59,8 +60,10 @@ func (g *Gateway) finish(ctx context.Context, o *op, err error) {
 	}
 	g.observe(ctx, o, err)
 	if err := g.audit.Log(context.WithoutCancel(ctx), rec); err != nil {
-		g.log.Error("audit record not written", "error", err, "method", o.method)
+		g.log.Error("audit record not written; result withheld", "error", err, "method", o.method)
+		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "audit log unavailable; the result was withheld"}
 	}
+	return nil
 }
 
 func jsonrpcClass(code int64) string {

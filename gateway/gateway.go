@@ -87,6 +87,7 @@ type Gateway struct {
 	sendHandler  mcp.MethodHandler
 
 	origin     string // scheme://host of public_url
+	publicHost string // host name of public_url
 	pathPrefix string // path of public_url, "" or "/prefix"
 	cancel     context.CancelFunc
 }
@@ -105,6 +106,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cfg:        cfg,
 		log:        opts.Logger,
 		origin:     u.Scheme + "://" + u.Host,
+		publicHost: u.Hostname(),
 		pathPrefix: strings.TrimSuffix(u.Path, "/"),
 		cancel:     cancel,
 	}
@@ -161,8 +163,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			SessionTimeout:      cfg.Server.Session.IdleTimeout,
 			MaxRequestBodyBytes: cfg.Server.MaxBodyBytes,
 			Logger:              opts.Logger,
-			// go-sdk's localhost protection stays on: on a loopback
-			// listener, a non-loopback Host header (DNS rebinding) gets 403.
+			// Mandate checks Host (DNS rebinding) and Origin itself, before
+			// authentication, knowing public_url (go-sdk's check would
+			// refuse a local proxy forwarding the public Host).
+			DisableLocalhostProtection: true,
 		}))
 	g.onAuthFailure = g.auditAuthFailure
 	g.handler = g.routes()

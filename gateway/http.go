@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -81,6 +82,8 @@ func requestID() gin.HandlerFunc {
 		}
 		c.Set(RequestIDHeader, id)
 		c.Header(RequestIDHeader, id)
+		// The MCP layer sees request headers only: pass the id on.
+		c.Request.Header.Set(RequestIDHeader, id)
 		c.Next()
 	}
 }
@@ -98,17 +101,43 @@ func validRequestID(s string) bool {
 }
 
 // checkOrigin enforces server.allowed_origins (CSRF protection for browser
-// clients). Requests without Origin (non-browser clients), same-origin
-// requests and the origin of public_url pass. DNS rebinding (a hostile name
-// resolving to a loopback listener) is refused by go-sdk's localhost
-// protection, which checks the Host header of loopback connections.
+// clients) and refuses DNS rebinding. Requests without Origin (non-browser
+// clients), same-origin requests and the origin of public_url pass. On a
+// loopback connection the Host must be a loopback name or public_url's
+// host: a hostile name resolving to 127.0.0.1 is refused, while a sidecar
+// or local proxy forwarding the public Host still works.
 func (g *Gateway) checkOrigin(c *gin.Context) {
+	if !g.hostAllowed(c.Request) {
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "invalid Host header"})
+		return
+	}
 	o := c.GetHeader("Origin")
 	if o == "" || o == g.origin || slices.Contains(g.cfg.Server.AllowedOrigins, o) || sameOrigin(o, c.Request) {
 		c.Next()
 		return
 	}
 	c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "origin not allowed"})
+}
+
+func (g *Gateway) hostAllowed(r *http.Request) bool {
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return true
+	}
+	ta, ok := la.(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		return true
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") || strings.EqualFold(host, g.publicHost) {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // sameOrigin reports whether origin names the host the request was sent to.

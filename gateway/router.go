@@ -99,7 +99,9 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
 				o.errClass = "internal_error"
 			}
-			g.finish(ctx, o, err)
+			if aerr := g.finish(ctx, o, err); aerr != nil {
+				res, err = nil, aerr
+			}
 		}()
 		return g.serve(ctx, st, o, method, req, next)
 	}
@@ -246,7 +248,7 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
 	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", name)
-	res, err := sess.CallTool(cctx, &mcp.CallToolParams{Meta: p.Meta, Name: name, Arguments: p.Arguments})
+	res, err := sess.CallTool(cctx, &mcp.CallToolParams{Meta: hopMeta(p.Meta), Name: name, Arguments: p.Arguments})
 	done(err)
 	if err != nil {
 		return g.toolFailure(o, u, err)
@@ -536,7 +538,9 @@ func (g *Gateway) readResource(ctx context.Context, st *state, o *op, p *mcp.Rea
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
 	cctx, done := g.upstreamCall(cctx, o, u, "resources/read", p.URI)
-	res, err := sess.ReadResource(cctx, p)
+	rp := *p
+	rp.Meta = hopMeta(p.Meta)
+	res, err := sess.ReadResource(cctx, &rp)
 	done(err)
 	if err != nil {
 		return nil, g.upstreamError(o, u, err)
@@ -619,6 +623,7 @@ func (g *Gateway) complete(ctx context.Context, st *state, o *op, p *mcp.Complet
 	}
 	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
+	c.Meta = hopMeta(p.Meta)
 	res, err := sess.Complete(cctx, &c)
 	if err != nil {
 		return nil, g.upstreamError(o, u, err)
@@ -638,4 +643,29 @@ func (g *Gateway) setLevel(ctx context.Context, st *state, o *op, p *mcp.SetLogg
 		cancel()
 	}
 	return next(ctx, method, req)
+}
+
+// hopMeta is the _meta to forward upstream: everything the client sent
+// (progress tokens, trace context, application keys) except the
+// per-request protocol keys of the sessionless revision
+// ("io.modelcontextprotocol/..."), which describe the client's hop, not the
+// upstream session's.
+func hopMeta(m mcp.Meta) mcp.Meta {
+	strip := false
+	for k := range m {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+			strip = true
+			break
+		}
+	}
+	if !strip {
+		return m
+	}
+	out := make(mcp.Meta, len(m))
+	for k, v := range m {
+		if !strings.HasPrefix(k, "io.modelcontextprotocol/") {
+			out[k] = v
+		}
+	}
+	return out
 }

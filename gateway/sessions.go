@@ -59,10 +59,21 @@ type upSession struct {
 	done chan struct{}
 }
 
+const (
+	sessionlessProtocol     = "2026-07-28"
+	upstreamSessionProtocol = "2025-11-25"
+)
+
 func (g *Gateway) sessionFor(ctx context.Context, ss *mcp.ServerSession, id *identity.Identity) *dsession {
 	proto := ""
 	if ip := ss.InitializeParams(); ip != nil {
 		proto = ip.ProtocolVersion
+	}
+	if proto >= sessionlessProtocol {
+		// Mandate terminates the sessionless revision; upstream sessions
+		// speak the newest session-based one (upstreams are stateful
+		// servers, and Mandate keeps one session per user and upstream).
+		proto = upstreamSessionProtocol
 	}
 	var key string
 	if g.stateless {
