@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
