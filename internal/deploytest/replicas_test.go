@@ -87,8 +87,9 @@ func (p *lbProxy) pick(r *http.Request) int {
 			return i
 		}
 		// A new session: spread sessions, not requests, over the replicas
-		// (the go-sdk client sends two POSTs without a session id per
-		// session, so per-request round robin would put all on one).
+		// (the go-sdk v1.8 client sends two POSTs without a session id per
+		// session, server/discover then initialize, so per-request round
+		// robin would put every session on the same replica).
 		return len(p.owner) % len(p.backends)
 	}
 	return int(p.rr.Add(1)-1) % len(p.backends)
