@@ -24,6 +24,7 @@ mkdir -p "$TOOLS/bin"
 
 INSPECTOR_VERSION=2.12.0
 CONFORMANCE_VERSION=0.1.16
+SERVER_EVERYTHING_VERSION=2026.8.31
 NODE_MAJOR=22
 GO_SDK_VERSION=v1.8.0
 
@@ -121,17 +122,21 @@ pkg_version() { # pkg_version DIR: the version in DIR/package.json, or ""
 	node -e 'process.stdout.write(require(process.argv[1]).version)' "$1/package.json"
 }
 if [[ "$(pkg_version "$NPM_MODULES/inspector")" == "$INSPECTOR_VERSION" &&
-	"$(pkg_version "$NPM_MODULES/conformance")" == "$CONFORMANCE_VERSION" ]]; then
+	"$(pkg_version "$NPM_MODULES/conformance")" == "$CONFORMANCE_VERSION" &&
+	"$(pkg_version "$NPM_MODULES/server-everything")" == "$SERVER_EVERYTHING_VERSION" ]]; then
 	echo "reusing inspector $INSPECTOR_VERSION and conformance $CONFORMANCE_VERSION"
 else
 	# Node 22 is first on PATH, so npm resolves for Node 22: on Node 20 it
 	# would silently pick inspector 0.15.0, which has no --header.
 	npm install --prefix "$TOOLS/npm" --no-audit --no-fund --save-exact \
 		"@modelcontextprotocol/inspector@$INSPECTOR_VERSION" \
-		"@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+		"@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
+		"@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
 fi
 MANDATE_INSPECTOR="$NPM_MODULES/inspector/clients/launcher/build/index.js"
 MANDATE_CONFORMANCE="$NPM_MODULES/conformance/dist/index.js"
+MANDATE_SERVER_EVERYTHING="$NPM_MODULES/server-everything/dist/index.js"
+[[ -f "$MANDATE_SERVER_EVERYTHING" ]] || die "server-everything not found at $MANDATE_SERVER_EVERYTHING"
 [[ -f "$MANDATE_INSPECTOR" ]] || die "inspector CLI not found at $MANDATE_INSPECTOR"
 [[ -f "$MANDATE_CONFORMANCE" ]] || die "conformance CLI not found at $MANDATE_CONFORMANCE"
 iv=$(pkg_version "$NPM_MODULES/inspector")
@@ -172,7 +177,7 @@ fi
 phase "Ory Hydra (bin/hydra)"
 MANDATE_HYDRA_BIN="$ROOT/bin/hydra"
 hydra_build=""
-for f in internal/testhydra/build/build.sh test/hydra/build.sh; do
+for f in internal/testhydra/build/build.sh; do
 	if [[ -f "$f" ]]; then
 		hydra_build="$f"
 		break
@@ -182,11 +187,16 @@ if [[ -n "$hydra_build" ]]; then
 	bash "$hydra_build" "$MANDATE_HYDRA_BIN"
 	[[ -x "$MANDATE_HYDRA_BIN" ]] || die "$hydra_build did not produce $MANDATE_HYDRA_BIN"
 else
-	echo "no Hydra build script (internal/testhydra/build/build.sh or test/hydra/build.sh); tests that need Hydra will fail"
+	die "no Hydra build script at internal/testhydra/build/build.sh"
 fi
 
+# ---------------------------------------------------------------- helm
+phase "helm (.tools/bin/helm)"
+bash deploy/tools/build-helm.sh "$TOOLS/bin/helm"
+export MANDATE_HELM_BIN="$TOOLS/bin/helm"
+
 export MANDATE_NODE22_BIN="$NODE22_BIN"
-export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN
+export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN MANDATE_SERVER_EVERYTHING
 export MANDATE_E2E=1
 echo
 echo "MANDATE_NODE22_BIN=$MANDATE_NODE22_BIN"
@@ -217,9 +227,27 @@ go test -race -count=1 -timeout 45m ./...
 # FUZZ TARGETS: short fuzz runs, one line per target: "PACKAGE FUZZNAME".
 # Each runs for FUZZTIME after the unit tests (seed corpora under the
 # package's testdata/fuzz/ already run as part of go test above).
-FUZZTIME="${MANDATE_FUZZTIME:-15s}"
+FUZZTIME="${MANDATE_FUZZTIME:-10s}"
 FUZZ_TARGETS=(
-	# ./gateway/audit FuzzVerify
+	"./gateway FuzzParseConfig"
+	"./gateway FuzzRoute"
+	"./gateway/authn FuzzBearerToken"
+	"./gateway/authn FuzzVerifyAndMapClaims"
+	"./gateway/audit FuzzVerify"
+	"./gateway/audit FuzzResume"
+	"./upstreams/credentials FuzzParseErrorResponse"
+	"./upstreams/credentials FuzzParseTokenResponse"
+	"./upstreams/credentials FuzzSubjectTemplate"
+	"./upstreams/credentials FuzzSubjectMap"
+	"./upstreams/mcp FuzzNoteCount"
+	"./upstreams/mcp FuzzValidateTool"
+	"./upstreams/salesforce FuzzValidateSOQL"
+	"./upstreams/salesforce FuzzEscapeSOSL"
+	"./upstreams/salesforce/sandbox FuzzParseSOQL"
+	"./upstreams/salesforce/sandbox FuzzParseSOSL"
+	"./upstreams/servicenow FuzzArguments"
+	"./upstreams/servicenow/sandbox FuzzParseEncodedQuery"
+	"./policy FuzzEvaluate"
 )
 run_fuzz() {
 	local line pkg name

@@ -89,7 +89,7 @@ func TestDockerignore(t *testing.T) {
 		"gateway/testdata/x.yaml":           true,
 		"internal/nodetools/node_modules/a": true,
 		"deploy/tools/helm/go.mod":          true,
-		"test/hydra/go.mod":                 true,
+		"internal/testhydra/build/go.mod":   true,
 		"go.mod":                            false,
 		"go.sum":                            false,
 		"cmd/mandate/main.go":               false,

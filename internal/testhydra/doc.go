@@ -2,7 +2,7 @@
 // need an RFC 7523 (JWT bearer grant) authorization server, the kind
 // Salesforce, Google domain-wide delegation and ServiceNow are.
 //
-// The binary is built out of band by test/hydra/build.sh (a separate Go
+// The binary is built out of band by internal/testhydra/build/build.sh (a separate Go
 // module, so the main module's go vet/go test never compile Hydra) into
 // <repo>/bin/hydra, or named by $MANDATE_HYDRA_BIN or [Options.Binary].
 //
@@ -13,7 +13,7 @@
 // Usage from a test helper:
 //
 //	if _, ok := testhydra.Available(testhydra.Options{}); !ok {
-//		t.Skip("hydra binary missing: run test/hydra/build.sh")
+//		t.Skip("hydra binary missing: run internal/testhydra/build/build.sh")
 //	}
 //	h, err := testhydra.Start(ctx, testhydra.Options{})
 //	if err != nil { t.Fatal(err) }

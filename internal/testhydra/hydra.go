@@ -144,7 +144,7 @@ func isMainModule(gomod string) bool {
 func Start(ctx context.Context, opts Options) (*Hydra, error) {
 	bin, ok := Available(opts)
 	if !ok {
-		return nil, fmt.Errorf("testhydra: no executable hydra binary at %s (build it with test/hydra/build.sh or set %s)", bin, EnvBinary)
+		return nil, fmt.Errorf("testhydra: no executable hydra binary at %s (build it with internal/testhydra/build/build.sh or set %s)", bin, EnvBinary)
 	}
 	if _, has := ctx.Deadline(); !has {
 		var cancel context.CancelFunc

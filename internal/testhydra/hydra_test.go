@@ -32,9 +32,9 @@ func startHydra(t *testing.T) *Hydra {
 	t.Helper()
 	if path, ok := Available(Options{}); !ok {
 		if os.Getenv("MANDATE_E2E") != "" {
-			t.Fatalf("MANDATE_E2E is set but no hydra binary at %s: run test/hydra/build.sh", path)
+			t.Fatalf("MANDATE_E2E is set but no hydra binary at %s: run internal/testhydra/build/build.sh", path)
 		}
-		t.Skipf("SKIPPED, NOT PASSED: no hydra binary at %s; run test/hydra/build.sh (MANDATE_E2E=1 turns this into a failure)", path)
+		t.Skipf("SKIPPED, NOT PASSED: no hydra binary at %s; run internal/testhydra/build/build.sh (MANDATE_E2E=1 turns this into a failure)", path)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), DefaultStartTimeout)
 	defer cancel()

@@ -24,9 +24,9 @@ func startHydra(t *testing.T) *testhydra.Hydra {
 	t.Helper()
 	if path, ok := testhydra.Available(testhydra.Options{}); !ok {
 		if os.Getenv("MANDATE_E2E") != "" {
-			t.Fatalf("MANDATE_E2E is set but the hydra binary %s is missing: run test/hydra/build.sh", path)
+			t.Fatalf("MANDATE_E2E is set but the hydra binary %s is missing: run internal/testhydra/build/build.sh", path)
 		}
-		t.Skipf("hydra binary %s missing (run test/hydra/build.sh; MANDATE_E2E=1 makes this a failure)", path)
+		t.Skipf("hydra binary %s missing (run internal/testhydra/build/build.sh; MANDATE_E2E=1 makes this a failure)", path)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

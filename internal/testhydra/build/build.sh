@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds Ory Hydra v2.3.0 (pinned in test/hydra/go.mod) for Mandate's tests.
+# Builds Ory Hydra v2.3.0 (pinned in internal/testhydra/build/go.mod) for Mandate's tests.
 #
-# Usage: test/hydra/build.sh [OUT]      (default OUT: <repo>/bin/hydra)
+# Usage: internal/testhydra/build/build.sh [OUT]      (default OUT: <repo>/bin/hydra)
 #
 # The build needs cgo (sqlite driver) and takes ~4 minutes cold on 2 cores.
 # It is skipped when OUT already exists and is newer than go.sum and go.mod.
@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+repo="$(cd "$here/../../.." && pwd)"
 out="${1:-$repo/bin/hydra}"
 case "$out" in
 /*) ;;
@@ -17,7 +17,7 @@ case "$out" in
 esac
 
 if [[ -x "$out" && "$out" -nt "$here/go.sum" && "$out" -nt "$here/go.mod" ]]; then
-	echo "hydra: $out is up to date (newer than test/hydra/go.sum); skipping build"
+	echo "hydra: $out is up to date (newer than internal/testhydra/build/go.sum); skipping build"
 	exit 0
 fi
 

@@ -1,4 +1,4 @@
-module github.com/mandate-gw/mandate/test/hydra
+module github.com/mandate-gw/mandate/internal/testhydra/build
 
 go 1.26.8
 
