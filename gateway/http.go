@@ -40,9 +40,10 @@ func (g *Gateway) routes() *gin.Engine {
 	admin.DELETE("/users/:subject", g.purgeUser)
 	admin.POST("/reload", g.reloadHandler)
 	mcpH := gin.WrapH(g.mcpHandler)
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodOptions} {
+	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.authenticate, mcpH)
 	}
+	r.POST(g.mcpPath(), g.checkOrigin, g.limitBody, g.authenticate, g.fastPath, mcpH)
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "not found"}) })
 	return r
 }

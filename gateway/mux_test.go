@@ -252,6 +252,9 @@ func TestMultiplexAsEachUser(t *testing.T) {
 			t.Errorf("%s as %s reached %v", c.tool, c.subject, got)
 		}
 	}
+	// Repeated calls on a warm session take the fast path (no go-sdk
+	// decode/encode); the assertions below hold on it too.
+	fastBefore := fastCalls.Load()
 	// Arguments pass through byte-faithfully.
 	raw := json.RawMessage(`{"b":[1,2.50,{"z":null}],"a":"é\u00e9"}`)
 	res, err := callJSON(t, alice, "crm_echo", raw)
@@ -260,6 +263,9 @@ func TestMultiplexAsEachUser(t *testing.T) {
 	}
 	if txt := res.Content[0].(*mcp.TextContent).Text; txt != string(raw) {
 		t.Errorf("arguments changed in transit:\n got %s\nwant %s", txt, raw)
+	}
+	if fastCalls.Load() == fastBefore {
+		t.Error("the warm echo call did not take the fast path")
 	}
 	// A denied call looks exactly like an unknown tool.
 	_, errDenied := callJSON(t, bob, "docs_echo", map[string]any{})

@@ -29,6 +29,7 @@ type dsession struct {
 
 	id       atomic.Pointer[identity.Identity]
 	lastUsed atomic.Int64
+	sdkSeen  atomic.Int64 // last request go-sdk served (its idle timer)
 	logLevel atomic.Pointer[mcp.LoggingLevel]
 
 	mu     sync.Mutex
@@ -92,6 +93,7 @@ func (g *Gateway) sessionFor(ctx context.Context, ss *mcp.ServerSession, id *ide
 	if !g.stateless {
 		d.ss = ss
 	}
+	d.sdkSeen.Store(time.Now().UnixNano())
 	d.touch(id)
 	if v, loaded := g.sessions.LoadOrStore(key, d); loaded {
 		d = v.(*dsession)

@@ -1,0 +1,252 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/internal/callinfo"
+	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
+)
+
+// rawPoster is implemented by upstream sessions that can carry a JSON-RPC
+// message as bytes (the mcp adapter).
+type rawPoster interface {
+	RawPost(ctx context.Context, body []byte) (*http.Response, error)
+}
+
+// fastSeq numbers fast-path upstream request ids; fastCalls counts calls
+// the fast path served (tests).
+var fastSeq, fastCalls atomic.Uint64
+
+// fastPath serves the common tools/call without decoding and re-encoding
+// the message through go-sdk on both legs: it reads the envelope (method,
+// id, name), applies the same checks as the router (session owner,
+// namespacing, policy, rate limit, the user's listing), rewrites the name
+// and the id, forwards the bytes on the user's upstream session, and
+// relays the answer with the client's id restored. Anything it does not
+// handle — other methods, progress tokens, sessions with logging,
+// sampling or elicitation, native adapters, any refusal or error — falls
+// through to the go-sdk path, which produces the precise answer.
+func (g *Gateway) fastPath(c *gin.Context) {
+	// With tracing on, the go-sdk path makes the server span of the
+	// operation (MCP semantic conventions); the fast path makes none.
+	if g.stateless || g.tel.tp != nil || c.Request.Method != http.MethodPost {
+		return
+	}
+	sid := c.GetHeader("Mcp-Session-Id")
+	if sid == "" {
+		return
+	}
+	v, ok := g.sessions.Load("sid:" + sid)
+	if !ok {
+		return
+	}
+	d := v.(*dsession)
+	handled := false
+	defer func() {
+		if !handled { // go-sdk serves this request: its idle timer restarts
+			d.sdkSeen.Store(time.Now().UnixNano())
+		}
+	}()
+	id := identity.FromContext(c.Request.Context())
+	cur := d.id.Load()
+	if id == nil || cur == nil || cur.Key() != id.Key() || d.ss == nil || d.logLevel.Load() != nil ||
+		clientSupports(d.ss, "sampling") || clientSupports(d.ss, "elicitation") {
+		return
+	}
+	// go-sdk closes sessions that see no requests for idle_timeout: let one
+	// request through it now and then to keep the downstream session alive.
+	if time.Since(time.Unix(0, d.sdkSeen.Load())) > g.cfg.Server.Session.IdleTimeout/4 {
+		return
+	}
+	body, err := io.ReadAll(c.Request.Body)
+	c.Request.Body = io.NopCloser(bytes.NewReader(body)) // for a fall-through
+	if err != nil {
+		handled = true
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": "request body too large"})
+		} else {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "reading request body failed"})
+		}
+		return
+	}
+	var env struct {
+		JSONRPC string                     `json:"jsonrpc"`
+		ID      json.RawMessage            `json:"id"`
+		Method  string                     `json:"method"`
+		Params  map[string]json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Method != "tools/call" || len(env.ID) == 0 || env.Params == nil {
+		return
+	}
+	var name string
+	if json.Unmarshal(env.Params["name"], &name) != nil || name == whoamiTool.Name {
+		return
+	}
+	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"progressToken"`)) {
+		return
+	}
+	st := g.state.Load()
+	u, inner, ok := st.route(name)
+	if !ok || u.cfg.Kind != upstreams.KindMCP || st.usesArgs || u.cfg.AuditArguments {
+		return
+	}
+	ctx := identity.NewContext(c.Request.Context(), id)
+	dec := st.policy.Evaluate(policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
+	if !dec.Allow || !g.hasTool(ctx, d, st, u, inner) {
+		return
+	}
+	sess, err := d.upstream(ctx, st, u)
+	if err != nil {
+		return
+	}
+	rp, ok := sess.(rawPoster)
+	if !ok {
+		return
+	}
+	if ok, _ := g.limiter.Allow(id.Key(), u.name); !ok {
+		return // the go-sdk path answers with the rate-limit error
+	}
+
+	o := &op{start: time.Now(), method: "tools/call", id: id, d: d, ss: d.ss, requestID: c.GetString(RequestIDHeader),
+		upstream: u.name, tool: inner, exposed: name}
+	ctx, o.info = callinfo.NewContext(ctx)
+	o.decision = &dec
+	handled = true
+	fastCalls.Add(1)
+	d.touch(id)
+
+	upID := `"mx-` + strconv.FormatUint(fastSeq.Add(1), 36) + `"`
+	nameJSON, _ := json.Marshal(inner)
+	env.Params["name"] = nameJSON
+	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"io.modelcontextprotocol/`)) {
+		delete(env.Params, "_meta") // per-hop protocol keys (see hopMeta); nothing else survives a fall-through check
+	}
+	params, _ := json.Marshal(env.Params)
+	out := make([]byte, 0, len(params)+64)
+	out = append(out, `{"jsonrpc":"2.0","id":`...)
+	out = append(out, upID...)
+	out = append(out, `,"method":"tools/call","params":`...)
+	out = append(out, params...)
+	out = append(out, '}')
+
+	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", inner)
+	resp, err := rp.RawPost(cctx, out)
+	if err != nil {
+		done(err)
+		res, ferr := g.toolFailure(o, u, err) // credential problems become actionable tool errors
+		g.fastFail(c, o, env.ID, res, ferr)
+		return
+	}
+	defer resp.Body.Close()
+	msg, ctype, err := readResponse(resp, []byte(upID))
+	done(err)
+	if err != nil {
+		g.fastFail(c, o, env.ID, nil, g.upstreamError(o, u, err))
+		return
+	}
+	// Restore the client's id (the upstream id is unique: a plain replace).
+	msg = bytes.Replace(msg, []byte(`"id":`+upID), append([]byte(`"id":`), env.ID...), 1)
+	switch {
+	case bytes.Contains(msg, []byte(`"error":{`)):
+		o.outcome, o.errClass = audit.OutcomeError, "upstream_error"
+	case bytes.Contains(msg, []byte(`"isError":true`)):
+		o.outcome, o.errClass = audit.OutcomeError, "tool_error"
+	}
+	if aerr := g.finish(ctx, o, nil); aerr != nil {
+		c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(env.ID, aerr))
+		return
+	}
+	c.Header("Mcp-Session-Id", sid)
+	if ctype == "text/event-stream" {
+		c.Header("Content-Type", "text/event-stream")
+		c.Header("Cache-Control", "no-cache")
+		c.Status(http.StatusOK)
+		_, _ = c.Writer.Write([]byte("event: message\ndata: "))
+		_, _ = c.Writer.Write(msg)
+		_, _ = c.Writer.Write([]byte("\n\n"))
+	} else {
+		c.Data(http.StatusOK, "application/json", msg)
+	}
+	c.Abort()
+}
+
+// readResponse returns the JSON-RPC response with id upID from an upstream
+// answer (JSON, or an event stream whose other events — none are expected
+// on this path — are dropped), bounded by the body limit of the session.
+func readResponse(resp *http.Response, upID []byte) ([]byte, string, error) {
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	ct := resp.Header.Get("Content-Type")
+	if bytes.HasPrefix([]byte(ct), []byte("application/json")) {
+		b, err := io.ReadAll(resp.Body)
+		return b, "application/json", err
+	}
+	want := append([]byte(`"id":`), upID...)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
+		case len(line) == 0:
+			if bytes.Contains(data, want) {
+				return data, "text/event-stream", nil
+			}
+			data = data[:0]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, "", err
+	}
+	if bytes.Contains(data, want) {
+		return data, "text/event-stream", nil
+	}
+	return nil, "", fmt.Errorf("the upstream's event stream ended without a response")
+}
+
+// fastFail answers a fast-path call that failed after it was sent
+// upstream (it cannot fall through: the call may have run).
+func (g *Gateway) fastFail(c *gin.Context, o *op, id json.RawMessage, res mcp.Result, err error) {
+	if aerr := g.finish(c.Request.Context(), o, err); aerr != nil {
+		res, err = nil, aerr
+	}
+	c.Header("Mcp-Session-Id", c.GetHeader("Mcp-Session-Id"))
+	if err == nil && res != nil {
+		c.AbortWithStatusJSON(http.StatusOK, gin.H{"jsonrpc": "2.0", "id": id, "result": res})
+		return
+	}
+	c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(id, err))
+}
+
+func rpcErrorBody(id json.RawMessage, err error) gin.H {
+	code, msg := int64(CodeUpstream), err.Error()
+	var je *jsonrpc.Error
+	if errors.As(err, &je) {
+		code, msg = je.Code, je.Message
+	}
+	return gin.H{"jsonrpc": "2.0", "id": id, "error": gin.H{"code": code, "message": msg}}
+}
