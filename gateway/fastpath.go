@@ -93,7 +93,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		Method  string                     `json:"method"`
 		Params  map[string]json.RawMessage `json:"params"`
 	}
-	if json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Method != "tools/call" || len(env.ID) == 0 || env.Params == nil {
+	if json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Method != "tools/call" || env.Params == nil || !plainID(env.ID) {
 		return
 	}
 	var name string
@@ -249,4 +249,21 @@ func rpcErrorBody(id json.RawMessage, err error) gin.H {
 		code, msg = je.Code, je.Message
 	}
 	return gin.H{"jsonrpc": "2.0", "id": id, "error": gin.H{"code": code, "message": msg}}
+}
+
+// plainID reports whether a JSON-RPC id is a string or a number (what the
+// fast path echoes back verbatim); anything else goes to go-sdk.
+func plainID(id json.RawMessage) bool {
+	if len(id) == 0 || len(id) > 256 {
+		return false
+	}
+	switch c := id[0]; {
+	case c == '"':
+		var s string
+		return json.Unmarshal(id, &s) == nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		var n json.Number
+		return json.Unmarshal(id, &n) == nil
+	}
+	return false
 }

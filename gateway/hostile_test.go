@@ -37,3 +37,28 @@ func TestHostileJSON(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// TestFastPathOddIDs: ids the fast path does not echo verbatim (objects,
+// arrays, null, huge) are answered by go-sdk, never crash or mix answers.
+func TestFastPathOddIDs(t *testing.T) {
+	env := startMux(t, nil)
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	if _, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil { // warm: the session exists
+		t.Fatal(err)
+	}
+	hdr := bearer(env.aliceTk)
+	hdr["Mcp-Session-Id"] = alice.ID()
+	hdr["Mcp-Protocol-Version"] = "2025-06-18"
+	for _, id := range []string{`{"a":1}`, `[1]`, `null`, `"` + strings.Repeat("x", 300) + `"`, `"mx-1"`, `42`, `"q\"uote"`} {
+		resp, out := env.gw.post(t, `{"jsonrpc":"2.0","id":`+id+`,"method":"tools/call","params":{"name":"crm_who","arguments":{}}}`, hdr)
+		if resp.StatusCode >= 500 {
+			t.Errorf("id %s: status %d %s", id, resp.StatusCode, out)
+		}
+		if (id == `42` || id == `"mx-1"` || id == `"q\"uote"`) && !strings.Contains(out, `"id":`+id) {
+			t.Errorf("id %s not echoed: %s", id, out)
+		}
+	}
+	if res, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil || res.IsError {
+		t.Fatalf("after odd ids: %v", err)
+	}
+}
