@@ -103,6 +103,11 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"progressToken"`)) {
 		return
 	}
+	if args, ok := env.Params["arguments"]; ok {
+		if a := bytes.TrimSpace(args); len(a) > 0 && a[0] != '{' && string(a) != "null" {
+			return // not an object: go-sdk's path answers with invalid params
+		}
+	}
 	st := g.state.Load()
 	u, inner, ok := st.route(name)
 	if !ok || u.cfg.Kind != upstreams.KindMCP || st.usesArgs || u.cfg.AuditArguments {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,5 +61,21 @@ func TestFastPathOddIDs(t *testing.T) {
 	}
 	if res, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil || res.IsError {
 		t.Fatalf("after odd ids: %v", err)
+	}
+}
+
+// TestNonObjectArguments: arguments that are not a JSON object never reach
+// an upstream (fast or go-sdk path): the caller gets invalid params.
+func TestNonObjectArguments(t *testing.T) {
+	env := startMux(t, nil)
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	if _, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range []string{`[1,2]`, `"s"`, `42`, `true`} {
+		_, err := callJSON(t, alice, "crm_echo", json.RawMessage(args))
+		if err == nil || !strings.Contains(err.Error(), "object") {
+			t.Errorf("arguments %s: %v, want invalid params", args, err)
+		}
 	}
 }

@@ -1,8 +1,11 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -491,6 +494,9 @@ func (s *session) CallTool(ctx context.Context, p *sdk.CallToolParams) (*sdk.Cal
 	var progress bool
 	if p != nil {
 		name, progress = p.Name, hasProgress(p.Meta)
+		if !argumentsObject(p.Arguments) {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("tool %q: arguments must be a JSON object", name)}
+		}
 	}
 	return do(s, ctx, "tools/call", name, progress, func(ctx context.Context, cs *sdk.ClientSession) (*sdk.CallToolResult, error) {
 		return cs.CallTool(ctx, withMeta(s, ctx, p))
@@ -597,4 +603,26 @@ func (s *session) SetLoggingLevel(ctx context.Context, p *sdk.SetLoggingLevelPar
 		s.mu.Unlock()
 	}
 	return err
+}
+
+// argumentsObject reports whether tool-call arguments are a JSON object
+// (or absent), as MCP requires; raw bytes are checked without decoding.
+func argumentsObject(a any) bool {
+	var raw []byte
+	switch v := a.(type) {
+	case nil:
+		return true
+	case json.RawMessage:
+		raw = v
+	case map[string]any:
+		return true
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return false
+		}
+		raw = b
+	}
+	raw = bytes.TrimSpace(raw)
+	return len(raw) == 0 || raw[0] == '{' || string(raw) == "null"
 }

@@ -71,6 +71,11 @@ type Harness struct {
 	// Concurrency is the number of concurrent calls of concurrent_users;
 	// default 50.
 	Concurrency int
+	// SessionBound says sessions are bound to the identity of Open (the mcp
+	// adapter: one upstream session per user). A call without an identity
+	// then runs as that user — never as anyone else — instead of failing;
+	// no_identity checks exactly that.
+	SessionBound bool
 }
 
 // User is one caller.
@@ -338,6 +343,15 @@ func testNoIdentity(t *testing.T, h Harness) {
 	defer cancel()
 	p := h.Call
 	res, err := call(t, "CallTool(no identity)", func() (*mcp.CallToolResult, error) { return s.CallTool(ctx, &p) })
+	if h.SessionBound {
+		if failed(res, err) {
+			return // refusing is fine too
+		}
+		if werr := h.Users[0].Want(res); werr != nil {
+			t.Fatalf("a session bound to user 0 ran an identity-less call as someone else: %v", werr)
+		}
+		return
+	}
 	if !failed(res, err) {
 		t.Fatalf("a call without an identity succeeded: %s", ResultText(res))
 	}
