@@ -44,9 +44,7 @@ var fastSeq, fastCalls atomic.Uint64
 // sampling or elicitation, native adapters, any refusal or error — falls
 // through to the go-sdk path, which produces the precise answer.
 func (g *Gateway) fastPath(c *gin.Context) {
-	// With tracing on, the go-sdk path makes the server span of the
-	// operation (MCP semantic conventions); the fast path makes none.
-	if g.stateless || g.tel.tp != nil || c.Request.Method != http.MethodPost {
+	if g.stateless || c.Request.Method != http.MethodPost {
 		return
 	}
 	sid := c.GetHeader("Mcp-Session-Id")
@@ -114,7 +112,9 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		return
 	}
 	ctx := identity.NewContext(c.Request.Context(), id)
+	opStart := time.Now()
 	dec := st.policy.Evaluate(policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
+	polEnd := time.Now()
 	if !dec.Allow || !g.hasTool(ctx, d, st, u, inner) {
 		return
 	}
@@ -130,9 +130,12 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		return // the go-sdk path answers with the rate-limit error
 	}
 
-	o := &op{start: time.Now(), method: "tools/call", id: id, d: d, ss: d.ss, requestID: c.GetString(RequestIDHeader),
-		upstream: u.name, tool: inner, exposed: name}
+	o := &op{start: opStart, method: "tools/call", id: id, d: d, ss: d.ss, requestID: c.GetString(RequestIDHeader),
+		upstream: u.name, tool: inner, exposed: name, fast: true}
 	ctx, o.info = callinfo.NewContext(ctx)
+	if g.tel.tp != nil {
+		ctx = g.startFastSpan(ctx, o, c.Request.Header, env.Params["_meta"], env.ID, dec, opStart, polEnd)
+	}
 	o.decision = &dec
 	handled = true
 	fastCalls.Add(1)

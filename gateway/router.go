@@ -65,6 +65,7 @@ type op struct {
 	errClass  string
 	errMsg    string
 	span      trace.Span // nil when tracing is off
+	fast      bool       // served by the fast path
 }
 
 // middleware is go-sdk receiving middleware: Mandate answers the catalog

@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -53,6 +57,49 @@ func (g *Gateway) startSpan(ctx context.Context, o *op, req mcp.Request) context
 		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
 	}
 	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return ctx
+}
+
+// startFastSpan opens the server span of a fast-path tools/call (the
+// same name and attributes as startSpan, plus jsonrpc.request.id, which
+// the fast path knows) and records the policy decision, already made, as
+// a child span with its real start and end times.
+func (g *Gateway) startFastSpan(ctx context.Context, o *op, hdr http.Header, meta json.RawMessage, reqID json.RawMessage, dec policy.Decision, polStart, polEnd time.Time) context.Context {
+	ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(hdr))
+	if len(meta) > 0 && bytes.Contains(meta, []byte("traceparent")) {
+		var m map[string]any
+		if json.Unmarshal(meta, &m) == nil {
+			carrier := propagation.MapCarrier{}
+			for _, k := range []string{"traceparent", "tracestate"} {
+				if v, ok := m[k].(string); ok {
+					carrier[k] = v
+				}
+			}
+			ctx = g.tel.prop.Extract(ctx, carrier)
+		}
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("mcp.method.name", o.method),
+		attribute.String("user.id", o.id.Subject),
+		attribute.String("mandate.user.issuer", o.id.Issuer),
+		attribute.String("jsonrpc.request.id", strings.Trim(string(reqID), `"`)),
+		attribute.String("mandate.path", "fast"),
+	}
+	if sid := hdr.Get("Mcp-Session-Id"); sid != "" {
+		attrs = append(attrs, attribute.String("mcp.session.id", sid))
+	}
+	if v := hdr.Get("Mcp-Protocol-Version"); v != "" {
+		attrs = append(attrs, attribute.String("mcp.protocol.version", v))
+	}
+	if o.requestID != "" {
+		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
+	}
+	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...),
+		trace.WithTimestamp(o.start))
+	_, ps := g.tel.tracer.Start(ctx, "policy.evaluate", trace.WithTimestamp(polStart), trace.WithAttributes(
+		attribute.String("mandate.upstream", o.upstream), attribute.Bool("mandate.policy.allow", dec.Allow),
+		attribute.String("mandate.policy.rule", dec.Rule), attribute.String("mandate.policy.reason", dec.Reason)))
+	ps.End(trace.WithTimestamp(polEnd))
 	return ctx
 }
 
@@ -135,7 +182,7 @@ func (g *Gateway) observe(ctx context.Context, o *op, err error) {
 func (g *Gateway) upstreamCall(ctx context.Context, o *op, u *upstream, method, target string) (context.Context, func(error)) {
 	start := time.Now()
 	var span trace.Span
-	if o.span != nil && u.cfg.Kind != "mcp" {
+	if o.span != nil && (u.cfg.Kind != "mcp" || o.fast) {
 		name := method
 		if target != "" {
 			name += " " + target

@@ -48,13 +48,30 @@ func TestTraceTiesIdentities(t *testing.T) {
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
+	// A second call on the warm session takes the fast path: it must make
+	// the same spans in the same trace.
+	fastBefore := fastCalls.Load()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	if fastCalls.Load() == fastBefore {
+		t.Fatal("the second call did not take the fast path")
+	}
 	clientSpan.End()
 	if err := tp.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var server, policySpan, exchange, upstreamClient sdktrace.ReadOnlySpan
+	var server, policySpan, exchange, upstreamClient, fastServer sdktrace.ReadOnlySpan
+	policies := 0
 	for _, s := range exp.GetSpans().Snapshots() {
 		if s.SpanContext().TraceID() != traceID {
+			continue
+		}
+		if s.Name() == "policy.evaluate" {
+			policies++
+		}
+		if p, _ := attr(s, "mandate.path"); p == "fast" {
+			fastServer = s
 			continue
 		}
 		switch {
@@ -99,6 +116,27 @@ func TestTraceTiesIdentities(t *testing.T) {
 				t.Fatalf("span %s carries the token in %s", s.Name(), a.Key)
 			}
 		}
+	}
+	if fastServer == nil || policies < 2 {
+		t.Fatalf("fast path: server span %v, policy spans %d", fastServer != nil, policies)
+	}
+	for k, want := range map[string]string{"user.id": "user-alice", "gen_ai.tool.name": "who", "mandate.platform.subject": "user-alice", "jsonrpc.request.id": ""} {
+		v, ok := attr(fastServer, k)
+		if !ok || (want != "" && v != want) {
+			t.Errorf("fast-path span %s = %q (present %v)", k, v, ok)
+		}
+	}
+	if fastServer.Name() != "tools/call crm_who" {
+		t.Errorf("fast-path span name %q", fastServer.Name())
+	}
+	fastChildren := 0
+	for _, s := range exp.GetSpans().Snapshots() {
+		if s.Parent().SpanID() == fastServer.SpanContext().SpanID() {
+			fastChildren++
+		}
+	}
+	if fastChildren < 2 { // policy.evaluate and the upstream client span
+		t.Errorf("fast-path server span has %d children, want policy and upstream client spans", fastChildren)
 	}
 	// The upstream received the same trace id.
 	env.crm.mu.Lock()
