@@ -144,8 +144,12 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	upID := `"mx-` + strconv.FormatUint(fastSeq.Add(1), 36) + `"`
 	nameJSON, _ := json.Marshal(inner)
 	env.Params["name"] = nameJSON
-	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"io.modelcontextprotocol/`)) {
-		delete(env.Params, "_meta") // per-hop protocol keys (see hopMeta); nothing else survives a fall-through check
+	if raw, ok := env.Params["_meta"]; ok && bytes.Contains(raw, []byte(`"io.modelcontextprotocol/`)) {
+		var meta mcp.Meta // strip per-hop protocol keys, as the go-sdk path does
+		if json.Unmarshal(raw, &meta) != nil {
+			return
+		}
+		env.Params["_meta"], _ = json.Marshal(hopMeta(meta))
 	}
 	params, _ := json.Marshal(env.Params)
 	out := make([]byte, 0, len(params)+64)

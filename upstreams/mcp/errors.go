@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mandate-gw/mandate/upstreams"
 	"io"
 	"net"
 	"net/url"
@@ -26,28 +27,28 @@ import (
 const (
 	// CodeUpstreamUnavailable: the upstream could not be reached, the
 	// connection broke during the call, or it answered with an HTTP error.
-	CodeUpstreamUnavailable = -32010
+	CodeUpstreamUnavailable = upstreams.CodeUpstreamUnavailable
 	// CodeUpstreamTimeout: the call took longer than the upstream's timeout
 	// (or the caller's deadline).
-	CodeUpstreamTimeout = -32011
+	CodeUpstreamTimeout = upstreams.CodeUpstreamTimeout
 	// CodeUpstreamBadResponse: the upstream answered with something that is
 	// not a valid MCP/JSON-RPC response (invalid JSON, wrong shape, a stream
 	// that ended without a response).
-	CodeUpstreamBadResponse = -32012
+	CodeUpstreamBadResponse = upstreams.CodeUpstreamBadResponse
 	// CodeUpstreamUnauthorized: the upstream refused the user's platform
 	// credentials (HTTP 401 even after one fresh token) or denied access
 	// (HTTP 403).
-	CodeUpstreamUnauthorized = -32013
+	CodeUpstreamUnauthorized = upstreams.CodeUpstreamUnauthorized
 	// CodeResultTooLarge: the upstream's response exceeded the upstream's
 	// max_result_bytes; it was cut off, never buffered whole.
-	CodeResultTooLarge = -32014
+	CodeResultTooLarge = upstreams.CodeResultTooLarge
 	// CodeCredentialsUnavailable: Mandate could not obtain a platform token
 	// for the user (token endpoint refusal, consent or sign-in required).
 	// Data carries "oauth_error" and "interaction_required".
-	CodeCredentialsUnavailable = -32015
+	CodeCredentialsUnavailable = upstreams.CodeCredentialsUnavailable
 	// CodeSessionClosed: the upstream session was closed (by Session.Close
 	// or Adapter.Close) or belongs to another user.
-	CodeSessionClosed = -32016
+	CodeSessionClosed = upstreams.CodeSessionClosed
 )
 
 // errTimeout is the cancellation cause of a call that ran past the

@@ -26,13 +26,13 @@ import (
 // implementation-defined server range and have the same values as the
 // codes of the mcp adapter, so the gateway can treat every kind alike.
 const (
-	CodeUpstreamUnavailable    = -32010
-	CodeUpstreamTimeout        = -32011
-	CodeUpstreamUnauthorized   = -32013
-	CodeResultTooLarge         = -32014
-	CodeCredentialsUnavailable = -32015
-	CodeSessionClosed          = -32016
-	CodeRateLimited            = -32017
+	CodeUpstreamUnavailable    = upstreams.CodeUpstreamUnavailable
+	CodeUpstreamTimeout        = upstreams.CodeUpstreamTimeout
+	CodeUpstreamUnauthorized   = upstreams.CodeUpstreamUnauthorized
+	CodeResultTooLarge         = upstreams.CodeResultTooLarge
+	CodeCredentialsUnavailable = upstreams.CodeCredentialsUnavailable
+	CodeSessionClosed          = upstreams.CodeSessionClosed
+	CodeRateLimited            = upstreams.CodeRateLimited
 )
 
 // Deps are what an Adapter needs from the process.
