@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mandate-gw/mandate/upstreams"
 	"io"
 	"net"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mandate-gw/mandate/upstreams/credentials"
+
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
 // JSON-RPC error codes the adapter returns for failures of the upstream
