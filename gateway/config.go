@@ -112,8 +112,15 @@ type TelemetryConfig struct {
 	// Traces is none, stdout or otlp (configured by the standard
 	// OTEL_EXPORTER_OTLP_* environment variables). Default none.
 	Traces string `yaml:"traces"`
-	// Metrics is prometheus (served at /metrics) or none. Default prometheus.
+	// Metrics is prometheus (served at /metrics), otlp (pushed over OTLP
+	// HTTP, configured by OTEL_EXPORTER_OTLP_* and OTEL_METRIC_EXPORT_*),
+	// both, or none. Default prometheus.
 	Metrics string `yaml:"metrics"`
+	// SampleRatio is the share of new traces recorded (parent-based: a
+	// sampled parent from the client is always followed). 0 leaves the
+	// choice to OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, whose
+	// default records every trace.
+	SampleRatio float64 `yaml:"sample_ratio"`
 }
 
 // LoadConfig reads, decodes, defaults and validates a configuration file.
@@ -263,8 +270,11 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{"none", "stdout", "otlp"}, c.Telemetry.Traces) {
 		bad("telemetry.traces", "must be none, stdout or otlp, got %q", c.Telemetry.Traces)
 	}
-	if !slices.Contains([]string{"none", "prometheus"}, c.Telemetry.Metrics) {
-		bad("telemetry.metrics", "must be prometheus or none, got %q", c.Telemetry.Metrics)
+	if !slices.Contains([]string{"none", "prometheus", "otlp", "both"}, c.Telemetry.Metrics) {
+		bad("telemetry.metrics", "must be prometheus, otlp, both or none, got %q", c.Telemetry.Metrics)
+	}
+	if r := c.Telemetry.SampleRatio; r < 0 || r > 1 {
+		bad("telemetry.sample_ratio", "must be between 0 and 1, got %g", r)
 	}
 	return errors.Join(errs...)
 }

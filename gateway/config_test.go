@@ -56,6 +56,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad policy rule", minimal + "policy:\n  rules:\n    - name: r1\n      effect: allow\n      when: 'usr.roles == 1'\n", []string{"policy.rules", "r1"}},
 		{"several problems at once", "server:\n  public_url: ftp://x\nidentity:\n  issuer: ''\n  clock_skew: 10m\n",
 			[]string{"c.yaml:2: server.public_url:", "c.yaml:4: identity.issuer: required", "c.yaml:5: identity.clock_skew:"}},
+		{"bad telemetry", minimal + "telemetry:\n  metrics: statsd\n  sample_ratio: 1.5\n",
+			[]string{"c.yaml:6: telemetry.metrics: must be prometheus, otlp, both or none", "c.yaml:7: telemetry.sample_ratio: must be between 0 and 1"}},
 		{"not yaml", "server: [\n", []string{"c.yaml:"}},
 		{"empty", "", []string{"empty configuration"}},
 	}

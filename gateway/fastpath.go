@@ -73,16 +73,9 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if time.Since(time.Unix(0, d.sdkSeen.Load())) > g.cfg.Server.Session.IdleTimeout/4 {
 		return
 	}
-	body, err := io.ReadAll(c.Request.Body)
-	c.Request.Body = io.NopCloser(bytes.NewReader(body)) // for a fall-through
-	if err != nil {
+	body, ok := readBody(c)
+	if !ok {
 		handled = true
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": "request body too large"})
-		} else {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "reading request body failed"})
-		}
 		return
 	}
 	var env struct {
@@ -265,6 +258,24 @@ func rpcErrorBody(id json.RawMessage, err error) gin.H {
 
 // plainID reports whether a JSON-RPC id is a string or a number (what the
 // fast path echoes back verbatim); anything else goes to go-sdk.
+// readBody reads the request body and puts it back for the handlers after
+// this one. A body over the limit gets 413 and one that cannot be read
+// 400; then the request is aborted and ok is false.
+func readBody(c *gin.Context) (body []byte, ok bool) {
+	body, err := io.ReadAll(c.Request.Body)
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": "request body too large"})
+		} else {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "reading request body failed"})
+		}
+		return nil, false
+	}
+	return body, true
+}
+
 func plainID(id json.RawMessage) bool {
 	if len(id) == 0 || len(id) > 256 {
 		return false

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -53,11 +54,40 @@ func (g *Gateway) startSpan(ctx context.Context, o *op, req mcp.Request) context
 			attrs = append(attrs, attribute.String("mcp.protocol.version", ip.ProtocolVersion))
 		}
 	}
+	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
+		if id := ex.Header.Get(rpcIDHeader); id != "" {
+			attrs = append(attrs, attribute.String("jsonrpc.request.id", id))
+		}
+	}
 	if o.requestID != "" {
 		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
 	}
 	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 	return ctx
+}
+
+// rpcIDHeader carries the JSON-RPC id of a POST from passRPCID to
+// startSpan: go-sdk gives its handlers the HTTP headers, not the id.
+const rpcIDHeader = "Mandate-Internal-Jsonrpc-Id"
+
+// passRPCID removes any client-sent rpcIDHeader and, with tracing on,
+// sets it to the id of the JSON-RPC request in the body (one message per
+// POST since protocol 2025-06-18; batches and odd ids get none).
+func (g *Gateway) passRPCID(c *gin.Context) {
+	c.Request.Header.Del(rpcIDHeader)
+	if g.tel.tp == nil || c.Request.Method != http.MethodPost {
+		return
+	}
+	body, ok := readBody(c)
+	if !ok {
+		return
+	}
+	var env struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(body, &env) == nil && plainID(env.ID) {
+		c.Request.Header.Set(rpcIDHeader, strings.Trim(string(env.ID), `"`))
+	}
 }
 
 // startFastSpan opens the server span of a fast-path tools/call (the

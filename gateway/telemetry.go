@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	promexp "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -48,19 +49,22 @@ func (g *Gateway) setupTelemetry(ctx context.Context, cfg TelemetryConfig, opts 
 	switch {
 	case opts.TracerProvider != nil:
 		t.tp = opts.TracerProvider
-	case cfg.Traces == "stdout":
-		exp, err := stdouttrace.New(stdouttrace.WithWriter(opts.traceOutput()))
-		if err != nil {
-			return err
+	case cfg.Traces == "stdout" || cfg.Traces == "otlp":
+		var exp sdktrace.SpanExporter
+		var err error
+		if cfg.Traces == "stdout" {
+			exp, err = stdouttrace.New(stdouttrace.WithWriter(opts.traceOutput()))
+		} else {
+			exp, err = otlptracehttp.New(ctx) // OTEL_EXPORTER_OTLP_* from the environment
 		}
-		p := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		t.tp, t.shutdown = p, append(t.shutdown, p.Shutdown)
-	case cfg.Traces == "otlp":
-		exp, err := otlptracehttp.New(ctx) // OTEL_EXPORTER_OTLP_* from the environment
 		if err != nil {
-			return fmt.Errorf("telemetry.traces otlp: %w", err)
+			return fmt.Errorf("telemetry.traces %s: %w", cfg.Traces, err)
 		}
-		p := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp), sdktrace.WithResource(res)}
+		if cfg.SampleRatio > 0 { // else the SDK reads OTEL_TRACES_SAMPLER (default: parent-based, always on)
+			tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))))
+		}
+		p := sdktrace.NewTracerProvider(tpOpts...)
 		t.tp, t.shutdown = p, append(t.shutdown, p.Shutdown)
 	}
 	if t.tp != nil {
@@ -70,15 +74,28 @@ func (g *Gateway) setupTelemetry(ctx context.Context, cfg TelemetryConfig, opts 
 	}
 
 	var mp metric.MeterProvider = metricnoop.NewMeterProvider()
-	if cfg.Metrics == "prometheus" {
-		reg := prometheus.NewRegistry()
-		exp, err := promexp.New(promexp.WithRegisterer(reg))
-		if err != nil {
-			return err
+	if cfg.Metrics != "none" {
+		mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+		if cfg.Metrics == "prometheus" || cfg.Metrics == "both" {
+			reg := prometheus.NewRegistry()
+			exp, err := promexp.New(promexp.WithRegisterer(reg))
+			if err != nil {
+				return err
+			}
+			mpOpts = append(mpOpts, sdkmetric.WithReader(exp))
+			t.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 		}
-		p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+		if cfg.Metrics == "otlp" || cfg.Metrics == "both" {
+			// Endpoint, headers and interval from OTEL_EXPORTER_OTLP_* and
+			// OTEL_METRIC_EXPORT_INTERVAL/TIMEOUT; shutdown pushes the last values.
+			exp, err := otlpmetrichttp.New(ctx)
+			if err != nil {
+				return fmt.Errorf("telemetry.metrics otlp: %w", err)
+			}
+			mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
+		}
+		p := sdkmetric.NewMeterProvider(mpOpts...)
 		mp, t.shutdown = p, append(t.shutdown, p.Shutdown)
-		t.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	}
 	m := mp.Meter("github.com/mandate-gw/mandate/gateway")
 	buckets := metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -104,6 +104,10 @@ func TestTraceTiesIdentities(t *testing.T) {
 	if v, _ := attr(server, "mcp.method.name"); v != "tools/call" {
 		t.Errorf("mcp.method.name = %q", v)
 	}
+	// The client also sent the internal id header: it must not win.
+	if v, _ := attr(server, "jsonrpc.request.id"); v == "" || v == "spoofed" {
+		t.Errorf("go-sdk path server span jsonrpc.request.id = %q, want the request's id", v)
+	}
 	if policySpan == nil || exchange == nil || upstreamClient == nil {
 		for _, s := range exp.GetSpans().Snapshots() {
 			t.Logf("%s %s parent=%s", s.SpanContext().TraceID(), s.Name(), s.Parent().SpanID())
@@ -159,5 +163,43 @@ type traceTransport struct{ tp string }
 func (t traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Traceparent", t.tp)
+	r.Header.Set(rpcIDHeader, "spoofed")
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestTraceSampleRatio: with telemetry.sample_ratio tiny, Mandate records
+// no trace of its own choosing, but follows a client's sampled parent.
+func TestTraceSampleRatio(t *testing.T) {
+	out := &syncBuffer{}
+	env := startMuxOpts(t, func(c *Config) {
+		c.Telemetry.Traces = "stdout"
+		c.Telemetry.SampleRatio = 1e-12
+	}, Options{TraceOutput: out})
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	if _, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+
+	clientTP := sdktrace.NewTracerProvider()
+	ctx, clientSpan := clientTP.Tracer("client").Start(context.Background(), "client op")
+	hdr := http.Header{}
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(hdr))
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: env.gw.mcpURL,
+		HTTPClient: &http.Client{Transport: &headerTransport{token: env.aliceTk, base: traceTransport{hdr.Get("Traceparent")}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	clientSpan.End()
+	env.gw.g.Close() // flushes the batcher
+	spans := out.String()
+	if !strings.Contains(spans, clientSpan.SpanContext().TraceID().String()) {
+		t.Fatalf("the client's sampled trace was not followed; output %d bytes", len(spans))
+	}
+	if n := strings.Count(spans, `"TraceID"`); n == 0 || strings.Count(spans, clientSpan.SpanContext().TraceID().String()) < n {
+		t.Errorf("spans outside the client's trace were recorded at ratio 1e-12: %d spans, %d in the client's trace", n, strings.Count(spans, clientSpan.SpanContext().TraceID().String()))
+	}
 }
