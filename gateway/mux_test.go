@@ -180,7 +180,9 @@ func startMuxOpts(t testing.TB, mutate func(*Config), opts Options) *muxEnv {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	opts.AuditOutput = env.audit
+	if opts.AuditOutput == nil { // benchmarks pass io.Discard
+		opts.AuditOutput = env.audit
+	}
 	g, err := New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
