@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -209,28 +210,64 @@ func readResponse(resp *http.Response, upID []byte) ([]byte, string, error) {
 		return b, "application/json", err
 	}
 	want := append([]byte(`"id":`), upID...)
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
-	var data []byte
-	for sc.Scan() {
-		line := sc.Bytes()
+	br := sseReaders.Get().(*bufio.Reader)
+	br.Reset(resp.Body)
+	defer func() { br.Reset(nil); sseReaders.Put(br) }()
+	var data, long []byte
+	for {
+		line, err := readLine(br, &long)
+		if err != nil && err != io.EOF {
+			return nil, "", err
+		}
 		switch {
 		case bytes.HasPrefix(line, []byte("data:")):
-			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
+			data = append(data, bytes.TrimPrefix(line[len("data:"):], []byte(" "))...)
 		case len(line) == 0:
 			if bytes.Contains(data, want) {
 				return data, "text/event-stream", nil
 			}
 			data = data[:0]
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, "", err
+		if err == io.EOF {
+			break
+		}
 	}
 	if bytes.Contains(data, want) {
 		return data, "text/event-stream", nil
 	}
 	return nil, "", fmt.Errorf("the upstream's event stream ended without a response")
+}
+
+// sseReaders are reused between calls: a bufio.Scanner per call with a
+// 64 KiB buffer was most of the fast path's allocation.
+var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
+// maxSSELine bounds one line of an upstream event stream.
+const maxSSELine = 64 << 20
+
+// readLine returns the next line of br without its line ending ("\n" or
+// "\r\n"), valid until the next call. A line longer than br's buffer is
+// assembled in *long. At the end of the stream it returns the last
+// (possibly empty) line with io.EOF.
+func readLine(br *bufio.Reader, long *[]byte) ([]byte, error) {
+	frag, err := br.ReadSlice('\n')
+	line := frag
+	if err == bufio.ErrBufferFull {
+		*long = append((*long)[:0], frag...)
+		for err == bufio.ErrBufferFull {
+			if len(*long) > maxSSELine {
+				return nil, fmt.Errorf("an event stream line is longer than %d bytes", maxSSELine)
+			}
+			frag, err = br.ReadSlice('\n')
+			*long = append(*long, frag...)
+		}
+		line = *long
+	}
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r")), err
 }
 
 // fastFail answers a fast-path call that failed after it was sent
