@@ -2,7 +2,10 @@ package bench
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -122,5 +125,52 @@ func TestBearerToken(t *testing.T) {
 		if got := BearerToken(in); got != want {
 			t.Errorf("BearerToken(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	t.Parallel()
+	got, err := parseVmRSS("Name:\tx\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n")
+	if err != nil || got != 12345 {
+		t.Fatalf("parseVmRSS = %d, %v; want 12345", got, err)
+	}
+	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\n", "VmRSS:\tx kB\n"} {
+		if _, err := parseVmRSS(bad); err == nil {
+			t.Errorf("parseVmRSS(%q) accepted", bad)
+		}
+	}
+}
+
+func TestProcRSSSelf(t *testing.T) {
+	t.Parallel()
+	kib, err := ProcRSS(os.Getpid())
+	if err != nil || kib <= 0 {
+		t.Fatalf("ProcRSS(self) = %d, %v", kib, err)
+	}
+}
+
+func TestMemStatsHandler(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(MemStatsHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m MemStats
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.HeapInuse == 0 || m.Sys < m.HeapInuse || m.Goroutines < 2 {
+		t.Fatalf("implausible memstats: %+v", m)
+	}
+	post, err := http.Post(srv.URL, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d", post.StatusCode)
 	}
 }

@@ -13,30 +13,55 @@
 #     -p DUR      profile duration                (default 10s)
 #     -n NICE     run every benchmark process under `nice -n NICE` (default 0; a negative
 #                 value needs root and shields the measurement from other work on the machine)
+#     -t RATIO    trace sampling of the mandate targets: parent-based trace-ID ratio with a
+#                 discarding exporter (default 0.1); "none" = telemetry.traces none
+#     -B          add a 4th target, mandate-bare (auth + token exchange only: no policy
+#                 rules, audit records discarded, no traces, no metrics)
+#     -x LIST     extra scenario groups (default "cold fanout idle"; "" for none):
+#                 cold    cold-4: each op a new user's first call (initialize + tools/call)
+#                 fanout  list5-8 / list5new-4 / list5cold-4: tools/list with Mandate in
+#                         front of 5 echo upstreams (direct and rproxy: one echoserver)
+#                 idle    idle-N: N idle sessions, memory per session (direct and mandate)
+#     -I N        idle sessions (default 10000)
+#     -C N        cold users minted before the runs (default 4000 per round)
+#     -L          send tools/list with params {} instead of none (loadgen -list-params-object)
 #
-# It builds echoserver, rproxy, loadgen, benchidp, benchsummary, mandateprof and
-# mandate; starts the IdP (internal/devidp), the echo upstream, the reverse proxy
-# and Mandate (auth, token exchange with cached credentials, CEL policy, file
-# audit, traces none, Prometheus metrics) on loopback; runs every scenario
-# against the three targets interleaved; prints the summary; then profiles
-# Mandate under 64-session echo load. Everything it starts is stopped on exit.
+# It builds echoserver, rproxy, loadgen, benchidp, benchsummary and mandateprof
+# (`mandate serve` plus bench hooks: injected trace sampler, discarded audit,
+# a debug listener for Go memory; see its doc); starts the IdP
+# (internal/devidp), the echo upstream, the reverse proxy and Mandate (auth,
+# token exchange with cached credentials, CEL policy, file audit, sampled
+# traces, Prometheus metrics) on loopback; runs every scenario against the
+# targets interleaved; prints the summary; then profiles Mandate under
+# 64-session echo load. Everything it starts is stopped on exit.
 set -euo pipefail
 
 DUR=5s WARM=2s ROUNDS=3 SESSIONS="1 8 64" OUT="" REF="" PROFILE=1 PDUR=10s NICE=0
-while getopts "d:w:r:s:o:g:Pp:n:h" opt; do
+SAMPLE=0.1 BARE=0 EXTRA="cold fanout idle" IDLE=10000 COLD="" LISTOBJ=()
+while getopts "d:w:r:s:o:g:Pp:n:t:Bx:I:C:Lh" opt; do
   case $opt in
     d) DUR=$OPTARG ;; w) WARM=$OPTARG ;; r) ROUNDS=$OPTARG ;; s) SESSIONS=$OPTARG ;;
     o) OUT=$OPTARG ;; g) REF=$OPTARG ;; P) PROFILE=0 ;; p) PDUR=$OPTARG ;; n) NICE=$OPTARG ;;
-    *) sed -n '2,18p' "$0"; exit 2 ;;
+    t) SAMPLE=$OPTARG ;; B) BARE=1 ;; x) EXTRA=$OPTARG ;; I) IDLE=$OPTARG ;; C) COLD=$OPTARG ;; L) LISTOBJ=(-list-params-object) ;;
+    *) sed -n '2,35p' "$0"; exit 2 ;;
   esac
 done
+has() { [[ " $EXTRA " == *" $1 "* ]]; }
+COLD=${COLD:-$((4000 * ROUNDS))}
+has cold || has fanout || COLD=0
+TRACEARGS=(-trace-sample "$SAMPLE"); TRACEDESC="traces sampled (parent-based ratio $SAMPLE, spans batched and discarded)"
+if [[ $SAMPLE == none ]]; then TRACEARGS=(); TRACEDESC="traces none"; fi
+# Idle sessions hold connections on every hop: raise the open-files limit.
+ulimit -Hn 1048576 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/mandate-bench.XXXXXX)}
 mkdir -p "$OUT/bin" "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 BASE=${BENCH_PORT_BASE:-19100}
-P_ECHO=$((BASE+1)) P_RPROXY=$((BASE+2)) P_MANDATE=$((BASE+3)) P_IDP=$((BASE+10))
+P_ECHO=$((BASE+1)) P_RPROXY=$((BASE+2)) P_MANDATE=$((BASE+3)) P_BARE=$((BASE+4)) P_FAN=$((BASE+5))
+P_MIDLE=$((BASE+6)) P_IDP=$((BASE+10)) P_FANECHO=$((BASE+20)) P_EIDLE=$((BASE+26)) P_DEBUG=$((BASE+30))
 MAXS=$(printf '%s\n' $SESSIONS 8 | sort -n | tail -1)
 
 PIDS=()
@@ -84,33 +109,51 @@ wait_port() { # port
 
 MCP_URL=http://127.0.0.1:$P_MANDATE/mcp
 "${N[@]}" "$B/benchidp" -addr 127.0.0.1:$P_IDP -audience "$MCP_URL" -users "$MAXS" \
-  -tokens "$OUT/tokens.txt" -issuer-file "$OUT/issuer.txt" >"$OUT/logs/idp.log" 2>&1 &
+  -tokens "$OUT/tokens.txt" -issuer-file "$OUT/issuer.txt" \
+  -cold-users "$COLD" -cold-tokens "$OUT/cold-tokens.txt" >"$OUT/logs/idp.log" 2>&1 &
 PIDS+=($!)
 "${N[@]}" "$B/echoserver" -addr 127.0.0.1:$P_ECHO >"$OUT/logs/echoserver.log" 2>&1 &
 ECHO_PID=$!; PIDS+=($ECHO_PID)
 "${N[@]}" "$B/rproxy" -addr 127.0.0.1:$P_RPROXY -target http://127.0.0.1:$P_ECHO >"$OUT/logs/rproxy.log" 2>&1 &
 RPROXY_PID=$!; PIDS+=($RPROXY_PID)
-for _ in $(seq 1 300); do grep -q '^ready' "$OUT/logs/idp.log" 2>/dev/null && break; sleep 0.1; done
+(( COLD > 0 )) && log "minting $COLD cold users' tokens"
+for _ in $(seq 1 3000); do grep -q '^ready' "$OUT/logs/idp.log" 2>/dev/null && break; sleep 0.1; done
 grep -q '^ready' "$OUT/logs/idp.log" || { log "benchidp did not start:"; cat "$OUT/logs/idp.log" >&2; exit 1; }
 ISSUER=$(cat "$OUT/issuer.txt")
 
-cat >"$OUT/mandate.yaml" <<YAML
+# mandate_config NAME PORT all|bare UPSTREAM_PORT... writes $OUT/NAME.yaml.
+mandate_config() {
+  local name=$1 port=$2 kind=$3; shift 3
+  {
+    cat <<YAML
 server:
-  listen: 127.0.0.1:$P_MANDATE
-  public_url: http://127.0.0.1:$P_MANDATE
+  listen: 127.0.0.1:$port
+  public_url: http://127.0.0.1:$port
 identity:
   issuer: $ISSUER
+  audience: $MCP_URL
 upstreams:
-  - name: echo
+YAML
+    local i=0 prefix=never
+    (( $# > 1 )) && prefix=always
+    for up in "$@"; do
+      i=$((i+1))
+      local uname=echo; (( $# > 1 )) && uname=echo$i
+      cat <<YAML
+  - name: $uname
     kind: mcp
-    url: http://127.0.0.1:$P_ECHO/mcp
-    prefix: never
+    url: http://127.0.0.1:$up/mcp
+    prefix: $prefix
     credentials:
       flow: token_exchange
       token_url: $ISSUER/oauth/token
       client_id: mandate
       client_secret: mandate-secret
-      audience: https://echo.internal
+      audience: https://$uname.internal
+YAML
+    done
+    if [[ $kind == all ]]; then
+      cat <<YAML
 policy:
   default: allow
   rules:
@@ -119,18 +162,64 @@ policy:
       when: '"contractor" in user.groups'
 audit:
   sink: file
-  path: $OUT/audit.jsonl
+  path: $OUT/$name.audit.jsonl
 telemetry:
-  traces: none
+  traces: none   # sampled traces are injected by mandateprof -trace-sample
   metrics: prometheus
 YAML
-"$B/mandate" validate --config "$OUT/mandate.yaml" >&2
-"${N[@]}" "$B/mandate" serve --config "$OUT/mandate.yaml" --log-level warn >"$OUT/logs/mandate.log" 2>&1 &
-MANDATE_PID=$!; PIDS+=($MANDATE_PID)
-wait_port $P_ECHO; wait_port $P_RPROXY; wait_http "http://127.0.0.1:$P_MANDATE/readyz"
+    else
+      cat <<YAML
+policy:
+  default: allow
+audit:
+  sink: stdout   # mandateprof -audit-discard: records go to io.Discard
+telemetry:
+  traces: none
+  metrics: none
+YAML
+    fi
+  } >"$OUT/$name.yaml"
+  "$B/mandate" validate --config "$OUT/$name.yaml" >&2
+}
+# start_mandate NAME PORT DEBUGPORT extra-args... (sets STARTED_PID)
+start_mandate() {
+  local name=$1 port=$2 dport=$3; shift 3
+  "${N[@]}" "$B/mandateprof" -config "$OUT/$name.yaml" -debug-addr 127.0.0.1:$dport "$@" \
+    >"$OUT/logs/$name.log" 2>&1 &
+  STARTED_PID=$!; PIDS+=($STARTED_PID)
+  wait_http "http://127.0.0.1:$port/readyz"
+}
+# start_echo NAME PORT [DEBUGPORT] (sets STARTED_PID)
+start_echo() {
+  local dbg=()
+  [[ -n ${3:-} ]] && dbg=(-debug-addr 127.0.0.1:$3)
+  "${N[@]}" "$B/echoserver" -addr 127.0.0.1:$2 "${dbg[@]}" >"$OUT/logs/$1.log" 2>&1 &
+  STARTED_PID=$!; PIDS+=($STARTED_PID)
+  wait_port "$2"
+}
 
+wait_port $P_ECHO; wait_port $P_RPROXY
+mandate_config mandate $P_MANDATE all $P_ECHO
+start_mandate mandate $P_MANDATE $P_DEBUG "${TRACEARGS[@]}"; MANDATE_PID=$STARTED_PID
 declare -A URL=([direct]=http://127.0.0.1:$P_ECHO/mcp [rproxy]=http://127.0.0.1:$P_RPROXY/mcp [mandate]=$MCP_URL)
 declare -A PID=([rproxy]=$RPROXY_PID [mandate]=$MANDATE_PID)
+TARGETS="direct rproxy mandate"
+if (( BARE )); then
+  mandate_config mandate-bare $P_BARE bare $P_ECHO
+  start_mandate mandate-bare $P_BARE $((P_DEBUG+1)) -audit-discard
+  URL[mandate-bare]=http://127.0.0.1:$P_BARE/mcp; PID[mandate-bare]=$STARTED_PID
+  TARGETS+=" mandate-bare"
+fi
+FAN_PIDS=""
+if has fanout; then
+  fanports=()
+  for i in 1 2 3 4 5; do
+    start_echo echo-fan$i $((P_FANECHO+i)); FAN_PIDS+=${FAN_PIDS:++}$STARTED_PID
+    fanports+=($((P_FANECHO+i)))
+  done
+  mandate_config mandate-fan $P_FAN all "${fanports[@]}"
+  start_mandate mandate-fan $P_FAN $((P_DEBUG+2)) "${TRACEARGS[@]}"; FAN_PID=$STARTED_PID
+fi
 
 # ---- header --------------------------------------------------------------------
 {
@@ -139,59 +228,124 @@ declare -A PID=([rproxy]=$RPROXY_PID [mandate]=$MANDATE_PID)
   echo "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "go:       $(go version | cut -d' ' -f3-)"
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) before the runs"
-  echo "settings: duration $DUR, warm-up $WARM, rounds $ROUNDS, echo sessions: $SESSIONS, nice $NICE"
+  echo "settings: duration $DUR, warm-up $WARM, rounds $ROUNDS, echo sessions: $SESSIONS, nice $NICE, extra: ${EXTRA:-none}"
+  echo "targets:  direct (echoserver), rproxy (httputil.ReverseProxy), mandate (auth + token exchange + CEL policy + file audit + $TRACEDESC + Prometheus)"
+  (( BARE )) && echo "          mandate-bare (auth + token exchange; policy default allow without rules, audit to io.Discard, traces none, metrics none)"
   echo "command:  internal/bench/run.sh $*"
 } | tee "$OUT/header.txt"
 
 # ---- scenarios -------------------------------------------------------------------
 # name|loadgen arguments
+# name|group|loadgen arguments; group "fan" runs mandate-fan (5 upstreams) as
+# the mandate target and has no mandate-bare.
 SCEN=()
-for s in $SESSIONS; do SCEN+=("echo-$s|-scenario calls -sessions $s -tool echo"); done
-SCEN+=("sleep10ms-8|-scenario calls -sessions 8 -tool sleep10ms")
-SCEN+=("setup-4|-scenario setup -sessions 4")
+for s in $SESSIONS; do SCEN+=("echo-$s|main|-scenario calls -sessions $s -tool echo"); done
+SCEN+=("sleep10ms-8|main|-scenario calls -sessions 8 -tool sleep10ms")
+SCEN+=("setup-4|main|-scenario setup -sessions 4")
+has cold && SCEN+=("cold-4|main|-scenario cold -sessions 4 -tool echo -fresh-tokens")
+if has fanout; then
+  SCEN+=("list5-8|fan|-scenario list -sessions 8")
+  SCEN+=("list5new-4|fan|-scenario setup -sessions 4")
+  SCEN+=("list5cold-4|fan|-scenario setup -sessions 4 -fresh-tokens")
+fi
+COLD_OFF=0
 
 RES=$OUT/results.jsonl
 : >"$RES"
-run_one() { # scenario target round args...
-  local sc=$1 t=$2 r=$3; shift 3
-  local pidargs=(-pid upstream=$ECHO_PID)
-  [[ -n ${PID[$t]:-} ]] && pidargs+=(-pid proxy=${PID[$t]})
-  local line
-  if ! line=$("${N[@]}" "$B/loadgen" -url "${URL[$t]}" -duration "$DUR" -warmup "$WARM" \
-       -token-file "$OUT/tokens.txt" "${pidargs[@]}" -label "$sc/$t/$r" -json "$@" 2>>"$OUT/logs/loadgen.log"); then
-    log "loadgen failed for $sc/$t/$r (see $OUT/logs/loadgen.log): $line"
-    [[ -n $line ]] || return 0
-  fi
-  echo "$line" >>"$RES"
-  echo "$line" | python3 -c '
+show_run() { # a loadgen JSON line → one line of text
+  python3 -c '
 import json,sys
 r=json.load(sys.stdin)
 c=r.get("cpu",{})
-print("%-22s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op  load %s" % (
+extra=""
+if r.get("tools"): extra+="  tools %d" % r["tools"]
+if r.get("tokens_used"): extra+="  new users %d" % r["tokens_used"]
+for n,m in sorted(r.get("idle",{}).items()):
+  extra+="  %s RSS %.1f→%.1f MiB %.1f KiB/session heap %.1f KiB/session goroutines %d→%d" % (n, m["rss_before_kib"]/1024, m["rss_after_kib"]/1024,
+    m["rss_per_session_kib"], m.get("heap_per_session_kib",0), m.get("goroutines_before",0), m.get("goroutines_after",0))
+print("%-22s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op%s  load %s" % (
   r["label"], r["calls_per_s"], r["p50_us"]/1000, r["p99_us"]/1000, r["errors"], r["wrong"],
-  ("%.0f" % c["proxy"]["us_per_op"]) if "proxy" in c else "-", c.get("upstream",{}).get("us_per_op",0), r["loadavg"]))'
+  ("%.0f" % c["proxy"]["us_per_op"]) if "proxy" in c else "-", c.get("upstream",{}).get("us_per_op",0), extra, r["loadavg"]))
+if r.get("first_error"): print("    first error: " + r["first_error"])'
+}
+run_one() { # scenario group target round args...
+  local sc=$1 g=$2 t=$3 r=$4; shift 4
+  local url=${URL[$t]} pid=${PID[$t]:-} up=$ECHO_PID
+  if [[ $g == fan && $t == mandate ]]; then url=http://127.0.0.1:$P_FAN/mcp pid=$FAN_PID up=$FAN_PIDS; fi
+  local pidargs=(-pid upstream=$up) tokargs=(-token-file "$OUT/tokens.txt") fresh=0
+  [[ -n $pid ]] && pidargs+=(-pid proxy=$pid)
+  if [[ " $* " == *" -fresh-tokens "* ]]; then
+    fresh=1 tokargs=(-token-file "$OUT/cold-tokens.txt")
+    # Only Mandate looks at tokens: it gets users it has never seen; the
+    # others reuse the pool from the start.
+    if [[ $t == mandate* ]]; then tokargs+=(-token-offset "$COLD_OFF"); else tokargs+=(-token-wrap); fi
+  fi
+  local line
+  if ! line=$("${N[@]}" "$B/loadgen" -url "$url" -duration "$DUR" -warmup "$WARM" \
+       "${tokargs[@]}" "${pidargs[@]}" "${LISTOBJ[@]}" -label "$sc/$t/$r" -json "$@" 2>>"$OUT/logs/loadgen.log"); then
+    log "loadgen failed for $sc/$t/$r (see $OUT/logs/loadgen.log): $line"
+    [[ -n $line ]] || return 0
+  fi
+  if (( fresh )) && [[ $t == mandate* ]]; then
+    COLD_OFF=$(( COLD_OFF + $(echo "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("tokens_used",0))') ))
+  fi
+  echo "$line" >>"$RES"
+  echo "$line" | show_run
   sleep 0.5
 }
 
 for entry in "${SCEN[@]}"; do
-  sc=${entry%%|*}; args=${entry#*|}
+  IFS='|' read -r sc g args <<<"$entry"
+  ts=$TARGETS
+  [[ $g == fan ]] && ts="direct rproxy mandate"
   for r in $(seq 1 "$ROUNDS"); do
-    if (( r % 2 )); then order="direct rproxy mandate"; else order="mandate rproxy direct"; fi
+    order=$ts
+    (( r % 2 )) || order=$(printf '%s\n' $ts | tac | xargs)
     for t in $order; do
       # shellcheck disable=SC2086
-      run_one "$sc" "$t" "$r" $args
+      run_one "$sc" "$g" "$t" "$r" $args
     done
   done
 done
+(( COLD > 0 )) && echo "new users used by the mandate targets: $COLD_OFF of $COLD minted"
+
+# ---- idle sessions ---------------------------------------------------------------
+# A fresh echoserver and a fresh Mandate (same all-on configuration) so that
+# nothing else lives in them; memory is read before and after IDLE sessions
+# are opened and held.
+if has idle; then
+  start_echo echo-idle $P_EIDLE $((P_DEBUG+6)); EIDLE_PID=$STARTED_PID
+  idle_one() { # target url pidargs...
+    local t=$1 u=$2; shift 2
+    local line
+    if ! line=$("${N[@]}" "$B/loadgen" -scenario idle -url "$u" -sessions "$IDLE" -hold 5s -connect-parallel 64 \
+         -token-file "$OUT/tokens.txt" -label "idle-$IDLE/$t/1" -json "$@" 2>>"$OUT/logs/loadgen.log"); then
+      log "loadgen failed for idle-$IDLE/$t (see $OUT/logs/loadgen.log): $line"
+      [[ -n $line ]] || return 0
+    fi
+    echo "$line" >>"$RES"
+    echo "$line" | show_run
+  }
+  idle_one direct http://127.0.0.1:$P_EIDLE/mcp -pid server=$EIDLE_PID -memstats server=http://127.0.0.1:$((P_DEBUG+6))/memstats
+  mandate_config mandate-idle $P_MIDLE all $P_EIDLE
+  start_mandate mandate-idle $P_MIDLE $((P_DEBUG+7)) "${TRACEARGS[@]}"; MIDLE_PID=$STARTED_PID
+  idle_one mandate http://127.0.0.1:$P_MIDLE/mcp -pid server=$MIDLE_PID -memstats server=http://127.0.0.1:$((P_DEBUG+7))/memstats \
+    -pid upstream=$EIDLE_PID -memstats upstream=http://127.0.0.1:$((P_DEBUG+6))/memstats
+  kill "$MIDLE_PID" "$EIDLE_PID" 2>/dev/null || true
+fi
 
 echo
 "$B/benchsummary" "$RES" | tee "$OUT/summary.md"
+if [[ $SAMPLE != none ]]; then
+  echo
+  echo "Spans sampled and ended (then discarded) by the traced mandate over the whole run: $(curl -fsS http://127.0.0.1:$P_DEBUG/spans || echo '(mandate not running)')"
+fi
 
 # Credential cache: lookups by outcome over the whole run (hit = cached token,
 # ok = token exchanged at the IdP), from Mandate's Prometheus metrics.
 echo
 echo "Mandate credential lookups over the whole run (from /metrics):"
-curl -fsS "http://127.0.0.1:$P_MANDATE/metrics" | grep '^mandate_credentials_lookups' | tee "$OUT/credential-metrics.txt" |
+{ curl -fsS "http://127.0.0.1:$P_MANDATE/metrics" || echo "  (mandate not running)"; } | grep '^mandate_credentials_lookups\|not running' | tee "$OUT/credential-metrics.txt" |
   awk '{ n=$NF; if ($0 ~ /outcome="hit"/) h+=n; else o+=n; print "  " $0 } END { if (h+o>0) printf "  hit rate %.4f%% (%d hits, %d other)\n", 100*h/(h+o), h, o }'
 
 # ---- profile ---------------------------------------------------------------------
@@ -201,7 +355,7 @@ if (( PROFILE )); then
   kill "$MANDATE_PID"; wait "$MANDATE_PID" 2>/dev/null || true
   # Profile from 5 s after start (sessions opened, exchanges done, warm) for PDUR;
   # the load runs from start until 1 s after the profile window.
-  "${N[@]}" "$B/mandateprof" -config "$OUT/mandate.yaml" -cpuprofile "$OUT/mandate.cpu.pprof" -delay 5s \
+  "${N[@]}" "$B/mandateprof" -config "$OUT/mandate.yaml" "${TRACEARGS[@]}" -cpuprofile "$OUT/mandate.cpu.pprof" -delay 5s \
     -cpuprofile-duration "$PDUR" >"$OUT/logs/mandateprof.log" 2>&1 &
   PROF_PID=$!; PIDS+=($PROF_PID)
   wait_http "http://127.0.0.1:$P_MANDATE/readyz"

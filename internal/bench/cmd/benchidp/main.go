@@ -5,6 +5,10 @@
 // line: alice first, then -users generated users (user0001, …). It writes its
 // issuer to -issuer-file, prints "ready", and serves until killed.
 //
+// With -cold-users N it also creates N more users (cold00001, …) and writes
+// their tokens to -cold-tokens: a pool of users Mandate has never seen, for
+// the cold-path scenarios (each op a new user's first call).
+//
 //	benchidp -addr 127.0.0.1:9010 -audience http://127.0.0.1:9003/mcp -users 64 \
 //	         -tokens /tmp/x/tokens.txt -issuer-file /tmp/x/issuer.txt
 package main
@@ -34,6 +38,8 @@ func main() {
 	exchangeLifetime := flag.Duration("exchange-lifetime", time.Hour, "lifetime of exchanged tokens")
 	clientID := flag.String("client-id", "mandate", "client allowed to exchange tokens")
 	clientSecret := flag.String("client-secret", "mandate-secret", "its secret")
+	coldUsers := flag.Int("cold-users", 0, "users to generate for -cold-tokens")
+	coldPath := flag.String("cold-tokens", "cold-tokens.txt", "file to write the cold users' tokens to")
 	flag.Parse()
 	if *audience == "" {
 		log.Fatal("benchidp: -audience is required")
@@ -49,16 +55,44 @@ func main() {
 	if err := idp.RegisterClient(*clientID, *clientSecret); err != nil {
 		log.Fatal(err)
 	}
-	names := []string{"alice"}
-	for i := 1; i <= *users; i++ {
-		n := fmt.Sprintf("user%04d", i)
-		u := devidp.User{ID: "user-" + n, Username: n, Email: n + "@example.com",
-			Roles: []string{"employee"}, Groups: []string{"bench"}}
-		if err := idp.AddUser(u); err != nil {
+	mint := func(prefix string, n int, path string, withAlice bool) {
+		var names []string
+		if withAlice {
+			names = append(names, "alice")
+		}
+		for i := 1; i <= n; i++ {
+			name := fmt.Sprintf("%s%04d", prefix, i)
+			u := devidp.User{ID: "user-" + name, Username: name, Email: name + "@example.com",
+				Roles: []string{"employee"}, Groups: []string{"bench"}}
+			if err := idp.AddUser(u); err != nil {
+				log.Fatal(err)
+			}
+			names = append(names, name)
+		}
+		tokens, err := mintTokens(ctx, idp, names, *audience, *lifetime)
+		if err != nil {
 			log.Fatal(err)
 		}
-		names = append(names, n)
+		if err := os.WriteFile(path, []byte(strings.Join(tokens, "\n")+"\n"), 0o600); err != nil {
+			log.Fatal(err)
+		}
 	}
+	mint("user", *users, *tokensPath, true)
+	if *coldUsers > 0 {
+		mint("cold", *coldUsers, *coldPath, false)
+	}
+	if *issuerPath != "" {
+		if err := os.WriteFile(*issuerPath, []byte(idp.Issuer()+"\n"), 0o600); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Printf("ready issuer=%s token_url=%s tokens=%d cold=%d\n", idp.Issuer(), idp.TokenURL(), *users+1, *coldUsers)
+	<-ctx.Done()
+}
+
+// mintTokens logs every user in (8 at a time) and returns their access
+// tokens in the order of names.
+func mintTokens(ctx context.Context, idp *devidp.IdP, names []string, audience string, lifetime time.Duration) ([]string, error) {
 	tokens := make([]string, len(names))
 	var wg sync.WaitGroup
 	errs := make(chan error, len(names))
@@ -69,7 +103,7 @@ func main() {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			tok, err := idp.Token(ctx, n, devidp.TokenOptions{Audience: []string{*audience}, Scopes: []string{"mcp"}, Lifetime: *lifetime})
+			tok, err := idp.Token(ctx, n, devidp.TokenOptions{Audience: []string{audience}, Scopes: []string{"mcp"}, Lifetime: lifetime})
 			if err != nil {
 				errs <- fmt.Errorf("token for %s: %w", n, err)
 				return
@@ -80,16 +114,7 @@ func main() {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		log.Fatal(err)
+		return nil, err
 	}
-	if err := os.WriteFile(*tokensPath, []byte(strings.Join(tokens, "\n")+"\n"), 0o600); err != nil {
-		log.Fatal(err)
-	}
-	if *issuerPath != "" {
-		if err := os.WriteFile(*issuerPath, []byte(idp.Issuer()+"\n"), 0o600); err != nil {
-			log.Fatal(err)
-		}
-	}
-	fmt.Printf("ready issuer=%s token_url=%s tokens=%d\n", idp.Issuer(), idp.TokenURL(), len(tokens))
-	<-ctx.Done()
+	return tokens, nil
 }

@@ -3,7 +3,10 @@
 // median over rounds of each target's calls/s, p50, p99 and CPU per call, the
 // ratios mandate/rproxy and rproxy/direct of those medians together with the
 // range of the per-round (paired) ratios, and whether the issue-8 targets
-// (mandate ≥0.9× rproxy throughput, p50 ≤1.2×, p99 ≤1.3×) are met.
+// (mandate ≥0.9× rproxy throughput, p50 ≤1.2×, p99 ≤1.3×) are met. With a
+// mandate-bare target it adds the ratios Mandate all-on / all-off; with idle
+// results (scenario "idle") the memory per idle session and the ≤64 KiB
+// target.
 //
 //	benchsummary results.jsonl
 package main
@@ -33,8 +36,24 @@ type result struct {
 	CPU       map[string]struct {
 		UsPerOp float64 `json:"us_per_op"`
 	} `json:"cpu"`
-	LoadAvg string `json:"loadavg"`
+	LoadAvg    string             `json:"loadavg"`
+	Sessions   int                `json:"sessions"`
+	Idle       map[string]idleMem `json:"idle"`
+	FirstError string             `json:"first_error"`
 }
+
+type idleMem struct {
+	RSSBeforeKiB       int64   `json:"rss_before_kib"`
+	RSSAfterKiB        int64   `json:"rss_after_kib"`
+	RSSPerSessionKiB   float64 `json:"rss_per_session_kib"`
+	HeapPerSessionKiB  float64 `json:"heap_per_session_kib"`
+	StackPerSessionKiB float64 `json:"stack_per_session_kib"`
+	GoroutinesBefore   int     `json:"goroutines_before"`
+	GoroutinesAfter    int     `json:"goroutines_after"`
+}
+
+// idleTargetKiB is issue 8's bound on the memory of one idle Mandate session.
+const idleTargetKiB = 64
 
 type cell struct{ runs []result }
 
@@ -55,12 +74,25 @@ func main() {
 	}
 }
 
-var targets = []string{"direct", "rproxy", "mandate"}
+var targets = []string{"direct", "rproxy", "mandate", "mandate-bare"}
+
+// scenarioNotes describe the scenario families run.sh uses, by name prefix.
+var scenarioNotes = []struct{ prefix, note string }{
+	{"echo-", "echo-N: N sessions, each calling the echo tool in a closed loop"},
+	{"sleep10ms-", "sleep10ms-N: N sessions calling a tool that sleeps 10 ms"},
+	{"setup-", "setup-N: N workers, op = new session (initialize) + first tools/list + close; Mandate answers the listing from its per-user catalog cache"},
+	{"cold-", "cold-N: N workers, op = a NEW user's first call: initialize + tools/call echo + close with a token of a user Mandate has never seen (JWT check, token exchange, upstream session and listing inside Mandate); direct/rproxy do the same op without any of that"},
+	{"list5-", "list5-N: N initialized sessions sending tools/list in a loop; mandate = a Mandate with 5 echo upstreams (15 tools, per-user catalog cache hit), direct/rproxy = the same op on ONE echoserver (3 tools)"},
+	{"list5new-", "list5new-N: N workers, op = new session + first tools/list + close; mandate with 5 upstreams (user's catalog cached), direct/rproxy one echoserver"},
+	{"list5cold-", "list5cold-N: like list5new-N with a new user per op: Mandate exchanges a token for and lists each of the 5 upstreams; direct/rproxy one echoserver"},
+	{"idle-", "idle-N: N sessions opened (initialize + notifications/initialized + the SDK's standalone SSE stream) and held idle on a fresh server process; memory read before and after"},
+}
 
 func summarize(in io.Reader, out io.Writer) error {
 	cells := map[string]map[string]*cell{} // scenario → target → runs
 	var scenarios []string
 	var loads []string
+	var idles []result
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -77,6 +109,10 @@ func summarize(in io.Reader, out io.Writer) error {
 			return fmt.Errorf("label %q: want scenario/target/round", r.Label)
 		}
 		s, t := parts[0], parts[1]
+		if r.Scenario == "idle" {
+			idles = append(idles, r)
+			continue
+		}
 		if cells[s] == nil {
 			cells[s] = map[string]*cell{}
 			scenarios = append(scenarios, s)
@@ -112,6 +148,22 @@ func summarize(in io.Reader, out io.Writer) error {
 				proxy,
 				c.med(func(r result) float64 { return r.CPU["upstream"].UsPerOp }),
 				c.sum(func(r result) int { return r.Errors }), c.sum(func(r result) int { return r.Wrong }))
+		}
+	}
+
+	var notes []string
+	for _, n := range scenarioNotes {
+		for _, s := range append(slices.Clone(scenarios), idleNames(idles)...) {
+			if matchesFamily(s, n.prefix) && !slices.Contains(notes, n.note) {
+				notes = append(notes, n.note)
+			}
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "Scenarios:")
+		for _, n := range notes {
+			fmt.Fprintln(out, "- "+n)
 		}
 	}
 
@@ -161,6 +213,9 @@ func summarize(in io.Reader, out io.Writer) error {
 	for _, v := range verdicts {
 		fmt.Fprintf(out, "  %-14s throughput %.2f× %-7s  p50 %.2f× %-7s  p99 %.2f× %s\n", v.s, v.tp, yn(v.ok1), v.p50, yn(v.ok2), v.p99, yn(v.ok3))
 	}
+	allOnOff(out, scenarios, cells)
+	idleTable(out, idles)
+
 	slices.Sort(loads)
 	if len(loads) > 0 {
 		fmt.Fprintf(out, "\n1-minute load average at the end of the runs: min %s, median %s, max %s\n", loads[0], loads[len(loads)/2], loads[len(loads)-1])
@@ -195,4 +250,108 @@ func pairedRange(a, b *cell, f func(result) float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f–%.2f", lo, hi)
+}
+
+// matchesFamily reports whether scenario s belongs to the family of prefix:
+// the rest of the name is the count (so "list5-8" is not an "echo-" and
+// "list5new-4" is not a "list5-").
+func matchesFamily(s, prefix string) bool {
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return false
+	}
+	for _, r := range rest {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return rest != ""
+}
+
+func idleNames(idles []result) []string {
+	var out []string
+	for _, r := range idles {
+		out = append(out, strings.Split(r.Label, "/")[0])
+	}
+	return out
+}
+
+// allOnOff prints mandate (everything on) against mandate-bare (everything
+// that can be off, off) for the scenarios that have both.
+func allOnOff(out io.Writer, scenarios []string, cells map[string]map[string]*cell) {
+	ops := func(r result) float64 { return r.CallsPerS }
+	p50 := func(r result) float64 { return r.P50us }
+	p99 := func(r result) float64 { return r.P99us }
+	cpu := func(r result) float64 { return r.CPU["proxy"].UsPerOp }
+	header := false
+	var binding []string
+	for _, s := range scenarios {
+		on, off := cells[s]["mandate"], cells[s]["mandate-bare"]
+		if on == nil || off == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(out)
+			fmt.Fprintln(out, "Mandate all-on / all-off (mandate / mandate-bare) [range of the per-round paired ratios]:")
+			fmt.Fprintln(out)
+			fmt.Fprintln(out, "| scenario | ops/s | p50 | p99 | CPU/op |")
+			fmt.Fprintln(out, "|---|---|---|---|---|")
+			header = true
+		}
+		col := func(f func(result) float64) string {
+			return fmt.Sprintf("%.2f× [%s]", on.med(f)/off.med(f), pairedRange(on, off, f))
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", s, col(ops), col(p50), col(p99), col(cpu))
+		if s == "echo-8" || s == "echo-64" {
+			binding = append(binding, fmt.Sprintf("%s %.2f×", s, on.med(ops)/off.med(ops)))
+		}
+	}
+	if len(binding) > 0 {
+		fmt.Fprintf(out, "\nThroughput of Mandate all-on vs all-off: %s\n", strings.Join(binding, ", "))
+	}
+}
+
+// idleTable prints the memory per idle session of the idle runs.
+func idleTable(out io.Writer, idles []result) {
+	if len(idles) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "Idle sessions: growth per opened session (RSS = VmRSS; heap = Go HeapInuse and stack = goroutine stacks, both after a forced GC):")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| scenario | target | process | opened | errors | RSS before MiB | RSS after MiB | RSS KiB/session | heap KiB/session | stack KiB/session | goroutines |")
+	fmt.Fprintln(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	var verdicts []string
+	for _, r := range idles {
+		parts := strings.Split(r.Label, "/")
+		for _, proc := range []string{"server", "upstream"} {
+			m, ok := r.Idle[proc]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(out, "| %s | %s | %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %d → %d |\n",
+				parts[0], parts[1], proc, r.Calls, r.Errors, float64(m.RSSBeforeKiB)/1024, float64(m.RSSAfterKiB)/1024,
+				m.RSSPerSessionKiB, m.HeapPerSessionKiB, m.StackPerSessionKiB, m.GoroutinesBefore, m.GoroutinesAfter)
+			if parts[1] == "mandate" && proc == "server" {
+				yn := func(v float64) string {
+					if v <= idleTargetKiB {
+						return "met"
+					}
+					return "NOT met"
+				}
+				verdicts = append(verdicts, fmt.Sprintf("  %-14s RSS %.1f KiB/session %s; heap+stack %.1f KiB/session %s",
+					parts[0], m.RSSPerSessionKiB, yn(m.RSSPerSessionKiB), m.HeapPerSessionKiB+m.StackPerSessionKiB,
+					yn(m.HeapPerSessionKiB+m.StackPerSessionKiB)))
+			}
+		}
+		if r.FirstError != "" {
+			fmt.Fprintf(out, "  (%s: %d sessions failed to open; first error: %s)\n", parts[0]+"/"+parts[1], r.Errors, r.FirstError)
+		}
+	}
+	if len(verdicts) > 0 {
+		fmt.Fprintf(out, "\nIssue-8 target: an idle Mandate session costs ≤%d KiB:\n", idleTargetKiB)
+		for _, v := range verdicts {
+			fmt.Fprintln(out, v)
+		}
+	}
 }

@@ -8,7 +8,8 @@
 //	           names the caller), or "anonymous" when there is none
 //
 // With -require-bearer, requests without an Authorization: Bearer header get
-// 401. It logs nothing per request.
+// 401. With -debug-addr it serves GET /memstats (Go heap after a forced GC,
+// goroutines; JSON) on a separate listener. It logs nothing per request.
 //
 //	echoserver -addr 127.0.0.1:9001
 package main
@@ -39,6 +40,7 @@ func main() {
 	requireBearer := flag.Bool("require-bearer", false, "answer 401 to requests without a bearer token")
 	sleep := flag.Duration("sleep", 10*time.Millisecond, "how long sleep10ms sleeps")
 	idle := flag.Duration("session-timeout", 10*time.Minute, "close sessions idle this long")
+	debugAddr := flag.String("debug-addr", "", "serve GET /memstats on this address")
 	flag.Parse()
 
 	srv := mcp.NewServer(&mcp.Implementation{Name: "bench-echo", Version: "1"}, nil)
@@ -91,6 +93,15 @@ func main() {
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *debugAddr != "" {
+		dln, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		dmux := http.NewServeMux()
+		dmux.Handle("GET /memstats", bench.MemStatsHandler())
+		go func() { _ = http.Serve(dln, dmux) }()
 	}
 	fmt.Printf("echoserver listening on http://%s/mcp\n", ln.Addr())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

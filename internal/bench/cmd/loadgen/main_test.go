@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,14 +43,14 @@ func startServer(t *testing.T, lying bool) string {
 	return srv.URL
 }
 
-func newConfig(t *testing.T, url, tool, args string, lying bool) config {
+func newConfig(t *testing.T, url, tool, args string, lying bool) *config {
 	t.Helper()
 	dir := t.TempDir()
 	tf := filepath.Join(dir, "tokens.txt")
 	if err := os.WriteFile(tf, []byte(fakeJWT("user-a")+"\n"+fakeJWT("user-b")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := config{url: url, sessions: 2, duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond,
+	c := &config{url: url, sessions: 2, duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond,
 		tool: tool, scenario: "calls", timeout: 5 * time.Second, connectPar: 2}
 	if err := c.parse(args, []string{"X-Bench: 1"}, tf); err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestCallsScenario(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newConfig(t, startServer(t, tc.lying)+"/", tc.tool, tc.args, tc.lying)
-			res, err := run(context.Background(), c, map[string]int{"self": os.Getpid()})
+			res, err := run(context.Background(), c, map[string][]int{"self": {os.Getpid()}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +100,7 @@ func TestSetupScenario(t *testing.T) {
 	c := newConfig(t, startServer(t, false)+"/", "echo", `{"text":"x"}`, false)
 	c.scenario = "setup"
 	c.warmup, c.duration = 0, 2*time.Second // one setup can take ~100 ms under -race on a busy machine
-	res, err := run(context.Background(), c, map[string]int{})
+	res, err := run(context.Background(), c, map[string][]int{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +125,95 @@ func TestParseRejects(t *testing.T) {
 	}
 	if _, err := parsePIDs([]string{"x=notanumber"}); err == nil {
 		t.Error("bad -pid accepted")
+	}
+}
+
+func TestListScenario(t *testing.T) {
+	t.Parallel()
+	c := newConfig(t, startServer(t, false)+"/", "echo", `{"text":"x"}`, false)
+	c.scenario = "list"
+	res, err := run(context.Background(), c, map[string][]int{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Calls == 0 || res.Errors != 0 || res.Tools != 2 {
+		t.Fatalf("list: %+v", res)
+	}
+}
+
+func TestColdScenarioFreshTokens(t *testing.T) {
+	t.Parallel()
+	url := startServer(t, false) + "/"
+	t.Run("used up", func(t *testing.T) {
+		t.Parallel()
+		c := newConfig(t, url, "whoami", `{}`, false)
+		c.scenario, c.fresh, c.sessions = "cold", true, 1
+		c.warmup, c.duration = 0, 2*time.Second
+		res, err := run(context.Background(), c, map[string][]int{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two tokens: two first calls, each answered with its own user, then none left.
+		if res.TokensUsed != 2 || res.Calls != 2 || res.Wrong != 0 || res.Errors != 1 ||
+			!strings.Contains(res.FirstError, "used up") {
+			t.Fatalf("cold: %+v", res)
+		}
+	})
+	t.Run("wrap", func(t *testing.T) {
+		t.Parallel()
+		c := newConfig(t, url, "whoami", `{}`, false)
+		c.scenario, c.fresh, c.wrap, c.offset = "cold", true, true, 1
+		c.warmup, c.duration = 0, time.Second
+		res, err := run(context.Background(), c, map[string][]int{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Calls < 3 || res.Errors != 0 || res.Wrong != 0 || res.TokensUsed < res.Calls {
+			t.Fatalf("cold wrap: %+v", res)
+		}
+	})
+}
+
+func TestIdleScenario(t *testing.T) {
+	t.Parallel()
+	c := newConfig(t, startServer(t, false)+"/", "echo", `{}`, false)
+	ms := httptest.NewServer(bench.MemStatsHandler())
+	t.Cleanup(ms.Close)
+	c.scenario, c.sessions, c.hold = "idle", 20, 10*time.Millisecond
+	c.memstats = map[string]string{"self": ms.URL}
+	res, err := run(context.Background(), c, map[string][]int{"self": {os.Getpid()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := res.Idle["self"]
+	// This process is both client and server: 20 sessions with their SSE
+	// streams add goroutines on both sides.
+	if !ok || res.Calls != 20 || res.Errors != 0 || m.RSSBeforeKiB <= 0 || m.RSSAfterKiB <= 0 ||
+		m.GoroutinesAfter < m.GoroutinesBefore+20 || m.HeapAfter == 0 {
+		t.Fatalf("idle: %+v", res)
+	}
+}
+
+func TestParseRejectsFreshTokens(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tf := filepath.Join(dir, "t.txt")
+	if err := os.WriteFile(tf, []byte(fakeJWT("a")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*config{
+		{sessions: 1, scenario: "calls", fresh: true},
+		{sessions: 1, scenario: "cold", fresh: true, offset: 1},
+		{sessions: 1, scenario: "nope"},
+	} {
+		if err := c.parse(`{}`, nil, tf); err == nil {
+			t.Errorf("%s fresh=%v offset=%d: accepted", c.scenario, c.fresh, c.offset)
+		}
+	}
+	if _, err := parsePIDs([]string{"x=1+"}); err == nil {
+		t.Error("-pid x=1+ accepted")
+	}
+	if p, err := parsePIDs([]string{"x=" + strconv.Itoa(os.Getpid()) + "+" + strconv.Itoa(os.Getpid())}); err != nil || len(p["x"]) != 2 {
+		t.Errorf("-pid with two PIDs: %v, %v", p, err)
 	}
 }
