@@ -140,8 +140,52 @@ func (c *Config) Validate(path string) error {
 	if c.MaxResultBytes < 1024 {
 		bad("max_result_bytes", "must be at least 1024")
 	}
+	if err := c.ValidateKind(path); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Credentials.Validate(path + ".credentials"); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// WithKind returns a copy of c of the given kind.
+func (c Config) WithKind(kind string) *Config {
+	c.Kind = kind
+	return &c
+}
+
+// salesforceAPIVersion is the shape of a Salesforce REST API version.
+var salesforceAPIVersion = regexp.MustCompile(`^v[0-9]{2,3}\.[0-9]$`)
+
+// ValidateKind reports the problems specific to the upstream's kind (the
+// instance URL and options of the native adapters), with key paths under
+// path. Validate includes it; the native adapters call it too.
+func (c *Config) ValidateKind(path string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
+	}
+	u, err := url.Parse(c.URL)
+	instance := err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
+	switch c.Kind {
+	case KindSalesforce:
+		if !instance {
+			bad("url", "must be the Salesforce instance URL (https://…my.salesforce.com), got %q", c.URL)
+		}
+		if !salesforceAPIVersion.MatchString(c.Salesforce.APIVersion) {
+			bad("salesforce.api_version", "must look like v62.0, got %q", c.Salesforce.APIVersion)
+		}
+		if c.Salesforce.MaxRecords < 1 || c.Salesforce.MaxRecords > 50000 {
+			bad("salesforce.max_records", "must be 1..50000, got %d", c.Salesforce.MaxRecords)
+		}
+	case KindServiceNow:
+		if !instance || (u.Path != "" && u.Path != "/") {
+			bad("url", "must be the ServiceNow instance URL (https://<instance>.service-now.com), got %q", c.URL)
+		}
+		if c.ServiceNow.MaxRecords < 1 || c.ServiceNow.MaxRecords > 10000 {
+			bad("servicenow.max_records", "must be 1..10000, got %d", c.ServiceNow.MaxRecords)
+		}
 	}
 	return errors.Join(errs...)
 }

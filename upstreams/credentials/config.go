@@ -325,7 +325,9 @@ func (c *Config) Validate(path string) error {
 		}
 	}
 	if c.Subject != "" {
-		if _, err := parseSubjectTemplate(c.Subject); err != nil {
+		if t, err := parseSubjectTemplate(c.Subject); err != nil {
+			bad("subject", "%v", err)
+		} else if err := checkSubjectFields(t); err != nil {
 			bad("subject", "%v", err)
 		}
 	}

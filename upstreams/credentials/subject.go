@@ -76,6 +76,25 @@ func parseSubjectTemplate(text string) (*template.Template, error) {
 	return t, nil
 }
 
+// checkSubjectFields runs the template once on a sample identity and
+// reports a reference to a field the identity does not have (a typo such
+// as .Emial), which would otherwise fail only at a user's first call.
+// Errors that depend on the user (a missing claim, an empty result) are
+// not reported.
+func checkSubjectFields(t *template.Template) error {
+	d := subjectData{Issuer: "https://idp.example/", Subject: "sample", Email: "sample@example.com",
+		Roles: []string{"sample"}, Groups: []string{"sample"}, Claims: map[string]any{}}
+	err := t.Execute(&limitWriter{w: new(bytes.Buffer), n: maxSubjectLen}, d)
+	if err != nil && strings.Contains(err.Error(), "can't evaluate field") {
+		msg := err.Error()
+		if i := strings.Index(msg, "can't evaluate field"); i >= 0 {
+			msg = msg[i:]
+		}
+		return fmt.Errorf("template: %s (fields: .Issuer .Subject .Email .Roles .Groups .Claims.<name>)", strings.Replace(msg, "credentials.subjectData", "the identity", 1))
+	}
+	return nil
+}
+
 // subjectMapper computes the platform username of an identity.
 type subjectMapper struct {
 	tmpl    *template.Template

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -73,8 +71,6 @@ var (
 	_ upstreams.Session = (*session)(nil)
 )
 
-var reAPIVersion = regexp.MustCompile(`^v[0-9]{2,3}\.[0-9]$`)
-
 // New builds the adapter of one kind: salesforce upstream. cfg's zero
 // fields take their defaults (upstreams.Config.WithDefaults).
 func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
@@ -84,15 +80,8 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 	if cfg.Name == "" {
 		errs = append(errs, errors.New("salesforce adapter: upstream name is empty"))
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, fmt.Errorf("%s.url: must be the Salesforce instance URL (https://…my.salesforce.com), got %q", path, cfg.URL))
-	}
-	if !reAPIVersion.MatchString(cfg.Salesforce.APIVersion) {
-		errs = append(errs, fmt.Errorf("%s.salesforce.api_version: must look like v62.0, got %q", path, cfg.Salesforce.APIVersion))
-	}
-	if cfg.Salesforce.MaxRecords < 1 || cfg.Salesforce.MaxRecords > 50000 {
-		errs = append(errs, fmt.Errorf("%s.salesforce.max_records: must be 1..50000, got %d", path, cfg.Salesforce.MaxRecords))
+	if err := cfg.WithKind(upstreams.KindSalesforce).ValidateKind(path); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s.timeout: must be positive", path))

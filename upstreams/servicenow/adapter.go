@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -80,12 +79,8 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 	if cfg.Name == "" {
 		errs = append(errs, errors.New("servicenow adapter: upstream name is empty"))
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
-		errs = append(errs, fmt.Errorf("%s.url: must be the ServiceNow instance URL (https://<instance>.service-now.com), got %q", path, cfg.URL))
-	}
-	if cfg.ServiceNow.MaxRecords < 1 || cfg.ServiceNow.MaxRecords > 10000 {
-		errs = append(errs, fmt.Errorf("%s.servicenow.max_records: must be 1..10000, got %d", path, cfg.ServiceNow.MaxRecords))
+	if err := cfg.WithKind(upstreams.KindServiceNow).ValidateKind(path); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s.timeout: must be positive", path))
