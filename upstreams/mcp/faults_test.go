@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -409,4 +410,45 @@ func TestCloseSessionsAndAdapter(t *testing.T) {
 	if _, err := a.Open(context.Background(), upstreams.OpenOptions{}); err == nil {
 		t.Error("Open after Close succeeded")
 	}
+}
+
+// RawPost (the gateway's fast path) also survives an upstream that forgot
+// the session: the 404 is not returned, the message is sent once more on
+// a new upstream session, and it runs exactly once.
+func TestRawPostUpstreamForgetsSession(t *testing.T) {
+	leakCheck(t)
+	u := newUpstream(t, upstreamOptions{})
+	var mu sync.Mutex
+	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
+	u.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		cur := h
+		mu.Unlock()
+		cur.ServeHTTP(w, r)
+	})
+	a, _ := testAdapter(t, u.URL, nil, nil)
+	s := open(t, a, context.Background(), newRecorder())
+	ctx := context.Background()
+	if _, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "noisy", Arguments: map[string]any{"n": 0}}); err != nil {
+		t.Fatal(err) // connects the upstream session
+	}
+	mu.Lock()
+	h = sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
+	mu.Unlock()
+	raw, ok := s.(interface {
+		RawPost(context.Context, []byte) (*http.Response, error)
+	})
+	if !ok {
+		t.Fatal("the session has no RawPost")
+	}
+	resp, err := raw.RawPost(ctx, []byte(`{"jsonrpc":"2.0","id":"mx-1","method":"tools/call","params":{"name":"noisy","arguments":{"n":0}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"mx-1"`) || !strings.Contains(string(body), "done") {
+		t.Fatalf("RawPost after the upstream forgot the session: HTTP %d %s", resp.StatusCode, body)
+	}
+	_ = s.Close()
 }

@@ -3,7 +3,10 @@ package mcp
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // RawPost sends one JSON-RPC message, as bytes, on this session's upstream
@@ -20,10 +23,27 @@ func (s *session) RawPost(ctx context.Context, body []byte) (*http.Response, err
 	if err := s.bind(ctx); err != nil {
 		return nil, err
 	}
-	cs, err := s.conn(ctx)
-	if err != nil {
-		return nil, err
+	for try := 0; ; try++ {
+		cs, err := s.conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := s.rawPost(ctx, cs, body)
+		// 404 on a session id: the upstream forgot the session (it
+		// restarted, or expired it) and did not run the message. Reconnect
+		// and send it once more, as the go-sdk path does.
+		if err == nil && resp.StatusCode == http.StatusNotFound && cs.ID() != "" && try == 0 {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+			resp.Body.Close()
+			s.a.log.Info("upstream forgot the session (HTTP 404); reconnecting")
+			s.drop(cs)
+			continue
+		}
+		return resp, err
 	}
+}
+
+func (s *session) rawPost(ctx context.Context, cs *sdk.ClientSession, body []byte) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.a.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
