@@ -158,6 +158,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", inner)
 	resp, err := rp.RawPost(cctx, out)
 	if err != nil {
+		g.cancelAbandoned(cctx, rp, upID)
 		done(err)
 		res, ferr := g.toolFailure(o, u, err) // credential problems become actionable tool errors
 		g.fastFail(c, o, env.ID, res, ferr)
@@ -167,6 +168,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	msg, ctype, err := readResponse(resp, []byte(upID))
 	done(err)
 	if err != nil {
+		g.cancelAbandoned(cctx, rp, upID)
 		g.fastFail(c, o, env.ID, nil, g.upstreamError(o, u, err))
 		return
 	}
@@ -194,6 +196,32 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		c.Data(http.StatusOK, "application/json", msg)
 	}
 	c.Abort()
+}
+
+// cancelAbandoned tells the upstream to stop a fast-path call whose
+// context ended before its answer (the client went away, or the upstream
+// timeout passed): a stateful upstream does not stop a handler when the
+// POST's connection closes, only on notifications/cancelled.
+func (g *Gateway) cancelAbandoned(ctx context.Context, rp rawPoster, upID string) {
+	if ctx.Err() == nil {
+		return
+	}
+	reason := "the client closed the request"
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		reason = "timed out at the gateway"
+	}
+	body := []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + upID + `,"reason":"` + reason + `"}}`)
+	go func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		resp, err := rp.RawPost(cctx, body)
+		if err != nil {
+			g.log.Debug("sending notifications/cancelled upstream failed", "error", err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}()
 }
 
 // readResponse returns the JSON-RPC response with id upID from an upstream

@@ -83,6 +83,7 @@ type Gateway struct {
 	gen          atomic.Uint64
 	stateless    bool
 	sessions     sync.Map // key → *dsession
+	requests     sync.Map // reqCtxHeader value → the HTTP request's context (bindRequest)
 	sessionCount atomic.Int64
 	sendHandler  mcp.MethodHandler
 

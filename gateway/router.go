@@ -90,6 +90,8 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			o.requestID = ex.Header.Get(RequestIDHeader)
 		}
 		o.d = g.sessionFor(ctx, ss, id)
+		ctx, stop := g.requestScoped(ctx, req)
+		defer stop()
 		ctx = identity.NewContext(ctx, id)
 		ctx, o.info = callinfo.NewContext(ctx)
 		ctx = g.startSpan(ctx, o, req)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -89,6 +92,49 @@ func (g *Gateway) passRPCID(c *gin.Context) {
 		c.Request.Header.Set(rpcIDHeader, strings.Trim(string(env.ID), `"`))
 	}
 }
+
+// reqCtxHeader links a go-sdk handler to the HTTP request that carried
+// its message (bindRequest); clients cannot set it.
+const reqCtxHeader = "Mandate-Internal-Request"
+
+var reqSeq atomic.Uint64
+
+// bindRequest makes the HTTP request's context findable from the go-sdk
+// handler of its message. In stateful mode go-sdk does not cancel a
+// handler when the client's POST goes away (it keeps the stream for
+// resumption, which needs an event store Mandate does not keep), so the
+// router cancels the routed call itself, and the upstream is told
+// (notifications/cancelled) instead of running on for nobody.
+func (g *Gateway) bindRequest(c *gin.Context) {
+	c.Request.Header.Del(reqCtxHeader)
+	if c.Request.Method != http.MethodPost {
+		return
+	}
+	key := strconv.FormatUint(reqSeq.Add(1), 36)
+	c.Request.Header.Set(reqCtxHeader, key)
+	g.requests.Store(key, c.Request.Context())
+	defer g.requests.Delete(key)
+	c.Next()
+}
+
+// requestScoped returns ctx, cancelled as well when the client's HTTP
+// request for this message ends; stop releases it.
+func (g *Gateway) requestScoped(ctx context.Context, req mcp.Request) (_ context.Context, stop func()) {
+	ex := req.GetExtra()
+	if ex == nil || ex.Header == nil {
+		return ctx, func() {}
+	}
+	v, ok := g.requests.Load(ex.Header.Get(reqCtxHeader))
+	if !ok {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	unhook := context.AfterFunc(v.(context.Context), func() { cancel(errClientGone) })
+	return ctx, func() { unhook(); cancel(nil) }
+}
+
+// errClientGone is the cause of a call cancelled because its client left.
+var errClientGone = errors.New("the client closed the request")
 
 // startFastSpan opens the server span of a fast-path tools/call (the
 // same name and attributes as startSpan, plus jsonrpc.request.id, which
