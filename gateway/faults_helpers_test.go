@@ -219,12 +219,15 @@ func (f *flapServer) up() {
 // slow (sleeps d or until cancelled) and block (waits for cancellation,
 // reporting start and cancellation on the channels).
 type faultTools struct {
-	started   chan string // the block tool's "tag" argument, when it starts
-	cancelled chan string // the tag, when its context is cancelled
+	started   chan string   // the block tool's "tag" argument, when it starts
+	cancelled chan string   // the tag, when its context is cancelled
+	release   chan struct{} // closed at the end of the test: blocked tools return
 }
 
-func newFaultTools() *faultTools {
-	return &faultTools{started: make(chan string, 64), cancelled: make(chan string, 64)}
+func newFaultTools(t testing.TB) *faultTools {
+	ft := &faultTools{started: make(chan string, 64), cancelled: make(chan string, 64), release: make(chan struct{})}
+	t.Cleanup(func() { close(ft.release) })
+	return ft
 }
 
 func (ft *faultTools) build(s *mcp.Server, u *testUpstream) {
@@ -236,6 +239,7 @@ func (ft *faultTools) build(s *mcp.Server, u *testUpstream) {
 		case <-time.After(time.Duration(in.MS) * time.Millisecond):
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
+		case <-ft.release:
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "slept"}}}, nil, nil
 	})
@@ -245,7 +249,7 @@ func (ft *faultTools) build(s *mcp.Server, u *testUpstream) {
 		case <-ctx.Done():
 			ft.cancelled <- in.Tag
 			return nil, nil, ctx.Err()
-		case <-time.After(30 * time.Second):
+		case <-ft.release:
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "not cancelled"}}}, nil, nil
 		}
 	})

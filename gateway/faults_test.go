@@ -1,11 +1,18 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,7 +227,7 @@ func TestFaultUpstream(t *testing.T) {
 	const flakyTimeout = 1500 * time.Millisecond
 	setup := func(t *testing.T) (*muxEnv, *faultTools, *flapServer, func() http.Handler, *mcp.ClientSession) {
 		env := startMux(t, nil)
-		ft := newFaultTools()
+		ft := newFaultTools(t)
 		fs, restart := addFlaky(t, env, ft, flakyTimeout)
 		alice := connect(t, env.gw.mcpURL, env.aliceTk)
 		for _, up := range []string{"crm", "flaky"} {
@@ -317,8 +324,8 @@ func TestFaultUpstream(t *testing.T) {
 		flakyFails(t, err, time.Since(start), flakyTimeout+time.Second, "call while flaky is down")
 		fs.setHandler(restart())
 		fs.up()
-		if flakyBack(t, alice, "flaky after it came back") {
-			t.Skip(bugFastPathRestart)
+		if err := callWho(t, alice, "flaky", "user-alice"); err != nil {
+			t.Fatalf("flaky after it came back: %v", err)
 		}
 	})
 
@@ -329,7 +336,6 @@ func TestFaultUpstream(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			_, _, fs, restart, alice := setup(t)
-			bug := false
 			for cycle := range 3 {
 				fs.down()
 				start := time.Now()
@@ -342,50 +348,381 @@ func TestFaultUpstream(t *testing.T) {
 					fs.setHandler(restart())
 				}
 				fs.up()
-				if flakyBack(t, alice, fmt.Sprintf("cycle %d: flaky after it came back", cycle)) {
-					bug = true
+				if err := callWho(t, alice, "flaky", "user-alice"); err != nil {
+					t.Fatalf("cycle %d: flaky after it came back: %v", cycle, err)
 				}
 				if err := callWho(t, alice, "crm", "user-alice"); err != nil {
 					t.Fatalf("cycle %d: crm after flaky came back: %v", cycle, err)
 				}
 			}
-			if bug {
-				t.Skip(bugFastPathRestart)
+		})
+	}
+}
+
+// TestFaultClientDisconnect: a client that drops its HTTP connection in the
+// middle of a tools/call (no notifications/cancelled, just gone) gets the
+// upstream tool's context cancelled within a bounded time, on the fast path
+// (warm session) and on the go-sdk path (a call with a progress token), long
+// before the upstream timeout would end it. The session keeps working.
+func TestFaultClientDisconnect(t *testing.T) {
+	env := startMux(t, nil)
+	ft := newFaultTools(t)
+	addFlaky(t, env, ft, 20*time.Second)
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	if err := callWho(t, alice, "flaky", "user-alice"); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 3 * time.Second
+	for _, tc := range []struct {
+		name string
+		meta string
+		fast bool
+	}{
+		{"fast path", "", true},
+		{"go-sdk path", `,"_meta":{"progressToken":"p-1"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tag := strings.ReplaceAll(tc.name, " ", "-")
+			body := `{"jsonrpc":"2.0","id":"dc-1","method":"tools/call","params":{"name":"flaky_block","arguments":{"Tag":"` + tag + `"}` + tc.meta + `}}`
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, env.gw.mcpURL, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			for k, v := range sessionHeaders(env.aliceTk, alice) {
+				req.Header.Set(k, v)
+			}
+			fastBefore := fastCalls.Load()
+			errc := make(chan error, 1)
+			go func() {
+				resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body) // an SSE response streams until the result
+					resp.Body.Close()
+				}
+				errc <- err
+			}()
+			select {
+			case got := <-ft.started:
+				if got != tag {
+					t.Fatalf("upstream started %q, want %q", got, tag)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call never reached the upstream tool")
+			}
+			if took := fastCalls.Load() - fastBefore; (took == 1) != tc.fast {
+				t.Fatalf("fast-path calls: %d, want fast=%v", took, tc.fast)
+			}
+			cancel() // the client goes away
+			gone := time.Now()
+			if err := <-errc; err == nil {
+				t.Fatal("the cancelled request completed")
+			}
+			select {
+			case got := <-ft.cancelled:
+				if got != tag {
+					t.Fatalf("upstream cancelled %q, want %q", got, tag)
+				}
+				t.Logf("upstream tool cancelled %s after the client disconnected", time.Since(gone))
+			case <-time.After(bound):
+				t.Errorf("the upstream tool was not cancelled within %s of the client disconnecting (upstream timeout 20s)", bound)
+			}
+			if err := callWho(t, alice, "flaky", "user-alice"); err != nil {
+				t.Fatalf("the session after the disconnect: %v", err)
 			}
 		})
 	}
 }
 
-// bugFastPathRestart describes a known bug; the tests that meet it assert
-// everything else, then skip with this text (they pass once it is fixed).
-const bugFastPathRestart = "BUG: after an upstream restarts (forgets its sessions), every warm tools/call on an existing " +
-	"downstream session fails with the upstream's \"HTTP 404: session not found\": the fast path " +
-	"(gateway/fastpath.go → upstreams/mcp session.RawPost) forwards on the dead upstream session id and never " +
-	"reconnects, until some call takes the go-sdk path (which drops the session and retries once on 404). " +
-	"RawPost should do the same: on HTTP 404 for a session id, drop the client session, reconnect, resend once."
-
-// flakyBack calls flaky_who after flaky came back. It reports whether the
-// call met bugFastPathRestart; then it checks that the go-sdk path
-// recovers (a progress token keeps a call off the fast path), which also
-// heals the session for the rest of the test.
-func flakyBack(t *testing.T, cs *mcp.ClientSession, what string) (bug bool) {
-	t.Helper()
-	err := callWho(t, cs, "flaky", "user-alice")
-	if err == nil {
-		return false
+// TestFaultOversizedBodyOnWarmSession: a body over server.max_body_bytes on
+// an established session (where the fast path reads the body first) gets
+// 413 and nothing reaches the upstream; the session keeps working. (The
+// cold-session case is TestAuthenticationBadInput's "body over the limit".)
+func TestFaultOversizedBodyOnWarmSession(t *testing.T) {
+	env := startMux(t, func(c *Config) { c.Server.MaxBodyBytes = 64 << 10 })
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	if err := callWho(t, alice, "crm", "user-alice"); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), "HTTP 404: session not found") {
-		t.Fatalf("%s: %v", what, err)
+	env.crm.mu.Lock()
+	seen := len(env.crm.tokens)
+	env.crm.mu.Unlock()
+	for _, meta := range []string{"", `,"_meta":{"progressToken":"p"}`} {
+		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"crm_echo","arguments":{"x":"` + strings.Repeat("a", 1<<20) + `"}` + meta + `}}`
+		resp, out := env.gw.post(t, body, sessionHeaders(env.aliceTk, alice))
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("1 MiB body (meta %q): status %d, want 413: %.200s", meta, resp.StatusCode, out)
+		}
 	}
-	t.Logf("%s: %v (known bug; checking the go-sdk path)", what, err)
-	p := &mcp.CallToolParams{Name: "flaky_who", Arguments: map[string]any{}}
-	p.SetProgressToken("off-the-fast-path")
-	res, err := cs.CallTool(t.Context(), p)
-	if err != nil || res.IsError || whoOf(res)["subject"] != "user-alice" {
-		t.Fatalf("%s, go-sdk path: %v %+v", what, err, res)
+	env.crm.mu.Lock()
+	after := len(env.crm.tokens)
+	env.crm.mu.Unlock()
+	if after != seen {
+		t.Errorf("the oversized calls reached the upstream (%d requests)", after-seen)
 	}
-	if err := callWho(t, cs, "flaky", "user-alice"); err != nil {
-		t.Fatalf("%s, fast path after the go-sdk path reconnected: %v", what, err)
+	if err := callWho(t, alice, "crm", "user-alice"); err != nil {
+		t.Fatalf("the session after the oversized bodies: %v", err)
 	}
-	return true
 }
+
+// TestFaultSlowloris: clients that send their headers one byte every 200 ms
+// are cut off by the server's ReadHeaderTimeout (the http.Server that
+// ServeListener runs; 10 s, not configurable), and the same server keeps
+// serving health checks and MCP calls meanwhile.
+func TestFaultSlowloris(t *testing.T) {
+	// Mostly waiting: it overlaps with the package's other parallel tests.
+	t.Parallel()
+	const readHeaderTimeout = 10 * time.Second // gateway.httpServer
+	env := startMux(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- env.gw.g.ServeListener(ctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("ServeListener: %v", err)
+		}
+	})
+	base := "http://" + ln.Addr().String()
+
+	const conns = 20
+	closedAfter := make(chan time.Duration, conns)
+	start := time.Now()
+	for range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() { // the server closing the connection ends this read
+			_, _ = io.Copy(io.Discard, c)
+			closedAfter <- time.Since(start)
+		}()
+		go func() {
+			if _, err := io.WriteString(c, "POST /mcp HTTP/1.1\r\nHost: "+ln.Addr().String()+"\r\nX-Slow: "); err != nil {
+				return
+			}
+			for {
+				time.Sleep(200 * time.Millisecond)
+				if _, err := c.Write([]byte("a")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	// Meanwhile the same server answers.
+	hc := &http.Client{Timeout: 5 * time.Second}
+	alice := connect(t, base+"/mcp", env.aliceTk)
+	var worst time.Duration
+	calls := 0
+	for time.Since(start) < readHeaderTimeout-time.Second {
+		t0 := time.Now()
+		resp, err := hc.Get(base + "/healthz")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("healthz during the slowloris: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		if err := callWho(t, alice, "crm", "user-alice"); err != nil {
+			t.Fatalf("MCP call during the slowloris: %v", err)
+		}
+		worst = max(worst, time.Since(t0))
+		calls++
+		time.Sleep(300 * time.Millisecond)
+	}
+	if worst > 2*time.Second {
+		t.Errorf("slowest request during the slowloris: %s", worst)
+	}
+	for i := range conns {
+		select {
+		case d := <-closedAfter:
+			if d < readHeaderTimeout-500*time.Millisecond || d > readHeaderTimeout+3*time.Second {
+				t.Errorf("slow connection %d closed after %s, want about %s", i, d, readHeaderTimeout)
+			}
+		case <-time.After(readHeaderTimeout + 5*time.Second - time.Since(start)):
+			t.Fatalf("%d of %d slow connections still open %s after they started", conns-i, conns, time.Since(start))
+		}
+	}
+	t.Logf("%d slow connections closed after ~%s; %d health checks and MCP calls served meanwhile, slowest %s", conns, readHeaderTimeout, calls, worst)
+}
+
+// TestFaultAbandonedSessionsReaped: many clients open a session and walk
+// away (10,000; 2,000 under -race, where each request is several times
+// slower; MANDATE_FAULT_SESSIONS overrides). Every tenth also lists tools,
+// so that Mandate's own per-session state exists for it. With a 1 s idle
+// timeout all of them are reaped: their ids answer 404, the session registry
+// and the mandate_sessions gauge return to 0, goroutines and heap return
+// near their baseline.
+func TestFaultAbandonedSessionsReaped(t *testing.T) {
+	n := 10_000
+	if raceEnabled {
+		n = 2_000
+	}
+	if v := os.Getenv("MANDATE_FAULT_SESSIONS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	const idle = time.Second
+	idp := startIdP(t)
+	tg := startGateway(t, idp.Issuer(), func(c *Config) {
+		c.Server.Session.IdleTimeout = idle
+		c.Audit.Sink, c.Audit.Path = "file", filepath.Join(t.TempDir(), "audit.jsonl")
+	})
+	tok := idpToken(t, idp, "alice", devidp.TokenOptions{Audience: []string{tg.mcpURL}, Lifetime: time.Hour})
+	const workers = 16
+	tr := &http.Transport{MaxIdleConnsPerHost: workers}
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	t.Cleanup(tr.CloseIdleConnections)
+	post := func(body, sid string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, tg.mcpURL, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, nil
+	}
+	// Warm the gateway (key cache, pools) before the baseline.
+	if resp, err := post(initBody, ""); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("warm-up: %v %v", err, resp)
+	}
+	baseG, baseHeap := settledGoroutinesAndHeap(tr)
+
+	sids := make([]string, n)
+	var next atomic.Int64
+	var failures atomic.Int64
+	var firstErr atomic.Pointer[string]
+	fail := func(format string, args ...any) {
+		failures.Add(1)
+		msg := fmt.Sprintf(format, args...)
+		firstErr.CompareAndSwap(nil, &msg)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var peak atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				resp, err := post(initBody, "")
+				if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Mcp-Session-Id") == "" {
+					fail("initialize %d: %v %v", i, err, resp)
+					continue
+				}
+				sids[i] = resp.Header.Get("Mcp-Session-Id")
+				if i%10 != 0 {
+					continue
+				}
+				if resp, err := post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, sids[i]); err != nil || resp.StatusCode/100 != 2 {
+					fail("initialized %d: %v %v", i, err, resp)
+					continue
+				}
+				if resp, err := post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, sids[i]); err != nil || resp.StatusCode != http.StatusOK {
+					fail("tools/list %d: %v %v", i, err, resp)
+					continue
+				}
+				if c := tg.g.sessionCount.Load(); c > peak.Load() {
+					peak.Store(c)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	opened := time.Since(start)
+	if failures.Load() > 0 {
+		t.Fatalf("%d of %d sessions failed to open; first: %s", failures.Load(), n, *firstErr.Load())
+	}
+	distinct := map[string]bool{}
+	for _, s := range sids {
+		distinct[s] = true
+	}
+	if len(distinct) != n {
+		t.Fatalf("%d sessions opened with %d distinct ids", n, len(distinct))
+	}
+	if peak.Load() == 0 {
+		t.Fatal("no session ever reached the gateway's registry")
+	}
+
+	// Reaped: registry empty, ids unknown.
+	deadline := time.Now().Add(idle + 10*time.Second)
+	for tg.g.sessionCount.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := tg.g.sessionCount.Load(); c != 0 {
+		t.Fatalf("%d sessions still in the registry %s after the last one was opened (idle timeout %s)", c, time.Since(start)-opened, idle)
+	}
+	for _, i := range []int{0, 1, n / 3, n / 2, n - 2, n - 1} {
+		for {
+			resp, err := post(`{"jsonrpc":"2.0","id":3,"method":"ping"}`, sids[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode == http.StatusNotFound {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("abandoned session %d still answers %d", i, resp.StatusCode)
+			}
+			time.Sleep(100 * time.Millisecond) // a ping restarts its idle timer: wait past it
+		}
+	}
+	resp, err := http.Get(tg.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	gauge := ""
+	for _, l := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(l, "mandate_sessions") {
+			gauge = l
+		}
+	}
+	if fields := strings.Fields(gauge); len(fields) < 2 || fields[len(fields)-1] != "0" {
+		t.Errorf("session gauge after reaping: %q, want 0", gauge)
+	}
+	g, heap := settledGoroutinesAndHeap(tr)
+	for time.Now().Before(deadline) && g > baseG+10 {
+		time.Sleep(100 * time.Millisecond)
+		g, heap = settledGoroutinesAndHeap(tr)
+	}
+	t.Logf("%d sessions (%d with Mandate state, peak %d in the registry) opened in %s, all reaped %s later; goroutines %d → %d, heap in use %.1f → %.1f MiB",
+		n, (n+9)/10, peak.Load(), opened.Round(time.Millisecond), (time.Since(start) - opened).Round(time.Millisecond), baseG, g, mib(baseHeap), mib(heap))
+	if g > baseG+10 {
+		t.Errorf("goroutines: %d before, %d after the sessions were reaped", baseG, g)
+	}
+	if heap > baseHeap+32<<20 {
+		t.Errorf("heap in use: %.1f MiB before, %.1f MiB after the sessions were reaped", mib(baseHeap), mib(heap))
+	}
+}
+
+// settledGoroutinesAndHeap closes idle client connections (each holds
+// goroutines on both ends), collects garbage and returns the goroutine
+// count and HeapInuse.
+func settledGoroutinesAndHeap(trs ...*http.Transport) (int, uint64) {
+	for _, tr := range trs {
+		tr.CloseIdleConnections()
+	}
+	closeIdleDefault()
+	time.Sleep(50 * time.Millisecond)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return runtime.NumGoroutine(), ms.HeapInuse
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -48,6 +48,9 @@ func TestLoadManyUsersNoCrossTalk(t *testing.T) {
 	}
 	runtime.GC()
 	baseG := runtime.NumGoroutine()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	baseHeapInuse, baseHeapAlloc := ms.HeapInuse, ms.HeapAlloc
 
 	var calls, failures, crossTalk atomic.Int64
 	var firstErr atomic.Pointer[string]
@@ -111,8 +114,22 @@ func TestLoadManyUsersNoCrossTalk(t *testing.T) {
 			if g > baseG+10 {
 				t.Errorf("goroutines: %d before the load, %d after", baseG, g)
 			}
+			t.Logf("goroutines: %d before the load, %d after", baseG, g)
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// Heap back near baseline: what the load allocated is garbage once its
+	// sessions are closed (caches of tokens and listings stay: a few KiB
+	// per user). The bound is generous; a leak of per-call state over
+	// thousands of calls exceeds it.
+	const heapSlack = 32 << 20
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("heap in use: %.1f MiB before the load, %.1f MiB after; heap allocated: %.1f → %.1f MiB (%d calls)",
+		float64(baseHeapInuse)/(1<<20), float64(ms.HeapInuse)/(1<<20), float64(baseHeapAlloc)/(1<<20), float64(ms.HeapAlloc)/(1<<20), n)
+	if ms.HeapInuse > baseHeapInuse+heapSlack || ms.HeapAlloc > baseHeapAlloc+heapSlack {
+		t.Errorf("heap after the load: in use %d B (baseline %d), allocated %d B (baseline %d); want each ≤ baseline + %d MiB",
+			ms.HeapInuse, baseHeapInuse, ms.HeapAlloc, baseHeapAlloc, heapSlack>>20)
 	}
 }
