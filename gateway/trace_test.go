@@ -33,18 +33,8 @@ func TestTraceTiesIdentities(t *testing.T) {
 	env := startMuxOpts(t, nil, Options{TracerProvider: tp})
 
 	// The client starts a trace and sends traceparent.
-	clientTP := sdktrace.NewTracerProvider()
-	ctx, clientSpan := clientTP.Tracer("client").Start(context.Background(), "client op")
+	ctx, clientSpan, cs := tracedClient(t, env, env.aliceTk)
 	traceID := clientSpan.SpanContext().TraceID()
-	hdr := http.Header{}
-	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(hdr))
-	c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: env.gw.mcpURL,
-		HTTPClient: &http.Client{Transport: &headerTransport{token: env.aliceTk, base: traceTransport{hdr.Get("Traceparent")}}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +147,22 @@ func TestTraceTiesIdentities(t *testing.T) {
 	_ = attribute.Key("")
 }
 
+// tracedClient starts a client-side span and connects a client session
+// that sends its traceparent on every request (closed at cleanup).
+func tracedClient(t *testing.T, env *muxEnv, token string) (context.Context, trace.Span, *mcp.ClientSession) {
+	t.Helper()
+	ctx, span := sdktrace.NewTracerProvider().Tracer("client").Start(context.Background(), "client op")
+	hdr := http.Header{}
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(hdr))
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: env.gw.mcpURL,
+		HTTPClient: &http.Client{Transport: &headerTransport{token: token, base: traceTransport{hdr.Get("Traceparent")}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return ctx, span, cs
+}
+
 // traceTransport adds a fixed traceparent header to every request.
 type traceTransport struct{ tp string }
 
@@ -180,16 +186,7 @@ func TestTraceSampleRatio(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clientTP := sdktrace.NewTracerProvider()
-	ctx, clientSpan := clientTP.Tracer("client").Start(context.Background(), "client op")
-	hdr := http.Header{}
-	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(hdr))
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: env.gw.mcpURL,
-		HTTPClient: &http.Client{Transport: &headerTransport{token: env.aliceTk, base: traceTransport{hdr.Get("Traceparent")}}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	ctx, clientSpan, cs := tracedClient(t, env, env.aliceTk)
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}

@@ -342,20 +342,34 @@ func TestMalformedDefinitions(t *testing.T) {
 	_ = s.Close()
 }
 
-// The upstream forgets the session (restart): the call is retried once on a
-// new upstream session, transparently; logging level and subscriptions are
-// restored.
-func TestUpstreamForgetsSession(t *testing.T) {
-	leakCheck(t)
-	u := newUpstream(t, upstreamOptions{})
+// restartable serves u through a streamable handler that restart replaces
+// by a new one: the upstream forgets every session, as after a restart.
+func restartable(u *upstream) (restart func()) {
 	var mu sync.Mutex
-	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
+	newHandler := func() http.Handler {
+		return sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
+	}
+	h := newHandler()
 	u.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		cur := h
 		mu.Unlock()
 		cur.ServeHTTP(w, r)
 	})
+	return func() {
+		mu.Lock()
+		h = newHandler()
+		mu.Unlock()
+	}
+}
+
+// The upstream forgets the session (restart): the call is retried once on a
+// new upstream session, transparently; logging level and subscriptions are
+// restored.
+func TestUpstreamForgetsSession(t *testing.T) {
+	leakCheck(t)
+	u := newUpstream(t, upstreamOptions{})
+	restart := restartable(u)
 	a, _ := testAdapter(t, u.URL, nil, nil)
 	rec := newRecorder()
 	s := open(t, a, context.Background(), rec)
@@ -363,11 +377,7 @@ func TestUpstreamForgetsSession(t *testing.T) {
 	if err := s.SetLoggingLevel(ctx, &sdk.SetLoggingLevelParams{Level: "info"}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	old := h
-	h = sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
-	mu.Unlock()
-	_ = old
+	restart()
 	res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "noisy", Arguments: map[string]any{"n": 2}})
 	if err != nil || firstText(t, res) != "done" {
 		t.Fatalf("call after the upstream forgot the session: %v %v", res, err)
@@ -418,23 +428,14 @@ func TestCloseSessionsAndAdapter(t *testing.T) {
 func TestRawPostUpstreamForgetsSession(t *testing.T) {
 	leakCheck(t)
 	u := newUpstream(t, upstreamOptions{})
-	var mu sync.Mutex
-	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
-	u.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		cur := h
-		mu.Unlock()
-		cur.ServeHTTP(w, r)
-	})
+	restart := restartable(u)
 	a, _ := testAdapter(t, u.URL, nil, nil)
 	s := open(t, a, context.Background(), newRecorder())
 	ctx := context.Background()
 	if _, err := s.CallTool(ctx, &sdk.CallToolParams{Name: "noisy", Arguments: map[string]any{"n": 0}}); err != nil {
 		t.Fatal(err) // connects the upstream session
 	}
-	mu.Lock()
-	h = sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
-	mu.Unlock()
+	restart()
 	raw, ok := s.(interface {
 		RawPost(context.Context, []byte) (*http.Response, error)
 	})
