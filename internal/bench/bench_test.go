@@ -153,17 +153,20 @@ func TestMemStatsHandler(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(MemStatsHandler())
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m MemStats
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	if m.HeapInuse == 0 || m.Sys < m.HeapInuse || m.Goroutines < 2 {
-		t.Fatalf("implausible memstats: %+v", m)
+	for _, q := range []string{"", "?release=1"} {
+		resp, err := http.Get(srv.URL + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m MemStats
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.HeapInuse == 0 || m.Sys < m.HeapInuse || m.Goroutines < 2 {
+			t.Fatalf("implausible memstats (%q): %+v", q, m)
+		}
 	}
 	post, err := http.Post(srv.URL, "text/plain", nil)
 	if err != nil {

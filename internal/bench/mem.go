@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 )
@@ -51,17 +52,23 @@ type MemStats struct {
 	Goroutines int    `json:"goroutines"`
 }
 
-// ReadMemStats runs a garbage collection and returns the runtime's memory
-// statistics.
-func ReadMemStats() MemStats {
-	runtime.GC()
+// ReadMemStats runs a garbage collection (with release, also returns as much
+// memory to the operating system as possible, debug.FreeOSMemory) and
+// returns the runtime's memory statistics.
+func ReadMemStats(release bool) MemStats {
+	if release {
+		debug.FreeOSMemory()
+	} else {
+		runtime.GC()
+	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return MemStats{HeapAlloc: m.HeapAlloc, HeapInuse: m.HeapInuse, StackInuse: m.StackInuse,
 		Sys: m.Sys, Goroutines: runtime.NumGoroutine()}
 }
 
-// MemStatsHandler answers GET with ReadMemStats as JSON. It is for the
+// MemStatsHandler answers GET with ReadMemStats as JSON; the query
+// "release=1" releases free memory to the OS first. It is for the
 // benchmark's own debug listeners (loopback), never for the product.
 func MemStatsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +77,6 @@ func MemStatsHandler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(ReadMemStats())
+		_ = json.NewEncoder(w).Encode(ReadMemStats(r.URL.Query().Get("release") == "1"))
 	})
 }

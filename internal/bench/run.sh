@@ -23,7 +23,7 @@
 #                         front of 5 echo upstreams (direct and rproxy: one echoserver)
 #                 idle    idle-N: N idle sessions, memory per session (direct and mandate)
 #     -I N        idle sessions (default 10000)
-#     -C N        cold users minted before the runs (default 4000 per round)
+#     -C N        cold users minted before the runs (default 3000 per round)
 #     -L          send tools/list with params {} instead of none (loadgen -list-params-object)
 #
 # It builds echoserver, rproxy, loadgen, benchidp, benchsummary and mandateprof
@@ -47,7 +47,7 @@ while getopts "d:w:r:s:o:g:Pp:n:t:Bx:I:C:Lh" opt; do
   esac
 done
 has() { [[ " $EXTRA " == *" $1 "* ]]; }
-COLD=${COLD:-$((4000 * ROUNDS))}
+COLD=${COLD:-$((3000 * ROUNDS))}
 has cold || has fanout || COLD=0
 TRACEARGS=(-trace-sample "$SAMPLE"); TRACEDESC="traces sampled (parent-based ratio $SAMPLE, spans batched and discarded)"
 if [[ $SAMPLE == none ]]; then TRACEARGS=(); TRACEDESC="traces none"; fi
@@ -61,7 +61,8 @@ mkdir -p "$OUT/bin" "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 BASE=${BENCH_PORT_BASE:-19100}
 P_ECHO=$((BASE+1)) P_RPROXY=$((BASE+2)) P_MANDATE=$((BASE+3)) P_BARE=$((BASE+4)) P_FAN=$((BASE+5))
-P_MIDLE=$((BASE+6)) P_IDP=$((BASE+10)) P_FANECHO=$((BASE+20)) P_EIDLE=$((BASE+26)) P_DEBUG=$((BASE+30))
+P_MIDLE=$((BASE+6)) P_IDP=$((BASE+10)) P_FANECHO=$((BASE+20)) P_EIDLE=$((BASE+26)) P_EIDLE2=$((BASE+27))
+P_DEBUG=$((BASE+30))
 MAXS=$(printf '%s\n' $SESSIONS 8 | sort -n | tail -1)
 
 PIDS=()
@@ -261,8 +262,8 @@ extra=""
 if r.get("tools"): extra+="  tools %d" % r["tools"]
 if r.get("tokens_used"): extra+="  new users %d" % r["tokens_used"]
 for n,m in sorted(r.get("idle",{}).items()):
-  extra+="  %s RSS %.1f→%.1f MiB %.1f KiB/session heap %.1f KiB/session goroutines %d→%d" % (n, m["rss_before_kib"]/1024, m["rss_after_kib"]/1024,
-    m["rss_per_session_kib"], m.get("heap_per_session_kib",0), m.get("goroutines_before",0), m.get("goroutines_after",0))
+  extra+="  %s RSS %.1f→%.1f MiB %.1f KiB/session (released %.1f) heap %.1f KiB/session goroutines %d→%d" % (n, m["rss_before_kib"]/1024, m["rss_after_kib"]/1024,
+    m["rss_per_session_kib"], m.get("rss_released_per_session_kib",0), m.get("heap_per_session_kib",0), m.get("goroutines_before",0), m.get("goroutines_after",0))
 print("%-22s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op%s  load %s" % (
   r["label"], r["calls_per_s"], r["p50_us"]/1000, r["p99_us"]/1000, r["errors"], r["wrong"],
   ("%.0f" % c["proxy"]["us_per_op"]) if "proxy" in c else "-", c.get("upstream",{}).get("us_per_op",0), extra, r["loadavg"]))
@@ -294,6 +295,18 @@ run_one() { # scenario group target round args...
   sleep 0.5
 }
 
+# Prime every Mandate with every user of tokens.txt (token exchange, JWKS,
+# per-user catalog) so that the first round of a scenario does not pay what
+# the cold scenarios measure; not recorded.
+prime() { # url args...
+  local u=$1; shift
+  "${N[@]}" "$B/loadgen" -url "$u" -sessions "$((MAXS + 1))" -duration 1s -warmup 0s \
+    -token-file "$OUT/tokens.txt" "${LISTOBJ[@]}" "$@" >>"$OUT/logs/prime.log" 2>&1 ||
+    log "priming $u failed (see $OUT/logs/prime.log)"
+}
+for t in $TARGETS; do [[ $t == mandate* ]] && prime "${URL[$t]}" -scenario calls -tool echo; done
+has fanout && prime "http://127.0.0.1:$P_FAN/mcp" -scenario list
+
 for entry in "${SCEN[@]}"; do
   IFS='|' read -r sc g args <<<"$entry"
   ts=$TARGETS
@@ -310,11 +323,12 @@ done
 (( COLD > 0 )) && echo "new users used by the mandate targets: $COLD_OFF of $COLD minted"
 
 # ---- idle sessions ---------------------------------------------------------------
-# A fresh echoserver and a fresh Mandate (same all-on configuration) so that
-# nothing else lives in them; memory is read before and after IDLE sessions
-# are opened and held.
+# Fresh processes (an echoserver for direct; a Mandate with the same all-on
+# configuration and its own fresh echoserver) so that nothing else lives in
+# them; memory is read before and after IDLE sessions are opened and held.
 if has idle; then
   start_echo echo-idle $P_EIDLE $((P_DEBUG+6)); EIDLE_PID=$STARTED_PID
+  start_echo echo-idle2 $P_EIDLE2 $((P_DEBUG+8)); EIDLE2_PID=$STARTED_PID
   idle_one() { # target url pidargs...
     local t=$1 u=$2; shift 2
     local line
@@ -327,11 +341,12 @@ if has idle; then
     echo "$line" | show_run
   }
   idle_one direct http://127.0.0.1:$P_EIDLE/mcp -pid server=$EIDLE_PID -memstats server=http://127.0.0.1:$((P_DEBUG+6))/memstats
-  mandate_config mandate-idle $P_MIDLE all $P_EIDLE
+  kill "$EIDLE_PID" 2>/dev/null || true
+  mandate_config mandate-idle $P_MIDLE all $P_EIDLE2
   start_mandate mandate-idle $P_MIDLE $((P_DEBUG+7)) "${TRACEARGS[@]}"; MIDLE_PID=$STARTED_PID
   idle_one mandate http://127.0.0.1:$P_MIDLE/mcp -pid server=$MIDLE_PID -memstats server=http://127.0.0.1:$((P_DEBUG+7))/memstats \
-    -pid upstream=$EIDLE_PID -memstats upstream=http://127.0.0.1:$((P_DEBUG+6))/memstats
-  kill "$MIDLE_PID" "$EIDLE_PID" 2>/dev/null || true
+    -pid upstream=$EIDLE2_PID -memstats upstream=http://127.0.0.1:$((P_DEBUG+8))/memstats
+  kill "$MIDLE_PID" "$EIDLE2_PID" 2>/dev/null || true
 fi
 
 echo

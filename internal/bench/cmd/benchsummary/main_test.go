@@ -56,7 +56,7 @@ func TestSummarizeAllOnOffAndIdle(t *testing.T) {
 		line("echo-8/mandate/1", 630, 1950, 6000, 600),
 		line("echo-8/mandate-bare/1", 700, 1500, 5000, 400),
 		line("list5-8/mandate/1", 500, 1500, 5000, 400),
-		`{"label":"idle-100/mandate/1","scenario":"idle","calls":100,"loadavg":"1 1 1","idle":{"server":{"rss_before_kib":1024,"rss_after_kib":8192,"rss_per_session_kib":71.68,"heap_per_session_kib":30,"stack_per_session_kib":20,"goroutines_before":10,"goroutines_after":310}}}`,
+		`{"label":"idle-100/mandate/1","scenario":"idle","calls":100,"loadavg":"1 1 1","idle":{"server":{"rss_before_kib":1024,"rss_after_kib":8192,"rss_per_session_kib":71.68,"rss_released_per_session_kib":60,"heap_per_session_kib":30,"stack_per_session_kib":20,"goroutines_before":10,"goroutines_after":310}}}`,
 	}
 	var out strings.Builder
 	if err := summarize(strings.NewReader(strings.Join(in, "\n")), &out); err != nil {
@@ -67,8 +67,8 @@ func TestSummarizeAllOnOffAndIdle(t *testing.T) {
 		"| echo-8 | mandate-bare | 1 | 700 | 1.50 | 5.00 | 400 | 100 | 0 | 0 |",
 		"| echo-8 | 0.90× [0.90–0.90] | 1.30× [1.30–1.30] | 1.20× [1.20–1.20] | 1.50× [1.50–1.50] |",
 		"Throughput of Mandate all-on vs all-off: echo-8 0.90×",
-		"| idle-100 | mandate | server | 100 | 0 | 1.0 | 8.0 | 71.7 | 30.0 | 20.0 | 10 → 310 |",
-		"idle-100       RSS 71.7 KiB/session NOT met; heap+stack 50.0 KiB/session met",
+		"| idle-100 | mandate | server | 100 | 0 | 1.0 | 8.0 | 71.7 | 60.0 | 30.0 | 20.0 | 10 → 310 |",
+		"idle-100       RSS 71.7 KiB/session NOT met; released RSS 60.0 KiB/session met; heap+stack 50.0 KiB/session met",
 		"- list5-N: ", "- idle-N: ", "- echo-N: ",
 	} {
 		if !strings.Contains(got, want) {

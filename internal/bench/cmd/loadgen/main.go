@@ -98,17 +98,22 @@ type Result struct {
 }
 
 // IdleMem is one process's memory before and after the idle sessions were
-// opened. Heap and goroutine fields are zero without a -memstats URL.
+// opened: RSS as found, then (with a -memstats URL) the Go heap, stacks and
+// goroutines after a forced GC that released free memory to the OS, and the
+// RSS after that release. Those fields are zero without a -memstats URL.
 type IdleMem struct {
-	RSSBeforeKiB       int64   `json:"rss_before_kib"`
-	RSSAfterKiB        int64   `json:"rss_after_kib"`
-	RSSPerSessionKiB   float64 `json:"rss_per_session_kib"`
-	HeapBefore         uint64  `json:"heap_inuse_before,omitempty"`
-	HeapAfter          uint64  `json:"heap_inuse_after,omitempty"`
-	HeapPerSessionKiB  float64 `json:"heap_per_session_kib,omitempty"`
-	StackPerSessionKiB float64 `json:"stack_per_session_kib,omitempty"`
-	GoroutinesBefore   int     `json:"goroutines_before,omitempty"`
-	GoroutinesAfter    int     `json:"goroutines_after,omitempty"`
+	ReleasedBeforeKiB     int64   `json:"rss_released_before_kib,omitempty"`
+	ReleasedAfterKiB      int64   `json:"rss_released_after_kib,omitempty"`
+	ReleasedPerSessionKiB float64 `json:"rss_released_per_session_kib,omitempty"`
+	RSSBeforeKiB          int64   `json:"rss_before_kib"`
+	RSSAfterKiB           int64   `json:"rss_after_kib"`
+	RSSPerSessionKiB      float64 `json:"rss_per_session_kib"`
+	HeapBefore            uint64  `json:"heap_inuse_before,omitempty"`
+	HeapAfter             uint64  `json:"heap_inuse_after,omitempty"`
+	HeapPerSessionKiB     float64 `json:"heap_per_session_kib,omitempty"`
+	StackPerSessionKiB    float64 `json:"stack_per_session_kib,omitempty"`
+	GoroutinesBefore      int     `json:"goroutines_before,omitempty"`
+	GoroutinesAfter       int     `json:"goroutines_after,omitempty"`
 }
 
 // CPUStat is one process's CPU time over the measurement window.
@@ -575,30 +580,40 @@ func readCPU(procs map[string][]int) map[string]time.Duration {
 
 // memSample is one process's memory at one moment.
 type memSample struct {
-	rss int64
-	ms  *bench.MemStats
+	rss      int64 // as found
+	released int64 // after the GC and release (with memstats)
+	ms       *bench.MemStats
 }
 
 func (c *config) readMem(ctx context.Context, procs map[string][]int) (map[string]memSample, error) {
 	out := map[string]memSample{}
-	// Go memory first: its forced GC may shrink what RSS reads next.
+	rss := func(name string) (int64, error) {
+		var sum int64
+		for _, pid := range procs[name] {
+			kib, err := bench.ProcRSS(pid)
+			if err != nil {
+				return 0, fmt.Errorf("RSS of %s (pid %d): %w", name, pid, err)
+			}
+			sum += kib
+		}
+		return sum, nil
+	}
+	for name := range procs {
+		kib, err := rss(name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = memSample{rss: kib}
+	}
 	for name, u := range c.memstats {
-		ms, err := fetchMemStats(ctx, u)
+		ms, err := fetchMemStats(ctx, u+"?release=1")
 		if err != nil {
 			return nil, fmt.Errorf("memstats of %s: %w", name, err)
 		}
 		s := out[name]
 		s.ms = ms
-		out[name] = s
-	}
-	for name, pids := range procs {
-		s := out[name]
-		for _, pid := range pids {
-			kib, err := bench.ProcRSS(pid)
-			if err != nil {
-				return nil, fmt.Errorf("RSS of %s (pid %d): %w", name, pid, err)
-			}
-			s.rss += kib
+		if s.released, err = rss(name); err != nil {
+			return nil, err
 		}
 		out[name] = s
 	}
@@ -657,6 +672,8 @@ func (c *config) runIdle(ctx context.Context, tr http.RoundTripper, procs map[st
 		a := after[name]
 		m := IdleMem{RSSBeforeKiB: b.rss, RSSAfterKiB: a.rss, RSSPerSessionKiB: float64(a.rss-b.rss) / n}
 		if b.ms != nil && a.ms != nil {
+			m.ReleasedBeforeKiB, m.ReleasedAfterKiB = b.released, a.released
+			m.ReleasedPerSessionKiB = float64(a.released-b.released) / n
 			m.HeapBefore, m.HeapAfter = b.ms.HeapInuse, a.ms.HeapInuse
 			m.HeapPerSessionKiB = (float64(a.ms.HeapInuse) - float64(b.ms.HeapInuse)) / 1024 / n
 			m.StackPerSessionKiB = (float64(a.ms.StackInuse) - float64(b.ms.StackInuse)) / 1024 / n
@@ -796,8 +813,8 @@ func printText(out io.Writer, r *Result) {
 		fmt.Fprintf(out, "  cpu %-8s %.0f ms  %.1f µs/op\n", name, s.Ms, s.UsPerOp)
 	}
 	for name, m := range r.Idle {
-		fmt.Fprintf(out, "  idle %-8s RSS %d → %d KiB (%.1f KiB/session)  heap %.1f KiB/session  stack %.1f KiB/session  goroutines %d → %d\n",
-			name, m.RSSBeforeKiB, m.RSSAfterKiB, m.RSSPerSessionKiB, m.HeapPerSessionKiB, m.StackPerSessionKiB, m.GoroutinesBefore, m.GoroutinesAfter)
+		fmt.Fprintf(out, "  idle %-8s RSS %d → %d KiB (%.1f KiB/session; after GC+release %.1f)  heap %.1f KiB/session  stack %.1f KiB/session  goroutines %d → %d\n",
+			name, m.RSSBeforeKiB, m.RSSAfterKiB, m.RSSPerSessionKiB, m.ReleasedPerSessionKiB, m.HeapPerSessionKiB, m.StackPerSessionKiB, m.GoroutinesBefore, m.GoroutinesAfter)
 	}
 	if r.TokensUsed > 0 {
 		fmt.Fprintf(out, "  fresh tokens used: %d\n", r.TokensUsed)

@@ -189,7 +189,7 @@ func TestIdleScenario(t *testing.T) {
 	// This process is both client and server: 20 sessions with their SSE
 	// streams add goroutines on both sides.
 	if !ok || res.Calls != 20 || res.Errors != 0 || m.RSSBeforeKiB <= 0 || m.RSSAfterKiB <= 0 ||
-		m.GoroutinesAfter < m.GoroutinesBefore+20 || m.HeapAfter == 0 {
+		m.GoroutinesAfter < m.GoroutinesBefore+20 || m.HeapAfter == 0 || m.ReleasedAfterKiB <= 0 {
 		t.Fatalf("idle: %+v", res)
 	}
 }
