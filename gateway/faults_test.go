@@ -572,7 +572,7 @@ func TestFaultAbandonedSessionsReaped(t *testing.T) {
 		c.Audit.Sink, c.Audit.Path = "file", filepath.Join(t.TempDir(), "audit.jsonl")
 	})
 	tok := idpToken(t, idp, "alice", devidp.TokenOptions{Audience: []string{tg.mcpURL}, Lifetime: time.Hour})
-	const workers = 16
+	const workers = 32
 	tr := &http.Transport{MaxIdleConnsPerHost: workers}
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
