@@ -5,12 +5,28 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // TestHostileJSON: deeply nested or huge JSON-RPC bodies get an error and
 // the gateway keeps serving.
+// Tracing on and off: with tracing, every message's params are read for
+// trace context (a tools/list without params once crashed the process).
 func TestHostileJSON(t *testing.T) {
-	env := startMux(t, nil)
+	for _, traced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "untraced", true: "traced"}[traced], func(t *testing.T) {
+			opts := Options{}
+			if traced {
+				opts.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+			}
+			hostileJSON(t, startMuxOpts(t, nil, opts))
+		})
+	}
+}
+
+func hostileJSON(t *testing.T, env *muxEnv) {
 	alice := connect(t, env.gw.mcpURL, env.aliceTk)
 	hdr := bearer(env.aliceTk)
 	hdr["Mcp-Session-Id"] = alice.ID()
@@ -24,6 +40,8 @@ func TestHostileJSON(t *testing.T) {
 		"wrong types":               `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":42}}`,
 		"tools/list without params": `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`,
 		"tools/call without params": `{"jsonrpc":"2.0","id":10,"method":"tools/call"}`,
+		"prompts/list null params":  `{"jsonrpc":"2.0","id":11,"method":"prompts/list","params":null}`,
+		"resources/list no params":  `{"jsonrpc":"2.0","id":12,"method":"resources/list"}`,
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {

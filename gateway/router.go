@@ -76,6 +76,15 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		if !routedMethods[method] {
 			return next(ctx, method, req)
 		}
+		// go-sdk runs handlers on its own goroutines: a panic here that is
+		// not recovered ends the process, so this covers everything until
+		// the audited recovery below takes over.
+		defer func() {
+			if rec := recover(); rec != nil {
+				g.log.Error("panic serving MCP request", "method", method, "panic", rec, "stack", string(debug.Stack()))
+				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
+			}
+		}()
 		ss, _ := req.GetSession().(*mcp.ServerSession)
 		var id *identity.Identity
 		if ex := req.GetExtra(); ex != nil {

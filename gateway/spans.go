@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -33,7 +34,8 @@ func (g *Gateway) startSpan(ctx context.Context, o *op, req mcp.Request) context
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 		ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(ex.Header))
 	}
-	if mp, ok := req.GetParams().(interface{ GetMeta() map[string]any }); ok {
+	// Absent params arrive as a typed nil pointer: GetMeta would panic.
+	if mp, ok := req.GetParams().(interface{ GetMeta() map[string]any }); ok && !reflect.ValueOf(mp).IsNil() {
 		if meta := mp.GetMeta(); meta != nil {
 			if tp, ok := meta["traceparent"].(string); ok {
 				carrier := propagation.MapCarrier{"traceparent": tp}
