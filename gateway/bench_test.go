@@ -47,7 +47,7 @@ func BenchmarkRoute(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		u, name, ok := st.route("docs_t3")
-		if !ok || name != "t3" || !g.hasTool(ctx, d, st, u, name) {
+		if has, err := g.hasTool(ctx, d, st, u, name); !ok || name != "t3" || !has || err != nil {
 			b.Fatal("docs_t3 not routed")
 		}
 	}

@@ -92,7 +92,7 @@ func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstre
 	id := d.id.Load()
 	key := catalogKey{id.Key(), u.name, kind}
 	e, ok := g.catalog.c.Get(key)
-	if ok && e.gen == st.gen && time.Since(e.at) < u.cfg.CatalogTTL {
+	if ok && e.fresh(st, u) {
 		return e, nil
 	}
 	stale := e
@@ -200,15 +200,32 @@ func (e *catalogEntry) index() {
 	}
 }
 
+// fresh reports whether a cached listing can be served as it is.
+func (e *catalogEntry) fresh(st *state, u *upstream) bool {
+	return e.gen == st.gen && time.Since(e.at) < u.cfg.CatalogTTL
+}
+
 // hasTool reports whether the user's listing of u has the tool. When the
-// listing cannot be fetched the call goes through (the upstream decides).
-func (g *Gateway) hasTool(ctx context.Context, d *dsession, st *state, u *upstream, name string) bool {
+// listing cannot be fetched the call goes through (the upstream decides),
+// and err says why.
+func (g *Gateway) hasTool(ctx context.Context, d *dsession, st *state, u *upstream, name string) (bool, error) {
 	e, err := g.listing(ctx, d, st, u, kindTools)
 	if e == nil {
-		return err != nil
+		return err != nil, err
 	}
 	_, ok := e.toolIndex[name]
-	return ok
+	return ok, nil
+}
+
+// cachedTool is hasTool without fetching: cached is false when no fresh
+// listing of u is cached for the session's user.
+func (g *Gateway) cachedTool(d *dsession, st *state, u *upstream, name string) (has, cached bool) {
+	e, ok := g.catalog.c.Get(catalogKey{d.id.Load().Key(), u.name, kindTools})
+	if !ok || !e.fresh(st, u) {
+		return false, false
+	}
+	_, has = e.toolIndex[name]
+	return has, true
 }
 
 // validTool rejects definitions that would break clients (or panic go-sdk

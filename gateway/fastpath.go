@@ -109,7 +109,9 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	opStart := time.Now()
 	dec := st.policy.Evaluate(policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
 	polEnd := time.Now()
-	if !dec.Allow || !g.hasTool(ctx, d, st, u, inner) {
+	// Only warm calls: the user's listing is cached (a listing to fetch,
+	// and its failures, are the go-sdk path's business).
+	if has, cached := g.cachedTool(d, st, u, inner); !dec.Allow || !has || !cached {
 		return
 	}
 	sess, err := d.upstream(ctx, st, u)

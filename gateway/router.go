@@ -244,7 +244,13 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 		// Same answer as for a tool that does not exist: no enumeration.
 		return nil, unknownTool(p.Name)
 	}
-	if !g.hasTool(ctx, o.d, st, u, name) {
+	has, lerr := g.hasTool(ctx, o.d, st, u, name)
+	if lerr != nil && credentialsFailure(lerr) {
+		// The call would fail on the same credentials: answer now rather
+		// than make the user wait for a second exchange.
+		return g.toolFailure(o, u, lerr)
+	}
+	if !has {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "unknown_tool", "not in the user's listing"
 		return nil, unknownTool(p.Name)
 	}
@@ -273,6 +279,14 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 
 // toolFailure turns a credentials failure into an actionable tool error
 // (the user can act on it) and anything else into a JSON-RPC error.
+// credentialsFailure reports whether err is a failure to get the user's
+// platform credentials (from the broker, or an adapter's CodeCredentials).
+func credentialsFailure(err error) bool {
+	var ce *credentials.Error
+	var je *jsonrpc.Error
+	return errors.As(err, &ce) || (errors.As(err, &je) && je.Code == CodeCredentials)
+}
+
 func (g *Gateway) toolFailure(o *op, u *upstream, err error) (mcp.Result, error) {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
