@@ -3,9 +3,10 @@
 // throughput, latency percentiles, errors and, optionally, the CPU time other
 // processes spent per call (read from /proc/PID/stat).
 //
-// Scenario "calls" (default): -sessions sessions are opened first, each then
-// calls -tool in a loop in its own goroutine. Calls that start after the
-// -warmup and finish before warmup+duration are measured.
+// Scenario "calls" (default): -sessions sessions are opened first and each
+// calls -tool once (not measured); each then calls -tool in a loop in its own
+// goroutine. Calls that start after the -warmup and finish before
+// warmup+duration are measured.
 //
 // Scenario "list": like calls, but each session sends tools/list in a loop.
 //
@@ -424,7 +425,7 @@ func run(ctx context.Context, c *config, procs map[string][]int) (*Result, error
 	var sessions []*session
 	if c.scenario == "calls" || c.scenario == "list" {
 		var err error
-		sessions, _, err = c.openSessions(ctx, tr, nil)
+		sessions, _, err = c.openSessions(ctx, tr, nil, true)
 		if err != nil {
 			closeSessions(sessions)
 			return nil, err
@@ -509,8 +510,11 @@ func (c *config) summarize(res *Result, all []time.Duration) {
 
 // openSessions opens c.sessions sessions, c.connectPar at a time, and
 // returns them (nil where opening failed), how many failed and the first
-// error. With lat, the time each open took is stored at its index.
-func (c *config) openSessions(ctx context.Context, tr http.RoundTripper, lat []time.Duration) ([]*session, int, error) {
+// error. With lat, the time each open took is stored at its index. With
+// first, each session also sends its scenario's op once (not measured), so
+// that a proxy's per-session work on the first op (Mandate: the upstream
+// session) is done before the warm-up starts.
+func (c *config) openSessions(ctx context.Context, tr http.RoundTripper, lat []time.Duration, first bool) ([]*session, int, error) {
 	sessions := make([]*session, c.sessions)
 	sem := make(chan struct{}, max(1, c.connectPar))
 	var wg sync.WaitGroup
@@ -529,6 +533,16 @@ func (c *config) openSessions(ctx context.Context, tr http.RoundTripper, lat []t
 			s, err := c.connect(cctx, tr, c.tokenFor(i))
 			if lat != nil && err == nil {
 				lat[i] = time.Since(t0)
+			}
+			if err == nil && first {
+				if c.scenario == "list" {
+					_, err = s.cs.ListTools(cctx, c.listParams())
+				} else {
+					_, err = s.cs.CallTool(cctx, &mcp.CallToolParams{Name: c.tool, Arguments: c.args})
+				}
+				if err != nil {
+					err = fmt.Errorf("first %s: %w", c.scenario, err)
+				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -648,7 +662,7 @@ func (c *config) runIdle(ctx context.Context, tr http.RoundTripper, procs map[st
 	}
 	t0 := time.Now()
 	lat := make([]time.Duration, c.sessions)
-	sessions, failed, err := c.openSessions(ctx, tr, lat)
+	sessions, failed, err := c.openSessions(ctx, tr, lat, false)
 	defer closeSessions(sessions)
 	opened := time.Since(t0)
 	if failed == c.sessions {
