@@ -190,6 +190,16 @@ else
 	die "no Hydra build script at internal/testhydra/build/build.sh"
 fi
 
+# ---------------------------------------------------------------- Jaeger
+phase "Jaeger v1.76.0 (bin/jaeger)"
+MANDATE_JAEGER_BIN="$ROOT/bin/jaeger"
+jaeger_build="internal/testjaeger/build/build.sh"
+[[ -f "$jaeger_build" ]] || die "no Jaeger build script at $jaeger_build"
+bash "$jaeger_build" "$MANDATE_JAEGER_BIN"
+[[ -x "$MANDATE_JAEGER_BIN" ]] || die "$jaeger_build did not produce $MANDATE_JAEGER_BIN"
+export MANDATE_JAEGER_BIN
+echo "MANDATE_JAEGER_BIN=$MANDATE_JAEGER_BIN"
+
 # ---------------------------------------------------------------- helm
 phase "helm (.tools/bin/helm)"
 bash deploy/tools/build-helm.sh "$TOOLS/bin/helm"
