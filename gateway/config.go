@@ -26,6 +26,9 @@ const (
 	DefaultMaxBodyBytes   = 4 << 20
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultShutdownGrace  = 20 * time.Second
+	DefaultReadHeader     = 10 * time.Second
+	DefaultReadBody       = 30 * time.Second
+	DefaultKeepAlive      = 120 * time.Second
 	DefaultServiceName    = "mandate"
 	DefaultSeparator      = "_"
 
@@ -93,6 +96,13 @@ type ServerConfig struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM. Default 20s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// ReadHeaderTimeout bounds reading a request's headers (slowloris).
+	// Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadBodyTimeout bounds reading a POST body on /mcp. Default 30s.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// KeepAliveTimeout closes idle keep-alive connections. Default 120s.
+	KeepAliveTimeout time.Duration `yaml:"keepalive_timeout"`
 }
 
 // SessionConfig is `server.session`.
@@ -168,6 +178,15 @@ func (c *Config) applyDefaults() {
 	if s.ShutdownGrace == 0 {
 		s.ShutdownGrace = DefaultShutdownGrace
 	}
+	if s.ReadHeaderTimeout == 0 {
+		s.ReadHeaderTimeout = DefaultReadHeader
+	}
+	if s.ReadBodyTimeout == 0 {
+		s.ReadBodyTimeout = DefaultReadBody
+	}
+	if s.KeepAliveTimeout == 0 {
+		s.KeepAliveTimeout = DefaultKeepAlive
+	}
 	c.Identity = c.Identity.WithDefaults(c.MCPURL())
 	if c.Catalog.Separator == "" {
 		c.Catalog.Separator = DefaultSeparator
@@ -221,6 +240,11 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxHeaderBytes < 4096 {
 		bad("server.max_header_bytes", "must be at least 4096")
+	}
+	for key, d := range map[string]time.Duration{"read_header_timeout": s.ReadHeaderTimeout, "read_body_timeout": s.ReadBodyTimeout, "keepalive_timeout": s.KeepAliveTimeout} {
+		if d < 0 {
+			bad("server."+key, "must not be negative")
+		}
 	}
 	if err := c.Identity.Validate(); err != nil {
 		errs = append(errs, err)

@@ -462,15 +462,17 @@ func TestFaultOversizedBodyOnWarmSession(t *testing.T) {
 	}
 }
 
-// TestFaultSlowloris: clients that send their headers one byte every 200 ms
-// are cut off by the server's ReadHeaderTimeout (the http.Server that
-// ServeListener runs; 10 s, not configurable), and the same server keeps
-// serving health checks and MCP calls meanwhile.
+// TestFaultSlowloris: clients that send their headers, or a POST body,
+// one byte every 200 ms are cut off by server.read_header_timeout and
+// server.read_body_timeout, and the same server keeps serving health checks
+// and MCP calls meanwhile.
 func TestFaultSlowloris(t *testing.T) {
 	// Mostly waiting: it overlaps with the package's other parallel tests.
 	t.Parallel()
-	const readHeaderTimeout = 10 * time.Second // gateway.httpServer
-	env := startMux(t, nil)
+	const readHeaderTimeout, readBodyTimeout = 3 * time.Second, 2 * time.Second
+	env := startMux(t, func(c *Config) {
+		c.Server.ReadHeaderTimeout, c.Server.ReadBodyTimeout = readHeaderTimeout, readBodyTimeout
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -486,10 +488,14 @@ func TestFaultSlowloris(t *testing.T) {
 	})
 	base := "http://" + ln.Addr().String()
 
-	const conns = 20
-	closedAfter := make(chan time.Duration, conns)
+	const conns = 10 // of each kind
+	type closed struct {
+		kind  string
+		after time.Duration
+	}
+	closedAfter := make(chan closed, 2*conns)
 	start := time.Now()
-	for range conns {
+	slow := func(kind, head string) {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -497,10 +503,10 @@ func TestFaultSlowloris(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		go func() { // the server closing the connection ends this read
 			_, _ = io.Copy(io.Discard, c)
-			closedAfter <- time.Since(start)
+			closedAfter <- closed{kind, time.Since(start)}
 		}()
 		go func() {
-			if _, err := io.WriteString(c, "POST /mcp HTTP/1.1\r\nHost: "+ln.Addr().String()+"\r\nX-Slow: "); err != nil {
+			if _, err := io.WriteString(c, head); err != nil {
 				return
 			}
 			for {
@@ -511,13 +517,18 @@ func TestFaultSlowloris(t *testing.T) {
 			}
 		}()
 	}
+	for range conns {
+		slow("header", "POST /mcp HTTP/1.1\r\nHost: "+ln.Addr().String()+"\r\nX-Slow: ")
+		slow("body", "POST /mcp HTTP/1.1\r\nHost: "+ln.Addr().String()+"\r\nAuthorization: Bearer "+env.aliceTk+
+			"\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{")
+	}
 
 	// Meanwhile the same server answers.
 	hc := &http.Client{Timeout: 5 * time.Second}
 	alice := connect(t, base+"/mcp", env.aliceTk)
 	var worst time.Duration
 	calls := 0
-	for time.Since(start) < readHeaderTimeout-time.Second {
+	for time.Since(start) < readHeaderTimeout+time.Second {
 		t0 := time.Now()
 		resp, err := hc.Get(base + "/healthz")
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -534,17 +545,19 @@ func TestFaultSlowloris(t *testing.T) {
 	if worst > 2*time.Second {
 		t.Errorf("slowest request during the slowloris: %s", worst)
 	}
-	for i := range conns {
+	want := map[string]time.Duration{"header": readHeaderTimeout, "body": readBodyTimeout}
+	for i := range 2 * conns {
 		select {
-		case d := <-closedAfter:
-			if d < readHeaderTimeout-500*time.Millisecond || d > readHeaderTimeout+3*time.Second {
-				t.Errorf("slow connection %d closed after %s, want about %s", i, d, readHeaderTimeout)
+		case c := <-closedAfter:
+			if d := c.after; d < want[c.kind]-500*time.Millisecond || d > want[c.kind]+3*time.Second {
+				t.Errorf("slow %s connection closed after %s, want about %s", c.kind, d, want[c.kind])
 			}
 		case <-time.After(readHeaderTimeout + 5*time.Second - time.Since(start)):
-			t.Fatalf("%d of %d slow connections still open %s after they started", conns-i, conns, time.Since(start))
+			t.Fatalf("%d of %d slow connections still open %s after they started", 2*conns-i, 2*conns, time.Since(start))
 		}
 	}
-	t.Logf("%d slow connections closed after ~%s; %d health checks and MCP calls served meanwhile, slowest %s", conns, readHeaderTimeout, calls, worst)
+	t.Logf("%d slow-header connections closed after ~%s, %d slow-body after ~%s; %d health checks and MCP calls served meanwhile, slowest %s",
+		conns, readHeaderTimeout, conns, readBodyTimeout, calls, worst)
 }
 
 // TestFaultAbandonedSessionsReaped: many clients open a session and walk

@@ -333,8 +333,8 @@ func (g *Gateway) ServeListener(ctx context.Context, ln net.Listener) error {
 func (g *Gateway) httpServer() *http.Server {
 	return &http.Server{
 		Handler:           g.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: g.cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       g.cfg.Server.KeepAliveTimeout,
 		MaxHeaderBytes:    g.cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}

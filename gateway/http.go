@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -153,7 +155,32 @@ func (g *Gateway) limitBody(c *gin.Context) {
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, g.cfg.Server.MaxBodyBytes)
+	// A body sent byte by byte must not hold a connection: the read deadline
+	// is lifted at the body's end only (an unread rest, discarded by the
+	// server after the answer, stays bounded by it).
+	if t := g.cfg.Server.ReadBodyTimeout; t > 0 && c.Request.Method == http.MethodPost {
+		rc := http.NewResponseController(c.Writer)
+		if rc.SetReadDeadline(time.Now().Add(t)) == nil {
+			c.Request.Body = &deadlineBody{ReadCloser: c.Request.Body, rc: rc}
+		}
+	}
 	c.Next()
+}
+
+// deadlineBody lifts the connection's read deadline when the body ends.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // authenticate verifies the bearer token and writes Mandate's own
