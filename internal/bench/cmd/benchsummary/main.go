@@ -83,7 +83,7 @@ var scenarioNotes = []struct{ prefix, note string }{
 	{"sleep10ms-", "sleep10ms-N: N sessions calling a tool that sleeps 10 ms"},
 	{"setup-", "setup-N: N workers, op = new session (initialize) + first tools/list + close; Mandate answers the listing from its per-user catalog cache"},
 	{"cold-", "cold-N: N workers, op = a NEW user's first call: initialize + tools/call echo + close with a token of a user Mandate has never seen (JWT check, token exchange, upstream session and listing inside Mandate); direct/rproxy do the same op without any of that"},
-	{"list5-", "list5-N: N initialized sessions sending tools/list in a loop; mandate = a Mandate with 5 echo upstreams (15 tools, per-user catalog cache hit), direct/rproxy = the same op on ONE echoserver (3 tools)"},
+	{"list5-", "list5-N: N initialized sessions sending tools/list in a loop; mandate = a Mandate with 5 echo upstreams (16 tools: 5×3 + its own whoami; per-user catalog cache hit), direct/rproxy = the same op on ONE echoserver (3 tools)"},
 	{"list5new-", "list5new-N: N workers, op = new session + first tools/list + close; mandate with 5 upstreams (user's catalog cached), direct/rproxy one echoserver"},
 	{"list5cold-", "list5cold-N: like list5new-N with a new user per op: Mandate exchanges a token for and lists each of the 5 upstreams; direct/rproxy one echoserver"},
 	{"idle-", "idle-N: N sessions opened (initialize + notifications/initialized + the SDK's standalone SSE stream) and held idle on a fresh server process; memory read before and after"},
