@@ -29,6 +29,10 @@
 //		Tags: map[string]string{"user.id": "user-alice"}})
 //	tr, err := j.Trace(ctx, traces[0].TraceID)
 //
+// The binary built by `go build` has no UI assets embedded (Jaeger's
+// release builds add them), so the UI page is a placeholder; the query API
+// this package uses is complete.
+//
 // Spans arrive asynchronously (the collector batches for 50 ms, then
 // stores): poll Search/Trace with a deadline rather than asserting once.
 // In the query API's model a span's kind is the tag span.kind, its parent
