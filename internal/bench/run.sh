@@ -260,7 +260,7 @@ r=json.load(sys.stdin)
 c=r.get("cpu",{})
 extra=""
 if r.get("tools"): extra+="  tools %d" % r["tools"]
-if r.get("tokens_used"): extra+="  new users %d" % r["tokens_used"]
+if r.get("tokens_used"): extra+="  fresh tokens %d" % r["tokens_used"]
 for n,m in sorted(r.get("idle",{}).items()):
   extra+="  %s RSS %.1f→%.1f MiB %.1f KiB/session (released %.1f) heap %.1f KiB/session goroutines %d→%d" % (n, m["rss_before_kib"]/1024, m["rss_after_kib"]/1024,
     m["rss_per_session_kib"], m.get("rss_released_per_session_kib",0), m.get("heap_per_session_kib",0), m.get("goroutines_before",0), m.get("goroutines_after",0))
