@@ -14,6 +14,8 @@
 #                                   @modelcontextprotocol/conformance@0.1.16 MANDATE_CONFORMANCE
 #   .tools/bin/everything-server    go-sdk v1.8.0 conformance/everything-server  MANDATE_EVERYTHING_SERVER
 #   bin/hydra                       Ory Hydra v2.3.0                         MANDATE_HYDRA_BIN
+#   bin/jaeger                      Jaeger v1.76.0 (OTLP in, query API)      MANDATE_JAEGER_BIN
+#   .tools/bin/helm                 helm (chart tests)                       MANDATE_HELM_BIN
 # MANDATE_E2E=1 makes tests that need a missing tool fail instead of skip.
 set -euo pipefail
 
