@@ -133,11 +133,13 @@ type assertionClaims struct {
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	NotBefore *jwt.NumericDate `json:"nbf,omitempty"`
 	ID        string           `json:"jti"`
+	Scope     string           `json:"scope,omitempty"`
 }
 
 // sign returns a fresh compact JWT: iss, sub, aud, iat=now, exp=now+lifetime
-// and a random jti, so servers that block replay accept every exchange.
-func (s *assertionSigner) sign(iss, sub, aud string, now time.Time) (string, error) {
+// and a random jti, so servers that block replay accept every exchange;
+// scope, when not empty, as the scope claim.
+func (s *assertionSigner) sign(iss, sub, aud, scope string, now time.Time) (string, error) {
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
 		return "", err
@@ -149,6 +151,7 @@ func (s *assertionSigner) sign(iss, sub, aud string, now time.Time) (string, err
 		IssuedAt: jwt.NewNumericDate(now),
 		Expiry:   jwt.NewNumericDate(now.Add(s.lifetime)),
 		ID:       base64.RawURLEncoding.EncodeToString(jti[:]),
+		Scope:    scope,
 	}
 	return jwt.Signed(s.signer).Claims(c).Serialize()
 }

@@ -111,6 +111,10 @@ type Config struct {
 	// AssertionAudience is the aud of jwt_bearer assertions (Salesforce:
 	// https://login.salesforce.com); default TokenURL.
 	AssertionAudience string `yaml:"assertion_audience"`
+	// ScopesInAssertion (jwt_bearer only) puts Scopes into the assertion's
+	// scope claim instead of the token request's scope parameter, as
+	// Google's domain-wide delegation requires.
+	ScopesInAssertion bool `yaml:"scopes_in_assertion"`
 	// AssertionLifetime is how long a signed assertion is valid; default 2m
 	// (Salesforce accepts at most 3m), at most 1h.
 	AssertionLifetime time.Duration `yaml:"assertion_lifetime"`
@@ -289,6 +293,12 @@ func (c *Config) Validate(path string) error {
 	}
 	if c.AssertionAudience != "" && flow != FlowJWTBearer {
 		bad("assertion_audience", "applies only to flow jwt_bearer")
+	}
+	if c.ScopesInAssertion && flow != FlowJWTBearer {
+		bad("scopes_in_assertion", "applies only to flow jwt_bearer")
+	}
+	if c.ScopesInAssertion && len(c.Scopes) == 0 {
+		bad("scopes_in_assertion", "needs scopes (they go into the assertion's scope claim)")
 	}
 	if c.AssertionAudience != "" {
 		if u, err := url.Parse(c.AssertionAudience); err != nil || u.Scheme == "" || u.Host == "" {

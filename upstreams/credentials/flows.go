@@ -134,7 +134,12 @@ func (f *jwtBearerFlow) exchange(ctx context.Context, id *identity.Identity) (*T
 	if err != nil {
 		return nil, &Error{Description: "Mandate cannot determine your platform username; ask the Mandate administrators to map your account", Err: err}
 	}
-	assertion, err := f.signer.sign(f.cfg.ClientID, sub, f.aud, f.ep.now())
+	scope := strings.Join(f.cfg.Scopes, " ")
+	claimScope := ""
+	if f.cfg.ScopesInAssertion {
+		claimScope = scope
+	}
+	assertion, err := f.signer.sign(f.cfg.ClientID, sub, f.aud, claimScope, f.ep.now())
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("signing assertion: %w", err)}
 	}
@@ -142,8 +147,8 @@ func (f *jwtBearerFlow) exchange(ctx context.Context, id *identity.Identity) (*T
 		"grant_type": {grantJWTBearer},
 		"assertion":  {assertion},
 	}
-	if len(f.cfg.Scopes) > 0 {
-		form.Set("scope", strings.Join(f.cfg.Scopes, " "))
+	if scope != "" && !f.cfg.ScopesInAssertion {
+		form.Set("scope", scope)
 	}
 	tr, err := f.ep.post(ctx, form)
 	if err != nil {

@@ -415,3 +415,59 @@ func TestAssertionSignerRejectsWeakKeys(t *testing.T) {
 		t.Error("RSA key accepted for ES256")
 	}
 }
+
+// TestJWTBearerScopesInAssertion: Google's domain-wide delegation reads the
+// scopes from the assertion's scope claim, not from a scope parameter.
+func TestJWTBearerScopesInAssertion(t *testing.T) {
+	t.Parallel()
+	const aud = "https://oauth2.googleapis.com/token"
+	var mu sync.Mutex
+	var gotClaims map[string]any
+	var gotForm url.Values
+	srv := newTokenServer(t, func(w http.ResponseWriter, r *http.Request, form url.Values) {
+		tok, err := jwt.ParseSigned(form.Get("assertion"), []jose.SignatureAlgorithm{jose.RS256})
+		var c map[string]any
+		if err == nil {
+			err = tok.Claims(&testRSAKey(t).PublicKey, &c)
+		}
+		if err != nil {
+			oauthError(w, 400, "invalid_grant", "Invalid JWT Signature.")
+			return
+		}
+		mu.Lock()
+		gotClaims, gotForm = c, form
+		mu.Unlock()
+		if c["scope"] == nil {
+			oauthError(w, 400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+			return
+		}
+		writeJSON(w, 200, map[string]any{"access_token": "ya29.for-" + c["sub"].(string), "expires_in": 3599, "token_type": "Bearer"})
+	})
+	cfg := Config{Flow: FlowJWTBearer, TokenURL: srv.TokenURL(), ClientID: "mandate-dwd@acme.iam.gserviceaccount.com",
+		PrivateKeyFile: writeRSAKey(t, true), KeyID: "k1", AssertionAudience: aud, Subject: "{{ .Email }}",
+		Scopes: []string{"https://www.googleapis.com/auth/drive.readonly", "https://www.googleapis.com/auth/calendar.readonly"}}
+	for _, inAssertion := range []bool{false, true} {
+		cfg.ScopesInAssertion = inAssertion
+		src := mustSource(t, NewBroker(BrokerOptions{}), "gdrive", cfg)
+		res, err := src.Token(user(context.Background(), "alice", time.Time{}))
+		mu.Lock()
+		claims, form := gotClaims, gotForm
+		mu.Unlock()
+		if !inAssertion {
+			// Without the option the scopes go into the form, as for Salesforce.
+			if err == nil || form.Get("scope") == "" {
+				t.Errorf("scopes_in_assertion false: err %v, form scope %q", err, form.Get("scope"))
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("scopes_in_assertion: %v", err)
+		}
+		if want := strings.Join(cfg.Scopes, " "); claims["scope"] != want || form.Has("scope") {
+			t.Errorf("assertion scope %v (want %q), form scope %q (want none)", claims["scope"], want, form.Get("scope"))
+		}
+		if claims["sub"] != "alice@example.com" || claims["iss"] != cfg.ClientID || res.Token.AccessToken.Reveal() != "ya29.for-alice@example.com" {
+			t.Errorf("claims %v, token %+v", claims, res.Token)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func TestHydraJWTBearer(t *testing.T) {
 
 	// Replay is refused by Hydra: the same assertion posted twice.
 	jb := src.(*source).fl.(*jwtBearerFlow)
-	assertion, err := jb.signer.sign(clientID, "alice@acme.example", h.TokenURL(), time.Now())
+	assertion, err := jb.signer.sign(clientID, "alice@acme.example", h.TokenURL(), "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

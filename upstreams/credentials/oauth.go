@@ -84,7 +84,7 @@ func (e *endpoint) request(ctx context.Context, form url.Values) (*http.Request,
 		form.Set("client_id", e.clientID)
 		form.Set("client_secret", e.secret.Reveal())
 	case AuthPrivateKeyJWT:
-		a, err := e.signer.sign(e.clientID, e.clientID, e.url, e.now())
+		a, err := e.signer.sign(e.clientID, e.clientID, e.url, "", e.now())
 		if err != nil {
 			return nil, fmt.Errorf("signing client assertion: %w", err)
 		}

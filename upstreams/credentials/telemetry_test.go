@@ -137,7 +137,7 @@ func TestCertificateThumbprintHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := s.sign("app", "app", "https://login.microsoftonline.com/t/oauth2/v2.0/token", time.Now())
+	a, err := s.sign("app", "app", "https://login.microsoftonline.com/t/oauth2/v2.0/token", "", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
