@@ -123,17 +123,23 @@ pkg_version() { # pkg_version DIR: the version in DIR/package.json, or ""
 	[[ -f "$1/package.json" ]] || return 0
 	node -e 'process.stdout.write(require(process.argv[1]).version)' "$1/package.json"
 }
-if [[ "$(pkg_version "$NPM_MODULES/inspector")" == "$INSPECTOR_VERSION" &&
-	"$(pkg_version "$NPM_MODULES/conformance")" == "$CONFORMANCE_VERSION" &&
-	"$(pkg_version "$NPM_MODULES/server-everything")" == "$SERVER_EVERYTHING_VERSION" ]]; then
-	echo "reusing inspector $INSPECTOR_VERSION and conformance $CONFORMANCE_VERSION"
+# Versions and every transitive dependency are locked in .ci/npm
+# (package.json + package-lock.json with integrity hashes); npm ci installs
+# exactly that tree. Regenerate the lock after changing a version:
+#   (cd .ci/npm && npm install --package-lock-only)   # with Node 22 on PATH
+for v in "$INSPECTOR_VERSION" "$CONFORMANCE_VERSION" "$SERVER_EVERYTHING_VERSION"; do
+	grep -q "\"$v\"" .ci/npm/package.json || die ".ci/npm/package.json does not pin $v: update it and its lock"
+done
+if cmp -s .ci/npm/package-lock.json "$TOOLS/npm/.installed-lock.json" && [[ -d "$NPM_MODULES/inspector" ]]; then
+	echo "reusing .tools/npm (installed from the same .ci/npm/package-lock.json)"
 else
-	# Node 22 is first on PATH, so npm resolves for Node 22: on Node 20 it
-	# would silently pick inspector 0.15.0, which has no --header.
-	npm install --prefix "$TOOLS/npm" --no-audit --no-fund --save-exact \
-		"@modelcontextprotocol/inspector@$INSPECTOR_VERSION" \
-		"@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
-		"@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
+	# Node 22 is first on PATH, so npm runs on Node 22: on Node 20 it would
+	# resolve inspector 0.15.0, which has no --header.
+	rm -rf "$TOOLS/npm"
+	mkdir -p "$TOOLS/npm"
+	cp .ci/npm/package.json .ci/npm/package-lock.json "$TOOLS/npm/"
+	npm ci --prefix "$TOOLS/npm" --no-audit --no-fund
+	cp .ci/npm/package-lock.json "$TOOLS/npm/.installed-lock.json"
 fi
 MANDATE_INSPECTOR="$NPM_MODULES/inspector/clients/launcher/build/index.js"
 MANDATE_CONFORMANCE="$NPM_MODULES/conformance/dist/index.js"
