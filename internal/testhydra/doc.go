@@ -8,7 +8,8 @@
 //
 // Start runs `hydra serve all --dev` with an in-memory database on two free
 // 127.0.0.1 ports, JWT access tokens, and a random system secret, and waits
-// until both the public and the admin listener report ready. Close kills it.
+// until both the public and the admin listener report ready. Close kills its
+// process group (internal/testproc runs it).
 //
 // Usage from a test helper:
 //

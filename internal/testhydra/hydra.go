@@ -1,7 +1,6 @@
 package testhydra
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,19 +11,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mandate-gw/mandate/internal/testproc"
 )
 
 // GrantTypeJWTBearer is the RFC 7523 grant type a client must be allowed to use.
@@ -35,9 +32,6 @@ const EnvBinary = "MANDATE_HYDRA_BIN"
 
 // DefaultStartTimeout bounds Start when ctx has no earlier deadline.
 const DefaultStartTimeout = 60 * time.Second
-
-// maxLogBytes bounds the captured Hydra log; older output is dropped.
-const maxLogBytes = 1 << 20
 
 // Options configures Start. The zero value works: it finds the binary via
 // $MANDATE_HYDRA_BIN or <repo>/bin/hydra and discards progress logs.
@@ -54,18 +48,18 @@ type Options struct {
 	Env []string
 }
 
+// binary is how the hydra executable is found.
+var binary = testproc.Binary{Name: "hydra", EnvVar: EnvBinary, BuildScript: "internal/testhydra/build/build.sh"}
+
 // Hydra is a running Hydra process. Its methods are safe for concurrent use.
 type Hydra struct {
-	cmd       *exec.Cmd
+	proc      *testproc.Process
 	publicURL string // with trailing slash; also the issuer
 	adminURL  string // with trailing slash
 	tokenURL  string
 	jwksURL   string
-	log       *tailBuffer
 	logger    *slog.Logger
 	http      *http.Client
-	exited    chan struct{}
-	waitErr   error // set before exited is closed
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -73,116 +67,33 @@ type Hydra struct {
 // Available reports the hydra binary Start would run and whether it exists
 // as an executable regular file.
 func Available(opts Options) (path string, ok bool) {
-	path = resolveBinary(opts)
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return path, false
-	}
-	return path, true
-}
-
-func resolveBinary(opts Options) string {
-	// Relative paths are made absolute: Hydra runs in a temporary directory.
-	for _, p := range []string{opts.Binary, os.Getenv(EnvBinary)} {
-		if p != "" {
-			if abs, err := filepath.Abs(p); err == nil {
-				return abs
-			}
-			return p
-		}
-	}
-	if root, ok := repoRoot(); ok {
-		return filepath.Join(root, "bin", "hydra")
-	}
-	return filepath.Join("bin", "hydra")
-}
-
-// repoRoot finds the main module's root: first upward from the working
-// directory (tests run in their package directory), then from this source file.
-func repoRoot() (string, bool) {
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	if _, file, _, ok := runtime.Caller(0); ok {
-		starts = append(starts, filepath.Dir(file))
-	}
-	for _, dir := range starts {
-		for {
-			if isMainModule(filepath.Join(dir, "go.mod")) {
-				return dir, true
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", false
-}
-
-func isMainModule(gomod string) bool {
-	f, err := os.Open(gomod)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if rest, ok := strings.CutPrefix(line, "module "); ok {
-			return strings.Trim(strings.TrimSpace(rest), `"`) == "github.com/mandate-gw/mandate"
-		}
-	}
-	return false
+	return binary.Available(opts.Binary)
 }
 
 // Start runs `hydra serve all --dev` on two free loopback ports and waits
 // until it is ready. ctx bounds only the start-up (DefaultStartTimeout if it
 // has no deadline); the process lives until Close.
 func Start(ctx context.Context, opts Options) (*Hydra, error) {
-	bin, ok := Available(opts)
-	if !ok {
-		return nil, fmt.Errorf("testhydra: no executable hydra binary at %s (build it with internal/testhydra/build/build.sh or set %s)", bin, EnvBinary)
-	}
-	if _, has := ctx.Deadline(); !has {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
-		defer cancel()
+	bin, err := binary.Find(opts.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("testhydra: %w", err)
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// Free ports are found by binding and releasing them, so another process
-	// may take one before Hydra binds it; retry a few times when that happens.
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		h, err := start(ctx, bin, opts, logger)
-		if err == nil {
-			return h, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errAddrInUse) || ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, lastErr
+	return testproc.StartRetrying(ctx, DefaultStartTimeout, func(ctx context.Context) (*Hydra, error) {
+		return start(ctx, bin, opts, logger)
+	})
 }
-
-var errAddrInUse = errors.New("address already in use")
 
 func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (*Hydra, error) {
 	began := time.Now()
-	pubPort, err := freePort()
+	ports, err := testproc.FreePorts(2)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("testhydra: %w", err)
 	}
-	admPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	pubPort, admPort := ports[0], ports[1]
 	secret := make([]byte, 24)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("testhydra: generating system secret: %w", err)
@@ -212,40 +123,32 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		"SERVE_ADMIN_PORT="+strconv.Itoa(admPort),
 	)
 
-	logBuf := &tailBuffer{max: maxLogBytes}
-	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
-	cmd.Env = env
-	cmd.Dir = os.TempDir()
-	cmd.Stdout = logBuf
-	cmd.Stderr = logBuf
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("testhydra: starting %s: %w", bin, err)
+	proc, err := testproc.Start(testproc.Command{
+		Name: "hydra",
+		Path: bin,
+		Args: []string{"serve", "all", "--dev", "--sqa-opt-out"},
+		Env:  env,
+		Dir:  os.TempDir(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("testhydra: %w", err)
 	}
 	h := &Hydra{
-		cmd:       cmd,
+		proc:      proc,
 		publicURL: publicURL,
 		adminURL:  adminURL,
 		tokenURL:  publicURL + "oauth2/token",
 		jwksURL:   publicURL + ".well-known/jwks.json",
-		log:       logBuf,
 		logger:    logger,
 		http:      &http.Client{Timeout: 30 * time.Second},
-		exited:    make(chan struct{}),
 	}
-	go func() {
-		h.waitErr = cmd.Wait()
-		close(h.exited)
-	}()
 
-	err = h.waitReady(ctx)
+	// /health/ready on both listeners.
+	err = proc.WaitHTTP(ctx, adminURL+"health/ready", publicURL+"health/ready")
 	ready := time.Since(began)
 	if err != nil {
 		_ = h.Close()
-		if strings.Contains(logBuf.String(), "address already in use") {
-			err = fmt.Errorf("%w: %w", errAddrInUse, err)
-		}
-		return nil, err
+		return nil, fmt.Errorf("testhydra: %w", err)
 	}
 	if err := h.installSigningKeys(ctx); err != nil {
 		_ = h.Close()
@@ -256,51 +159,9 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		return nil, err
 	}
 	logger.Info("hydra started", "public_url", h.publicURL, "admin_url", h.adminURL,
-		"pid", cmd.Process.Pid, "ready_after", ready.Round(time.Millisecond),
+		"pid", proc.Pid(), "ready_after", ready.Round(time.Millisecond),
 		"startup", time.Since(began).Round(time.Millisecond))
 	return h, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testhydra: finding a free loopback port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("testhydra: releasing port %d: %w", port, err)
-	}
-	return port, nil
-}
-
-// waitReady polls /health/ready on both listeners until each answers 200.
-func (h *Hydra) waitReady(ctx context.Context) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for _, base := range []string{h.adminURL, h.publicURL} {
-		for {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"health/ready", nil)
-			if err != nil {
-				return fmt.Errorf("testhydra: %w", err)
-			}
-			resp, err := h.http.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-h.exited:
-				return fmt.Errorf("testhydra: hydra exited before becoming ready (%v); its log:\n%s", h.waitErr, h.log.String())
-			case <-ctx.Done():
-				return fmt.Errorf("testhydra: waiting for %shealth/ready: %w; hydra log:\n%s", base, ctx.Err(), h.log.String())
-			case <-tick.C:
-			}
-		}
-	}
-	return nil
 }
 
 // Hydra's signing key sets. Left alone, Hydra generates a 4096-bit RSA key
@@ -374,22 +235,13 @@ func (h *Hydra) TokenURL() string { return h.tokenURL }
 func (h *Hydra) JWKSURL() string { return h.jwksURL }
 
 // Log returns Hydra's captured output (the last MiB of it).
-func (h *Hydra) Log() string { return h.log.String() }
+func (h *Hydra) Log() string { return h.proc.Log() }
 
 // Close kills Hydra and waits for it to exit. Calling it again is harmless.
 func (h *Hydra) Close() error {
 	h.closeOnce.Do(func() {
-		select {
-		case <-h.exited:
-			// Exited on its own: that is worth reporting.
-			if h.waitErr != nil {
-				h.closeErr = fmt.Errorf("testhydra: hydra had already exited: %w", h.waitErr)
-			}
-		default:
-			if err := h.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				h.closeErr = fmt.Errorf("testhydra: killing hydra: %w", err)
-			}
-			<-h.exited
+		if err := h.proc.Close(); err != nil {
+			h.closeErr = fmt.Errorf("testhydra: %w", err)
 		}
 		h.http.CloseIdleConnections()
 		h.logger.Info("hydra stopped", "public_url", h.publicURL)
@@ -524,27 +376,4 @@ func describeError(raw []byte) string {
 		raw = raw[:max]
 	}
 	return strconv.Quote(string(raw))
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }

@@ -1,24 +1,22 @@
 package testjaeger
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mandate-gw/mandate/internal/testproc"
 )
 
 // EnvBinary names the environment variable that points at a jaeger binary.
@@ -29,9 +27,6 @@ const DefaultStartTimeout = 60 * time.Second
 
 // DefaultMaxTraces is the in-memory store's capacity when Options.MaxTraces is 0.
 const DefaultMaxTraces = 10000
-
-// maxLogBytes bounds the captured Jaeger log; older output is dropped.
-const maxLogBytes = 1 << 20
 
 // ErrNotFound is returned by Trace when Jaeger has no trace with that id.
 var ErrNotFound = errors.New("testjaeger: trace not found")
@@ -50,19 +45,18 @@ type Options struct {
 	MaxTraces int
 }
 
+// binary is how the jaeger executable is found.
+var binary = testproc.Binary{Name: "jaeger", EnvVar: EnvBinary, BuildScript: "internal/testjaeger/build/build.sh"}
+
 // Jaeger is a running Jaeger all-in-one process with in-memory storage.
 // Its methods are safe for concurrent use.
 type Jaeger struct {
-	cmd       *exec.Cmd
+	proc      *testproc.Process
 	dir       string // temporary directory holding the config file
 	otlpURL   string // http://127.0.0.1:port, OTLP/HTTP receiver
 	queryURL  string // http://127.0.0.1:port, query API and UI
-	healthURL string // healthcheckv2 /status
-	log       *tailBuffer
 	logger    *slog.Logger
 	http      *http.Client
-	exited    chan struct{}
-	waitErr   error // set before exited is closed
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -70,69 +64,7 @@ type Jaeger struct {
 // Available reports the jaeger binary Start would run and whether it exists
 // as an executable regular file.
 func Available(opts Options) (path string, ok bool) {
-	path = resolveBinary(opts)
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return path, false
-	}
-	return path, true
-}
-
-func resolveBinary(opts Options) string {
-	// Relative paths are made absolute: Jaeger runs in a temporary directory.
-	for _, p := range []string{opts.Binary, os.Getenv(EnvBinary)} {
-		if p != "" {
-			if abs, err := filepath.Abs(p); err == nil {
-				return abs
-			}
-			return p
-		}
-	}
-	if root, ok := repoRoot(); ok {
-		return filepath.Join(root, "bin", "jaeger")
-	}
-	return filepath.Join("bin", "jaeger")
-}
-
-// repoRoot finds the main module's root: first upward from the working
-// directory (tests run in their package directory), then from this source file.
-func repoRoot() (string, bool) {
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	if _, file, _, ok := runtime.Caller(0); ok {
-		starts = append(starts, filepath.Dir(file))
-	}
-	for _, dir := range starts {
-		for {
-			if isMainModule(filepath.Join(dir, "go.mod")) {
-				return dir, true
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", false
-}
-
-func isMainModule(gomod string) bool {
-	f, err := os.Open(gomod)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if rest, ok := strings.CutPrefix(line, "module "); ok {
-			return strings.Trim(strings.TrimSpace(rest), `"`) == "github.com/mandate-gw/mandate"
-		}
-	}
-	return false
+	return binary.Available(opts.Binary)
 }
 
 // Start runs Jaeger (the collector-based v2 binary) with a generated config:
@@ -141,36 +73,18 @@ func isMainModule(gomod string) bool {
 // answers. ctx bounds only the start-up (DefaultStartTimeout if it has no
 // deadline); the process lives until Close.
 func Start(ctx context.Context, opts Options) (*Jaeger, error) {
-	bin, ok := Available(opts)
-	if !ok {
-		return nil, fmt.Errorf("testjaeger: no executable jaeger binary at %s (build it with internal/testjaeger/build/build.sh or set %s)", bin, EnvBinary)
-	}
-	if _, has := ctx.Deadline(); !has {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
-		defer cancel()
+	bin, err := binary.Find(opts.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("testjaeger: %w", err)
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// Free ports are found by binding and releasing them, so another process
-	// may take one before Jaeger binds it; retry a few times when that happens.
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		j, err := start(ctx, bin, opts, logger)
-		if err == nil {
-			return j, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errAddrInUse) || ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, lastErr
+	return testproc.StartRetrying(ctx, DefaultStartTimeout, func(ctx context.Context) (*Jaeger, error) {
+		return start(ctx, bin, opts, logger)
+	})
 }
-
-var errAddrInUse = errors.New("address already in use")
 
 // ports are the loopback ports one Jaeger process listens on.
 type ports struct {
@@ -231,14 +145,13 @@ exporters:
 `, p.otlpHTTP, p.queryHTTP, p.queryGRPC, p.health, maxTraces)
 }
 
-func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (_ *Jaeger, err error) {
+func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (*Jaeger, error) {
 	began := time.Now()
-	var p ports
-	for _, dst := range []*int{&p.otlpHTTP, &p.queryHTTP, &p.queryGRPC, &p.health} {
-		if *dst, err = freePort(); err != nil {
-			return nil, err
-		}
+	free, err := testproc.FreePorts(4)
+	if err != nil {
+		return nil, fmt.Errorf("testjaeger: %w", err)
 	}
+	p := ports{otlpHTTP: free[0], queryHTTP: free[1], queryGRPC: free[2], health: free[3]}
 	maxTraces := opts.MaxTraces
 	if maxTraces <= 0 {
 		maxTraces = DefaultMaxTraces
@@ -253,86 +166,36 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		return nil, fmt.Errorf("testjaeger: writing %s: %w", cfgPath, err)
 	}
 
-	logBuf := &tailBuffer{max: maxLogBytes}
-	cmd := exec.Command(bin, "--config=file:"+cfgPath)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir()}
-	cmd.Dir = dir
-	cmd.Stdout = logBuf
-	cmd.Stderr = logBuf
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
+	proc, err := testproc.Start(testproc.Command{
+		Name: "jaeger",
+		Path: bin,
+		Args: []string{"--config=file:" + cfgPath},
+		Env:  []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir()},
+		Dir:  dir,
+	})
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("testjaeger: starting %s: %w", bin, err)
+		return nil, fmt.Errorf("testjaeger: %w", err)
 	}
 	j := &Jaeger{
-		cmd:       cmd,
-		dir:       dir,
-		otlpURL:   "http://127.0.0.1:" + strconv.Itoa(p.otlpHTTP),
-		queryURL:  "http://127.0.0.1:" + strconv.Itoa(p.queryHTTP),
-		healthURL: "http://127.0.0.1:" + strconv.Itoa(p.health) + "/status",
-		log:       logBuf,
-		logger:    logger,
-		http:      &http.Client{Timeout: 30 * time.Second},
-		exited:    make(chan struct{}),
+		proc:     proc,
+		dir:      dir,
+		otlpURL:  "http://127.0.0.1:" + strconv.Itoa(p.otlpHTTP),
+		queryURL: "http://127.0.0.1:" + strconv.Itoa(p.queryHTTP),
+		logger:   logger,
+		http:     &http.Client{Timeout: 30 * time.Second},
 	}
-	go func() {
-		j.waitErr = cmd.Wait()
-		close(j.exited)
-	}()
 
-	if err := j.waitReady(ctx); err != nil {
+	// The health check answers 200 once every component has started; then
+	// the query API must answer too.
+	healthURL := "http://127.0.0.1:" + strconv.Itoa(p.health) + "/status"
+	if err := proc.WaitHTTP(ctx, healthURL, j.queryURL+"/api/services"); err != nil {
 		_ = j.Close()
-		if strings.Contains(logBuf.String(), "address already in use") {
-			err = fmt.Errorf("%w: %w", errAddrInUse, err)
-		}
-		return nil, err
+		return nil, fmt.Errorf("testjaeger: %w", err)
 	}
 	logger.Info("jaeger started", "otlp_endpoint", j.otlpURL, "query_url", j.queryURL,
-		"pid", cmd.Process.Pid, "startup", time.Since(began).Round(time.Millisecond))
+		"pid", proc.Pid(), "startup", time.Since(began).Round(time.Millisecond))
 	return j, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testjaeger: finding a free loopback port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("testjaeger: releasing port %d: %w", port, err)
-	}
-	return port, nil
-}
-
-// waitReady polls the health check until it answers 200 (every component
-// started), then the query API's /api/services until it answers 200.
-func (j *Jaeger) waitReady(ctx context.Context) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for _, u := range []string{j.healthURL, j.queryURL + "/api/services"} {
-		for {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			if err != nil {
-				return fmt.Errorf("testjaeger: %w", err)
-			}
-			resp, err := j.http.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-j.exited:
-				return fmt.Errorf("testjaeger: jaeger exited before becoming ready (%v); its log:\n%s", j.waitErr, j.log.String())
-			case <-ctx.Done():
-				return fmt.Errorf("testjaeger: waiting for %s: %w; jaeger log:\n%s", u, ctx.Err(), j.log.String())
-			case <-tick.C:
-			}
-		}
-	}
-	return nil
 }
 
 // OTLPEndpoint is the base URL of the OTLP/HTTP receiver
@@ -344,35 +207,17 @@ func (j *Jaeger) OTLPEndpoint() string { return j.otlpURL }
 func (j *Jaeger) QueryURL() string { return j.queryURL }
 
 // Log returns Jaeger's captured output (the last MiB of it).
-func (j *Jaeger) Log() string { return j.log.String() }
+func (j *Jaeger) Log() string { return j.proc.Log() }
 
 // LogTail returns at most the last n bytes of Jaeger's captured output.
-func (j *Jaeger) LogTail(n int) string {
-	s := j.log.String()
-	if n >= 0 && len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func (j *Jaeger) LogTail(n int) string { return j.proc.LogTail(n) }
 
 // Close kills Jaeger's process group, waits for it to exit and removes its
 // config directory. Calling it again is harmless.
 func (j *Jaeger) Close() error {
 	j.closeOnce.Do(func() {
-		select {
-		case <-j.exited:
-			// Exited on its own: that is worth reporting.
-			if j.waitErr != nil {
-				j.closeErr = fmt.Errorf("testjaeger: jaeger had already exited: %w", j.waitErr)
-			}
-		default:
-			if err := killGroup(j.cmd.Process.Pid); err != nil {
-				// The group may be gone already; fall back to the process itself.
-				if kerr := j.cmd.Process.Kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
-					j.closeErr = fmt.Errorf("testjaeger: killing jaeger: %w", errors.Join(err, kerr))
-				}
-			}
-			<-j.exited
+		if err := j.proc.Close(); err != nil {
+			j.closeErr = fmt.Errorf("testjaeger: %w", err)
 		}
 		j.http.CloseIdleConnections()
 		if err := os.RemoveAll(j.dir); err != nil && j.closeErr == nil {
@@ -521,27 +366,4 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }

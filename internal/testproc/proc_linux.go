@@ -1,13 +1,13 @@
-package testjaeger
+package testproc
 
 import (
 	"os/exec"
 	"syscall"
 )
 
-// setProcAttr puts Jaeger in its own process group (so Close can kill the
-// whole group) and makes the kernel kill it if the process that started it
-// dies without calling Close (a test binary killed by a timeout, say).
+// setProcAttr puts the program in its own process group (so Close can kill
+// the whole group) and makes the kernel kill it if the thread that started
+// it dies without calling Close.
 func setProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package testjaeger
+package testproc
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 func setProcAttr(cmd *exec.Cmd) {}
 
 // killGroup kills only the process itself on systems without the Linux
-// process-group attributes used above.
+// process-group attributes used in proc_linux.go.
 func killGroup(pid int) error {
 	p, err := os.FindProcess(pid)
 	if err != nil {
