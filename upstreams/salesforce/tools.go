@@ -1,7 +1,6 @@
 package salesforce
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
 // Tool names.
@@ -42,18 +43,6 @@ var (
 	reField   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}(\.[A-Za-z][A-Za-z0-9_]{0,79}){0,4}$`)
 )
 
-type toolHandler func(c *call, p *mcp.CallToolParams) (*mcp.CallToolResult, error)
-
-func boolPtr(b bool) *bool { return &b }
-
-func object(props map[string]any, required ...string) map[string]any {
-	m := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if len(required) > 0 {
-		m["required"] = required
-	}
-	return m
-}
-
 // queryOutputSchema describes QueryOutput.
 var queryOutputSchema = map[string]any{
 	"type": "object",
@@ -66,20 +55,20 @@ var queryOutputSchema = map[string]any{
 	"required": []string{"totalSize", "returned", "truncated", "records"},
 }
 
-func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
+func (a *Adapter) buildTools() *rest.Tools {
 	maxRec := map[string]any{
 		"type": "integer", "minimum": 1, "maximum": a.maxRecords,
 		"description": fmt.Sprintf("Most records to return, following nextRecordsUrl pages (1-%d, default %d). The result says when more matched.", a.maxRecords, a.maxRecords),
 	}
 	searchMax := min(a.maxRecords, maxSearchRecords)
-	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: boolPtr(true)}
-	tools := []*mcp.Tool{
-		{
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: rest.BoolPtr(true)}
+	return rest.NewTools([]rest.Tool{
+		{Run: a.bind((*call).soqlQuery), Def: &mcp.Tool{
 			Name:  ToolSOQLQuery,
 			Title: "Run a read-only SOQL query",
 			Description: "Runs one SOQL SELECT statement in Salesforce as the signed-in user; Salesforce's sharing rules decide which records come back. " +
 				"Only a single SELECT is accepted (no DML, no FOR UPDATE/VIEW/REFERENCE, no ';'). Example: SELECT Id, Name, StageName FROM Opportunity WHERE IsClosed = false ORDER BY CloseDate LIMIT 20.",
-			InputSchema: object(map[string]any{
+			InputSchema: rest.Object(map[string]any{
 				"query": map[string]any{
 					"type": "string", "minLength": 1, "maxLength": MaxSOQLLength,
 					"description": "The SOQL SELECT statement. Use LIMIT and select only the fields you need.",
@@ -88,12 +77,12 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 			}, "query"),
 			OutputSchema: queryOutputSchema,
 			Annotations:  readOnly,
-		},
-		{
+		}},
+		{Run: a.bind((*call).getRecord), Def: &mcp.Tool{
 			Name:        ToolGetRecord,
 			Title:       "Get one Salesforce record",
 			Description: "Fetches one record by sObject type and id, as the signed-in user. Records Salesforce does not share with the user are reported as not found.",
-			InputSchema: object(map[string]any{
+			InputSchema: rest.Object(map[string]any{
 				"sobject": map[string]any{"type": "string", "pattern": reSObject.String(), "description": "The sObject API name, e.g. Account, Contact, Opportunity, Case, or a custom object such as Invoice__c."},
 				"id":      map[string]any{"type": "string", "pattern": reID.String(), "description": "The record's 15- or 18-character Salesforce id, e.g. 006000000000001AAA."},
 				"fields": map[string]any{
@@ -104,18 +93,18 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 			}, "sobject", "id"),
 			OutputSchema: map[string]any{"type": "object", "description": "The record as Salesforce returns it, with an attributes object (type, url)."},
 			Annotations:  readOnly,
-		},
-		{
+		}},
+		{Run: a.bind((*call).search), Def: &mcp.Tool{
 			Name:  ToolSearch,
 			Title: "Search Salesforce (SOSL)",
 			Description: "Full-text search across Salesforce records visible to the signed-in user. The term is searched literally (reserved SOSL characters are escaped). " +
 				"Without objects, Salesforce searches every searchable object and returns ids and types; name objects to get fields.",
-			InputSchema: object(map[string]any{
+			InputSchema: rest.Object(map[string]any{
 				"term": map[string]any{"type": "string", "minLength": 2, "maxLength": MaxSearchTermLength, "description": "The words to search for, e.g. \"Acme renewal\". All words must match."},
 				"objects": map[string]any{
 					"type": "array", "maxItems": 10,
 					"description": "Objects to search and the fields to return for each, e.g. [{\"type\":\"Account\",\"fields\":[\"Id\",\"Name\"]}].",
-					"items": object(map[string]any{
+					"items": rest.Object(map[string]any{
 						"type":   map[string]any{"type": "string", "pattern": reSObject.String(), "description": "sObject API name."},
 						"fields": map[string]any{"type": "array", "maxItems": 20, "items": map[string]any{"type": "string", "pattern": reField.String()}, "description": "Fields to return; default Id."},
 					}, "type"),
@@ -131,17 +120,17 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 				"required": []string{"returned", "records"},
 			},
 			Annotations: readOnly,
-		},
-		{
+		}},
+		{Run: a.bind((*call).myPipeline), Def: &mcp.Tool{
 			Name:  ToolMyPipeline,
 			Title: "My open opportunities",
 			Description: "Lists the open opportunities Salesforce shows the signed-in user (their own and, for managers, their reports'), ordered by close date, " +
 				"with Name, Amount, StageName and CloseDate, plus the total amount.",
-			InputSchema: object(map[string]any{"max_records": maxRec}),
+			InputSchema: rest.Object(map[string]any{"max_records": maxRec}),
 			OutputSchema: map[string]any{
 				"type": "object",
 				"properties": map[string]any{
-					"opportunities": map[string]any{"type": "array", "items": object(map[string]any{
+					"opportunities": map[string]any{"type": "array", "items": rest.Object(map[string]any{
 						"id":        map[string]any{"type": "string"},
 						"name":      map[string]any{"type": "string"},
 						"amount":    map[string]any{"type": []string{"number", "null"}},
@@ -155,61 +144,8 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 				"required": []string{"opportunities", "count", "totalAmount", "truncated"},
 			},
 			Annotations: readOnly,
-		},
-	}
-	handlers := map[string]toolHandler{
-		ToolSOQLQuery:  (*call).soqlQuery,
-		ToolGetRecord:  (*call).getRecord,
-		ToolSearch:     (*call).search,
-		ToolMyPipeline: (*call).myPipeline,
-	}
-	return tools, handlers
-}
-
-// decodeArgs decodes tool arguments strictly into v. A non-object, invalid
-// JSON, a wrong type or an unknown property is a protocol error (-32602).
-func decodeArgs(tool string, raw any, v any) error {
-	var data []byte
-	switch r := raw.(type) {
-	case nil:
-		data = []byte("{}")
-	case json.RawMessage:
-		data = r
-	case []byte:
-		data = r
-	default:
-		var err error
-		if data, err = json.Marshal(raw); err != nil {
-			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", tool, err)}
-		}
-	}
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || string(data) == "null" {
-		data = []byte("{}")
-	}
-	if data[0] != '{' {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: arguments must be a JSON object", tool)}
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", tool, err)}
-	}
-	if dec.More() {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: trailing data after the JSON object", tool)}
-	}
-	return nil
-}
-
-// limitArg checks an optional limit against [1, hi] with default def.
-func limitArg(name string, v *int, hi, def int) (int, string) {
-	if v == nil {
-		return def, ""
-	}
-	if *v < 1 || *v > hi {
-		return 0, fmt.Sprintf("%s must be between 1 and %d, got %d", name, hi, *v)
-	}
-	return *v, ""
+		}},
+	})
 }
 
 // QueryOutput is the structured result of soql_query.
@@ -227,15 +163,6 @@ type queryPage struct {
 	Records        []map[string]any `json:"records"`
 }
 
-func decodeJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("Salesforce answered with a body that is not the expected JSON: %v", err)
-	}
-	return nil
-}
-
 // query runs soql and follows nextRecordsUrl until done or max records.
 func (c *call) query(soql string, max int) (*QueryOutput, error) {
 	body, err := c.get(c.a.dataPath("/query"), url.Values{"q": {soql}})
@@ -246,7 +173,7 @@ func (c *call) query(soql string, max int) (*QueryOutput, error) {
 	prefix := "/services/data/"
 	for pages := 0; ; pages++ {
 		var pg queryPage
-		if err := decodeJSON(body, &pg); err != nil {
+		if err := c.DecodeJSON(body, &pg); err != nil {
 			return nil, err
 		}
 		if pages == 0 {
@@ -295,19 +222,19 @@ func (c *call) soqlQuery(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		Query      string `json:"query"`
 		MaxRecords *int   `json:"max_records"`
 	}
-	if err := decodeArgs(ToolSOQLQuery, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolSOQLQuery, p.Arguments, &args); err != nil {
 		return nil, err
 	}
-	max, bad := limitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
+	max, bad := rest.LimitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
 	if bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	if err := ValidateSOQL(args.Query); err != nil {
-		return toolError(err.Error() + ". soql_query runs exactly one read-only SELECT statement."), nil
+		return rest.ToolError(err.Error() + ". soql_query runs exactly one read-only SELECT statement."), nil
 	}
 	out, err := c.query(strings.TrimSpace(args.Query), max)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d record(s) returned", out.Returned)
@@ -316,7 +243,7 @@ func (c *call) soqlQuery(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	}
 	b.WriteString(":\n")
 	recordsText(&b, out.Records)
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: b.String()}}, StructuredContent: out}, nil
+	return rest.Result(b.String(), out), nil
 }
 
 func (c *call) record(typ, id string, fields []string) (map[string]any, error) {
@@ -329,7 +256,7 @@ func (c *call) record(typ, id string, fields []string) (map[string]any, error) {
 		return nil, err
 	}
 	var rec map[string]any
-	if err := decodeJSON(body, &rec); err != nil {
+	if err := c.DecodeJSON(body, &rec); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -338,15 +265,15 @@ func (c *call) record(typ, id string, fields []string) (map[string]any, error) {
 func checkRecordArgs(typ, id string, fields []string) string {
 	switch {
 	case !reSObject.MatchString(typ):
-		return fmt.Sprintf("sobject %q is not an sObject API name (letters, digits, underscores, e.g. Opportunity)", clip(typ, 100))
+		return fmt.Sprintf("sobject %q is not an sObject API name (letters, digits, underscores, e.g. Opportunity)", rest.Clip(typ, 100))
 	case !reID.MatchString(id):
-		return fmt.Sprintf("id %q is not a 15- or 18-character Salesforce id", clip(id, 100))
+		return fmt.Sprintf("id %q is not a 15- or 18-character Salesforce id", rest.Clip(id, 100))
 	case len(fields) > 100:
 		return "at most 100 fields may be requested"
 	}
 	for _, f := range fields {
 		if !reField.MatchString(f) {
-			return fmt.Sprintf("field %q is not a field API name", clip(f, 100))
+			return fmt.Sprintf("field %q is not a field API name", rest.Clip(f, 100))
 		}
 	}
 	return ""
@@ -358,19 +285,19 @@ func (c *call) getRecord(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		ID      string   `json:"id"`
 		Fields  []string `json:"fields"`
 	}
-	if err := decodeArgs(ToolGetRecord, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolGetRecord, p.Arguments, &args); err != nil {
 		return nil, err
 	}
 	if bad := checkRecordArgs(args.SObject, args.ID, args.Fields); bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	rec, err := c.record(args.SObject, args.ID, args.Fields)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	line, _ := json.MarshalIndent(rec, "", "  ")
 	text := fmt.Sprintf("%s %s:\n%s", args.SObject, args.ID, line)
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: rec}, nil
+	return rest.Result(text, rec), nil
 }
 
 // BuildSOSL returns the SOSL statement the search tool sends: the term
@@ -396,7 +323,7 @@ func BuildSOSL(term string, objects []SearchObject, limit int) (string, error) {
 		seen := map[string]bool{}
 		for i, o := range objects {
 			if !reSObject.MatchString(o.Type) {
-				return "", fmt.Errorf("objects[%d].type %q is not an sObject API name", i, clip(o.Type, 100))
+				return "", fmt.Errorf("objects[%d].type %q is not an sObject API name", i, rest.Clip(o.Type, 100))
 			}
 			if seen[strings.ToLower(o.Type)] {
 				return "", fmt.Errorf("objects[%d].type %q is listed twice", i, o.Type)
@@ -414,7 +341,7 @@ func BuildSOSL(term string, objects []SearchObject, limit int) (string, error) {
 				var fs []string
 				for _, f := range o.Fields {
 					if !reField.MatchString(f) {
-						return "", fmt.Errorf("objects[%d].fields: %q is not a field API name", i, clip(f, 100))
+						return "", fmt.Errorf("objects[%d].fields: %q is not a field API name", i, rest.Clip(f, 100))
 					}
 					if !fseen[strings.ToLower(f)] {
 						fseen[strings.ToLower(f)] = true
@@ -441,27 +368,27 @@ func (c *call) search(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		Objects []SearchObject `json:"objects"`
 		Limit   *int           `json:"limit"`
 	}
-	if err := decodeArgs(ToolSearch, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolSearch, p.Arguments, &args); err != nil {
 		return nil, err
 	}
 	hi := min(c.a.maxRecords, maxSearchRecords)
-	limit, bad := limitArg("limit", args.Limit, hi, min(200, hi))
+	limit, bad := rest.LimitArg("limit", args.Limit, hi, min(200, hi))
 	if bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	sosl, err := BuildSOSL(args.Term, args.Objects, limit)
 	if err != nil {
-		return toolError(err.Error()), nil
+		return rest.ToolError(err.Error()), nil
 	}
 	body, err := c.get(c.a.dataPath("/search"), url.Values{"q": {sosl}})
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	var res struct {
 		SearchRecords []map[string]any `json:"searchRecords"`
 	}
-	if err := decodeJSON(body, &res); err != nil {
-		return c.toolFailure(err)
+	if err := c.DecodeJSON(body, &res); err != nil {
+		return c.ToolFailure(err)
 	}
 	if res.SearchRecords == nil {
 		res.SearchRecords = []map[string]any{}
@@ -470,7 +397,7 @@ func (c *call) search(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	fmt.Fprintf(&b, "%d record(s) found for %q:\n", len(res.SearchRecords), args.Term)
 	recordsText(&b, res.SearchRecords)
 	out := map[string]any{"returned": len(res.SearchRecords), "records": res.SearchRecords}
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: b.String()}}, StructuredContent: out}, nil
+	return rest.Result(b.String(), out), nil
 }
 
 // Opportunity is one row of my_pipeline.
@@ -519,18 +446,18 @@ func (c *call) myPipeline(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	var args struct {
 		MaxRecords *int `json:"max_records"`
 	}
-	if err := decodeArgs(ToolMyPipeline, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolMyPipeline, p.Arguments, &args); err != nil {
 		return nil, err
 	}
-	max, bad := limitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
+	max, bad := rest.LimitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
 	if bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	out, err := c.pipeline(max)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: pipelineText(out)}}, StructuredContent: out}, nil
+	return rest.Result(pipelineText(out), out), nil
 }
 
 func pipelineText(out *PipelineOutput) string {
@@ -589,7 +516,7 @@ func (c *call) readResource(uri string) (*mcp.ReadResourceResult, error) {
 	case uri == PipelineURI:
 		out, err := c.pipeline(c.a.maxRecords)
 		if err != nil {
-			return nil, c.rpcFailure(err)
+			return nil, c.RPCFailure(err)
 		}
 		payload = out
 	case strings.HasPrefix(uri, recordURIPrefix):
@@ -598,19 +525,15 @@ func (c *call) readResource(uri string) (*mcp.ReadResourceResult, error) {
 			return nil, mcp.ResourceNotFoundError(uri)
 		}
 		if bad := checkRecordArgs(typ, id, nil); bad != "" {
-			return nil, c.a.rpcError(jsonrpc.CodeInvalidParams, "resource %s: %s", clip(uri, 200), bad)
+			return nil, c.Errorf(jsonrpc.CodeInvalidParams, "resource %s: %s", rest.Clip(uri, 200), bad)
 		}
 		rec, err := c.record(typ, id, nil)
 		if err != nil {
-			return nil, c.rpcFailure(err)
+			return nil, c.RPCFailure(err)
 		}
 		payload = rec
 	default:
 		return nil, mcp.ResourceNotFoundError(uri)
 	}
-	text, err := json.MarshalIndent(payload, "", "  ")
-	if err != nil {
-		return nil, c.a.rpcError(jsonrpc.CodeInternalError, "encoding resource: %v", err)
-	}
-	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(text)}}}, nil
+	return c.JSONResource(uri, payload)
 }
