@@ -12,23 +12,14 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mod="$here/helm"
 repo="$(cd "$here/../.." && pwd)"
-out="${1:-$repo/.tools/bin/helm}"
-case "$out" in
-/*) ;;
-*) out="$PWD/$out" ;;
-esac
+# shellcheck source=../../internal/testproc/buildtool.sh
+source "$repo/internal/testproc/buildtool.sh"
+out=$(buildtool_out "$repo/.tools/bin/helm" "${1:-}")
 
-if [[ -x "$out" && "$out" -nt "$mod/go.sum" && "$out" -nt "$mod/go.mod" && "$out" -nt "${BASH_SOURCE[0]}" ]]; then
-	echo "helm: $out is up to date (newer than deploy/tools/helm/go.sum); skipping build"
-	exit 0
-fi
+# This script counts as an input too: the -X flags below shape the binary.
+buildtool_skip_if_current helm "$out" deploy/tools/helm/go.sum "$mod/go.sum" "$mod/go.mod" "${BASH_SOURCE[0]}"
 
-mkdir -p "$(dirname "$out")"
-cd "$mod"
-start=$(date +%s)
-echo "helm: building helm.sh/helm/v3/cmd/helm -> $out"
-tmp="$out.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+buildtool_begin helm "$out" helm.sh/helm/v3/cmd/helm "$mod"
 # The same -X flags as helm's Makefile: its version, and the Kubernetes
 # version `helm template`/`lint` assume (client-go's major+1 . minor, e.g.
 # client-go v0.35 -> 1.35); without them helm assumes Kubernetes 1.20.
@@ -40,6 +31,5 @@ for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
 	ldflags="$ldflags -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$k8s_minor"
 done
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp" helm.sh/helm/v3/cmd/helm
-mv -f "$tmp" "$out"
-echo "helm: built $out in $(($(date +%s) - start))s"
+buildtool_finish
 "$out" version --short

@@ -10,24 +10,13 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
-out="${1:-$repo/bin/hydra}"
-case "$out" in
-/*) ;;
-*) out="$PWD/$out" ;;
-esac
+# shellcheck source=../../testproc/buildtool.sh
+source "$repo/internal/testproc/buildtool.sh"
+out=$(buildtool_out "$repo/bin/hydra" "${1:-}")
 
-if [[ -x "$out" && "$out" -nt "$here/go.sum" && "$out" -nt "$here/go.mod" ]]; then
-	echo "hydra: $out is up to date (newer than internal/testhydra/build/go.sum); skipping build"
-	exit 0
-fi
+buildtool_skip_if_current hydra "$out" internal/testhydra/build/go.sum "$here/go.sum" "$here/go.mod"
 
-mkdir -p "$(dirname "$out")"
-cd "$here"
-start=$(date +%s)
-echo "hydra: building github.com/ory/hydra/v2 -> $out"
-tmp="$out.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+buildtool_begin hydra "$out" github.com/ory/hydra/v2 "$here"
 CGO_ENABLED=1 go build -tags sqlite,sqlite_omit_load_extension -o "$tmp" github.com/ory/hydra/v2
-mv -f "$tmp" "$out"
-echo "hydra: built $out in $(($(date +%s) - start))s"
+buildtool_finish
 "$out" version || true

@@ -14,24 +14,13 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
-out="${1:-$repo/bin/jaeger}"
-case "$out" in
-/*) ;;
-*) out="$PWD/$out" ;;
-esac
+# shellcheck source=../../testproc/buildtool.sh
+source "$repo/internal/testproc/buildtool.sh"
+out=$(buildtool_out "$repo/bin/jaeger" "${1:-}")
 
-if [[ -x "$out" && "$out" -nt "$here/go.sum" && "$out" -nt "$here/go.mod" ]]; then
-	echo "jaeger: $out is up to date (newer than internal/testjaeger/build/go.sum); skipping build"
-	exit 0
-fi
+buildtool_skip_if_current jaeger "$out" internal/testjaeger/build/go.sum "$here/go.sum" "$here/go.mod"
 
-mkdir -p "$(dirname "$out")"
-cd "$here"
-start=$(date +%s)
-echo "jaeger: building github.com/jaegertracing/jaeger/cmd/jaeger -> $out"
-tmp="$out.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+buildtool_begin jaeger "$out" github.com/jaegertracing/jaeger/cmd/jaeger "$here"
 CGO_ENABLED=0 go build -trimpath -o "$tmp" github.com/jaegertracing/jaeger/cmd/jaeger
-mv -f "$tmp" "$out"
-echo "jaeger: built $out in $(($(date +%s) - start))s"
+buildtool_finish
 "$out" version 2>/dev/null | head -n 5 || true
