@@ -189,36 +189,20 @@ func orNew[T any](p *T) *T {
 
 func (g *Gateway) listTools(ctx context.Context, st *state, o *op, p *mcp.ListToolsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	tools := []*mcp.Tool{whoamiTool}
-	seen := map[string]string{whoamiTool.Name: "mandate"}
-	for _, l := range g.listAll(ctx, o.d, st, kindTools) {
-		if l.e == nil {
-			continue
-		}
-		for _, t := range l.e.tools {
-			if !st.visible(user, l.u, "tools/call", t.Name, "", "") {
-				continue
+	tools := mergeListings(g, ctx, st, o, kindTools, []*mcp.Tool{whoamiTool}, map[string]string{whoamiTool.Name: "mandate"},
+		func(e *catalogEntry) []*mcp.Tool { return e.tools },
+		func(u *upstream, t *mcp.Tool) (*mcp.Tool, string, bool) {
+			name := u.exposedName(t.Name)
+			if !st.visible(user, u, "tools/call", t.Name, "", "") || g.shadowed(st, u, "tool", t.Name, name) {
+				return nil, "", false
 			}
-			name := l.u.exposedName(t.Name)
-			if other := st.shadowed(l.u, name); other != nil {
-				g.log.Warn("tool name collision: hidden", "upstream", l.u.name, "tool", t.Name, "shadowed_by", other.name)
-				continue
-			}
-			if prev, dup := seen[name]; dup {
-				g.log.Warn("tool name collision: hidden", "upstream", l.u.name, "tool", t.Name, "exposed", name, "already_from", prev)
-				continue
-			}
-			seen[name] = l.u.name
 			c := *t
 			c.Name = name
-			tools = append(tools, &c)
-		}
-	}
-	items, next, err := page(tools, st.gen, p.Cursor)
-	if err != nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
-	}
-	return &mcp.ListToolsResult{Tools: items, NextCursor: next}, nil
+			return &c, name, true
+		})
+	return pageResult(tools, st.gen, p.Cursor, func(items []*mcp.Tool, next string) mcp.Result {
+		return &mcp.ListToolsResult{Tools: items, NextCursor: next}
+	})
 }
 
 func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
@@ -376,32 +360,20 @@ func (g *Gateway) rateLimit(o *op, u *upstream) error {
 
 func (g *Gateway) listPrompts(ctx context.Context, st *state, o *op, p *mcp.ListPromptsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	var prompts []*mcp.Prompt
-	seen := map[string]bool{}
-	for _, l := range g.listAll(ctx, o.d, st, kindPrompts) {
-		if l.e == nil {
-			continue
-		}
-		for _, pr := range l.e.prompts {
-			if !st.visible(user, l.u, "prompts/get", "", "", pr.Name) {
-				continue
+	prompts := mergeListings(g, ctx, st, o, kindPrompts, nil, map[string]string{},
+		func(e *catalogEntry) []*mcp.Prompt { return e.prompts },
+		func(u *upstream, pr *mcp.Prompt) (*mcp.Prompt, string, bool) {
+			name := u.exposedName(pr.Name)
+			if !st.visible(user, u, "prompts/get", "", "", pr.Name) || g.shadowed(st, u, "prompt", pr.Name, name) {
+				return nil, "", false
 			}
-			name := l.u.exposedName(pr.Name)
-			if st.shadowed(l.u, name) != nil || seen[name] {
-				g.log.Warn("prompt name collision: hidden", "upstream", l.u.name, "prompt", pr.Name)
-				continue
-			}
-			seen[name] = true
 			c := *pr
 			c.Name = name
-			prompts = append(prompts, &c)
-		}
-	}
-	items, next, err := page(prompts, st.gen, p.Cursor)
-	if err != nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
-	}
-	return &mcp.ListPromptsResult{Prompts: items, NextCursor: next}, nil
+			return &c, name, true
+		})
+	return pageResult(prompts, st.gen, p.Cursor, func(items []*mcp.Prompt, next string) mcp.Result {
+		return &mcp.ListPromptsResult{Prompts: items, NextCursor: next}
+	})
 }
 
 func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPromptParams) (mcp.Result, error) {
@@ -444,48 +416,72 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 
 func (g *Gateway) listResources(ctx context.Context, st *state, o *op, p *mcp.ListResourcesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	var out []*mcp.Resource
-	seen := map[string]bool{}
-	for _, l := range g.listAll(ctx, o.d, st, kindResources) {
-		if l.e == nil {
-			continue
-		}
-		for _, r := range l.e.resources {
-			if seen[r.URI] || !st.visible(user, l.u, "resources/read", "", r.URI, "") {
-				continue
-			}
-			seen[r.URI] = true
-			out = append(out, r)
-		}
-	}
-	items, next, err := page(out, st.gen, p.Cursor)
-	if err != nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
-	}
-	return &mcp.ListResourcesResult{Resources: items, NextCursor: next}, nil
+	out := mergeListings(g, ctx, st, o, kindResources, nil, map[string]string{},
+		func(e *catalogEntry) []*mcp.Resource { return e.resources },
+		func(u *upstream, r *mcp.Resource) (*mcp.Resource, string, bool) {
+			return r, r.URI, st.visible(user, u, "resources/read", "", r.URI, "")
+		})
+	return pageResult(out, st.gen, p.Cursor, func(items []*mcp.Resource, next string) mcp.Result {
+		return &mcp.ListResourcesResult{Resources: items, NextCursor: next}
+	})
 }
 
 func (g *Gateway) listTemplates(ctx context.Context, st *state, o *op, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	var out []*mcp.ResourceTemplate
-	seen := map[string]bool{}
-	for _, l := range g.listAll(ctx, o.d, st, kindTemplates) {
+	out := mergeListings(g, ctx, st, o, kindTemplates, nil, map[string]string{},
+		func(e *catalogEntry) []*mcp.ResourceTemplate { return e.templates },
+		func(u *upstream, t *mcp.ResourceTemplate) (*mcp.ResourceTemplate, string, bool) {
+			return t, t.URITemplate, st.visible(user, u, "resources/read", "", t.URITemplate, "")
+		})
+	return pageResult(out, st.gen, p.Cursor, func(items []*mcp.ResourceTemplate, next string) mcp.Result {
+		return &mcp.ListResourceTemplatesResult{ResourceTemplates: items, NextCursor: next}
+	})
+}
+
+// mergeListings is the union of every upstream's listing of one kind as
+// the user may see it. expose returns an item as the client sees it and
+// its key (exposed name or URI), or false to leave it out (hidden by
+// policy, or shadowed); an item whose key is already taken is left out
+// with a log line. out and seen hold what is listed before the upstreams.
+func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *op, kind listKind, out []T, seen map[string]string,
+	items func(*catalogEntry) []T, expose func(*upstream, T) (T, string, bool)) []T {
+	for _, l := range g.listAll(ctx, o.d, st, kind) {
 		if l.e == nil {
 			continue
 		}
-		for _, t := range l.e.templates {
-			if seen[t.URITemplate] || !st.visible(user, l.u, "resources/read", "", t.URITemplate, "") {
+		for _, it := range items(l.e) {
+			shown, key, ok := expose(l.u, it)
+			if !ok {
 				continue
 			}
-			seen[t.URITemplate] = true
-			out = append(out, t)
+			if prev, dup := seen[key]; dup {
+				g.log.Warn("listing collision: hidden", "kind", kind.String(), "upstream", l.u.name, "key", key, "already_from", prev)
+				continue
+			}
+			seen[key] = l.u.name
+			out = append(out, shown)
 		}
 	}
-	items, next, err := page(out, st.gen, p.Cursor)
+	return out
+}
+
+// shadowed reports (and logs) an item of the unprefixed upstream whose
+// exposed name routes to a prefixed upstream instead.
+func (g *Gateway) shadowed(st *state, u *upstream, what, name, exposed string) bool {
+	other := st.shadowed(u, exposed)
+	if other != nil {
+		g.log.Warn(what+" name collision: hidden", "upstream", u.name, what, name, "shadowed_by", other.name)
+	}
+	return other != nil
+}
+
+// pageResult answers one page of a listing, or invalid params for a bad cursor.
+func pageResult[T any](all []T, gen uint64, cursor string, result func([]T, string) mcp.Result) (mcp.Result, error) {
+	items, next, err := page(all, gen, cursor)
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
-	return &mcp.ListResourceTemplatesResult{ResourceTemplates: items, NextCursor: next}, nil
+	return result(items, next), nil
 }
 
 // routeURI finds the upstream serving a resource URI for this user: an
