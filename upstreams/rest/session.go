@@ -19,6 +19,13 @@ import (
 // (Call.ToolFailure).
 type Handler func(c *Call, p *mcp.CallToolParams) (*mcp.CallToolResult, error)
 
+// Bind adapts h, a handler on an adapter's own call type C (typically a
+// struct embedding *Call plus the adapter's settings, made by wrap), to a
+// Handler.
+func Bind[C any](wrap func(*Call) C, h func(C, *mcp.CallToolParams) (*mcp.CallToolResult, error)) Handler {
+	return func(c *Call, p *mcp.CallToolParams) (*mcp.CallToolResult, error) { return h(wrap(c), p) }
+}
+
 // Tool is one tool: its definition and its handler.
 type Tool struct {
 	Def *mcp.Tool

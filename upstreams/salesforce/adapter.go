@@ -2,13 +2,10 @@ package salesforce
 
 import (
 	"context"
-	"log/slog"
-	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-gw/mandate/upstreams"
-	"github.com/mandate-gw/mandate/upstreams/credentials"
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
@@ -26,22 +23,14 @@ const (
 	CodeRateLimited            = upstreams.CodeRateLimited
 )
 
-// Deps are what an Adapter needs from the process.
-type Deps struct {
-	// Credentials obtains the calling user's Salesforce token (flow
-	// jwt_bearer in production: sub = the Salesforce username). Required.
-	// The adapter uses whatever token the Source gives; with
-	// client_credentials the calls run as that service account, and the
-	// audit record says so (callinfo).
-	Credentials credentials.Source
-	// HTTPClient calls the REST API. Nil means a client over a clone of
-	// http.DefaultTransport. Redirects are never followed (the adapter
-	// copies the client and sets CheckRedirect).
-	HTTPClient *http.Client
-	// Logger receives one debug record per REST call (never a token or a
-	// query text). Nil discards.
-	Logger *slog.Logger
-}
+// Deps are what an Adapter needs from the process (rest.Deps).
+// Credentials obtains the calling user's Salesforce token (flow jwt_bearer
+// in production: sub = the Salesforce username). The adapter uses whatever
+// token the Source gives; with client_credentials the calls run as that
+// service account, and the audit record says so (callinfo). HTTPClient
+// calls the REST API (redirects are never followed); Logger receives one
+// debug record per REST call (never a token or a query text).
+type Deps = rest.Deps
 
 // Adapter is a configured Salesforce upstream. Safe for concurrent use.
 type Adapter struct {
@@ -66,7 +55,7 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 		ParseError:   parseAPIError,
 		ClassifyAPI:  classifyAPI,
 		LogAttrs:     func(_, path string) []any { return []any{"path", pathOnly(path)} },
-	}, rest.Deps(deps))
+	}, deps)
 	if err != nil {
 		return nil, err
 	}

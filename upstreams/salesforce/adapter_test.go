@@ -137,14 +137,14 @@ func TestPaginationBoundedByMaxRecords(t *testing.T) {
 	if diff := cmp.Diff(wantVP, pipelineIDs(t, res)); diff != "" {
 		t.Errorf("all pages (-want +got):\n%s", diff)
 	}
-	before := e.restHits.Load()
+	before := e.RestHits.Load()
 	res = mustTool(t, a, val, ToolSOQLQuery, map[string]any{"query": PipelineSOQL, "max_records": 3})
 	var out QueryOutput
 	structured(t, res, &out)
 	if out.TotalSize != 5 || out.Returned != 3 || !out.Truncated || len(out.Records) != 3 {
 		t.Errorf("bounded query = total %d returned %d truncated %v (%d records), want 5/3/true", out.TotalSize, out.Returned, out.Truncated, len(out.Records))
 	}
-	if got := e.restHits.Load() - before; got != 2 {
+	if got := e.RestHits.Load() - before; got != 2 {
 		t.Errorf("REST requests for 3 of 5 records in pages of 2 = %d, want 2", got)
 	}
 	if !strings.Contains(text(res), "truncated") {
@@ -193,7 +193,7 @@ func TestSOQLQuery(t *testing.T) {
 		{"UPDATE VIEWSTAT", "SELECT Id FROM KnowledgeArticleVersion UPDATE VIEWSTAT", []string{"UPDATE is not allowed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := e.restHits.Load()
+			before := e.RestHits.Load()
 			res, _, err := callTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": tc.query})
 			if err != nil || !res.IsError {
 				t.Fatalf("want a tool error, got err=%v res=%s", err, text(res))
@@ -203,7 +203,7 @@ func TestSOQLQuery(t *testing.T) {
 					t.Errorf("message %q lacks %q", text(res), w)
 				}
 			}
-			if e.restHits.Load() != before {
+			if e.RestHits.Load() != before {
 				t.Error("a refused query reached Salesforce")
 			}
 		})
@@ -253,9 +253,9 @@ func TestGetRecord(t *testing.T) {
 		}
 	}
 	// Bad ids never reach Salesforce.
-	before := e.restHits.Load()
+	before := e.RestHits.Load()
 	res, _, _ = callTool(t, a, rita, ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": "../../query?q=x"})
-	if !res.IsError || e.restHits.Load() != before {
+	if !res.IsError || e.RestHits.Load() != before {
 		t.Errorf("a malformed id was not refused locally: %s", text(res))
 	}
 }
@@ -399,8 +399,8 @@ func TestUnknownUserInvalidGrant(t *testing.T) {
 			t.Errorf("message %q lacks %q", text(res), w)
 		}
 	}
-	if e.restHits.Load() != 0 || e.tokenHits.Load() != 1 {
-		t.Errorf("token hits %d, REST hits %d; want 1 and 0", e.tokenHits.Load(), e.restHits.Load())
+	if e.RestHits.Load() != 0 || e.TokenHits.Load() != 1 {
+		t.Errorf("token hits %d, REST hits %d; want 1 and 0", e.TokenHits.Load(), e.RestHits.Load())
 	}
 }
 
@@ -412,7 +412,7 @@ func TestRevokedSessionReexchangesOnce(t *testing.T) {
 	a := e.adapter(t, e.config(e.jwtBearer()))
 	mustTool(t, a, rita, ToolMyPipeline, nil)
 	mustTool(t, a, rita, ToolMyPipeline, nil)
-	if got := e.tokenHits.Load(); got != 1 {
+	if got := e.TokenHits.Load(); got != 1 {
 		t.Fatalf("token endpoint hits after two calls = %d, want 1 (cached)", got)
 	}
 	e.sb.RevokeAll()
@@ -423,17 +423,17 @@ func TestRevokedSessionReexchangesOnce(t *testing.T) {
 	if diff := cmp.Diff(wantRep, pipelineIDs(t, res)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if got := e.tokenHits.Load(); got != 2 {
+	if got := e.TokenHits.Load(); got != 2 {
 		t.Errorf("token endpoint hits = %d, want 2 (one re-exchange)", got)
 	}
-	if got := e.rest401.Load(); got != 1 {
+	if got := e.Rest401.Load(); got != 1 {
 		t.Errorf("401 answers = %d, want 1", got)
 	}
 	if snap := info.Snapshot(); snap.Exchanges != 1 || snap.CacheHit {
 		t.Errorf("callinfo = %+v, want the last credential freshly exchanged", snap)
 	}
 	mustTool(t, a, rita, ToolMyPipeline, nil)
-	if got := e.tokenHits.Load(); got != 2 {
+	if got := e.TokenHits.Load(); got != 2 {
 		t.Errorf("token endpoint hits = %d after another call, want 2", got)
 	}
 }
@@ -458,8 +458,8 @@ func TestPersistentInvalidSession(t *testing.T) {
 			t.Errorf("message %q lacks %q", text(res), w)
 		}
 	}
-	if e.tokenHits.Load() != 2 || e.restHits.Load() != 2 {
-		t.Errorf("token hits %d, REST hits %d; want 2 and 2", e.tokenHits.Load(), e.restHits.Load())
+	if e.TokenHits.Load() != 2 || e.RestHits.Load() != 2 {
+		t.Errorf("token hits %d, REST hits %d; want 2 and 2", e.TokenHits.Load(), e.RestHits.Load())
 	}
 }
 
@@ -568,8 +568,8 @@ func TestProtocolErrors(t *testing.T) {
 	if err != nil || !res.IsError || !strings.Contains(text(res), "max_records must be between 1 and 2000") {
 		t.Errorf("max_records 0: %v %s", err, text(res))
 	}
-	if e.restHits.Load() != 0 {
-		t.Errorf("protocol errors reached Salesforce %d times", e.restHits.Load())
+	if e.RestHits.Load() != 0 {
+		t.Errorf("protocol errors reached Salesforce %d times", e.RestHits.Load())
 	}
 }
 
@@ -671,7 +671,7 @@ func TestRefusedAssertions(t *testing.T) {
 				t.Errorf("message %q lacks %q", text(res), w)
 			}
 		}
-		if e.restHits.Load() != 0 {
+		if e.RestHits.Load() != 0 {
 			t.Error("REST API called without a token")
 		}
 	})

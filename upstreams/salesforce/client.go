@@ -41,11 +41,6 @@ type call struct {
 
 func (a *Adapter) call(rc *rest.Call) *call { return &call{Call: rc, a: a} }
 
-// bind makes a rest.Handler of a tool method.
-func (a *Adapter) bind(h func(*call, *mcp.CallToolParams) (*mcp.CallToolResult, error)) rest.Handler {
-	return func(rc *rest.Call, p *mcp.CallToolParams) (*mcp.CallToolResult, error) { return h(a.call(rc), p) }
-}
-
 func (a *Adapter) dataPath(rest string) string {
 	return "/services/data/" + a.version + rest
 }

@@ -63,7 +63,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 	searchMax := min(a.maxRecords, maxSearchRecords)
 	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: rest.BoolPtr(true)}
 	return rest.NewTools([]rest.Tool{
-		{Run: a.bind((*call).soqlQuery), Def: &mcp.Tool{
+		{Run: rest.Bind(a.call, (*call).soqlQuery), Def: &mcp.Tool{
 			Name:  ToolSOQLQuery,
 			Title: "Run a read-only SOQL query",
 			Description: "Runs one SOQL SELECT statement in Salesforce as the signed-in user; Salesforce's sharing rules decide which records come back. " +
@@ -78,7 +78,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 			OutputSchema: queryOutputSchema,
 			Annotations:  readOnly,
 		}},
-		{Run: a.bind((*call).getRecord), Def: &mcp.Tool{
+		{Run: rest.Bind(a.call, (*call).getRecord), Def: &mcp.Tool{
 			Name:        ToolGetRecord,
 			Title:       "Get one Salesforce record",
 			Description: "Fetches one record by sObject type and id, as the signed-in user. Records Salesforce does not share with the user are reported as not found.",
@@ -94,7 +94,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 			OutputSchema: map[string]any{"type": "object", "description": "The record as Salesforce returns it, with an attributes object (type, url)."},
 			Annotations:  readOnly,
 		}},
-		{Run: a.bind((*call).search), Def: &mcp.Tool{
+		{Run: rest.Bind(a.call, (*call).search), Def: &mcp.Tool{
 			Name:  ToolSearch,
 			Title: "Search Salesforce (SOSL)",
 			Description: "Full-text search across Salesforce records visible to the signed-in user. The term is searched literally (reserved SOSL characters are escaped). " +
@@ -121,7 +121,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 			},
 			Annotations: readOnly,
 		}},
-		{Run: a.bind((*call).myPipeline), Def: &mcp.Tool{
+		{Run: rest.Bind(a.call, (*call).myPipeline), Def: &mcp.Tool{
 			Name:  ToolMyPipeline,
 			Title: "My open opportunities",
 			Description: "Lists the open opportunities Salesforce shows the signed-in user (their own and, for managers, their reports'), ordered by close date, " +

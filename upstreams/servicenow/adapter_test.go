@@ -140,9 +140,9 @@ func TestGetIncident(t *testing.T) {
 		}
 	}
 	for _, args := range []map[string]any{{}, {"number": "INC0010001", "sys_id": sb.IncLaptop}, {"number": "INC1^ORnumber!=x"}, {"sys_id": "../sys_user"}} {
-		before := e.restHits.Load()
+		before := e.RestHits.Load()
 		res, _, err := callTool(t, a, rita, ToolGetIncident, args)
-		if err != nil || !res.IsError || e.restHits.Load() != before {
+		if err != nil || !res.IsError || e.RestHits.Load() != before {
 			t.Errorf("%v: want a local tool error, got err=%v %s", args, err, text(res))
 		}
 	}
@@ -276,7 +276,7 @@ func TestQueryTable(t *testing.T) {
 			t.Errorf("%v: err=%v %s", tc.args, err, text(res))
 		}
 	}
-	before := e.restHits.Load()
+	before := e.RestHits.Load()
 	for _, args := range []map[string]any{
 		{"table": "Incident; drop"}, {"table": "incident", "query": "a=1\nb=2"},
 		{"table": "incident", "fields": []string{"a,b"}}, {"table": "incident", "offset": -1},
@@ -286,7 +286,7 @@ func TestQueryTable(t *testing.T) {
 			t.Errorf("%v: want a tool error, got err=%v", args, err)
 		}
 	}
-	if e.restHits.Load() != before {
+	if e.RestHits.Load() != before {
 		t.Error("locally refused arguments reached ServiceNow")
 	}
 }
@@ -381,8 +381,8 @@ func TestUnknownUser(t *testing.T) {
 			t.Errorf("message %q lacks %q", text(res), w)
 		}
 	}
-	if e.restHits.Load() != 0 {
-		t.Errorf("REST hits = %d, want 0", e.restHits.Load())
+	if e.RestHits.Load() != 0 {
+		t.Errorf("REST hits = %d, want 0", e.RestHits.Load())
 	}
 }
 
@@ -392,15 +392,15 @@ func TestRevokedSessionReexchangesOnce(t *testing.T) {
 	a := e.adapter(t, e.config(e.jwtBearer()))
 	mustTool(t, a, rita, ToolMyIncidents, nil)
 	mustTool(t, a, rita, ToolMyIncidents, nil)
-	if got := e.tokenHits.Load(); got != 1 {
+	if got := e.TokenHits.Load(); got != 1 {
 		t.Fatalf("token hits = %d, want 1", got)
 	}
 	e.sb.RevokeAll()
 	res := mustTool(t, a, rita, ToolCreateIncident, map[string]any{"short_description": "After revocation"})
-	if got := e.tokenHits.Load(); got != 2 {
+	if got := e.TokenHits.Load(); got != 2 {
 		t.Errorf("token hits = %d, want 2", got)
 	}
-	if got := e.rest401.Load(); got != 1 {
+	if got := e.Rest401.Load(); got != 1 {
 		t.Errorf("401s = %d, want 1", got)
 	}
 	// The retried POST created exactly one incident.
@@ -483,8 +483,8 @@ func TestProtocolErrors(t *testing.T) {
 			t.Errorf("%s %v: want -32602, got %v", tc.tool, tc.args, err)
 		}
 	}
-	if e.restHits.Load() != 0 {
-		t.Errorf("protocol errors reached ServiceNow %d times", e.restHits.Load())
+	if e.RestHits.Load() != 0 {
+		t.Errorf("protocol errors reached ServiceNow %d times", e.RestHits.Load())
 	}
 }
 

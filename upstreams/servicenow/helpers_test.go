@@ -1,31 +1,25 @@
 package servicenow
 
 import (
-	"bytes"
-	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
+	"github.com/mandate-gw/mandate/upstreams/rest/resttest"
 	"github.com/mandate-gw/mandate/upstreams/servicenow/sandbox"
 )
 
@@ -68,33 +62,13 @@ var (
 	ghost  = user("user-ghost", "ghost@acme.example")
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// env is a ServiceNow sandbox on loopback behind a resttest.Recorder.
 type env struct {
-	sb        *sandbox.Server
-	ts        *httptest.Server
-	keyFile   string
-	tokenHits atomic.Int64
-	restHits  atomic.Int64
-	rest401   atomic.Int64
-	mu        sync.Mutex
-	bearers   []string
-	logs      *syncBuffer
+	*resttest.Recorder
+	sb      *sandbox.Server
+	ts      *httptest.Server
+	keyFile string
+	logs    *resttest.SyncBuffer
 }
 
 type envOptions struct {
@@ -116,28 +90,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sb: sb, logs: &syncBuffer{}}
-	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/oauth_token.do" {
-			e.tokenHits.Add(1)
-			sb.ServeHTTP(w, r)
-			return
-		}
-		e.restHits.Add(1)
-		e.mu.Lock()
-		e.bearers = append(e.bearers, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-		e.mu.Unlock()
-		rec := httptest.NewRecorder()
-		sb.ServeHTTP(rec, r)
-		if rec.Code == http.StatusUnauthorized {
-			e.rest401.Add(1)
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
-	}))
+	e := &env{sb: sb, logs: &resttest.SyncBuffer{}, Recorder: &resttest.Recorder{
+		IsToken: func(r *http.Request) bool { return r.URL.Path == "/oauth_token.do" },
+	}}
+	e.ts = httptest.NewServer(e.Handler(sb))
 	t.Cleanup(e.ts.Close)
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -176,15 +132,7 @@ func (e *env) config(creds credentials.Config) upstreams.Config {
 
 func (e *env) adapter(t *testing.T, cfg upstreams.Config) *Adapter {
 	t.Helper()
-	broker := credentials.NewBroker(credentials.BrokerOptions{
-		Logger:              slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		InvalidGrantBackoff: -1,
-	})
-	src, err := broker.Source(cfg.Name, cfg.Credentials)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, Deps{Credentials: src, Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	a, err := New(cfg, Deps{Credentials: resttest.BrokerSource(t, cfg, e.logs), Logger: resttest.DebugLogger(e.logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,67 +140,16 @@ func (e *env) adapter(t *testing.T, cfg upstreams.Config) *Adapter {
 	return a
 }
 
-func (e *env) seenBearers() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.bearers...)
-}
+// The shared helpers, under the names these tests use.
+var (
+	ctxAs      = resttest.Ctx
+	callTool   = resttest.CallTool
+	mustTool   = resttest.MustTool
+	text       = resttest.Text
+	structured = resttest.Structured
+)
 
-func ctxAs(t *testing.T, id *identity.Identity) (context.Context, *callinfo.Info) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	ctx, info := callinfo.NewContext(ctx)
-	return identity.NewContext(ctx, id), info
-}
-
-func callTool(t *testing.T, a *Adapter, id *identity.Identity, name string, args any) (*mcp.CallToolResult, *callinfo.Info, error) {
-	t.Helper()
-	s, err := a.Open(context.Background(), upstreams.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx, info := ctxAs(t, id)
-	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-	return res, info, err
-}
-
-func mustTool(t *testing.T, a *Adapter, id *identity.Identity, name string, args any) *mcp.CallToolResult {
-	t.Helper()
-	res, _, err := callTool(t, a, id, name, args)
-	if err != nil {
-		t.Fatalf("%s as %s: %v", name, id.Subject, err)
-	}
-	if res.IsError {
-		t.Fatalf("%s as %s: tool error: %s", name, id.Subject, text(res))
-	}
-	return res
-}
-
-func text(res *mcp.CallToolResult) string {
-	if res == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, c := range res.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
-}
-
-func structured(t *testing.T, res *mcp.CallToolResult, v any) {
-	t.Helper()
-	b, err := json.Marshal(res.StructuredContent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("structured content %s: %v", b, err)
-	}
-}
+func (e *env) seenBearers() []string { return e.Bearers() }
 
 func sysIDs(t *testing.T, res *mcp.CallToolResult) []string {
 	t.Helper()

@@ -1,7 +1,6 @@
 package servicenow
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
 // Tool names.
@@ -51,18 +52,6 @@ var (
 	reField  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,79}(\.[a-z][a-z0-9_]{0,79})?$`)
 )
 
-type toolHandler func(c *call, p *mcp.CallToolParams) (*mcp.CallToolResult, error)
-
-func boolPtr(b bool) *bool { return &b }
-
-func object(props map[string]any, required ...string) map[string]any {
-	m := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if len(required) > 0 {
-		m["required"] = required
-	}
-	return m
-}
-
 var (
 	levelEnum = map[string]any{"type": "string", "enum": []string{"1", "2", "3"}}
 	stateEnum = []string{"1", "2", "3", "6", "7", "8"}
@@ -93,7 +82,7 @@ var listOutputSchema = map[string]any{
 
 var recordOutputSchema = map[string]any{"type": "object", "description": "The record; reference and choice fields as display values unless display_values is false."}
 
-func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
+func (a *Adapter) buildTools() *rest.Tools {
 	limit := func(def int) map[string]any {
 		def = min(def, a.maxRecords)
 		return map[string]any{"type": "integer", "minimum": 1, "maximum": a.maxRecords,
@@ -104,7 +93,7 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 		"sys_id":  map[string]any{"type": "string", "pattern": reSysID.String(), "description": "The incident's 32-character sys_id."},
 		"display": map[string]any{"type": "boolean", "description": "Return display values (labels, names) instead of raw values (default true)."},
 	}
-	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: boolPtr(true)}
+	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: rest.BoolPtr(true)}
 	updateProps := map[string]any{
 		"number":            ref["number"],
 		"sys_id":            ref["sys_id"],
@@ -121,33 +110,33 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 		"close_code":        map[string]any{"type": "string", "maxLength": 80, "description": "Close code, when resolving or closing."},
 		"close_notes":       map[string]any{"type": "string", "maxLength": maxDescription, "description": "Close notes, when resolving or closing."},
 	}
-	tools := []*mcp.Tool{
-		{
+	return rest.NewTools([]rest.Tool{
+		{Run: rest.Bind(a.call, (*call).myIncidents), Def: &mcp.Tool{
 			Name:  ToolMyIncidents,
 			Title: "My incidents",
 			Description: "Lists ServiceNow incidents as the signed-in user: by default every incident ServiceNow's ACLs let you read (fulfillers with the itil role see all; others see the ones they raised, opened, are assigned, or that belong to their group). " +
 				"Narrow with relation (caller, assigned_to, opened_by) and active_only. Ordered by number.",
-			InputSchema: object(map[string]any{
+			InputSchema: rest.Object(map[string]any{
 				"relation":    map[string]any{"type": "string", "enum": []string{"any", "caller", "assigned_to", "opened_by"}, "description": "any (default): every incident you can read; caller: you raised it; assigned_to: assigned to you; opened_by: you opened it."},
 				"active_only": map[string]any{"type": "boolean", "description": "Only incidents that are not closed or canceled (default false)."},
 				"limit":       limit(50),
 			}),
 			OutputSchema: listOutputSchema,
 			Annotations:  readOnly,
-		},
-		{
+		}},
+		{Run: rest.Bind(a.call, (*call).getIncident), Def: &mcp.Tool{
 			Name:         ToolGetIncident,
 			Title:        "Get one incident",
 			Description:  "Fetches one incident by number (INC0010001) or sys_id, with all its fields, as the signed-in user. Incidents ServiceNow's ACLs hide from you are reported as not found.",
-			InputSchema:  object(map[string]any{"number": ref["number"], "sys_id": ref["sys_id"], "display_values": ref["display"]}),
+			InputSchema:  rest.Object(map[string]any{"number": ref["number"], "sys_id": ref["sys_id"], "display_values": ref["display"]}),
 			OutputSchema: recordOutputSchema,
 			Annotations:  readOnly,
-		},
-		{
+		}},
+		{Run: rest.Bind(a.call, (*call).createIncident), Def: &mcp.Tool{
 			Name:        ToolCreateIncident,
 			Title:       "Create an incident",
 			Description: "Creates a ServiceNow incident as the signed-in user (you are its caller and opener unless you are a fulfiller and name another caller). Returns the new incident's number and sys_id.",
-			InputSchema: object(map[string]any{
+			InputSchema: rest.Object(map[string]any{
 				"short_description": map[string]any{"type": "string", "minLength": 1, "maxLength": maxShortDescription, "description": "One-line summary of the problem."},
 				"description":       map[string]any{"type": "string", "maxLength": maxDescription, "description": "Full description: what happened, since when, what was tried."},
 				"urgency":           withDesc(levelEnum, "How soon it must be fixed: 1 High, 2 Medium, 3 Low (default 3)."),
@@ -156,23 +145,23 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 				"caller":            map[string]any{"type": "string", "maxLength": 100, "description": "Caller (user name, email or sys_id); only fulfillers may raise incidents for someone else."},
 			}, "short_description"),
 			OutputSchema: recordOutputSchema,
-			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: boolPtr(false), IdempotentHint: false, OpenWorldHint: boolPtr(true)},
-		},
-		{
+			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: rest.BoolPtr(false), IdempotentHint: false, OpenWorldHint: rest.BoolPtr(true)},
+		}},
+		{Run: rest.Bind(a.call, (*call).updateIncident), Def: &mcp.Tool{
 			Name:  ToolUpdateIncident,
 			Title: "Update an incident",
 			Description: "Changes fields of one incident (by number or sys_id) as the signed-in user; ServiceNow's ACLs decide whether you may (fulfillers may update any incident, callers their own). " +
 				"Fields you set replace the current values; comments and work_notes are appended.",
-			InputSchema:  object(updateProps),
+			InputSchema:  rest.Object(updateProps),
 			OutputSchema: recordOutputSchema,
-			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: boolPtr(true), IdempotentHint: false, OpenWorldHint: boolPtr(true)},
-		},
-		{
+			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: rest.BoolPtr(true), IdempotentHint: false, OpenWorldHint: rest.BoolPtr(true)},
+		}},
+		{Run: rest.Bind(a.call, (*call).queryTable), Def: &mcp.Tool{
 			Name:  ToolQueryTable,
 			Title: "Query a ServiceNow table",
 			Description: "Reads records of any table you may read (e.g. incident, problem, sys_user) with a ServiceNow encoded query, as the signed-in user. " +
 				"Example query: active=true^priority<=2^ORDERBYDESCopened_at. Conditions join with ^ (AND), ^OR, ^NQ; javascript:gs.getUserID() means you.",
-			InputSchema: object(map[string]any{
+			InputSchema: rest.Object(map[string]any{
 				"table":          map[string]any{"type": "string", "pattern": reTable.String(), "description": "Table name, e.g. incident, problem, change_request, sys_user."},
 				"query":          map[string]any{"type": "string", "maxLength": MaxEncodedQueryLength, "description": "Encoded query (sysparm_query); empty for all records you may read."},
 				"fields":         map[string]any{"type": "array", "maxItems": 50, "uniqueItems": true, "items": map[string]any{"type": "string", "pattern": reField.String()}, "description": "Fields to return (one level of dot-walking allowed, e.g. caller_id.email); default all."},
@@ -182,61 +171,8 @@ func (a *Adapter) buildTools() ([]*mcp.Tool, map[string]toolHandler) {
 			}, "table"),
 			OutputSchema: listOutputSchema,
 			Annotations:  readOnly,
-		},
-	}
-	handlers := map[string]toolHandler{
-		ToolMyIncidents:    (*call).myIncidents,
-		ToolGetIncident:    (*call).getIncident,
-		ToolCreateIncident: (*call).createIncident,
-		ToolUpdateIncident: (*call).updateIncident,
-		ToolQueryTable:     (*call).queryTable,
-	}
-	return tools, handlers
-}
-
-// decodeArgs decodes tool arguments strictly into v. A non-object, invalid
-// JSON, a wrong type or an unknown property is a protocol error (-32602).
-func decodeArgs(tool string, raw any, v any) error {
-	var data []byte
-	switch r := raw.(type) {
-	case nil:
-		data = []byte("{}")
-	case json.RawMessage:
-		data = r
-	case []byte:
-		data = r
-	default:
-		var err error
-		if data, err = json.Marshal(raw); err != nil {
-			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", tool, err)}
-		}
-	}
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || string(data) == "null" {
-		data = []byte("{}")
-	}
-	if data[0] != '{' {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: arguments must be a JSON object", tool)}
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", tool, err)}
-	}
-	if dec.More() {
-		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: trailing data after the JSON object", tool)}
-	}
-	return nil
-}
-
-func limitArg(name string, v *int, hi, def int) (int, string) {
-	if v == nil {
-		return min(def, hi), ""
-	}
-	if *v < 1 || *v > hi {
-		return 0, fmt.Sprintf("%s must be between 1 and %d, got %d", name, hi, *v)
-	}
-	return *v, ""
+		}},
+	})
 }
 
 // checkText refuses control characters other than tab and line breaks and
@@ -263,15 +199,6 @@ type ListOutput struct {
 	Truncated bool             `json:"truncated"`
 }
 
-func decodeJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("ServiceNow answered with a body that is not the expected JSON: %v", err)
-	}
-	return nil
-}
-
 func displayParam(display bool) url.Values {
 	q := url.Values{"sysparm_exclude_reference_link": {"true"}}
 	if display {
@@ -295,14 +222,14 @@ func (c *call) list(table, query string, fields []string, limit, offset int, dis
 	if offset > 0 {
 		q.Set("sysparm_offset", strconv.Itoa(offset))
 	}
-	resp, err := c.do(http.MethodGet, "/api/now/table/"+table, q, nil)
+	resp, err := c.Do(http.MethodGet, "/api/now/table/"+table, q, nil)
 	if err != nil {
 		return nil, err
 	}
 	var body struct {
 		Result []map[string]any `json:"result"`
 	}
-	if err := decodeJSON(resp.body, &body); err != nil {
+	if err := c.DecodeJSON(resp.Body, &body); err != nil {
 		return nil, err
 	}
 	out := &ListOutput{Table: table, Records: body.Result, Offset: offset, Total: -1}
@@ -314,7 +241,7 @@ func (c *call) list(table, query string, fields []string, limit, offset int, dis
 		out.Truncated = true
 	}
 	out.Returned = len(out.Records)
-	if n, err := strconv.Atoi(resp.header.Get("X-Total-Count")); err == nil && n >= 0 {
+	if n, err := strconv.Atoi(resp.Header.Get("X-Total-Count")); err == nil && n >= 0 {
 		out.Total = n
 		if n > offset+out.Returned {
 			out.Truncated = true
@@ -381,7 +308,7 @@ func listText(out *ListOutput, noun string) string {
 }
 
 func listResult(out *ListOutput, noun string) *mcp.CallToolResult {
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: listText(out, noun)}}, StructuredContent: out}
+	return rest.Result(listText(out, noun), out)
 }
 
 // MyIncidentsQuery returns the encoded query of my_incidents.
@@ -396,7 +323,7 @@ func MyIncidentsQuery(relation string, activeOnly bool) (string, error) {
 	case "opened_by":
 		conds = append(conds, "opened_by=javascript:gs.getUserID()")
 	default:
-		return "", fmt.Errorf("relation must be any, caller, assigned_to or opened_by, got %q", clip(relation, 40))
+		return "", fmt.Errorf("relation must be any, caller, assigned_to or opened_by, got %q", rest.Clip(relation, 40))
 	}
 	if activeOnly {
 		conds = append(conds, "active=true")
@@ -411,20 +338,20 @@ func (c *call) myIncidents(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		ActiveOnly bool   `json:"active_only"`
 		Limit      *int   `json:"limit"`
 	}
-	if err := decodeArgs(ToolMyIncidents, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolMyIncidents, p.Arguments, &args); err != nil {
 		return nil, err
 	}
-	limit, bad := limitArg("limit", args.Limit, c.a.maxRecords, 50)
+	limit, bad := rest.LimitArg("limit", args.Limit, c.a.maxRecords, 50)
 	if bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	q, err := MyIncidentsQuery(args.Relation, args.ActiveOnly)
 	if err != nil {
-		return toolError(err.Error()), nil
+		return rest.ToolError(err.Error()), nil
 	}
 	out, err := c.list("incident", q, IncidentFields, limit, 0, true)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	return listResult(out, "incident(s)"), nil
 }
@@ -434,34 +361,34 @@ func (c *call) myIncidents(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 func (c *call) incidentRef(number, sysID string) (string, *mcp.CallToolResult, error) {
 	switch {
 	case (number == "") == (sysID == ""):
-		return "", toolError("give exactly one of number (e.g. INC0010001) or sys_id"), nil
+		return "", rest.ToolError("give exactly one of number (e.g. INC0010001) or sys_id"), nil
 	case sysID != "":
 		if !reSysID.MatchString(sysID) {
-			return "", toolError(fmt.Sprintf("sys_id %q is not a 32-character lower-case hex sys_id", clip(sysID, 80))), nil
+			return "", rest.ToolError(fmt.Sprintf("sys_id %q is not a 32-character lower-case hex sys_id", rest.Clip(sysID, 80))), nil
 		}
 		return sysID, nil, nil
 	}
 	if !reNumber.MatchString(number) {
-		return "", toolError(fmt.Sprintf("number %q is not an incident number such as INC0010001", clip(number, 80))), nil
+		return "", rest.ToolError(fmt.Sprintf("number %q is not an incident number such as INC0010001", rest.Clip(number, 80))), nil
 	}
 	out, err := c.list("incident", "number="+number, []string{"sys_id"}, 1, 0, false)
 	if err != nil {
-		res, cerr := c.toolFailure(err)
+		res, cerr := c.ToolFailure(err)
 		return "", res, cerr
 	}
 	if len(out.Records) == 0 {
-		return "", toolError(fmt.Sprintf("ServiceNow has no incident %s that %s can read. It may not exist, or ServiceNow's ACLs hide it from this user.%s", number, c.who(), c.serviceAccountNote())), nil
+		return "", rest.ToolError(fmt.Sprintf("ServiceNow has no incident %s that %s can read. It may not exist, or ServiceNow's ACLs hide it from this user.%s", number, who(c.Token()), c.ServiceAccountNote())), nil
 	}
 	id := str(out.Records[0]["sys_id"])
 	if !reSysID.MatchString(id) {
-		return "", toolError("ServiceNow answered with an unexpected sys_id"), nil
+		return "", rest.ToolError("ServiceNow answered with an unexpected sys_id"), nil
 	}
 	return id, nil, nil
 }
 
 func recordResult(rec map[string]any, head string) *mcp.CallToolResult {
 	body, _ := json.MarshalIndent(rec, "", "  ")
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: head + "\n" + string(body)}}, StructuredContent: rec}
+	return rest.Result(head+"\n"+string(body), rec)
 }
 
 func (c *call) record(method, table, sysID string, q url.Values, body any) (map[string]any, error) {
@@ -469,14 +396,14 @@ func (c *call) record(method, table, sysID string, q url.Values, body any) (map[
 	if sysID != "" {
 		path += "/" + sysID
 	}
-	resp, err := c.do(method, path, q, body)
+	resp, err := c.Do(method, path, q, body)
 	if err != nil {
 		return nil, err
 	}
 	var out struct {
 		Result map[string]any `json:"result"`
 	}
-	if err := decodeJSON(resp.body, &out); err != nil {
+	if err := c.DecodeJSON(resp.Body, &out); err != nil {
 		return nil, err
 	}
 	if out.Result == nil {
@@ -491,7 +418,7 @@ func (c *call) getIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		SysID         string `json:"sys_id"`
 		DisplayValues *bool  `json:"display_values"`
 	}
-	if err := decodeArgs(ToolGetIncident, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolGetIncident, p.Arguments, &args); err != nil {
 		return nil, err
 	}
 	id, res, err := c.incidentRef(args.Number, args.SysID)
@@ -501,7 +428,7 @@ func (c *call) getIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	display := args.DisplayValues == nil || *args.DisplayValues
 	rec, err := c.record(http.MethodGet, "incident", id, displayParam(display), nil)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	return recordResult(rec, fmt.Sprintf("Incident %s (sys_id %s):", str(rec["number"]), id)), nil
 }
@@ -515,11 +442,11 @@ func (c *call) createIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 		Category         string `json:"category"`
 		Caller           string `json:"caller"`
 	}
-	if err := decodeArgs(ToolCreateIncident, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolCreateIncident, p.Arguments, &args); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(args.ShortDescription) == "" {
-		return toolError("short_description is required"), nil
+		return rest.ToolError("short_description is required"), nil
 	}
 	fields := map[string]string{"short_description": args.ShortDescription}
 	for _, f := range []struct{ name, val, key string }{
@@ -531,13 +458,13 @@ func (c *call) createIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 		}
 	}
 	if bad := checkFields(fields); bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	q := displayParam(true)
 	q.Set("sysparm_fields", strings.Join(IncidentFields, ","))
 	rec, err := c.record(http.MethodPost, "incident", "", q, fields)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	return recordResult(rec, fmt.Sprintf("Created incident %s (sys_id %s): %s", str(rec["number"]), str(rec["sys_id"]), str(rec["short_description"]))), nil
 }
@@ -553,7 +480,7 @@ func checkFields(fields map[string]string) string {
 		switch k {
 		case "urgency", "impact":
 			if v != "1" && v != "2" && v != "3" {
-				return fmt.Sprintf("%s must be \"1\", \"2\" or \"3\", got %q", k, clip(v, 20))
+				return fmt.Sprintf("%s must be \"1\", \"2\" or \"3\", got %q", k, rest.Clip(v, 20))
 			}
 		case "state":
 			ok := false
@@ -561,7 +488,7 @@ func checkFields(fields map[string]string) string {
 				ok = ok || v == s
 			}
 			if !ok {
-				return fmt.Sprintf("state must be one of %s, got %q", strings.Join(stateEnum, ", "), clip(v, 20))
+				return fmt.Sprintf("state must be one of %s, got %q", strings.Join(stateEnum, ", "), rest.Clip(v, 20))
 			}
 		default:
 			if bad := checkText(k, v, limits[k]); bad != "" {
@@ -589,7 +516,7 @@ func (c *call) updateIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 		CloseCode        *string `json:"close_code"`
 		CloseNotes       *string `json:"close_notes"`
 	}
-	if err := decodeArgs(ToolUpdateIncident, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolUpdateIncident, p.Arguments, &args); err != nil {
 		return nil, err
 	}
 	fields := map[string]string{}
@@ -604,13 +531,13 @@ func (c *call) updateIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 		}
 	}
 	if len(fields) == 0 {
-		return toolError("nothing to update: set at least one field (e.g. state, comments, assigned_to)"), nil
+		return rest.ToolError("nothing to update: set at least one field (e.g. state, comments, assigned_to)"), nil
 	}
 	if v, ok := fields["short_description"]; ok && strings.TrimSpace(v) == "" {
-		return toolError("short_description must not be empty"), nil
+		return rest.ToolError("short_description must not be empty"), nil
 	}
 	if bad := checkFields(fields); bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	id, res, err := c.incidentRef(args.Number, args.SysID)
 	if res != nil || err != nil {
@@ -620,7 +547,7 @@ func (c *call) updateIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 	q.Set("sysparm_fields", strings.Join(IncidentFields, ","))
 	rec, err := c.record(http.MethodPatch, "incident", id, q, fields)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	return recordResult(rec, fmt.Sprintf("Updated incident %s (sys_id %s).", str(rec["number"]), id)), nil
 }
@@ -646,34 +573,34 @@ func (c *call) queryTable(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		Offset        int      `json:"offset"`
 		DisplayValues *bool    `json:"display_values"`
 	}
-	if err := decodeArgs(ToolQueryTable, p.Arguments, &args); err != nil {
+	if err := rest.DecodeArgs(ToolQueryTable, p.Arguments, &args); err != nil {
 		return nil, err
 	}
 	if !reTable.MatchString(args.Table) {
-		return toolError(fmt.Sprintf("table %q is not a table name (lower-case letters, digits, underscores, e.g. incident)", clip(args.Table, 80))), nil
+		return rest.ToolError(fmt.Sprintf("table %q is not a table name (lower-case letters, digits, underscores, e.g. incident)", rest.Clip(args.Table, 80))), nil
 	}
 	if err := CheckEncodedQuery(args.Query); err != nil {
-		return toolError(err.Error()), nil
+		return rest.ToolError(err.Error()), nil
 	}
 	if len(args.Fields) > 50 {
-		return toolError("at most 50 fields may be requested"), nil
+		return rest.ToolError("at most 50 fields may be requested"), nil
 	}
 	for _, f := range args.Fields {
 		if !reField.MatchString(f) {
-			return toolError(fmt.Sprintf("field %q is not a field name (e.g. short_description or caller_id.email)", clip(f, 80))), nil
+			return rest.ToolError(fmt.Sprintf("field %q is not a field name (e.g. short_description or caller_id.email)", rest.Clip(f, 80))), nil
 		}
 	}
 	if args.Offset < 0 || args.Offset > maxOffset {
-		return toolError(fmt.Sprintf("offset must be between 0 and %d", maxOffset)), nil
+		return rest.ToolError(fmt.Sprintf("offset must be between 0 and %d", maxOffset)), nil
 	}
-	limit, bad := limitArg("limit", args.Limit, c.a.maxRecords, 20)
+	limit, bad := rest.LimitArg("limit", args.Limit, c.a.maxRecords, 20)
 	if bad != "" {
-		return toolError(bad), nil
+		return rest.ToolError(bad), nil
 	}
 	display := args.DisplayValues == nil || *args.DisplayValues
 	out, err := c.list(args.Table, args.Query, args.Fields, limit, args.Offset, display)
 	if err != nil {
-		return c.toolFailure(err)
+		return c.ToolFailure(err)
 	}
 	noun := "record(s) of " + args.Table
 	if args.Table == "incident" && (len(args.Fields) == 0 || slicesContain(args.Fields, "number")) {
@@ -701,16 +628,12 @@ func (c *call) readResource(uri string) (*mcp.ReadResourceResult, error) {
 		return nil, mcp.ResourceNotFoundError(uri)
 	}
 	if !reTable.MatchString(table) || !reSysID.MatchString(id) {
-		return nil, c.a.rpcError(jsonrpc.CodeInvalidParams, "resource %s: want servicenow://table/{table}/{sys_id} with a lower-case table name and a 32-character sys_id", clip(uri, 200))
+		return nil, c.Errorf(jsonrpc.CodeInvalidParams, "resource %s: want servicenow://table/{table}/{sys_id} with a lower-case table name and a 32-character sys_id", rest.Clip(uri, 200))
 	}
 	q := url.Values{"sysparm_display_value": {"all"}, "sysparm_exclude_reference_link": {"true"}}
 	rec, err := c.record(http.MethodGet, table, id, q, nil)
 	if err != nil {
-		return nil, c.rpcFailure(err)
+		return nil, c.RPCFailure(err)
 	}
-	text, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return nil, c.a.rpcError(jsonrpc.CodeInternalError, "encoding resource: %v", err)
-	}
-	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(text)}}}, nil
+	return c.JSONResource(uri, rec)
 }
