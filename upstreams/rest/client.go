@@ -272,14 +272,12 @@ func (c *Call) Do(method, path string, query url.Values, body any) (*Response, e
 		}
 		data, rerr := readLimited(resp.Body, cl.maxBytes)
 		resp.Body.Close()
-		if cl.log.Enabled(c.ctx, slog.LevelDebug) {
-			attrs := []any{"upstream", cl.name}
-			if cl.p.LogAttrs != nil {
-				attrs = append(attrs, cl.p.LogAttrs(method, path)...)
-			}
-			attrs = append(attrs, "status", resp.StatusCode, "platform_subject", res.Token.PlatformSubject, "duration", time.Since(start))
-			cl.log.Debug(cl.p.Kind+" call", attrs...)
+		attrs := []any{"upstream", cl.name}
+		if cl.p.LogAttrs != nil {
+			attrs = append(attrs, cl.p.LogAttrs(method, path)...)
 		}
+		attrs = append(attrs, "status", resp.StatusCode, "platform_subject", res.Token.PlatformSubject, "duration", time.Since(start))
+		cl.log.Debug(cl.p.Kind+" call", attrs...)
 		if rerr != nil {
 			if errors.Is(rerr, ErrTooLarge) {
 				return nil, rerr

@@ -24,12 +24,12 @@ const (
 )
 
 // Deps are what an Adapter needs from the process (rest.Deps).
-// Credentials obtains the calling user's Salesforce token (flow jwt_bearer
-// in production: sub = the Salesforce username). The adapter uses whatever
-// token the Source gives; with client_credentials the calls run as that
-// service account, and the audit record says so (callinfo). HTTPClient
-// calls the REST API (redirects are never followed); Logger receives one
-// debug record per REST call (never a token or a query text).
+// Credentials (required) obtains the calling user's Salesforce token (flow
+// jwt_bearer in production: sub = the Salesforce username). The adapter
+// uses whatever token the Source gives; with client_credentials the calls
+// run as that service account, and the audit record says so (callinfo).
+// HTTPClient calls the REST API (redirects are never followed); Logger
+// receives one debug record per REST call (never a token or a query text).
 type Deps = rest.Deps
 
 // Adapter is a configured Salesforce upstream. Safe for concurrent use.

@@ -1,7 +1,6 @@
 package salesforce
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,21 +27,11 @@ const (
 	testIssuer     = "https://idp.test/"
 )
 
-var (
-	keyOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
+// signingKey is the connected app's key (the sandbox trusts its public half).
 func signingKey(t *testing.T) *rsa.PrivateKey {
 	t.Helper()
-	keyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		rsaKey = k
-	})
-	return rsaKey
+	k, _ := resttest.RSAKeys(t)
+	return k
 }
 
 // user builds the identity the gateway would: subject from the IdP, email

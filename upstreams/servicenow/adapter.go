@@ -23,11 +23,11 @@ const (
 )
 
 // Deps are what an Adapter needs from the process (rest.Deps).
-// Credentials obtains the calling user's ServiceNow token: jwt_bearer
-// (Mandate signs an assertion whose sub names the sys_user, matched by the
-// OAuth app's user field) or token_exchange (the company IdP exchanges the
-// user's token for one whose audience is the ServiceNow instance's OIDC
-// client id). The adapter uses whatever token the Source gives; with
+// Credentials (required) obtains the calling user's ServiceNow token:
+// jwt_bearer (Mandate signs an assertion whose sub names the sys_user,
+// matched by the OAuth app's user field) or token_exchange (the company IdP
+// exchanges the user's token for one whose audience is the ServiceNow
+// instance's OIDC client id). The adapter uses whatever token the Source gives; with
 // client_credentials the calls run as that service account, and the audit
 // record says so (callinfo). HTTPClient calls the Table API (redirects are
 // never followed); Logger receives one debug record per REST call (never a

@@ -2,15 +2,12 @@ package servicenow
 
 import (
 	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,25 +27,8 @@ const (
 	oidcClientID = "servicenow" // the instance's OIDC provider client id = the exchange audience
 )
 
-var (
-	keyOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-	idpKey  *rsa.PrivateKey
-)
-
-func keys(t *testing.T) (*rsa.PrivateKey, *rsa.PrivateKey) {
-	t.Helper()
-	keyOnce.Do(func() {
-		var err error
-		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-		if idpKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
-	return rsaKey, idpKey
-}
+// keys are the OAuth app's signing key and the company IdP's.
+var keys = resttest.RSAKeys
 
 func user(subject, email string) *identity.Identity {
 	return identity.Identity{Issuer: testIssuer, Subject: subject, Email: email, Expiry: time.Now().Add(time.Hour)}.WithRawToken("inbound-" + subject)

@@ -15,6 +15,8 @@ package resttest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -114,6 +116,56 @@ func Structured(t *testing.T, res *mcp.CallToolResult, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("structured content %s: %v", b, err)
 	}
+}
+
+// RSAKeys returns two 2048-bit RSA keys, generated once per test binary
+// (an app's signing key and a stranger's, for refused signatures).
+func RSAKeys(t *testing.T) (*rsa.PrivateKey, *rsa.PrivateKey) {
+	t.Helper()
+	keysOnce.Do(func() {
+		for i := range testKeys {
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				keysErr = err
+				return
+			}
+			testKeys[i] = k
+		}
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return testKeys[0], testKeys[1]
+}
+
+var (
+	keysOnce sync.Once
+	testKeys [2]*rsa.PrivateKey
+	keysErr  error
+)
+
+// Clock is a settable clock for sandboxes' Now options. Safe for
+// concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock showing t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers (a log sink).

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -81,5 +82,20 @@ func TestSyncBufferConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	if n := strings.Count(b.String(), "\n"); n != 20 {
 		t.Errorf("%d lines, want 20", n)
+	}
+}
+
+func TestClockAndKeys(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	c := NewClock(start)
+	c.Advance(90 * time.Second)
+	if got := c.Now(); !got.Equal(start.Add(90 * time.Second)) {
+		t.Errorf("Now after Advance = %v", got)
+	}
+	a, b := RSAKeys(t)
+	a2, b2 := RSAKeys(t)
+	if a == nil || b == nil || a.Equal(b) || a != a2 || b != b2 || a.N.BitLen() != 2048 {
+		t.Error("RSAKeys: want two distinct 2048-bit keys, the same on every call")
 	}
 }

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +17,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mandate-gw/mandate/upstreams/rest/resttest"
 )
 
 const (
@@ -26,42 +27,8 @@ const (
 	testVersion = "v62.0"
 )
 
-var (
-	keyOnce sync.Once
-	appKey  *rsa.PrivateKey
-	badKey  *rsa.PrivateKey
-)
-
-func keys(t *testing.T) (*rsa.PrivateKey, *rsa.PrivateKey) {
-	t.Helper()
-	keyOnce.Do(func() {
-		var err error
-		if appKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-		if badKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
-	return appKey, badKey
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// keys are the app's signing key and a stranger's.
+var keys = resttest.RSAKeys
 
 type env struct {
 	sb  *Server
@@ -398,7 +365,7 @@ func TestMyPipelineShape(t *testing.T) {
 
 func TestSOQLFeatures(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := resttest.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	e := newEnv(t, &Options{Clock: clk.Now})
 	tok, err := e.sb.IssueToken("vp@acme.example")
 	if err != nil {
@@ -575,7 +542,7 @@ func TestPagination(t *testing.T) {
 
 func TestSessionExpiryAndRevocation(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Now()}
+	clk := resttest.NewClock(time.Now())
 	e := newEnv(t, &Options{Clock: clk.Now, SessionLifetime: time.Hour})
 	q := "/services/data/" + testVersion + "/query?q=" + url.QueryEscape("SELECT Id FROM Account")
 	wantBody := `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]` + "\n"

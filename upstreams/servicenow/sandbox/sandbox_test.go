@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -23,65 +22,17 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mandate-gw/mandate/upstreams/rest/resttest"
 )
 
-var (
-	keyOnce        sync.Once
-	appKey, badKey *rsa.PrivateKey
-)
-
-func keys(t *testing.T) (*rsa.PrivateKey, *rsa.PrivateKey) {
-	t.Helper()
-	keyOnce.Do(func() {
-		var err error
-		if appKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-		if badKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
-	return appKey, badKey
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// keys are the app's signing key and a stranger's.
+var keys = resttest.RSAKeys
 
 type env struct {
 	sb   *Server
 	ts   *httptest.Server
-	logs *syncBuffer
+	logs *resttest.SyncBuffer
 }
 
 func newEnv(t *testing.T, opts *Options) *env {
@@ -90,7 +41,7 @@ func newEnv(t *testing.T, opts *Options) *env {
 	if opts == nil {
 		opts = &Options{}
 	}
-	logs := &syncBuffer{}
+	logs := &resttest.SyncBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.Apps = append(opts.Apps,
 		OAuthApp{Name: "Mandate", ClientID: "mandate", ClientSecret: "s3cret", JWTKeys: []crypto.PublicKey{&key.PublicKey}, RunAsUser: "svc.integration"},
@@ -505,7 +456,7 @@ func TestErrorBodies(t *testing.T) {
 
 func TestCreateAndUpdate(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Date(2026, 11, 2, 9, 30, 0, 0, time.UTC)}
+	clk := resttest.NewClock(time.Date(2026, 11, 2, 9, 30, 0, 0, time.UTC))
 	e := newEnv(t, &Options{Clock: clk.Now})
 	rep, _ := e.sb.IssueToken("rep")
 	mgr, _ := e.sb.IssueToken("manager")
@@ -658,7 +609,7 @@ func TestExternalOIDCBearerTokens(t *testing.T) {
 
 func TestExpiryRevocationAndRateLimit(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Date(2026, 11, 2, 9, 59, 0, 0, time.UTC)}
+	clk := resttest.NewClock(time.Date(2026, 11, 2, 9, 59, 0, 0, time.UTC))
 	e := newEnv(t, &Options{Clock: clk.Now, RateLimitPerHour: 3})
 	unauth := errBody("User Not Authenticated", "Required to provide Auth information")
 
