@@ -34,6 +34,11 @@
 // Each call records its credential (flow, platform subject, service
 // account, cache hit) in callinfo for the audit record.
 //
+// The plumbing shared with the other native adapter (token per request,
+// the 401 retry, the timeout and max_result_bytes bounds, the mapping of
+// failures to JSON-RPC codes, sessions, argument decoding) is package
+// upstreams/rest; this package holds what is platform-specific.
+//
 // Usage:
 //
 //	src, _ := broker.Source(cfg.Name, cfg.Credentials)

@@ -38,6 +38,11 @@
 // Tokens never appear in errors or logs. Each call records its credential
 // in callinfo for the audit record.
 //
+// The plumbing shared with the other native adapter (token per request,
+// the 401 retry, the timeout and max_result_bytes bounds, the mapping of
+// failures to JSON-RPC codes, sessions, argument decoding) is package
+// upstreams/rest; this package holds what is platform-specific.
+//
 // Usage:
 //
 //	src, _ := broker.Source(cfg.Name, cfg.Credentials)
