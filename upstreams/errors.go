@@ -1,5 +1,12 @@
 package upstreams
 
+import (
+	"errors"
+	"io"
+	"net"
+	"net/url"
+)
+
 // JSON-RPC error codes shared by every adapter and the gateway (the
 // server-defined range -32000..-32099). Clients can branch on them; the
 // message always names the upstream and the cause.
@@ -21,3 +28,24 @@ const (
 	// CodeRateLimited: the platform or Mandate's per-user limit refused the call.
 	CodeRateLimited = -32017
 )
+
+// DescribeError renders a transport error for a message to the user: the
+// innermost network cause where there is one, never a URL (which could
+// carry query secrets).
+func DescribeError(err error) string {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected EOF (connection closed mid-response)"
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"strings"
 	"syscall"
 
@@ -132,13 +130,13 @@ func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callS
 		return fmt.Errorf("upstream %s: %w", a.name, context.Cause(parent)), outcomeNeutral
 	}
 	if snap.bodyErr != nil {
-		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while reading the response: %s", what, describe(snap.bodyErr)), outcomeFailure
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while reading the response: %s", what, upstreams.DescribeError(snap.bodyErr)), outcomeFailure
 	}
 	if connectionLost(snap.transportErr) {
-		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while waiting for the response: %s", what, describe(snap.transportErr)), outcomeFailure
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sconnection lost while waiting for the response: %s", what, upstreams.DescribeError(snap.transportErr)), outcomeFailure
 	}
 	if snap.transportErr != nil {
-		return a.rpcError(CodeUpstreamUnavailable, nil, "%sunavailable: %s", what, describe(snap.transportErr)), outcomeFailure
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sunavailable: %s", what, upstreams.DescribeError(snap.transportErr)), outcomeFailure
 	}
 	if snap.status >= 300 {
 		return a.rpcError(CodeUpstreamUnavailable, map[string]any{"http_status": snap.status},
@@ -150,36 +148,16 @@ func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callS
 	if snap.ok {
 		// An answer arrived intact (no transport or read error), yet the call
 		// failed: what came back was not a valid response.
-		cause := strings.TrimPrefix(describe(err), "calling ")
+		cause := strings.TrimPrefix(upstreams.DescribeError(err), "calling ")
 		if snap.eof && strings.Contains(cause, "terminated without response") {
 			cause = "the response stream ended without a response"
 		}
 		return a.rpcError(CodeUpstreamBadResponse, nil, "%sinvalid response: %s", what, cause), outcomeFailure
 	}
 	if errors.Is(err, sdk.ErrConnectionClosed) {
-		return a.rpcError(CodeUpstreamUnavailable, nil, "%sthe upstream connection closed: %s", what, describe(err)), outcomeFailure
+		return a.rpcError(CodeUpstreamUnavailable, nil, "%sthe upstream connection closed: %s", what, upstreams.DescribeError(err)), outcomeFailure
 	}
-	return a.rpcError(jsonrpc.CodeInternalError, nil, "%s%s", what, describe(err)), outcomeFailure
-}
-
-// describe renders err for a message: the innermost network cause where
-// there is one (never a URL, which could carry query secrets).
-func describe(err error) string {
-	if err == nil {
-		return ""
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected EOF (connection closed mid-response)"
-	}
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return op.Error()
-	}
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err.Error()
-	}
-	return err.Error()
+	return a.rpcError(jsonrpc.CodeInternalError, nil, "%s%s", what, upstreams.DescribeError(err)), outcomeFailure
 }
 
 // upstreamRPCError finds a JSON-RPC error the upstream sent in err's tree,

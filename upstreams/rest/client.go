@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -31,7 +30,7 @@ var ErrTooLarge = errors.New("response exceeds max_result_bytes")
 // TLS, a body cut short). Its message never contains the request URL.
 type TransportError struct{ Err error }
 
-func (e *TransportError) Error() string { return describe(e.Err) }
+func (e *TransportError) Error() string { return upstreams.DescribeError(e.Err) }
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // Platform is what differs between REST platforms. Kind and Name are
@@ -320,25 +319,6 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	return b, nil
-}
-
-// describe renders a transport error without URLs (they carry the query).
-func describe(err error) string {
-	if err == nil {
-		return ""
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected EOF (connection closed mid-response)"
-	}
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return op.Error()
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
 }
 
 // Failure is a classified error: what the user is told, and the JSON-RPC
