@@ -242,31 +242,18 @@ phase "go test -race ./..."
 go test -race -count=1 -timeout 45m ./...
 
 # ---------------------------------------------------------------- fuzzing
-# FUZZ TARGETS: short fuzz runs, one line per target: "PACKAGE FUZZNAME".
-# Each runs for FUZZTIME after the unit tests (seed corpora under the
-# package's testdata/fuzz/ already run as part of go test above).
+# Fuzz targets: every `func FuzzXxx` in the module's test files, found
+# here so that a new target cannot be forgotten; each runs for FUZZTIME
+# after the unit tests (seed corpora under the package's testdata/fuzz/
+# already run as part of go test above).
 FUZZTIME="${MANDATE_FUZZTIME:-10s}"
-FUZZ_TARGETS=(
-	"./gateway FuzzParseConfig"
-	"./gateway FuzzRoute"
-	"./gateway/authn FuzzBearerToken"
-	"./gateway/authn FuzzVerifyAndMapClaims"
-	"./gateway/audit FuzzVerify"
-	"./gateway/audit FuzzResume"
-	"./upstreams/credentials FuzzParseErrorResponse"
-	"./upstreams/credentials FuzzParseTokenResponse"
-	"./upstreams/credentials FuzzSubjectTemplate"
-	"./upstreams/credentials FuzzSubjectMap"
-	"./upstreams/mcp FuzzNoteCount"
-	"./upstreams/mcp FuzzValidateTool"
-	"./upstreams/salesforce FuzzValidateSOQL"
-	"./upstreams/salesforce FuzzEscapeSOSL"
-	"./upstreams/salesforce/sandbox FuzzParseSOQL"
-	"./upstreams/salesforce/sandbox FuzzParseSOSL"
-	"./upstreams/servicenow FuzzArguments"
-	"./upstreams/servicenow/sandbox FuzzParseEncodedQuery"
-	"./policy FuzzEvaluate"
-)
+FUZZ_TARGETS=()
+while IFS= read -r f; do
+	for name in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
+		FUZZ_TARGETS+=("./$(dirname "$f") $name")
+	done
+done < <(git ls-files -- '*_test.go' | grep -v '/build/' | xargs grep -l '^func Fuzz' | sort)
+[[ ${#FUZZ_TARGETS[@]} -ge 19 ]] || die "found only ${#FUZZ_TARGETS[@]} fuzz targets"
 run_fuzz() {
 	local line pkg name
 	for line in "${FUZZ_TARGETS[@]}"; do
