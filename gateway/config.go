@@ -113,6 +113,13 @@ type SessionConfig struct {
 	Mode string `yaml:"mode"`
 	// IdleTimeout closes sessions with no request for this long. Default 30m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// PeerURL (stateful mode) is this replica's URL as the other replicas
+	// reach it (e.g. http://${POD_IP}:8080). Set, session ids name their
+	// replica and any replica forwards a session's requests to it, so
+	// several replicas need no session affinity.
+	PeerURL string `yaml:"peer_url"`
+	// PeerSecret seals session ids; the same on every replica (${ENV}).
+	PeerSecret secret.String `yaml:"peer_secret"`
 }
 
 // TelemetryConfig is the `telemetry` section.
@@ -228,6 +235,20 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			bad(fmt.Sprintf("server.allowed_origins[%d]", i), "must be an origin like https://app.example.com, got %q", o)
 		}
+	}
+	if p := s.Session.PeerURL; p != "" {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("server.session.peer_url", "must be scheme://host:port (no path), got %q", p)
+		}
+		if s.Session.Mode == SessionStateless {
+			bad("server.session.peer_url", "applies only to stateful mode (stateless needs no routing)")
+		}
+		if len(s.Session.PeerSecret.Reveal()) < 32 {
+			bad("server.session.peer_secret", "required with peer_url: at least 32 characters, the same on every replica")
+		}
+	} else if !s.Session.PeerSecret.IsZero() {
+		bad("server.session.peer_secret", "has no effect without peer_url")
 	}
 	if !slices.Contains([]string{SessionStateful, SessionStateless}, s.Session.Mode) {
 		bad("server.session.mode", "must be stateful or stateless, got %q", s.Session.Mode)

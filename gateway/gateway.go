@@ -82,6 +82,7 @@ type Gateway struct {
 	state        atomic.Pointer[state]
 	gen          atomic.Uint64
 	stateless    bool
+	peers        *peerRouter // nil unless server.session.peer_url is set
 	sessions     sync.Map // key → *dsession
 	requests     sync.Map // reqCtxHeader value → the HTTP request's context (bindRequest)
 	sessionCount atomic.Int64
@@ -156,6 +157,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		go g.reapIdle(ctx)
 	}
 
+	if sc := cfg.Server.Session; sc.PeerURL != "" && !g.stateless {
+		pt := http.DefaultTransport.(*http.Transport).Clone()
+		pt.MaxIdleConnsPerHost = 64
+		if g.peers, err = newPeerRouter(sc.PeerURL, sc.PeerSecret.Reveal(), pt); err != nil {
+			return nil, err
+		}
+	}
 	g.server = g.newMCPServer()
 	g.mcpHandler = g.tokenInfoBridge(mcp.NewStreamableHTTPHandler(
 		func(*http.Request) *mcp.Server { return g.server },

@@ -69,7 +69,16 @@ const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"proto
 // post sends one JSON-RPC message to /mcp with the given headers.
 func (tg *testGW) post(t testing.TB, body string, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
+	return tg.postHost(t, body, hdr, "")
+}
+
+// postHost is post with a Host header other than the URL's (when not "").
+func (tg *testGW) postHost(t testing.TB, body string, hdr map[string]string, host string) (*http.Response, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, tg.mcpURL, strings.NewReader(body))
+	if host != "" {
+		req.Host = host
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	for k, v := range hdr {

@@ -38,8 +38,13 @@ var whoamiTool = &mcp.Tool{
 }
 
 func (g *Gateway) newMCPServer() *mcp.Server {
+	var sessionID func() string // go-sdk's random ids
+	if g.peers != nil {
+		sessionID = g.peers.newID // ids that name this replica
+	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "mandate", Title: "Mandate MCP gateway", Version: Version}, &mcp.ServerOptions{
-		Logger: g.log,
+		Logger:       g.log,
+		GetSessionID: sessionID,
 		// Subscriptions are forwarded upstream by the middleware; go-sdk
 		// only needs handlers to accept them.
 		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },

@@ -1,0 +1,130 @@
+package gateway
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Session routing between replicas (stateful mode, server.session.peer_url).
+//
+// A session lives in the memory of the replica that created it. With
+// peer routing on, the session id names that replica: it is the replica's
+// peer URL and 16 random bytes, sealed with AES-GCM under a key derived
+// from server.session.peer_secret (shared by the replicas). Any replica
+// that receives a request for another replica's session forwards it there
+// unchanged (headers, body, event streams); the owner authenticates and
+// serves it. Clients cannot forge an owner (the id is authenticated) nor
+// learn the replicas' addresses (it is encrypted). An id that does not
+// open, or whose owner is gone, gets 404: the client starts a new session.
+
+const (
+	// sessionIDPrefix marks routable session ids (and their format version).
+	sessionIDPrefix = "m1."
+	// forwardedHeader marks a request one replica forwarded to another; a
+	// forwarded request is never forwarded again (no loops).
+	forwardedHeader = "Mandate-Forwarded"
+)
+
+// peerRouter seals and opens session ids and forwards requests.
+type peerRouter struct {
+	self  string // this replica's peer URL, as configured
+	aead  cipher.AEAD
+	proxy *httputil.ReverseProxy
+}
+
+func newPeerRouter(self, secret string, transport http.RoundTripper) (*peerRouter, error) {
+	key := sha256.Sum256([]byte("mandate session ids\x00" + secret))
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	p := &peerRouter{self: strings.TrimSuffix(self, "/"), aead: aead}
+	p.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			owner, _ := url.Parse(pr.In.Header.Get(forwardedHeader))
+			pr.Out.Header.Set(forwardedHeader, "1")
+			pr.Out.URL.Scheme, pr.Out.URL.Host = owner.Scheme, owner.Host
+			pr.Out.Host = pr.In.Host // the public Host: the owner checks it
+		},
+		Transport:     transport,
+		FlushInterval: -1, // event streams pass through as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// The owner is gone (restarted, scaled down): so is the session.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"session not found"}`))
+		},
+	}
+	return p, nil
+}
+
+// newID returns a session id owned by this replica.
+func (p *peerRouter) newID() string {
+	plain := make([]byte, 16, 16+len(p.self))
+	_, _ = rand.Read(plain)
+	plain = append(plain, p.self...)
+	nonce := make([]byte, p.aead.NonceSize(), p.aead.NonceSize()+len(plain)+p.aead.Overhead())
+	_, _ = rand.Read(nonce)
+	return sessionIDPrefix + base64.RawURLEncoding.EncodeToString(p.aead.Seal(nonce, nonce, plain, []byte(sessionIDPrefix)))
+}
+
+var errForeignID = errors.New("not a session id of this deployment")
+
+// owner returns the peer URL of the replica that holds session id.
+func (p *peerRouter) owner(id string) (string, error) {
+	raw, ok := strings.CutPrefix(id, sessionIDPrefix)
+	if !ok || len(raw) > 1024 {
+		return "", errForeignID
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) < p.aead.NonceSize()+p.aead.Overhead()+16 {
+		return "", errForeignID
+	}
+	ns := p.aead.NonceSize()
+	plain, err := p.aead.Open(nil, b[:ns], b[ns:], []byte(sessionIDPrefix))
+	if err != nil || len(plain) < 16 {
+		return "", errForeignID
+	}
+	return string(plain[16:]), nil
+}
+
+// routeSession forwards a request for another replica's session to it.
+func (g *Gateway) routeSession(c *gin.Context) {
+	sid := c.GetHeader("Mcp-Session-Id")
+	if g.peers == nil || sid == "" {
+		return
+	}
+	owner, err := g.peers.owner(sid)
+	if err != nil {
+		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "session not found"})
+		return
+	}
+	if owner == g.peers.self {
+		return
+	}
+	if c.GetHeader(forwardedHeader) != "" {
+		// Forwarded here, yet not ours: the replicas disagree about who
+		// holds it (a misconfigured peer_url). Never forward twice.
+		g.log.Warn("forwarded session request for another replica; check server.session.peer_url", "owner", owner, "self", g.peers.self)
+		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "session not found"})
+		return
+	}
+	r := c.Request.Clone(c.Request.Context())
+	r.Header.Set(forwardedHeader, owner) // read by Rewrite, replaced by "1"
+	g.peers.proxy.ServeHTTP(c.Writer, r)
+	c.Abort()
+}
