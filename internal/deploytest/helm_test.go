@@ -55,14 +55,22 @@ func runHelm(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 // valueSets are the chart configurations the tests render; file is the
-// content of an extra -f values file ("" for none).
+// content of an extra -f values file ("" for none). peer is the expected
+// peer routing: the Secret and key of the peer secret, and whether pod IPs
+// are IPv6 (zero: peer routing off).
 var valueSets = []struct {
 	name string
 	set  string
 	file string
+	peer peerWant
 }{
 	{name: "defaults"},
-	{name: "stateful-ingress", set: "sessionMode=stateful,ingress.enabled=true"},
+	{name: "stateful-ingress", set: "sessionMode=stateful,ingress.enabled=true,peerRouting.secret.name=mandate-peer",
+		peer: peerWant{secret: "mandate-peer", key: "peer-secret"}},
+	{name: "stateful-hpa-ipv6", set: "sessionMode=stateful,replicaCount=1,autoscaling.enabled=true,ingress.enabled=true," +
+		"peerRouting.secret.name=gw-peer,peerRouting.secret.key=secret,peerRouting.ipFamily=IPv6",
+		peer: peerWant{secret: "gw-peer", key: "secret", ipv6: true}},
+	{name: "stateful-one-pod", set: "sessionMode=stateful,replicaCount=1,peerRouting.enabled=false,ingress.enabled=true"},
 	{name: "stateless-all", set: "sessionMode=stateless,autoscaling.enabled=true,serviceMonitor.enabled=true,ingress.enabled=true"},
 	{name: "secrets-audit-file", file: `
 sessionMode: stateful
@@ -120,6 +128,23 @@ config:
     traces: otlp
 `},
 }
+
+// peerWant is the peer routing a value set must render.
+type peerWant struct {
+	secret, key string // the Secret holding the peer secret ("": off)
+	ipv6        bool   // pod IPs are IPv6: peer_url brackets ${POD_IP}
+}
+
+// Values the invariants test gives the environment variables the rendered
+// config uses (others get "placeholder-<name>").
+const (
+	testPodIPv4      = "10.1.2.3"
+	testPodIPv6      = "fd00::7"
+	testPeerSecret   = "0123456789abcdef0123456789abcdef-peer" // >= 32 characters
+	chartPeerSecret  = "${MANDATE_PEER_SECRET}"                // what the chart renders
+	chartPeerURLIPv4 = "http://${POD_IP}:8080"
+	chartPeerURLIPv6 = "http://[${POD_IP}]:8080"
+)
 
 // helmArgs returns the value flags of a value set.
 func helmArgs(t *testing.T, set, file string) []string {
@@ -461,8 +486,18 @@ func TestHelmTemplateInvariants(t *testing.T) {
 				data = strings.ReplaceAll(data, mp+"/", dir+"/")
 			}
 			var used []string
+			podIP := testPodIPv4
+			if vs.peer.ipv6 {
+				podIP = testPodIPv6
+			}
 			cfg, err := gateway.ParseConfig("config.yaml", []byte(data), func(name string) (string, bool) {
 				used = append(used, name)
+				switch name {
+				case "POD_IP":
+					return podIP, true
+				case "MANDATE_PEER_SECRET":
+					return testPeerSecret, true
+				}
 				return "placeholder-" + strings.ToLower(name), true
 			})
 			if err != nil {
@@ -488,6 +523,46 @@ func TestHelmTemplateInvariants(t *testing.T) {
 				}
 			} else if _, ok := mounts["audit"]; ok {
 				t.Error("audit volume mounted while audit.sink is stdout")
+			}
+
+			// Peer routing: server.session.peer_url is this pod's IP (from
+			// the downward API) and the container port; peer_secret comes
+			// from the named Secret.
+			rawSession, _ := dig(mustYAML(t, data), "server", "session").(map[string]any)
+			envByName := map[string]int{}
+			for i, e := range c.Env {
+				envByName[e.Name] = i
+			}
+			if vs.peer.secret != "" {
+				wantURL, wantExpanded := chartPeerURLIPv4, "http://"+podIP+":8080"
+				if vs.peer.ipv6 {
+					wantURL, wantExpanded = chartPeerURLIPv6, "http://["+podIP+"]:8080"
+				}
+				if rawSession["peer_url"] != wantURL || rawSession["peer_secret"] != chartPeerSecret {
+					t.Errorf("config server.session peer_url %q peer_secret %q, want %q and %q",
+						rawSession["peer_url"], rawSession["peer_secret"], wantURL, chartPeerSecret)
+				}
+				if cfg.Server.Session.PeerURL != wantExpanded || cfg.Server.Session.PeerSecret.Reveal() != testPeerSecret {
+					t.Errorf("parsed peer_url %q (secret set: %v), want %q and the Secret's value",
+						cfg.Server.Session.PeerURL, cfg.Server.Session.PeerSecret.Reveal() == testPeerSecret, wantExpanded)
+				}
+				if i, ok := envByName["POD_IP"]; !ok || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.FieldRef == nil ||
+					c.Env[i].ValueFrom.FieldRef.FieldPath != "status.podIP" {
+					t.Errorf("env POD_IP: want valueFrom.fieldRef status.podIP (have it: %v)", ok)
+				}
+				if i, ok := envByName["MANDATE_PEER_SECRET"]; !ok || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.SecretKeyRef == nil ||
+					*c.Env[i].ValueFrom.SecretKeyRef != (struct{ Name, Key string }{vs.peer.secret, vs.peer.key}) {
+					t.Errorf("env MANDATE_PEER_SECRET: want secretKeyRef %s/%s (have it: %v)", vs.peer.secret, vs.peer.key, ok)
+				}
+			} else {
+				if _, ok := rawSession["peer_url"]; ok || cfg.Server.Session.PeerURL != "" || !cfg.Server.Session.PeerSecret.IsZero() {
+					t.Errorf("config has peer routing (peer_url %v) while it should be off", rawSession["peer_url"])
+				}
+				for _, n := range []string{"POD_IP", "MANDATE_PEER_SECRET"} {
+					if _, ok := envByName[n]; ok {
+						t.Errorf("env %s set while peer routing is off", n)
+					}
+				}
 			}
 
 			// Secrets: env from secretKeyRef and files from Secret volumes.
@@ -563,20 +638,14 @@ func TestHelmTemplateInvariants(t *testing.T) {
 				t.Fatalf("want one Ingress, got %d", len(ings))
 			}
 			ing := ings[0]
-			hash, has := ing.Metadata.Annotations[hashAnnotation]
-			switch mode {
-			case "stateful":
-				if hash != "$http_mcp_session_id" {
-					t.Errorf("stateful ingress: %s = %q, want $http_mcp_session_id", hashAnnotation, hash)
-				}
-			case "stateless":
-				if has {
-					t.Errorf("stateless ingress has %s = %q: want no affinity", hashAnnotation, hash)
-				}
-				for k := range ing.Metadata.Annotations {
-					if strings.Contains(k, "affinity") {
-						t.Errorf("stateless ingress has affinity annotation %s", k)
-					}
+			// No affinity in either mode: stateless needs none, stateful
+			// runs one pod or peer routing.
+			if hash, has := ing.Metadata.Annotations[hashAnnotation]; has {
+				t.Errorf("%s ingress has %s = %q: want no affinity", mode, hashAnnotation, hash)
+			}
+			for k := range ing.Metadata.Annotations {
+				if strings.Contains(k, "affinity") || strings.Contains(k, "session-cookie") {
+					t.Errorf("%s ingress has affinity annotation %s", mode, k)
 				}
 			}
 			if ing.Metadata.Annotations["nginx.ingress.kubernetes.io/proxy-buffering"] != "off" {
@@ -596,6 +665,16 @@ func TestHelmTemplateInvariants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mustYAML decodes a YAML document into a generic value.
+func mustYAML(t *testing.T, data string) any {
+	t.Helper()
+	var v any
+	if err := yaml.Unmarshal([]byte(data), &v); err != nil {
+		t.Fatalf("decoding %q: %v", data, err)
+	}
+	return v
 }
 
 func asList(v any) []map[string]any {
@@ -625,6 +704,20 @@ func TestHelmTemplateRejects(t *testing.T) {
 		{"config.audit.sink=file", "config.audit is set by the chart"},
 		{"audit.sink=syslog", "value must be one of 'stdout', 'file'"},
 		{`ingress.enabled=true,sessionMode=stateless,ingress.annotations.nginx\.ingress\.kubernetes\.io/upstream-hash-by=x`, "needs no session affinity"},
+		{`ingress.enabled=true,sessionMode=stateful,peerRouting.secret.name=p,ingress.annotations.nginx\.ingress\.kubernetes\.io/upstream-hash-by=$http_mcp_session_id`,
+			"sessionMode stateful needs no session affinity"},
+		{`ingress.enabled=true,sessionMode=stateful,replicaCount=1,ingress.annotations.nginx\.ingress\.kubernetes\.io/affinity=cookie`,
+			"sessionMode stateful needs no session affinity"},
+		// Stateful mode with more than one pod: peer routing, or no render.
+		{"sessionMode=stateful,replicaCount=2,peerRouting.enabled=false", "sessionMode stateful with more than one pod (replicaCount 2) needs peerRouting.enabled=true"},
+		{"sessionMode=stateful,replicaCount=1,autoscaling.enabled=true,peerRouting.enabled=false",
+			"sessionMode stateful with more than one pod (autoscaling.maxReplicas 10) needs peerRouting.enabled=true"},
+		{"sessionMode=stateful,replicaCount=3", "peerRouting.secret.name is required"},
+		{"sessionMode=stateful,peerRouting.secret.name=p,peerRouting.secret.key=", "/peerRouting/secret/key"},
+		{"sessionMode=stateful,peerRouting.secret.name=p,peerRouting.ipFamily=IPv5", "value must be one of 'IPv4', 'IPv6'"},
+		{"sessionMode=stateful,peerRouting.secret.name=p,extraEnv[0].name=POD_IP,extraEnv[0].value=1.2.3.4", "env POD_IP is set by the chart"},
+		{"config.server.session.peer_url=http://10.0.0.1:8080", "config.server.session.peer_url is set by the chart"},
+		{"config.server.session.peer_secret=x", "config.server.session.peer_secret is set by the chart"},
 		{"serviceMonitor.enabled=true,config.telemetry.metrics=none", "serviceMonitor.enabled needs config.telemetry.metrics: prometheus"},
 		{"podDisruptionBudget.minAvailable=1", "not both"},
 	} {
@@ -682,7 +775,8 @@ func TestHelmNotes(t *testing.T) {
 	t.Parallel()
 	helmBin(t)
 	const (
-		statefulWarn    = "WARNING: stateful sessions with more than one pod"
+		peerOn          = "Peer routing:                            on"
+		statefulEnds    = "a rollout, scale-down or\neviction ends that pod's sessions"
 		placeholderWarn = "is still an example.com"
 		hostWarn        = "is not the host of config.server.public_url"
 	)
@@ -693,16 +787,16 @@ func TestHelmNotes(t *testing.T) {
 	}{
 		{"defaults", "",
 			[]string{"MCP endpoint (give this to AI clients):  https://mcp.example.com/mcp", "Session mode:                            stateless", placeholderWarn, "standard output"},
-			[]string{statefulWarn, hostWarn}},
+			[]string{peerOn, statefulEnds, hostWarn}},
 		{"real urls", real,
 			[]string{"https://mcp.acme.test/mcp"},
-			[]string{placeholderWarn, statefulWarn}},
-		{"stateful two replicas", real + ",sessionMode=stateful,replicaCount=2",
-			[]string{statefulWarn}, nil},
-		{"stateful autoscaled", real + ",sessionMode=stateful,replicaCount=1,autoscaling.enabled=true",
-			[]string{statefulWarn}, nil},
+			[]string{placeholderWarn, peerOn}},
+		{"stateful two replicas", real + ",sessionMode=stateful,replicaCount=2,peerRouting.secret.name=mandate-peer",
+			[]string{peerOn, "peer secret from Secret mandate-peer, key peer-secret", statefulEnds}, nil},
+		{"stateful autoscaled", real + ",sessionMode=stateful,replicaCount=1,autoscaling.enabled=true,peerRouting.secret.name=mandate-peer",
+			[]string{peerOn, statefulEnds}, nil},
 		{"stateful one replica", real + ",sessionMode=stateful,replicaCount=1",
-			nil, []string{statefulWarn}},
+			[]string{statefulEnds}, []string{peerOn}},
 		{"ingress host matches", real + ",ingress.enabled=true,ingress.host=mcp.acme.test",
 			[]string{"Ingress host:                            mcp.acme.test"}, []string{hostWarn}},
 		{"ingress host differs", real + ",ingress.enabled=true,ingress.host=mcp.other.test",

@@ -54,8 +54,39 @@ app.kubernetes.io/component: gateway
 {{- define "mandate.configDir" -}}/etc/mandate{{- end }}
 
 {{/*
+"true" when the pods run peer routing (server.session.peer_url/peer_secret),
+else "": stateful mode with more than one pod (replicaCount > 1, or
+autoscaling with maxReplicas > 1). Fails when such a setup has peer routing
+turned off (sessions would break whenever a request reached another pod) or
+no Secret for the peer secret.
+*/}}
+{{- define "mandate.peerRouting" -}}
+{{- $pods := printf "replicaCount %d" (int .Values.replicaCount) }}
+{{- $multi := gt (int .Values.replicaCount) 1 }}
+{{- if .Values.autoscaling.enabled }}
+{{- $pods = printf "autoscaling.maxReplicas %d" (int .Values.autoscaling.maxReplicas) }}
+{{- $multi = gt (int .Values.autoscaling.maxReplicas) 1 }}
+{{- end }}
+{{- if and (eq .Values.sessionMode "stateful") $multi }}
+{{- if not .Values.peerRouting.enabled }}
+{{- fail (printf "sessionMode stateful with more than one pod (%s) needs peerRouting.enabled=true: a session lives in one pod, and without peer routing a request that reaches another pod fails with 404. Or run one pod (replicaCount: 1, autoscaling off), or use sessionMode: stateless (deploy/README.md)" $pods) }}
+{{- end }}
+{{- if not .Values.peerRouting.secret.name }}
+{{- fail (printf "peerRouting.secret.name is required: sessionMode stateful with more than one pod (%s) uses peer routing, whose secret (at least 32 characters, the same for every pod) comes from an existing Secret: kubectl create secret generic mandate-peer --from-literal=%s=\"$(openssl rand -base64 48)\", then set peerRouting.secret.name=mandate-peer" $pods .Values.peerRouting.secret.key) }}
+{{- end }}
+{{- range concat (.Values.secretEnv | default list) (.Values.extraEnv | default list) }}
+{{- if has .name (list "POD_IP" "MANDATE_PEER_SECRET") }}
+{{- fail (printf "env %s is set by the chart for peer routing; remove it from secretEnv/extraEnv (use peerRouting.secret)" .name) }}
+{{- end }}
+{{- end }}
+{{- print "true" }}
+{{- end }}
+{{- end }}
+
+{{/*
 The config.yaml Mandate runs with, as a dict: .Values.config plus the keys
-the chart owns (server.listen, server.session.mode, audit). Setting an owned
+the chart owns (server.listen, server.session.mode, peer_url, peer_secret,
+audit). Setting an owned
 key in .Values.config is an error, so that values and config cannot disagree.
 */}}
 {{- define "mandate.configDict" -}}
@@ -70,6 +101,19 @@ key in .Values.config is an error, so that values and config cannot disagree.
 {{- $session := get $server "session" | default dict }}
 {{- if hasKey $session "mode" }}
 {{- fail "config.server.session.mode is set by the chart; remove it and set sessionMode" }}
+{{- end }}
+{{- range list "peer_url" "peer_secret" }}
+{{- if hasKey $session . }}
+{{- fail (printf "config.server.session.%s is set by the chart; remove it and use the peerRouting values" .) }}
+{{- end }}
+{{- end }}
+{{- if include "mandate.peerRouting" $ }}
+{{- $host := "${POD_IP}" }}
+{{- if eq .Values.peerRouting.ipFamily "IPv6" }}
+{{- $host = "[${POD_IP}]" }}
+{{- end }}
+{{- $_ := set $session "peer_url" (printf "http://%s:%d" $host (int .Values.containerPort)) }}
+{{- $_ := set $session "peer_secret" "${MANDATE_PEER_SECRET}" }}
 {{- end }}
 {{- if hasKey $cfg "audit" }}
 {{- fail "config.audit is set by the chart; use the audit values (audit.sink, audit.fsync, audit.volume)" }}

@@ -9,6 +9,10 @@ Mandate {{ .Values.image.tag | default .Chart.AppVersion }} is deployed as {{ in
 
 MCP endpoint (give this to AI clients):  {{ $publicURL }}/mcp
 Session mode:                            {{ .Values.sessionMode }}
+{{- if include "mandate.peerRouting" . }}
+Peer routing:                            on (any pod forwards a session's requests to the pod holding it;
+                                         peer secret from Secret {{ .Values.peerRouting.secret.name }}, key {{ .Values.peerRouting.secret.key }})
+{{- end }}
 {{- if .Values.ingress.enabled }}
 Ingress host:                            {{ .Values.ingress.host }} (class {{ .Values.ingress.className }}; exposes /mcp and /.well-known/oauth-protected-resource only)
 {{- end }}
@@ -36,13 +40,9 @@ WARNING: ingress.host ({{ .Values.ingress.host }}) is not the host of config.ser
 ({{ $publicURL }}). Clients compare the protected-resource metadata's resource
 with the URL they called, byte for byte.
 {{- end }}
-{{- if and (eq .Values.sessionMode "stateful") (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
+{{- if eq .Values.sessionMode "stateful" }}
 
-WARNING: stateful sessions with more than one pod. A session lives in the pod
-that answered its initialize request; every later request of the session must
-reach that pod. A plain hash of the Mcp-Session-Id header (the ingress-nginx
-annotation this chart sets) cannot guarantee that, because initialize carries
-no session id. Use sessionMode: stateless, or one replica, or a proxy that
-learns the session id from the initialize response (deploy/README.md).
+Stateful sessions live in the pod that created them: a rollout, scale-down or
+eviction ends that pod's sessions, and their clients start new ones.
 {{- end }}
 {{- end }}
