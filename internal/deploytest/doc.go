@@ -19,13 +19,18 @@
 //   - Helm chart: `helm lint` and `helm template` for several value sets; the
 //     rendered manifests are decoded and checked (non-root, read-only root
 //     filesystem, dropped capabilities, seccomp, probes on /healthz and
-//     /readyz, requests and limits, PDB, HPA, ServiceMonitor, ingress session
-//     affinity consistent with sessionMode), and the rendered config.yaml must
-//     be accepted by gateway.ParseConfig (every ${VAR} set in the container,
-//     every *_file in a mounted Secret). Inconsistent values (chart-owned
-//     config keys, a typo, affinity in stateless mode) fail to render. The
-//     release notes warn about placeholders, host mismatch and stateful
-//     sessions over several pods.
+//     /readyz, requests and limits, PDB, HPA, ServiceMonitor, no session
+//     affinity on the ingress in either mode), and the rendered config.yaml
+//     must be accepted by gateway.ParseConfig, what `mandate validate` runs
+//     (every ${VAR} set in the container, every *_file in a mounted Secret).
+//     Stateful mode with more than one pod renders peer routing: peer_url
+//     http://${POD_IP}:<port> (POD_IP from status.podIP, brackets for IPv6)
+//     and peer_secret ${MANDATE_PEER_SECRET} (from the named Secret).
+//     Inconsistent values (chart-owned config keys, a typo, affinity
+//     annotations, stateful mode with several pods and peer routing off or
+//     without its Secret) fail to render with a message naming the fix. The
+//     release notes warn about placeholders and host mismatch, and say
+//     whether peer routing is on.
 //   - Replicas: two `mandate serve` processes behind a loopback proxy, with
 //     the real dev IdP. Stateless mode + round robin: every call succeeds and
 //     both replicas serve. Stateful mode + round robin: calls fail on the
@@ -33,7 +38,10 @@
 //     the Mcp-Session-Id header (ingress-nginx upstream-hash-by): a session
 //     works only when its id happens to hash to the replica that created it.
 //     Stateful mode + learned stickiness (the proxy records which replica
-//     answered initialize with a session id): every call succeeds.
+//     answered initialize with a session id): every call succeeds. Stateful
+//     mode + peer routing configured as the chart renders it: every call
+//     succeeds with round robin and with the header hash (which creates
+//     every session on one replica, why the chart refuses it).
 //
 // Helm comes from deploy/tools/build-helm.sh (<repo>/.tools/bin/helm) or
 // $MANDATE_HELM_BIN. Without it the helm tests skip, unless MANDATE_E2E=1,

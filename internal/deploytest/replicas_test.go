@@ -156,29 +156,38 @@ type cluster struct {
 
 // startCluster starts the proxy listener (its URL is the public_url), two
 // mandate processes with the same config in sessionMode, and waits until
-// both are ready.
-func startCluster(t *testing.T, bin, issuer, sessionMode string) *cluster {
+// both are ready. With peer, the replicas run peer routing configured as the
+// Helm chart renders it (peer_url http://${POD_IP}:<port>, peer_secret
+// ${MANDATE_PEER_SECRET}), with POD_IP=127.0.0.1 and a shared secret.
+func startCluster(t *testing.T, bin, issuer, sessionMode string, peer bool) *cluster {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	publicURL := "http://" + ln.Addr().String()
+	var peerCfg string
+	var env []string
+	if peer {
+		peerCfg = fmt.Sprintf("\n    peer_url: %s\n    peer_secret: %s",
+			strings.Replace(chartPeerURLIPv4, ":8080", ":{{PORT}}", 1), chartPeerSecret)
+		env = []string{"POD_IP=127.0.0.1", "MANDATE_PEER_SECRET=" + testPeerSecret}
+	}
 	var backends []*url.URL
 	for i := range 2 {
-		addr := startReplica(t, bin, i, fmt.Sprintf(`server:
+		addr := startReplica(t, bin, i, env, fmt.Sprintf(`server:
   listen: {{ADDR}}
   public_url: %s
   shutdown_grace: 2s
   session:
-    mode: %s
+    mode: %s%s
 identity:
   issuer: %s
   required_scopes: [mcp]
 telemetry:
   traces: none
   metrics: none
-`, publicURL, sessionMode, issuer))
+`, publicURL, sessionMode, peerCfg, issuer))
 		backends = append(backends, &url.URL{Scheme: "http", Host: addr})
 	}
 	p := newLBProxy(backends, roundRobin)
@@ -188,9 +197,10 @@ telemetry:
 	return &cluster{proxy: p, URL: publicURL, MCPURL: publicURL + "/mcp"}
 }
 
-// startReplica writes cfg ({{ADDR}} = a free loopback address) and runs
-// `mandate serve --config` until /readyz answers 200; it returns the address.
-func startReplica(t *testing.T, bin string, n int, cfg string) string {
+// startReplica writes cfg ({{ADDR}} = a free loopback address, {{PORT}} its
+// port) and runs `mandate serve --config` with env added to the test's
+// environment until /readyz answers 200; it returns the address.
+func startReplica(t *testing.T, bin string, n int, env []string, cfg string) string {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -200,12 +210,16 @@ func startReplica(t *testing.T, bin string, n int, cfg string) string {
 		addr := ln.Addr().String()
 		ln.Close()
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("replica-%d.yaml", n))
-		if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "{{ADDR}}", addr)), 0o600); err != nil {
+		_, port, _ := net.SplitHostPort(addr)
+		if err := os.WriteFile(path, []byte(strings.NewReplacer("{{ADDR}}", addr, "{{PORT}}", port).Replace(cfg)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		var logs syncBuffer
 		cmd := exec.Command(bin, "serve", "--config", path)
 		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if len(env) > 0 {
+			cmd.Env = append(os.Environ(), env...)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -349,7 +363,7 @@ func TestReplicas(t *testing.T) {
 
 	t.Run("stateless round-robin: every call succeeds on either replica", func(t *testing.T) {
 		t.Parallel()
-		c := startCluster(t, bin, idp.Issuer(), "stateless")
+		c := startCluster(t, bin, idp.Issuer(), "stateless", false)
 		tok := tokenFor(t, c.MCPURL)
 		const calls = 40
 		ok, err := session(ctx, c.MCPURL, tok, calls)
@@ -365,7 +379,7 @@ func TestReplicas(t *testing.T) {
 
 	t.Run("stateful", func(t *testing.T) {
 		t.Parallel()
-		c := startCluster(t, bin, idp.Issuer(), "stateful")
+		c := startCluster(t, bin, idp.Issuer(), "stateful", false)
 		tok := tokenFor(t, c.MCPURL)
 
 		// Without affinity a session's requests reach the replica that does
@@ -436,6 +450,52 @@ func TestReplicas(t *testing.T) {
 			}
 			t.Logf("learned affinity: %d sessions × %d calls succeeded; sessions per replica %v", sessions, calls, per)
 		})
+	})
+
+	// The chart's setup for stateful mode with several pods: peer routing,
+	// no affinity. Whichever replica a request reaches, it is served by the
+	// replica holding its session: round robin and the header hash, which
+	// both fail above without peer routing, now succeed on every call.
+	t.Run("stateful with peer routing", func(t *testing.T) {
+		t.Parallel()
+		c := startCluster(t, bin, idp.Issuer(), "stateful", true)
+		tok := tokenFor(t, c.MCPURL)
+		for _, policy := range []string{roundRobin, headerHash} {
+			t.Run(policy+": every call succeeds", func(t *testing.T) {
+				c.proxy.setPolicy(policy)
+				c.proxy.resetCounts()
+				c.proxy.mu.Lock()
+				before := len(c.proxy.created)
+				c.proxy.mu.Unlock()
+				const sessions, calls = 4, 10
+				for i := range sessions {
+					if ok, err := session(ctx, c.MCPURL, tok, calls); ok != calls || err != nil {
+						t.Fatalf("session %d: %d/%d calls succeeded; first error: %v", i, ok, calls, err)
+					}
+				}
+				n := c.proxy.counts()
+				if n[0] == 0 || n[1] == 0 {
+					t.Fatalf("requests per replica %v: want both replicas to have received requests", n)
+				}
+				if policy == headerHash {
+					// Why the chart refuses upstream-hash-by: initialize has
+					// no session id, so every session is created on the
+					// replica hash("") picks.
+					c.proxy.mu.Lock()
+					made := c.proxy.created[before:]
+					c.proxy.mu.Unlock()
+					for _, cr := range made {
+						if cr.Replica != c.proxy.hashReplica("") {
+							t.Fatalf("session created on replica %d, want all on hash(\"\")'s replica %d", cr.Replica, c.proxy.hashReplica(""))
+						}
+					}
+					if len(made) != sessions {
+						t.Fatalf("%d sessions recorded, want %d", len(made), sessions)
+					}
+				}
+				t.Logf("%s with peer routing: %d sessions × %d calls succeeded; requests per replica %v", policy, sessions, calls, n)
+			})
+		}
 	})
 }
 
