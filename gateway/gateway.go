@@ -83,8 +83,8 @@ type Gateway struct {
 	gen          atomic.Uint64
 	stateless    bool
 	peers        *peerRouter // nil unless server.session.peer_url is set
-	sessions     sync.Map // key → *dsession
-	requests     sync.Map // reqCtxHeader value → the HTTP request's context (bindRequest)
+	sessions     sync.Map    // key → *dsession
+	requests     sync.Map    // reqCtxHeader value → the HTTP request's context (bindRequest)
 	sessionCount atomic.Int64
 	sendHandler  mcp.MethodHandler
 
