@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 )
 
 func TestValidateSOQL(t *testing.T) {
@@ -135,7 +136,10 @@ func FuzzValidateSOQL(f *testing.F) {
 			return
 		}
 		trimmed := strings.TrimLeft(q, " \t\r\n")
-		if len(trimmed) < 6 || !strings.EqualFold(trimmed[:6], "SELECT") || (len(trimmed) > 6 && (trimmed[6] == '_' || unicode.IsLetter(rune(trimmed[6])) || unicode.IsDigit(rune(trimmed[6])))) {
+		// The word SELECT: six letters, then no letter, digit or '_' (as a
+		// rune: "SELECT،" — U+060C, punctuation — starts with the word).
+		next, _ := utf8.DecodeRuneInString(trimmed[min(6, len(trimmed)):])
+		if len(trimmed) < 6 || !strings.EqualFold(trimmed[:6], "SELECT") || (len(trimmed) > 6 && (next == '_' || unicode.IsLetter(next) || unicode.IsDigit(next))) {
 			t.Fatalf("accepted a query that does not start with the word SELECT: %q", q)
 		}
 		outside := stripLiterals(q)
