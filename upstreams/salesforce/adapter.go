@@ -9,20 +9,6 @@ import (
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
-// JSON-RPC error codes for failures that are not tool results (resource
-// reads, closed sessions, a missing identity). They lie in the
-// implementation-defined server range and have the same values as the
-// codes of the mcp adapter, so the gateway can treat every kind alike.
-const (
-	CodeUpstreamUnavailable    = upstreams.CodeUpstreamUnavailable
-	CodeUpstreamTimeout        = upstreams.CodeUpstreamTimeout
-	CodeUpstreamUnauthorized   = upstreams.CodeUpstreamUnauthorized
-	CodeResultTooLarge         = upstreams.CodeResultTooLarge
-	CodeCredentialsUnavailable = upstreams.CodeCredentialsUnavailable
-	CodeSessionClosed          = upstreams.CodeSessionClosed
-	CodeRateLimited            = upstreams.CodeRateLimited
-)
-
 // Deps are what an Adapter needs from the process (rest.Deps).
 // Credentials (required) obtains the calling user's Salesforce token (flow
 // jwt_bearer in production: sub = the Salesforce username). The adapter

@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
@@ -130,7 +131,7 @@ func classifyAPI(c *rest.Call, err error) (rest.Failure, bool) {
 	what += e.Message
 	switch {
 	case e.Status == http.StatusUnauthorized:
-		return rest.Failure{Code: CodeUpstreamUnauthorized, Message: fmt.Sprintf(
+		return rest.Failure{Code: upstreams.CodeUpstreamUnauthorized, Message: fmt.Sprintf(
 			"Salesforce refused the session Mandate obtained for %s, also after obtaining a fresh one (%s). The user may be frozen or deactivated, or the connected app's access revoked; ask your Salesforce administrator.", who(c.Token()), what)}, true
 	case e.Code == "REQUEST_LIMIT_EXCEEDED" || e.Status == http.StatusTooManyRequests:
 		retry := "retry after the org's rolling 24-hour API allowance frees up"
@@ -141,18 +142,18 @@ func classifyAPI(c *rest.Call, err error) (rest.Failure, bool) {
 		if e.LimitInfo != "" {
 			usage = " (" + e.LimitInfo + ")"
 		}
-		return rest.Failure{Code: CodeRateLimited, Message: fmt.Sprintf("Salesforce's API request limit is exhausted%s [%s]; this is the platform's limit, not a Mandate fault: %s.", usage, what, retry)}, true
+		return rest.Failure{Code: upstreams.CodeRateLimited, Message: fmt.Sprintf("Salesforce's API request limit is exhausted%s [%s]; this is the platform's limit, not a Mandate fault: %s.", usage, what, retry)}, true
 	case e.Status == http.StatusNotFound:
 		return rest.Failure{Code: mcp.CodeResourceNotFound, Message: fmt.Sprintf(
 			"Salesforce has no such record visible to %s (%s). It may not exist, or Salesforce's sharing rules do not share it with this user.%s", who(c.Token()), what, c.ServiceAccountNote())}, true
 	case e.Status == http.StatusForbidden || strings.HasPrefix(e.Code, "INSUFFICIENT_ACCESS") || e.Code == "API_DISABLED_FOR_ORG" || e.Code == "API_CURRENTLY_DISABLED":
-		return rest.Failure{Code: CodeUpstreamUnauthorized, Message: fmt.Sprintf(
+		return rest.Failure{Code: upstreams.CodeUpstreamUnauthorized, Message: fmt.Sprintf(
 			"Salesforce refused this request for %s (%s). This is Salesforce's access control for that user, not a Mandate fault; ask your Salesforce administrator if you need access.%s", who(c.Token()), what, c.ServiceAccountNote())}, true
 	case e.Code == "INVALID_TYPE":
-		return rest.Failure{Code: CodeUpstreamUnauthorized, Message: fmt.Sprintf(
+		return rest.Failure{Code: upstreams.CodeUpstreamUnauthorized, Message: fmt.Sprintf(
 			"Salesforce refused this request for %s (%s). Either the object does not exist or the user's profile has no access to it.%s", who(c.Token()), what, c.ServiceAccountNote())}, true
 	case e.Status >= 500:
-		return rest.Failure{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("Salesforce is unavailable (HTTP %d: %s); retry later.", e.Status, what)}, true
+		return rest.Failure{Code: upstreams.CodeUpstreamUnavailable, Message: fmt.Sprintf("Salesforce is unavailable (HTTP %d: %s); retry later.", e.Status, what)}, true
 	default:
 		return rest.Failure{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("Salesforce rejected the request (HTTP %d %s).", e.Status, what)}, true
 	}

@@ -9,19 +9,6 @@ import (
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
-// JSON-RPC error codes for failures that are not tool results (resource
-// reads, closed sessions, a missing identity). Same values as the mcp and
-// salesforce adapters.
-const (
-	CodeUpstreamUnavailable    = upstreams.CodeUpstreamUnavailable
-	CodeUpstreamTimeout        = upstreams.CodeUpstreamTimeout
-	CodeUpstreamUnauthorized   = upstreams.CodeUpstreamUnauthorized
-	CodeResultTooLarge         = upstreams.CodeResultTooLarge
-	CodeCredentialsUnavailable = upstreams.CodeCredentialsUnavailable
-	CodeSessionClosed          = upstreams.CodeSessionClosed
-	CodeRateLimited            = upstreams.CodeRateLimited
-)
-
 // Deps are what an Adapter needs from the process (rest.Deps).
 // Credentials (required) obtains the calling user's ServiceNow token:
 // jwt_bearer (Mandate signs an assertion whose sub names the sys_user,

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
@@ -95,22 +96,22 @@ func classifyAPI(c *rest.Call, err error) (rest.Failure, bool) {
 	what := e.what()
 	switch {
 	case e.Status == http.StatusUnauthorized:
-		return rest.Failure{Code: CodeUpstreamUnauthorized, Message: fmt.Sprintf(
+		return rest.Failure{Code: upstreams.CodeUpstreamUnauthorized, Message: fmt.Sprintf(
 			"ServiceNow did not accept the credentials Mandate obtained for %s, also after obtaining fresh ones (%s). The account may not exist in ServiceNow or be inactive, or the instance does not trust this token; ask your ServiceNow administrator.", who(c.Token()), what)}, true
 	case e.Status == http.StatusTooManyRequests:
 		retry := "retry later"
 		if e.RetryAfter > 0 {
 			retry = fmt.Sprintf("retry after %d seconds", int(e.RetryAfter.Round(time.Second)/time.Second))
 		}
-		return rest.Failure{Code: CodeRateLimited, Message: fmt.Sprintf("ServiceNow's rate limit for %s is exhausted (%s); this is the platform's limit, not a Mandate fault: %s.", who(c.Token()), what, retry)}, true
+		return rest.Failure{Code: upstreams.CodeRateLimited, Message: fmt.Sprintf("ServiceNow's rate limit for %s is exhausted (%s); this is the platform's limit, not a Mandate fault: %s.", who(c.Token()), what, retry)}, true
 	case e.Status == http.StatusNotFound:
 		return rest.Failure{Code: mcp.CodeResourceNotFound, Message: fmt.Sprintf(
 			"ServiceNow has no such record that %s can read (%s). It may not exist, or ServiceNow's ACLs hide it from this user.%s", who(c.Token()), what, c.ServiceAccountNote())}, true
 	case e.Status == http.StatusForbidden:
-		return rest.Failure{Code: CodeUpstreamUnauthorized, Message: fmt.Sprintf(
+		return rest.Failure{Code: upstreams.CodeUpstreamUnauthorized, Message: fmt.Sprintf(
 			"ServiceNow refused this request for %s (%s). This is ServiceNow's access control for that user, not a Mandate fault; ask your ServiceNow administrator if you need access.%s", who(c.Token()), what, c.ServiceAccountNote())}, true
 	case e.Status >= 500:
-		return rest.Failure{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("ServiceNow is unavailable (HTTP %d: %s); retry later.", e.Status, what)}, true
+		return rest.Failure{Code: upstreams.CodeUpstreamUnavailable, Message: fmt.Sprintf("ServiceNow is unavailable (HTTP %d: %s); retry later.", e.Status, what)}, true
 	default:
 		return rest.Failure{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("ServiceNow rejected the request (HTTP %d: %s).", e.Status, what)}, true
 	}
