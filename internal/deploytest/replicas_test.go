@@ -1,10 +1,8 @@
 package deploytest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -12,8 +10,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-gw/mandate/internal/devidp"
+	"github.com/mandate-gw/mandate/internal/testproc"
 )
 
 // Routing policies of lbProxy, the load balancer in front of the replicas.
@@ -199,73 +198,46 @@ telemetry:
 
 // startReplica writes cfg ({{ADDR}} = a free loopback address, {{PORT}} its
 // port) and runs `mandate serve --config` with env added to the test's
-// environment until /readyz answers 200; it returns the address.
+// environment until /readyz answers 200 (internal/testproc: own process
+// group, bounded log, a retry when the port was taken meanwhile); it
+// returns the address.
 func startReplica(t *testing.T, bin string, n int, env []string, cfg string) string {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	type replica struct {
+		p    *testproc.Process
+		addr string
+	}
+	r, err := testproc.StartRetrying(context.Background(), 60*time.Second, func(ctx context.Context) (replica, error) {
+		ports, err := testproc.FreePorts(1)
 		if err != nil {
-			t.Fatal(err)
+			return replica{}, err
 		}
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("replica-%d.yaml", n))
-		_, port, _ := net.SplitHostPort(addr)
-		if err := os.WriteFile(path, []byte(strings.NewReplacer("{{ADDR}}", addr, "{{PORT}}", port).Replace(cfg)), 0o600); err != nil {
-			t.Fatal(err)
+		if err := os.WriteFile(path, []byte(strings.NewReplacer("{{ADDR}}", addr, "{{PORT}}", strconv.Itoa(ports[0])).Replace(cfg)), 0o600); err != nil {
+			return replica{}, err
 		}
-		var logs syncBuffer
-		cmd := exec.Command(bin, "serve", "--config", path)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if len(env) > 0 {
-			cmd.Env = append(os.Environ(), env...)
+		p, err := testproc.Start(testproc.Command{Name: fmt.Sprintf("replica %d", n), Path: bin,
+			Args: []string{"serve", "--config", path}, Env: append(os.Environ(), env...)})
+		if err != nil {
+			return replica{}, err
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+		if err := p.WaitHTTP(ctx, "http://"+addr+"/readyz"); err != nil {
+			_ = p.Close()
+			return replica{}, err
 		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-done
-			if t.Failed() {
-				t.Logf("replica %d (%s) logs:\n%s", n, addr, logs.String())
-			}
-		})
-		err = waitReady(addr, done)
-		if err == nil {
-			return addr
-		}
-		if strings.Contains(logs.String(), "address already in use") && attempt < 3 {
-			continue
-		}
-		t.Fatalf("replica %d: %v\nlogs:\n%s", n, err, logs.String())
+		return replica{p, addr}, nil
+	})
+	if err != nil {
+		t.Fatalf("replica %d: %v", n, err)
 	}
-}
-
-func waitReady(addr string, exited <-chan struct{}) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	last := "no answer"
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("exited before ready")
-		default:
+	t.Cleanup(func() {
+		_ = r.p.Close()
+		if t.Failed() {
+			t.Logf("replica %d (%s) logs:\n%s", n, r.addr, r.p.Log())
 		}
-		resp, err := c.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after 60s: %s", last)
+	})
+	return r.addr
 }
 
 type bearer struct {
@@ -497,22 +469,4 @@ func TestReplicas(t *testing.T) {
 			})
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
