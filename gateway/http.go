@@ -161,22 +161,28 @@ func (g *Gateway) limitBody(c *gin.Context) {
 	if t := g.cfg.Server.ReadBodyTimeout; t > 0 && c.Request.Method == http.MethodPost {
 		rc := http.NewResponseController(c.Writer)
 		if rc.SetReadDeadline(time.Now().Add(t)) == nil {
-			c.Request.Body = &deadlineBody{ReadCloser: c.Request.Body, rc: rc}
+			c.Request.Body = &deadlineBody{ReadCloser: c.Request.Body, rc: rc, left: c.Request.ContentLength}
 		}
 	}
 	c.Next()
 }
 
-// deadlineBody lifts the connection's read deadline when the body ends.
+// deadlineBody lifts the connection's read deadline when the body ends:
+// at EOF, or once Content-Length bytes are in (a reader that knows the
+// length, such as the peer-forwarding proxy, never asks for the EOF).
 type deadlineBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
+	left int64 // bytes still expected; -1: unknown length
 	done bool
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
+	if b.left >= 0 {
+		b.left -= int64(n)
+	}
+	if !b.done && (err == io.EOF || b.left == 0) {
 		b.done = true
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}

@@ -439,13 +439,19 @@ func TestReplicas(t *testing.T) {
 				c.proxy.mu.Lock()
 				before := len(c.proxy.created)
 				c.proxy.mu.Unlock()
-				const sessions, calls = 4, 10
-				for i := range sessions {
-					if ok, err := session(ctx, c.MCPURL, tok, calls); ok != calls || err != nil {
-						t.Fatalf("session %d: %d/%d calls succeeded; first error: %v", i, ok, calls, err)
-					}
-				}
+				// At least 4 sessions, more (up to 40) until both replicas have
+				// received requests: with the header hash, a few session ids
+				// may all hash to one replica by chance.
+				const calls = 10
+				sessions := 0
 				n := c.proxy.counts()
+				for sessions < 4 || ((n[0] == 0 || n[1] == 0) && sessions < 40) {
+					if ok, err := session(ctx, c.MCPURL, tok, calls); ok != calls || err != nil {
+						t.Fatalf("session %d: %d/%d calls succeeded; first error: %v", sessions, ok, calls, err)
+					}
+					sessions++
+					n = c.proxy.counts()
+				}
 				if n[0] == 0 || n[1] == 0 {
 					t.Fatalf("requests per replica %v: want both replicas to have received requests", n)
 				}
