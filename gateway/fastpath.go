@@ -95,10 +95,8 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"progressToken"`)) {
 		return
 	}
-	if args, ok := env.Params["arguments"]; ok {
-		if a := bytes.TrimSpace(args); len(a) > 0 && a[0] != '{' && string(a) != "null" {
-			return // not an object: go-sdk's path answers with invalid params
-		}
+	if args, ok := env.Params["arguments"]; ok && upstreams.CheckArguments(args) != nil {
+		return // not an object, or ambiguous: go-sdk's path answers with invalid params
 	}
 	st := g.state.Load()
 	u, inner, ok := st.route(name)

@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/mandate-gw/mandate/policy"
 )
 
 // TestHostileJSON: deeply nested or huge JSON-RPC bodies get an error and
@@ -95,5 +99,76 @@ func TestNonObjectArguments(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "object") {
 			t.Errorf("arguments %s: %v, want invalid params", args, err)
 		}
+	}
+}
+
+// TestAmbiguousArgumentsRefused: arguments whose keys differ only in case
+// (or repeat) are refused with invalid params before policy and before any
+// upstream, on the go-sdk path (a policy that reads arguments) and on the
+// fast path (one that does not): a deny rule on arguments.table cannot be
+// passed with {"table":"incident","TABLE":"sys_user"}, which Go servers
+// and Mandate's native adapters read as sys_user.
+func TestAmbiguousArgumentsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rules []policy.Rule
+	}{
+		{"policy reads arguments", []policy.Rule{
+			{Name: "no-sys-user", Effect: "deny", When: `has(arguments.table) && arguments.table == "sys_user"`},
+			{Name: "employees", Effect: "allow", When: `user.subject.startsWith("user-")`},
+		}},
+		{"fast path", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := startMux(t, func(c *Config) {
+				if tc.rules != nil {
+					c.Policy.Rules = tc.rules
+				}
+			})
+			alice := connect(t, env.gw.mcpURL, env.aliceTk)
+			if _, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.rules != nil { // the rule works on plain arguments
+				res, err := callJSON(t, alice, "crm_echo", map[string]any{"table": "sys_user"})
+				if err == nil && !res.IsError {
+					t.Fatalf("deny rule did not apply: %v", toolText(res))
+				}
+			}
+			for _, args := range []string{
+				`{"table":"incident","TABLE":"sys_user"}`,
+				`{"table":"incident","table":"sys_user"}`,
+				`{"q":{"Table":"incident","table":"sys_user"}}`,
+			} {
+				env.crm.mu.Lock()
+				before := len(env.crm.tokens)
+				env.crm.mu.Unlock()
+				res, err := callJSON(t, alice, "crm_echo", json.RawMessage(args))
+				if err == nil {
+					t.Fatalf("arguments %s reached the upstream: %v", args, toolText(res))
+				}
+				if je := (*jsonrpc.Error)(nil); !errors.As(err, &je) || je.Code != jsonrpc.CodeInvalidParams {
+					t.Errorf("arguments %s: %v, want invalid params", args, err)
+				}
+				if !strings.Contains(err.Error(), "case") && !strings.Contains(err.Error(), "more than once") {
+					t.Errorf("arguments %s: error %q does not say what is wrong", args, err)
+				}
+				env.crm.mu.Lock()
+				after := len(env.crm.tokens)
+				env.crm.mu.Unlock()
+				if after != before {
+					t.Errorf("arguments %s: the upstream got %d requests", args, after-before)
+				}
+			}
+			var refused int
+			for _, l := range env.audit.Lines() {
+				if l["tool"] == "echo" && l["error_class"] == "invalid_arguments" {
+					refused++
+				}
+			}
+			if refused != 3 {
+				t.Errorf("%d audit records with error_class invalid_arguments, want 3", refused)
+			}
+		})
 	}
 }

@@ -215,10 +215,16 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 		return nil, unknownTool(p.Name)
 	}
 	o.upstream, o.tool, o.exposed = u.name, name, p.Name
+	// Policy, audit and the upstream must read the same object: refuse
+	// what parsers disagree on (repeated keys, keys equal ignoring case)
+	// before anything looks at the arguments.
+	if err := upstreams.CheckArguments(p.Arguments); err != nil {
+		return nil, invalidArguments(o, err)
+	}
 	var args map[string]any
 	if (st.usesArgs || u.cfg.AuditArguments) && len(p.Arguments) > 0 {
 		if err := json.Unmarshal(p.Arguments, &args); err != nil {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "arguments must be a JSON object"}
+			return nil, invalidArguments(o, err)
 		}
 	}
 	if u.cfg.AuditArguments && args != nil {
@@ -323,6 +329,12 @@ func (g *Gateway) upstreamError(o *op, u *upstream, err error) error {
 	return &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
 }
 
+// invalidArguments records and answers arguments refused before policy.
+func invalidArguments(o *op, err error) error {
+	o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "invalid_arguments", err.Error()
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+}
+
 func unknownTool(name string) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 }
@@ -384,7 +396,15 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 	}
 	o.upstream, o.prompt, o.exposed = u.name, name, p.Name
 	args := make(map[string]any, len(p.Arguments))
+	folded := make(map[string]string, len(p.Arguments))
 	for k, v := range p.Arguments {
+		// Prompt arguments are a string map (repeated keys were resolved
+		// when it was decoded); keys equal ignoring case are ambiguous to
+		// a Go upstream as they are for tools.
+		if prev, dup := folded[strings.ToLower(k)]; dup {
+			return nil, invalidArguments(o, fmt.Errorf("arguments: keys %q and %q differ only in case; send one of them", prev, k))
+		}
+		folded[strings.ToLower(k)] = k
 		args[k] = v
 	}
 	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name, Arguments: args}) != nil {

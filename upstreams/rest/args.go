@@ -12,6 +12,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
 // DecodeArgs decodes tool arguments strictly into v. raw is what
@@ -40,6 +42,12 @@ func DecodeArgs(tool string, raw any, v any) error {
 	}
 	if data[0] != '{' {
 		return invalidArgs(tool, "arguments must be a JSON object")
+	}
+	// encoding/json matches fields ignoring case, the last key winning:
+	// refuse what the gateway's policy would have read differently (the
+	// gateway refuses it first; this holds for any other caller).
+	if err := upstreams.CheckArguments(data); err != nil {
+		return invalidArgs(tool, "%v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

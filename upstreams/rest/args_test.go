@@ -36,6 +36,8 @@ func TestDecodeArgs(t *testing.T) {
 		{"wrong type", json.RawMessage(`{"limit":"3"}`), "", "cannot unmarshal"},
 		{"invalid JSON", json.RawMessage(`{"name":`), "", `invalid arguments for tool "t"`},
 		{"trailing data", json.RawMessage(`{"name":"x"} {}`), "", "trailing data after the JSON object"},
+		{"keys equal ignoring case", json.RawMessage(`{"name":"x","NAME":"y"}`), "", `keys "name" and "NAME" differ only in case`},
+		{"repeated key", json.RawMessage(`{"name":"x","name":"y"}`), "", `key "name" appears more than once`},
 		{"unmarshalable", map[string]any{"f": func() {}}, "", "unsupported type"},
 	}
 	for _, tt := range tests {
