@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // MaxArgumentDepth bounds the nesting of a call's arguments.
@@ -34,8 +38,8 @@ const MaxArgumentDepth = 64
 // It checks objects at every depth. The error says which key, with its
 // path; callers answer it with JSON-RPC invalid params (-32602).
 func CheckArguments(raw []byte) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
+	raw = bytes.Trim(raw, " \t\r\n") // JSON whitespace only
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
 		return nil
 	}
 	if raw[0] != '{' {
@@ -44,9 +48,10 @@ func CheckArguments(raw []byte) error {
 	if !utf8.Valid(raw) {
 		return errors.New("arguments are not valid UTF-8")
 	}
-	if string(raw) == "{}" {
+	if json.Valid(raw) && !ambiguous(raw) {
 		return nil
 	}
+	// Something is wrong: walk again, slowly, to say what and where.
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := checkValue(dec, nil, 0); err != nil {
 		return err
@@ -54,7 +59,82 @@ func CheckArguments(raw []byte) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("arguments: trailing data after the JSON object")
 	}
-	return nil
+	return errors.New("arguments are not valid JSON")
+}
+
+// scan is the reusable state of ambiguous.
+type scan struct {
+	tok    segjson.Tokenizer
+	keys   [][]byte // folded keys of the open objects, innermost last
+	frames []int    // per open object or array: where its keys start in keys (-1: array)
+}
+
+var scans = sync.Pool{New: func() any { return &scan{keys: make([][]byte, 0, 32), frames: make([]int, 0, 8)} }}
+
+// ambiguous reports whether valid JSON raw has an object with two keys
+// that fold to one, or is nested too deep. It is the fast check on the
+// hot path: no allocation for plain keys; keys of an object are sorted
+// when it closes, so a hostile object with many keys costs n log n.
+func ambiguous(raw []byte) bool {
+	s := scans.Get().(*scan)
+	defer func() {
+		clear(s.keys[:cap(s.keys)])
+		s.keys, s.frames = s.keys[:0], s.frames[:0]
+		s.tok.Reset(nil)
+		scans.Put(s)
+	}()
+	s.tok.Reset(raw)
+	t := &s.tok
+	for t.Next() {
+		switch {
+		case t.IsKey:
+			k := t.String()
+			if !plainKey(k) {
+				k = []byte(foldKey(string(k)))
+			}
+			s.keys = append(s.keys, k)
+		case t.Delim == '{' || t.Delim == '[':
+			if len(s.frames) >= MaxArgumentDepth {
+				return true
+			}
+			f := len(s.keys)
+			if t.Delim == '[' {
+				f = -1
+			}
+			s.frames = append(s.frames, f)
+		case t.Delim == '}' || t.Delim == ']':
+			if len(s.frames) == 0 {
+				return true
+			}
+			f := s.frames[len(s.frames)-1]
+			s.frames = s.frames[:len(s.frames)-1]
+			if f < 0 {
+				continue
+			}
+			obj := s.keys[f:]
+			if len(obj) > 1 {
+				slices.SortFunc(obj, bytes.Compare)
+				for i := 1; i < len(obj); i++ {
+					if bytes.Equal(obj[i-1], obj[i]) {
+						return true
+					}
+				}
+			}
+			s.keys = s.keys[:f]
+		}
+	}
+	return t.Err != nil
+}
+
+// plainKey reports whether k is its own folded form (no upper-case ASCII,
+// no non-ASCII byte).
+func plainKey(k []byte) bool {
+	for _, c := range k {
+		if c >= utf8.RuneSelf || (c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkValue reads one JSON value from dec, checking the keys of every
@@ -114,15 +194,8 @@ func checkValue(dec *json.Decoder, path []string, depth int) error {
 // (bytes.EqualFold semantics): ASCII to lower case, other runes to
 // ToLower(ToUpper(r)), which folds the Kelvin sign to k and the long s to s.
 func foldKey(s string) string {
-	plain := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || (c >= 'A' && c <= 'Z') {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return s // lower-case ASCII already (the usual key): no allocation
+	if plainKey([]byte(s)) {
+		return s // lower-case ASCII already (the usual key)
 	}
 	var b strings.Builder
 	b.Grow(len(s))

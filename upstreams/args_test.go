@@ -1,9 +1,11 @@
 package upstreams
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCheckArguments(t *testing.T) {
@@ -68,7 +70,15 @@ func FuzzCheckArguments(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		if CheckArguments(raw) != nil || len(strings.TrimSpace(string(raw))) == 0 {
+		// The fast scan and the slow, precise walk agree on valid objects.
+		if tr := bytes.Trim(raw, " \t\r\n"); len(tr) > 0 && tr[0] == '{' && json.Valid(tr) && utf8.Valid(tr) {
+			dec := json.NewDecoder(bytes.NewReader(tr))
+			slow := checkValue(dec, nil, 0)
+			if fast := ambiguous(tr); fast != (slow != nil) {
+				t.Fatalf("%q: fast scan says ambiguous=%v, slow walk says %v", tr, fast, slow)
+			}
+		}
+		if CheckArguments(raw) != nil || len(bytes.Trim(raw, " \t\r\n")) == 0 {
 			return
 		}
 		var m map[string]any
