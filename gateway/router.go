@@ -115,7 +115,15 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 				res, err = nil, aerr
 			}
 		}()
-		return g.serve(ctx, st, o, method, req, next)
+		proto := ""
+		if ip := ss.InitializeParams(); ip != nil {
+			proto = ip.ProtocolVersion
+		}
+		res, err = g.serve(ctx, st, o, method, req, next)
+		if err == nil && res != nil {
+			res = shapeResult(st, proto, res)
+		}
+		return res, err
 	}
 }
 
