@@ -127,7 +127,7 @@ type legacyRead struct{ *mcp.ReadResourceResult }
 
 func (r legacyRead) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Meta     mcp.Meta               `json:"_meta,omitempty"`
+		Meta     mcp.Meta                `json:"_meta,omitempty"`
 		Contents []*mcp.ResourceContents `json:"contents"`
 	}{r.Meta, r.Contents})
 }
