@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
 // recordingTransport keeps the raw JSON-RPC results of list and read
@@ -155,4 +158,72 @@ func TestListsAreArraysAndCacheHints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWhoAmIConfigurable: the built-in tool can be renamed and disabled;
+// a collision with an unprefixed upstream's tool is reported by validate
+// (a warning) and at run time hides the upstream's tool with a log line,
+// and the name routes to the tool that is listed.
+func TestWhoAmIConfigurable(t *testing.T) {
+	t.Run("renamed", func(t *testing.T) {
+		env := startMux(t, func(c *Config) { c.Catalog.WhoAmI.Name = "mandate_me" })
+		cs := connect(t, env.gw.mcpURL, env.aliceTk)
+		names := toolNames(t, cs)
+		if !slices.Contains(names, "mandate_me") || slices.Contains(names, "whoami") {
+			t.Fatalf("tools %v: want mandate_me and no whoami", names)
+		}
+		res, err := callJSON(t, cs, "mandate_me", nil)
+		if err != nil || !strings.Contains(toolText(res), "user-alice") {
+			t.Fatalf("mandate_me: %v %v", err, res)
+		}
+		if _, err := callJSON(t, cs, "whoami", nil); err == nil || !strings.Contains(err.Error(), "unknown tool") {
+			t.Fatalf("whoami after rename: %v, want unknown tool", err)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		env := startMux(t, func(c *Config) { c.Catalog.WhoAmI.Disabled = true })
+		cs := connect(t, env.gw.mcpURL, env.aliceTk)
+		if names := toolNames(t, cs); slices.Contains(names, "whoami") {
+			t.Fatalf("tools %v list whoami although disabled", names)
+		}
+		if _, err := callJSON(t, cs, "whoami", nil); err == nil || !strings.Contains(err.Error(), "unknown tool") {
+			t.Fatalf("whoami disabled: %v, want unknown tool", err)
+		}
+	})
+	t.Run("collision with an unprefixed upstream", func(t *testing.T) {
+		var logs syncBuffer
+		var cfgSeen *Config
+		env := startMuxOpts(t, func(c *Config) {
+			c.Upstreams[0].Prefix = upstreams.PrefixNever // crm's tool "who" is listed as "who"
+			c.Catalog.WhoAmI.Name = "who"
+			cfgSeen = c
+		}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if w := cfgSeen.Warnings(); len(w) != 1 || !strings.Contains(w[0], "catalog.whoami.name") || !strings.Contains(w[0], "crm") {
+			t.Errorf("Warnings() = %q, want one about catalog.whoami.name and crm", w)
+		}
+		cs := connect(t, env.gw.mcpURL, env.aliceTk)
+		names := toolNames(t, cs)
+		if n := strings.Count(strings.Join(names, ","), "who,"); slices.Index(names, "who") < 0 || n > 1 {
+			t.Fatalf("tools %v: want who listed once", names)
+		}
+		if !strings.Contains(logs.String(), "listing collision") || !strings.Contains(logs.String(), "already_from=mandate") {
+			t.Errorf("no log line for the hidden upstream tool:\n%s", logs.String())
+		}
+		res, err := callJSON(t, cs, "who", nil)
+		if err != nil || res.StructuredContent == nil || !strings.Contains(toolText(res), "issued by") {
+			t.Fatalf("who routes to the built-in tool that is listed: %v %v", err, toolText(res))
+		}
+	})
+	t.Run("validate", func(t *testing.T) {
+		c := &Config{}
+		c.Server.PublicURL = "https://mcp.example.com"
+		c.Identity.Issuer = "https://idp.example.com/"
+		c.Upstreams = []upstreams.Config{{Name: "crm", Kind: upstreams.KindMCP, URL: "https://crm.example.com/mcp"}}
+		c.Upstreams[0].Credentials.Flow = "none"
+		c.Catalog.WhoAmI.Name = "crm_whoami"
+		c.applyDefaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "catalog.whoami.name") {
+			t.Fatalf("Validate() = %v, want an error on catalog.whoami.name (crm's namespace)", err)
+		}
+	})
 }

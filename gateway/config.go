@@ -31,6 +31,7 @@ const (
 	DefaultKeepAlive      = 120 * time.Second
 	DefaultServiceName    = "mandate"
 	DefaultSeparator      = "_"
+	DefaultWhoAmIName     = "whoami"
 
 	SessionStateful  = "stateful"
 	SessionStateless = "stateless"
@@ -64,6 +65,19 @@ type CatalogConfig struct {
 	// Separator joins an upstream's name and a tool or prompt name
 	// (crm_get_account). Default "_".
 	Separator string `yaml:"separator"`
+	// WhoAmI configures Mandate's built-in whoami tool.
+	WhoAmI WhoAmIConfig `yaml:"whoami"`
+}
+
+// WhoAmIConfig is `catalog.whoami`: Mandate's built-in tool that answers
+// with the caller's identity as the gateway sees it (issuer, subject,
+// email, roles, groups, scopes). It is listed unprefixed, for every user.
+type WhoAmIConfig struct {
+	// Name is the tool's name as clients see it. Default whoami.
+	Name string `yaml:"name"`
+	// Disabled leaves the tool out: it is neither listed nor served, and
+	// its name routes like any other.
+	Disabled bool `yaml:"disabled"`
 }
 
 // AdminConfig is the `admin` section: an API for operators on the same
@@ -198,6 +212,9 @@ func (c *Config) applyDefaults() {
 	if c.Catalog.Separator == "" {
 		c.Catalog.Separator = DefaultSeparator
 	}
+	if c.Catalog.WhoAmI.Name == "" {
+		c.Catalog.WhoAmI.Name = DefaultWhoAmIName
+	}
 	for i := range c.Upstreams {
 		c.Upstreams[i] = c.Upstreams[i].WithDefaults()
 	}
@@ -290,6 +307,16 @@ func (c *Config) Validate() error {
 		}
 		if u.Prefix == upstreams.PrefixNever {
 			never++
+		}
+	}
+	if w := c.Catalog.WhoAmI; !w.Disabled {
+		if !validName(w.Name) {
+			bad("catalog.whoami.name", "must be 1-128 visible characters, got %q", w.Name)
+		}
+		for _, u := range c.Upstreams {
+			if p := u.Name + c.Catalog.Separator; u.Prefix != upstreams.PrefixNever && strings.HasPrefix(w.Name, p) {
+				bad("catalog.whoami.name", "%q is in the namespace of upstream %s (%s…): choose another name", w.Name, u.Name, p)
+			}
 		}
 	}
 	if never > 1 {

@@ -89,7 +89,8 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		return
 	}
 	var name string
-	if json.Unmarshal(env.Params["name"], &name) != nil || name == whoamiTool.Name {
+	st := g.state.Load()
+	if json.Unmarshal(env.Params["name"], &name) != nil || st.isWhoAmI(name) {
 		return
 	}
 	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"progressToken"`)) {
@@ -98,7 +99,6 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if args, ok := env.Params["arguments"]; ok && upstreams.CheckArguments(args) != nil {
 		return // not an object, or ambiguous: go-sdk's path answers with invalid params
 	}
-	st := g.state.Load()
 	u, inner, ok := st.route(name)
 	if !ok || u.cfg.Kind != upstreams.KindMCP || st.usesArgs || u.cfg.AuditArguments {
 		return

@@ -152,6 +152,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.state.Store(st)
+	for _, w := range cfg.Warnings() {
+		g.log.Warn("configuration: " + w)
+	}
 	g.auth.Start(ctx)
 	if g.stateless {
 		go g.reapIdle(ctx)

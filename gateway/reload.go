@@ -35,6 +35,7 @@ func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 			warnings = append(warnings, k.name+" changed: takes effect after a restart")
 		}
 	}
+	warnings = append(warnings, cfg.Warnings()...)
 	// Keep the parts that need a restart as they are.
 	merged := *cfg
 	merged.Server, merged.Identity, merged.Audit, merged.Telemetry = old.cfg.Server, old.cfg.Identity, old.cfg.Audit, old.cfg.Telemetry

@@ -197,7 +197,12 @@ func orNew[T any](p *T) *T {
 
 func (g *Gateway) listTools(ctx context.Context, st *state, o *op, p *mcp.ListToolsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	tools := mergeListings(g, ctx, st, o, kindTools, []*mcp.Tool{whoamiTool}, map[string]string{whoamiTool.Name: "mandate"},
+	var builtin []*mcp.Tool
+	taken := map[string]string{}
+	if st.whoami != nil {
+		builtin, taken[st.whoami.Name] = []*mcp.Tool{st.whoami}, "mandate"
+	}
+	tools := mergeListings(g, ctx, st, o, kindTools, builtin, taken,
 		func(e *catalogEntry) []*mcp.Tool { return e.tools },
 		func(u *upstream, t *mcp.Tool) (*mcp.Tool, string, bool) {
 			name := u.exposedName(t.Name)
@@ -214,8 +219,8 @@ func (g *Gateway) listTools(ctx context.Context, st *state, o *op, p *mcp.ListTo
 }
 
 func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
-	if p.Name == whoamiTool.Name {
-		o.upstream, o.tool = "mandate", whoamiTool.Name
+	if st.isWhoAmI(p.Name) {
+		o.upstream, o.tool, o.exposed = "mandate", whoamiTool.Name, p.Name
 		return whoamiResult(o.id), nil
 	}
 	u, name, ok := st.route(p.Name)

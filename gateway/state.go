@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -23,6 +25,9 @@ type state struct {
 	never *upstream
 	// usesArgs: some rule reads `arguments`, so calls decode them for policy.
 	usesArgs bool
+	// whoami is the built-in tool as listed (its configured name); nil
+	// when disabled.
+	whoami *mcp.Tool
 }
 
 // upstream is one configured upstream within a state.
@@ -46,6 +51,11 @@ func (g *Gateway) buildState(cfg *Config, gen uint64) (*state, error) {
 		return nil, err
 	}
 	st := &state{cfg: cfg, gen: gen, policy: eng, byName: map[string]*upstream{}}
+	if w := cfg.Catalog.WhoAmI; !w.Disabled {
+		t := *whoamiTool
+		t.Name = w.Name
+		st.whoami = &t
+	}
 	for _, r := range cfg.Policy.Rules {
 		if strings.Contains(r.When, "arguments") {
 			st.usesArgs = true
@@ -84,6 +94,9 @@ func (st *state) close() {
 		_ = u.adapter.Close()
 	}
 }
+
+// isWhoAmI reports whether an exposed tool name is the built-in whoami.
+func (st *state) isWhoAmI(name string) bool { return st.whoami != nil && name == st.whoami.Name }
 
 // route splits an exposed tool or prompt name into its upstream and the
 // name the upstream knows. Prefixed upstreams win; the longest prefix

@@ -122,8 +122,12 @@ func validate(args []string, stdout io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := gateway.LoadConfig(*path); err != nil {
+	cfg, err := gateway.LoadConfig(*path)
+	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return nil
