@@ -88,6 +88,11 @@ func (c *catalogCache) invalidate(user, upstream string, kind listKind) {
 // listing returns u's listing of kind for the user of d: cached, or fetched
 // with the user's credentials (one fetch in flight per key). On a fetch
 // error a stale entry is returned with the error, if there is one.
+//
+// The fetch is shared by every caller waiting for it, so it does not run
+// on the first caller's context (whose client may go away): it runs
+// detached, bounded by the upstream's timeout, and each caller stops
+// waiting when its own context ends.
 func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstream, kind listKind) (*catalogEntry, error) {
 	id := d.id.Load()
 	key := catalogKey{id.Key(), u.name, kind}
@@ -96,22 +101,30 @@ func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstre
 		return e, nil
 	}
 	stale := e
+	if stale != nil && stale.gen != st.gen {
+		stale = nil
+	}
 	sfKey := fmt.Sprintf("%s\x00%s\x00%d\x00%d", key.user, key.upstream, key.kind, st.gen)
-	v, err, _ := g.catalog.sf.Do(sfKey, func() (any, error) {
-		ne, err := g.fetchListing(ctx, d, st, u, kind)
+	fctx := context.WithoutCancel(ctx)
+	ch := g.catalog.sf.DoChan(sfKey, func() (any, error) {
+		ne, err := g.fetchListing(fctx, d, st, u, kind)
 		if err != nil {
 			return nil, err
 		}
 		g.catalog.c.Add(key, ne)
 		return ne, nil
 	})
-	if err != nil {
-		if stale != nil && stale.gen == st.gen {
-			return stale, err
+	var err error
+	select {
+	case r := <-ch:
+		if r.Err == nil {
+			return r.Val.(*catalogEntry), nil
 		}
-		return nil, err
+		err = r.Err
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	return v.(*catalogEntry), nil
+	return stale, err
 }
 
 func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *upstream, kind listKind) (*catalogEntry, error) {
@@ -205,13 +218,14 @@ func (e *catalogEntry) fresh(st *state, u *upstream) bool {
 	return e.gen == st.gen && time.Since(e.at) < u.cfg.CatalogTTL
 }
 
-// hasTool reports whether the user's listing of u has the tool. When the
-// listing cannot be fetched the call goes through (the upstream decides),
-// and err says why.
+// hasTool reports whether the user's listing of u has the tool. It fails
+// closed: when the listing cannot be fetched and no listing of the same
+// configuration is cached (even a stale one), err says why and the call
+// must not go ahead — a tool the user cannot be shown is not called.
 func (g *Gateway) hasTool(ctx context.Context, d *dsession, st *state, u *upstream, name string) (bool, error) {
 	e, err := g.listing(ctx, d, st, u, kindTools)
 	if e == nil {
-		return err != nil, err
+		return false, err
 	}
 	_, ok := e.toolIndex[name]
 	return ok, nil

@@ -139,12 +139,18 @@ func startMux(t testing.TB, mutate func(*Config)) *muxEnv {
 
 func startMuxOpts(t testing.TB, mutate func(*Config), opts Options) *muxEnv {
 	t.Helper()
+	return startMuxBuild(t, addSubjectTools, mutate, opts)
+}
+
+// startMuxBuild is startMuxOpts with crm's server built by buildCRM.
+func startMuxBuild(t testing.TB, buildCRM func(*mcp.Server, *testUpstream), mutate func(*Config), opts Options) *muxEnv {
+	t.Helper()
 	idp := startIdP(t)
 	if err := idp.RegisterClient("mandate", "mandate-secret"); err != nil {
 		t.Fatal(err)
 	}
 	env := &muxEnv{idp: idp, audit: &syncBuffer{}}
-	env.crm = startUpstream(t, idp, "crm", addSubjectTools)
+	env.crm = startUpstream(t, idp, "crm", buildCRM)
 	env.docs = startUpstream(t, idp, "docs", func(s *mcp.Server, u *testUpstream) {
 		addSubjectTools(s, u)
 		s.AddResource(&mcp.Resource{URI: "docs://handbook", Name: "handbook", MIMEType: "text/plain"},

@@ -248,10 +248,20 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 		return nil, unknownTool(p.Name)
 	}
 	has, lerr := g.hasTool(ctx, o.d, st, u, name)
-	if lerr != nil && credentialsFailure(lerr) {
-		// The call would fail on the same credentials: answer now rather
-		// than make the user wait for a second exchange.
-		return g.toolFailure(o, u, lerr)
+	if !has && lerr != nil {
+		// Fail closed: without the user's listing the call cannot be
+		// checked against it. Credential failures become actionable tool
+		// errors (the call would fail on the same credentials).
+		if credentialsFailure(lerr) {
+			return g.toolFailure(o, u, lerr)
+		}
+		uerr := g.upstreamError(o, u, lerr)
+		msg := uerr.Error()
+		if je := (*jsonrpc.Error)(nil); errors.As(uerr, &je) {
+			msg = je.Message
+		}
+		o.errClass, o.errMsg = "listing_failed", msg+" (listing tools; the call was not made)"
+		return nil, &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
 	}
 	if !has {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "unknown_tool", "not in the user's listing"
@@ -280,8 +290,6 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	return res, nil
 }
 
-// toolFailure turns a credentials failure into an actionable tool error
-// (the user can act on it) and anything else into a JSON-RPC error.
 // credentialsFailure reports whether err is a failure to get the user's
 // platform credentials (from the broker, or an adapter's CodeCredentials).
 func credentialsFailure(err error) bool {
@@ -290,6 +298,8 @@ func credentialsFailure(err error) bool {
 	return errors.As(err, &ce) || (errors.As(err, &je) && je.Code == CodeCredentials)
 }
 
+// toolFailure turns a credentials failure into an actionable tool error
+// (the user can act on it) and anything else into a JSON-RPC error.
 func (g *Gateway) toolFailure(o *op, u *upstream, err error) (mcp.Result, error) {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
