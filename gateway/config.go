@@ -20,9 +20,14 @@ import (
 
 // Defaults for the server section.
 const (
-	DefaultListen         = "127.0.0.1:8080"
-	DefaultSessionMode    = SessionStateful
-	DefaultIdleTimeout    = 30 * time.Minute
+	DefaultListen      = "127.0.0.1:8080"
+	DefaultSessionMode = SessionStateful
+	DefaultIdleTimeout = 30 * time.Minute
+	// DefaultMaxSessionsPerUser: a user's IDE windows, agents and tabs
+	// stay well below it; one token opening thousands does not.
+	DefaultMaxSessionsPerUser = 64
+	// DefaultMaxSessions: ~100 KiB each idle (BENCHMARKS.md), ~1 GiB.
+	DefaultMaxSessions    = 10_000
 	DefaultMaxBodyBytes   = 4 << 20
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultShutdownGrace  = 20 * time.Second
@@ -134,6 +139,13 @@ type SessionConfig struct {
 	PeerURL string `yaml:"peer_url"`
 	// PeerSecret seals session ids; the same on every replica (${ENV}).
 	PeerSecret secret.String `yaml:"peer_secret"`
+	// MaxPerUser (stateful mode) bounds one user's open sessions; opening
+	// one more closes that user's least recently used session. Default 64.
+	MaxPerUser int `yaml:"max_per_user"`
+	// MaxTotal (stateful mode) bounds the open sessions of this replica;
+	// beyond it a new session is refused with 503 and Retry-After.
+	// Default 10000.
+	MaxTotal int `yaml:"max_total"`
 }
 
 // TelemetryConfig is the `telemetry` section.
@@ -189,6 +201,12 @@ func (c *Config) applyDefaults() {
 	}
 	if s.Session.IdleTimeout == 0 {
 		s.Session.IdleTimeout = DefaultIdleTimeout
+	}
+	if s.Session.MaxPerUser == 0 {
+		s.Session.MaxPerUser = DefaultMaxSessionsPerUser
+	}
+	if s.Session.MaxTotal == 0 {
+		s.Session.MaxTotal = DefaultMaxSessions
 	}
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
@@ -272,6 +290,12 @@ func (c *Config) Validate() error {
 	}
 	if s.Session.IdleTimeout < 0 {
 		bad("server.session.idle_timeout", "must not be negative")
+	}
+	if s.Session.MaxPerUser < 1 {
+		bad("server.session.max_per_user", "must be at least 1, got %d", s.Session.MaxPerUser)
+	}
+	if s.Session.MaxTotal < s.Session.MaxPerUser {
+		bad("server.session.max_total", "must be at least max_per_user (%d), got %d", s.Session.MaxPerUser, s.Session.MaxTotal)
 	}
 	if s.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes", "must be at least 1024")

@@ -86,6 +86,7 @@ type Gateway struct {
 	sessions     sync.Map    // key → *dsession
 	requests     sync.Map    // reqCtxHeader value → the HTTP request's context (bindRequest)
 	sessionCount atomic.Int64
+	byUser       userSessions // stateful sessions per user (server.session.max_per_user)
 	sendHandler  mcp.MethodHandler
 
 	origin     string // scheme://host of public_url

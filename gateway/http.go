@@ -45,7 +45,7 @@ func (g *Gateway) routes() *gin.Engine {
 	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.passRPCID, g.bindRequest, mcpH)
 	}
-	r.POST(g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.fastPath, g.passRPCID, g.bindRequest, mcpH)
+	r.POST(g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.admitSession, g.fastPath, g.passRPCID, g.bindRequest, mcpH)
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "not found"}) })
 	return r
 }

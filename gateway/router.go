@@ -73,6 +73,9 @@ type op struct {
 // ping, notifications) goes to go-sdk.
 func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
+		if method == "initialize" {
+			return g.initialize(ctx, method, req, next)
+		}
 		if !routedMethods[method] {
 			return next(ctx, method, req)
 		}
@@ -125,6 +128,25 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		return res, err
 	}
+}
+
+// initialize lets go-sdk answer, then counts the new session for its user
+// at once (server.session.max_per_user holds for sessions that never make
+// a call).
+func (g *Gateway) initialize(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	res, err := next(ctx, method, req)
+	if err != nil || g.stateless {
+		return res, err
+	}
+	ss, _ := req.GetSession().(*mcp.ServerSession)
+	var id *identity.Identity
+	if ex := req.GetExtra(); ex != nil {
+		id = identityFrom(ex.TokenInfo)
+	}
+	if ss != nil && id != nil {
+		g.sessionFor(ctx, ss, id)
+	}
+	return res, err
 }
 
 func (g *Gateway) serve(ctx context.Context, st *state, o *op, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {

@@ -26,6 +26,7 @@ type dsession struct {
 	key   string
 	ss    *mcp.ServerSession // nil in stateless mode
 	proto string
+	user  string // the identity key it is counted under (stateful)
 
 	id       atomic.Pointer[identity.Identity]
 	lastUsed atomic.Int64
@@ -102,6 +103,12 @@ func (g *Gateway) sessionFor(ctx context.Context, ss *mcp.ServerSession, id *ide
 	}
 	g.sessionCount.Add(1)
 	if !g.stateless {
+		d.user = id.Key()
+		for _, old := range g.byUser.add(d.user, d, g.cfg.Server.Session.MaxPerUser) {
+			g.log.Info("session closed: the user opened more than server.session.max_per_user",
+				"max_per_user", g.cfg.Server.Session.MaxPerUser, "closed_session", old.key)
+			go old.ss.Close() // its Wait below drops it
+		}
 		go func() {
 			_ = ss.Wait()
 			g.dropSession(d)
@@ -120,6 +127,9 @@ func (d *dsession) touch(id *identity.Identity) {
 func (g *Gateway) dropSession(d *dsession) {
 	if g.sessions.CompareAndDelete(d.key, d) {
 		g.sessionCount.Add(-1)
+	}
+	if d.user != "" {
+		g.byUser.remove(d.user, d)
 	}
 	d.close()
 }
