@@ -579,6 +579,9 @@ func TestFaultAbandonedSessionsReaped(t *testing.T) {
 	idp := startIdP(t)
 	tg := startGateway(t, idp.Issuer(), func(c *Config) {
 		c.Server.Session.IdleTimeout = idle
+		// One user opens all n sessions: this test is about reaping, not
+		// the session caps (TestSessionCaps).
+		c.Server.Session.MaxPerUser, c.Server.Session.MaxTotal = 2*n, 2*n
 		c.Audit.Sink, c.Audit.Path = "file", filepath.Join(t.TempDir(), "audit.jsonl")
 	})
 	tok := idpToken(t, idp, "alice", devidp.TokenOptions{Audience: []string{tg.mcpURL}, Lifetime: time.Hour})
