@@ -17,7 +17,7 @@ import (
 func TestSubjectTemplate(t *testing.T) {
 	t.Parallel()
 	id := &identity.Identity{
-		Issuer: "https://idp/", Subject: "00u1", Email: "Alice@Example.com", Roles: []string{"sales"},
+		Issuer: "https://idp/", Subject: "00u1", Email: "Alice@Example.com", EmailTrusted: true, Roles: []string{"sales"},
 		Claims: map[string]any{
 			"employee_id": "E42",
 			"nested":      map[string]any{"sf_user": "alice.sf"},
