@@ -57,7 +57,7 @@ func FuzzSubjectTemplate(f *testing.F) {
 	const marker = "zq9mark"
 	f.Fuzz(func(t *testing.T, tmpl, claim string) {
 		id := &identity.Identity{Issuer: "i", Subject: claim, Email: claim, EmailTrusted: true, Claims: map[string]any{"x": claim}}
-		m, err := newSubjectMapper(tmpl, "")
+		m, err := newSubjectMapper(tmpl, "", nil)
 		if err == nil {
 			if got, err := m.render(id); err == nil {
 				if checkUsername(got) != nil {
@@ -89,7 +89,7 @@ func FuzzSubjectTemplate(f *testing.F) {
 		}
 		// A claim is data: printing it yields it verbatim or a refusal,
 		// never an evaluation of template syntax inside it.
-		m, _ = newSubjectMapper("{{ .Claims.x }}", "")
+		m, _ = newSubjectMapper("{{ .Claims.x }}", "", nil)
 		got, err := m.render(id)
 		if err == nil && got != claim {
 			t.Fatalf("claim %q rendered as %q", claim, got)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -193,18 +192,16 @@ type subjectMapper struct {
 	mapFile   string
 }
 
-func newSubjectMapper(text, mapFile string) (*subjectMapper, error) {
+// newSubjectMapper compiles the subject template and, when mapFile is set,
+// parses mapData, the bytes read from it.
+func newSubjectMapper(text, mapFile string, mapData []byte) (*subjectMapper, error) {
 	t, err := parseSubjectTemplate(orString(text, DefaultSubject))
 	if err != nil {
 		return nil, err
 	}
 	m := &subjectMapper{tmpl: t, emailRefs: emailRefs(t), mapFile: mapFile}
 	if mapFile != "" {
-		data, err := os.ReadFile(mapFile)
-		if err != nil {
-			return nil, err
-		}
-		if m.mapping, err = parseSubjectMap(data); err != nil {
+		if m.mapping, err = parseSubjectMap(mapData); err != nil {
 			return nil, fmt.Errorf("%s: %w", mapFile, err)
 		}
 	}

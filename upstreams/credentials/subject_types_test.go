@@ -69,7 +69,7 @@ func TestSubjectTemplateValueTypes(t *testing.T) {
 		{`{{ urlquery .Claims.list }}`, "", "list"},
 		{`{{ .Claims.frac | lower }}`, "", "not an integer"},
 	} {
-		m, err := newSubjectMapper(tc.tmpl, "")
+		m, err := newSubjectMapper(tc.tmpl, "", nil)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.tmpl, err)
 		}
