@@ -41,7 +41,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(ctx, rest, stderr)
 	case "validate":
-		err = validate(rest, stdout)
+		err = validate(rest, stdout, stderr)
 	case "explain":
 		err = explain(rest, stdout)
 	case "audit":
@@ -113,17 +113,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	for _, w := range cfg.Warnings() {
+		logger.Warn("configuration warning", "warning", w)
+	}
 	return gateway.Serve(ctx, cfg, gateway.Options{Logger: logger, ConfigPath: *path})
 }
 
-func validate(args []string, stdout io.Writer) error {
+func validate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate", stdout)
 	path := fs.String("config", "config.yaml", "configuration file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := gateway.LoadConfig(*path); err != nil {
+	cfg, err := gateway.LoadConfig(*path)
+	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return nil
