@@ -348,8 +348,12 @@ func typMatches(got, want string) bool {
 // mapClaims builds the identity from verified claims.
 func (a *Authenticator) mapClaims(issuer string, claims map[string]any, exp time.Time) (identity.Identity, error) {
 	c := a.cfg.Claims
-	sub, _ := Lookup(claims, c.Subject).(string)
-	if sub == "" {
+	raw := Lookup(claims, c.Subject)
+	sub, isString := raw.(string)
+	switch {
+	case raw != nil && !isString:
+		return identity.Identity{}, fmt.Errorf("the token's %q claim is not a string", c.Subject)
+	case sub == "":
 		return identity.Identity{}, fmt.Errorf("token has no %q claim", c.Subject)
 	}
 	trusted := a.cfg.TrustUnverifiedEmail || emailVerified(claims)

@@ -98,6 +98,11 @@ func TestClaimsKeepIntegersExact(t *testing.T) {
 	if id.Expiry.IsZero() {
 		t.Error("exp not read from a json.Number")
 	}
+	// A numeric subject claim is refused with a precise reason.
+	b := newTestAuthenticator(t, j, func(c *Config) { c.Claims.Subject = "employee_number" })
+	if _, e := b.Authenticate(context.Background(), bearer(j.signClaims(t, "k1", c, nil))); e == nil || e.Status != http.StatusUnauthorized || !strings.Contains(e.Description, `"employee_number" claim is not a string`) {
+		t.Errorf("numeric subject claim: %v", e)
+	}
 }
 
 // nOAuth: a subject claim that the user may be able to change (an email
