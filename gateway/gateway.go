@@ -153,8 +153,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.state.Store(st)
-	for _, w := range cfg.Warnings() {
-		g.log.Warn("configuration: " + w)
+	for _, w := range cfg.Warnings() { // also printed by mandate validate
+		g.log.Warn("configuration warning", "warning", w)
 	}
 	g.auth.Start(ctx)
 	if g.stateless {

@@ -1,9 +1,11 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -43,8 +46,15 @@ type Authenticator struct {
 	client   *http.Client
 	keys     *keySet
 	verifier *oidc.IDTokenVerifier
-	cache    *lru.Cache[[32]byte, *identity.Identity]
+	cache    *lru.Cache[[32]byte, *cached]
 	lastErr  atomic.Pointer[string]
+}
+
+// cached is one verified token: its identity and the id of the key that
+// signed it (dropped when the IdP stops publishing that key).
+type cached struct {
+	id  *identity.Identity
+	key string
 }
 
 // New returns an Authenticator for cfg (defaults applied by the caller via
@@ -64,12 +74,13 @@ func New(cfg Config, opts Options) *Authenticator {
 	}
 	a := &Authenticator{cfg: cfg, log: opts.Logger, now: opts.Now, client: opts.HTTPClient}
 	a.keys = newKeySet(opts.HTTPClient, opts.Logger, opts.Now, cfg.Algorithms)
+	a.keys.onRemove = a.dropKeys
 	a.verifier = oidc.NewVerifier(cfg.Issuer, a.keys, &oidc.Config{
 		ClientID:             cfg.Audience,
 		SupportedSigningAlgs: cfg.Algorithms,
 		SkipExpiryCheck:      true, // checked below with the configured skew
 	})
-	a.cache, _ = lru.New[[32]byte, *identity.Identity](opts.CacheSize)
+	a.cache, _ = lru.New[[32]byte, *cached](opts.CacheSize)
 	if cfg.JWKSURL != "" {
 		a.keys.setURL(cfg.JWKSURL)
 	}
@@ -81,12 +92,26 @@ func New(cfg Config, opts Options) *Authenticator {
 func (a *Authenticator) Forget(issuer, subject string) int {
 	n := 0
 	for _, k := range a.cache.Keys() {
-		if id, ok := a.cache.Peek(k); ok && id.Issuer == issuer && id.Subject == subject {
+		if e, ok := a.cache.Peek(k); ok && e.id.Issuer == issuer && e.id.Subject == subject {
 			a.cache.Remove(k)
 			n++
 		}
 	}
 	return n
+}
+
+// dropKeys drops cached verifications of tokens signed by keys the IdP no
+// longer publishes: a withdrawn (e.g. compromised) key stops working at
+// once, not when the tokens it signed expire.
+func (a *Authenticator) dropKeys(removed map[string]bool) {
+	n := 0
+	for _, k := range a.cache.Keys() {
+		if e, ok := a.cache.Peek(k); ok && removed[e.key] {
+			a.cache.Remove(k)
+			n++
+		}
+	}
+	a.log.Info("identity provider withdrew signing keys; dropped the tokens they signed from the verification cache", "keys", len(removed), "tokens", n)
 }
 
 // Config returns the configuration in use.
@@ -235,23 +260,37 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []string
 
 func (a *Authenticator) verify(ctx context.Context, tok string) (*identity.Identity, *Error) {
 	now := a.now()
-	key := sha256.Sum256([]byte(tok))
-	if id, ok := a.cache.Get(key); ok {
-		if now.After(id.Expiry.Add(a.cfg.ClockSkew)) {
+	// Hash the token's bytes in place: []byte(tok) would copy ~1 KB per
+	// request. Sum256 neither keeps nor modifies its input.
+	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
+	if e, ok := a.cache.Get(key); ok {
+		if now.After(e.id.Expiry.Add(a.cfg.ClockSkew)) {
 			a.cache.Remove(key)
 			return nil, fail(http.StatusUnauthorized, "invalid_token", "token expired")
 		}
-		return id, nil
+		return e.id, nil
 	}
-	t, err := a.verifier.Verify(ctx, tok)
+	info := new(verifyInfo)
+	t, err := a.verifier.Verify(context.WithValue(ctx, verifyInfoKey{}, info), tok)
 	if err != nil {
 		if !a.keys.loaded() {
 			return nil, fail(http.StatusServiceUnavailable, "", "%v", ErrKeysUnavailable)
 		}
 		return nil, fail(http.StatusUnauthorized, "invalid_token", "%s", describe(err))
 	}
-	var claims map[string]any
-	if err := t.Claims(&claims); err != nil {
+	if want := a.cfg.RequireTyp; want != "" && !typMatches(info.typ, want) {
+		return nil, fail(http.StatusUnauthorized, "invalid_token", "token type (JOSE typ %q) is not %s: only access tokens are accepted", info.typ, want)
+	}
+	payload := info.payload
+	if payload == nil { // not verified by our key set (cannot happen); ask go-oidc
+		var raw json.RawMessage
+		if err := t.Claims(&raw); err != nil {
+			return nil, fail(http.StatusUnauthorized, "invalid_token", "token claims are not a JSON object")
+		}
+		payload = raw
+	}
+	claims, err := DecodeClaims(payload)
+	if err != nil {
 		return nil, fail(http.StatusUnauthorized, "invalid_token", "token claims are not a JSON object")
 	}
 	exp, ok := numericDate(claims["exp"])
@@ -269,28 +308,82 @@ func (a *Authenticator) verify(ctx context.Context, tok string) (*identity.Ident
 		return nil, fail(http.StatusUnauthorized, "invalid_token", "%v", err)
 	}
 	id := mapped.WithRawToken(tok)
-	a.cache.Add(key, id)
+	a.cache.Add(key, &cached{id: id, key: info.key})
+	// A key withdrawn while this token was being verified: its purge may
+	// have run before the Add above.
+	if !a.keys.has(info.key) {
+		a.cache.Remove(key)
+	}
 	return id, nil
+}
+
+// DecodeClaims decodes a JWT payload into a claims map whose numbers are
+// json.Number: integers keep their exact value (1234567, not
+// 1.234567e+06) and two large integers never collapse into one float64.
+func DecodeClaims(payload []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.UseNumber()
+	var claims map[string]any
+	if err := d.Decode(&claims); err != nil {
+		return nil, err
+	}
+	if claims == nil {
+		return nil, errors.New("claims are null")
+	}
+	return claims, nil
+}
+
+// typMatches compares JOSE typ values as RFC 7515 §4.1.9 says: case-
+// insensitively, with the "application/" prefix optional.
+func typMatches(got, want string) bool {
+	trim := func(s string) string {
+		if len(s) > 12 && strings.EqualFold(s[:12], "application/") {
+			return s[12:]
+		}
+		return s
+	}
+	return strings.EqualFold(trim(got), trim(want))
 }
 
 // mapClaims builds the identity from verified claims.
 func (a *Authenticator) mapClaims(issuer string, claims map[string]any, exp time.Time) (identity.Identity, error) {
 	c := a.cfg.Claims
-	sub, _ := Lookup(claims, c.Subject).(string)
-	if sub == "" {
+	raw := Lookup(claims, c.Subject)
+	sub, isString := raw.(string)
+	switch {
+	case raw != nil && !isString:
+		return identity.Identity{}, fmt.Errorf("the token's %q claim is not a string", c.Subject)
+	case sub == "":
 		return identity.Identity{}, fmt.Errorf("token has no %q claim", c.Subject)
+	}
+	trusted := a.cfg.TrustUnverifiedEmail || emailVerified(claims)
+	if !trusted && a.cfg.SubjectIsEmailLike() {
+		return identity.Identity{}, fmt.Errorf("the subject claim %q is an email-like name the user may be able to change, and the token does not mark it verified (email_verified is not true); the gateway's identity.claims.subject should name an immutable claim such as sub or oid", c.Subject)
 	}
 	email, _ := Lookup(claims, c.Email).(string)
 	return identity.Identity{
-		Issuer:  issuer,
-		Subject: sub,
-		Email:   email,
-		Roles:   Strings(Lookup(claims, c.Roles)),
-		Groups:  Strings(Lookup(claims, c.Groups)),
-		Scopes:  scopes(claims),
-		Claims:  claims,
-		Expiry:  exp,
+		Issuer:       issuer,
+		Subject:      sub,
+		Email:        email,
+		EmailTrusted: trusted,
+		Roles:        Strings(Lookup(claims, c.Roles)),
+		Groups:       Strings(Lookup(claims, c.Groups)),
+		Scopes:       scopes(claims),
+		Claims:       claims,
+		Expiry:       exp,
 	}, nil
+}
+
+// emailVerified reports whether the token's email_verified claim is true
+// (a JSON boolean, or the string "true" some IdPs send).
+func emailVerified(claims map[string]any) bool {
+	switch v := claims["email_verified"].(type) {
+	case bool:
+		return v
+	case string:
+		return strings.EqualFold(v, "true")
+	}
+	return false
 }
 
 // describe turns a go-oidc verification error into a short, client-safe reason.

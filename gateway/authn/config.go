@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mandate-gw/mandate/internal/identity"
 )
 
 // Defaults for the identity section.
@@ -49,6 +51,19 @@ type Config struct {
 	RequiredScopes []string `yaml:"required_scopes"`
 	// Claims maps identity fields to token claims (dotted paths allowed).
 	Claims ClaimsConfig `yaml:"claims"`
+	// TrustUnverifiedEmail accepts email-like claims (email,
+	// preferred_username, upn, unique_name, ...) as identifiers although the
+	// token does not carry email_verified: true. By default such a claim
+	// identifies a user only when email_verified is true: as the subject
+	// claim (else 401) and in subject templates (else the call fails). Set
+	// it only for an IdP that issues nothing but verified values in those
+	// claims (e.g. Entra ID upn in a tenant with verified domains only).
+	TrustUnverifiedEmail bool `yaml:"trust_unverified_email"`
+	// RequireTyp, when set, must match the token's JOSE typ header (RFC 9068
+	// access tokens: at+jwt), compared case-insensitively with an optional
+	// "application/" prefix. It keeps ID tokens and other JWTs the IdP signs
+	// from being used as access tokens. Default "" (no check).
+	RequireTyp string `yaml:"require_typ"`
 }
 
 // ClaimsConfig names the claims that carry each identity field. Dotted paths
@@ -91,6 +106,13 @@ func (c Config) WithDefaults(defaultAudience string) Config {
 	return c
 }
 
+// SubjectIsEmailLike reports whether the subject claim holds an email
+// address or another user-editable name (identity.EmailLikeClaim, or the
+// same claim as the email), which identifies a user only when verified.
+func (c Config) SubjectIsEmailLike() bool {
+	return identity.EmailLikeClaim(c.Claims.Subject) || (c.Claims.Subject != "" && c.Claims.Subject == c.Claims.Email)
+}
+
 // Validate reports every problem with its key path. It has no side effects.
 func (c Config) Validate() error {
 	var errs []error
@@ -118,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClockSkew < 0 || c.ClockSkew > 5*time.Minute {
 		bad("clock_skew", "must be between 0 and 5m, got %s", c.ClockSkew)
+	}
+	if t := c.RequireTyp; t != "" && (strings.ContainsAny(t, " \t\r\n\"") || strings.TrimPrefix(strings.ToLower(t), "application/") == "") {
+		bad("require_typ", "%q is not a media type such as at+jwt", t)
 	}
 	for i, s := range c.RequiredScopes {
 		if s == "" || strings.ContainsAny(s, " \t\"\\") {

@@ -2,7 +2,6 @@ package authn
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -39,13 +38,18 @@ func FuzzVerifyAndMapClaims(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", `{"sub":"a","roles":["x"],"realm":{"roles":"y"},"scope":"a b"}`)
 	f.Add("a.b.c", `{"sub":1,"roles":{"a":true},"scp":["x",2]}`)
 	f.Add("..", `[]`)
+	f.Add("a.b.c", `{"sub":"a","email":"b@example.com","email_verified":"true","n":1234567,"big":12345678901234567890}`)
+	f.Add("a.b.c", `{"sub":"a","email":"b@example.com","email_verified":false,"x":null}`)
 	cfg := Config{Issuer: "https://i.example/", Audience: "https://m.example/mcp"}.WithDefaults("")
 	cfg.Claims.Roles = "realm.roles"
 	a := New(cfg, Options{})
+	ecfg := cfg
+	ecfg.Claims.Subject = "email"
+	email := New(ecfg, Options{})
 	f.Fuzz(func(t *testing.T, tok, claimsJSON string) {
 		_, _ = a.Authenticate(context.Background(), []string{"Bearer " + tok})
-		var claims map[string]any
-		if json.Unmarshal([]byte(claimsJSON), &claims) != nil {
+		claims, err := DecodeClaims([]byte(claimsJSON))
+		if err != nil {
 			return
 		}
 		id, err := a.mapClaims("https://i.example/", claims, time.Now())
@@ -53,5 +57,16 @@ func FuzzVerifyAndMapClaims(f *testing.F) {
 			t.Fatal("identity without subject")
 		}
 		_ = scopes(claims)
+		// Numbers stay exact: never a float64.
+		for _, v := range claims {
+			if _, ok := v.(float64); ok {
+				t.Fatalf("claim decoded as float64: %v", v)
+			}
+		}
+		// An email-like subject is accepted only when verified.
+		id, err = email.mapClaims("https://i.example/", claims, time.Now())
+		if err == nil && !emailVerified(claims) {
+			t.Fatalf("email subject %q accepted without email_verified", id.Subject)
+		}
 	})
 }

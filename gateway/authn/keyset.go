@@ -2,12 +2,15 @@ package authn
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,12 +40,50 @@ type keySet struct {
 	logger *slog.Logger
 	algs   []jose.SignatureAlgorithm
 	now    func() time.Time
+	// onRemove, if set, is called after a fetch with the ids (keyID) of the
+	// keys the IdP no longer publishes; it must not call back into the set.
+	onRemove func(removed map[string]bool)
 
 	url       atomic.Pointer[string]
-	keys      atomic.Pointer[jose.JSONWebKeySet]
+	keys      atomic.Pointer[keyMaterial]
 	mu        sync.Mutex
 	lastFetch time.Time
 	sf        singleflight.Group
+}
+
+// keyMaterial is one fetched JWKS: the usable public keys and, in the same
+// order, a stable id of each (its RFC 7638 thumbprint).
+type keyMaterial struct {
+	keys []jose.JSONWebKey
+	ids  []string
+}
+
+// verifyInfo is filled by VerifySignature when the context carries one: the
+// id of the key that verified the token, the token's typ header and its
+// payload.
+type verifyInfo struct {
+	key     string
+	typ     string
+	payload []byte
+}
+
+type verifyInfoKey struct{}
+
+// keyID is a stable id of a public key: its RFC 7638 thumbprint, or a hash
+// of its JSON for key types without one.
+func keyID(k jose.JSONWebKey) string {
+	if tp, err := k.Thumbprint(crypto.SHA256); err == nil {
+		return string(tp)
+	}
+	b, _ := k.MarshalJSON()
+	sum := sha256.Sum256(b)
+	return string(sum[:])
+}
+
+// has reports whether the key with id is currently published.
+func (k *keySet) has(id string) bool {
+	km := k.keys.Load()
+	return km != nil && slices.Contains(km.ids, id)
 }
 
 func newKeySet(client *http.Client, logger *slog.Logger, now func() time.Time, algs []string) *keySet {
@@ -58,16 +99,20 @@ func (k *keySet) setURL(u string) { k.url.Store(&u) }
 // loaded reports whether at least one key set has been fetched.
 func (k *keySet) loaded() bool { return k.keys.Load() != nil }
 
-// lookup returns the keys matching kid (all keys when kid is empty).
-func (k *keySet) lookup(kid string) []jose.JSONWebKey {
-	ks := k.keys.Load()
-	if ks == nil {
-		return nil
+// lookup returns the indexes in km of the keys matching kid (all keys when
+// kid is empty).
+func (k *keySet) lookup(kid string) (*keyMaterial, []int) {
+	km := k.keys.Load()
+	if km == nil {
+		return nil, nil
 	}
-	if kid == "" {
-		return ks.Keys
+	var idx []int
+	for i, key := range km.keys {
+		if kid == "" || key.KeyID == kid {
+			idx = append(idx, i)
+		}
 	}
-	return ks.Key(kid)
+	return km, idx
 }
 
 // refresh fetches the JWKS unless one was fetched less than minInterval ago.
@@ -133,9 +178,23 @@ func (k *keySet) fetch(ctx context.Context) error {
 	if len(pub) == 0 {
 		return fmt.Errorf("JWKS at %s holds no usable signing keys", *u)
 	}
-	ks.Keys = pub
-	k.keys.Store(&ks)
+	km := &keyMaterial{keys: pub, ids: make([]string, len(pub))}
+	for i, key := range pub {
+		km.ids[i] = keyID(key)
+	}
+	old := k.keys.Swap(km)
 	k.logger.Debug("loaded signing keys", "jwks_url", *u, "keys", len(pub))
+	if old != nil && k.onRemove != nil {
+		removed := map[string]bool{}
+		for _, id := range old.ids {
+			if !slices.Contains(km.ids, id) {
+				removed[id] = true
+			}
+		}
+		if len(removed) > 0 {
+			k.onRemove(removed)
+		}
+	}
 	return nil
 }
 
@@ -150,23 +209,29 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if len(jws.Signatures) != 1 {
 		return nil, errors.New("token must carry exactly one signature")
 	}
-	kid := jws.Signatures[0].Header.KeyID
-	keys := k.lookup(kid)
-	if len(keys) == 0 {
+	hdr := jws.Signatures[0].Header
+	kid := hdr.KeyID
+	km, idx := k.lookup(kid)
+	if len(idx) == 0 {
 		// Unknown kid: the IdP may have rotated keys. Fetch at most once per
 		// interval, shared by every concurrent caller.
 		if err := k.refresh(ctx, MinKeyRefreshInterval); err != nil && !k.loaded() {
 			return nil, fmt.Errorf("%w: %v", ErrKeysUnavailable, err)
 		}
-		if keys = k.lookup(kid); len(keys) == 0 {
+		if km, idx = k.lookup(kid); len(idx) == 0 {
 			if !k.loaded() {
 				return nil, ErrKeysUnavailable
 			}
 			return nil, fmt.Errorf("no signing key with kid %q", kid)
 		}
 	}
-	for _, key := range keys {
-		if payload, err := jws.Verify(key); err == nil {
+	for _, i := range idx {
+		if payload, err := jws.Verify(km.keys[i]); err == nil {
+			if info, ok := ctx.Value(verifyInfoKey{}).(*verifyInfo); ok {
+				info.key = km.ids[i]
+				info.typ, _ = hdr.ExtraHeaders[jose.HeaderType].(string)
+				info.payload = payload
+			}
 			return payload, nil
 		}
 	}

@@ -41,7 +41,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(ctx, rest, stderr)
 	case "validate":
-		err = validate(rest, stdout)
+		err = validate(rest, stdout, stderr)
 	case "explain":
 		err = explain(rest, stdout)
 	case "audit":
@@ -116,7 +116,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return gateway.Serve(ctx, cfg, gateway.Options{Logger: logger, ConfigPath: *path})
 }
 
-func validate(args []string, stdout io.Writer) error {
+func validate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate", stdout)
 	path := fs.String("config", "config.yaml", "configuration file")
 	if err := parse(fs, args); err != nil {
@@ -127,7 +127,7 @@ func validate(args []string, stdout io.Writer) error {
 		return err
 	}
 	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway"
 	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/authn"
 )
 
 // errDenied makes `mandate explain` exit 1 for a denial, for scripts.
@@ -38,7 +39,8 @@ func explain(args []string, stdout io.Writer) error {
 		return err
 	}
 	req := gateway.ExplainRequest{Tool: *tool, Prompt: *prompt, Resource: *resource, Upstream: *upstream}
-	if err := json.Unmarshal(b, &req.Claims); err != nil {
+	// Decoded as the gateway decodes a token's claims (numbers exact).
+	if req.Claims, err = authn.DecodeClaims(b); err != nil {
 		return fmt.Errorf("%s: not a JSON object of claims: %w", *claimsPath, err)
 	}
 	if *argsJSON != "" {

@@ -6,6 +6,7 @@ package identity
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,13 @@ type Identity struct {
 	Subject string `json:"subject"`
 	// Email is the mapped email claim, if any.
 	Email string `json:"email,omitempty"`
+	// EmailTrusted reports that the email-like claims of the token (Email,
+	// and the claims EmailLikeClaim names) may identify the user: the
+	// token's email_verified claim is true, or the operator declared that
+	// the IdP issues only verified values (identity.trust_unverified_email).
+	// Without it, anyone who can set their own email at the IdP could pose
+	// as another user ("nOAuth").
+	EmailTrusted bool `json:"email_trusted,omitempty"`
 	// Roles and Groups are the mapped role and group claims (string or list).
 	Roles  []string `json:"roles,omitempty"`
 	Groups []string `json:"groups,omitempty"`
@@ -56,6 +64,23 @@ func (id *Identity) HasRole(r string) bool {
 		}
 	}
 	return false
+}
+
+// EmailLikeClaim reports whether a claim name (a key or dotted path;
+// namespaced names such as https://acme.example/email count by their last
+// segment) holds an email address or a user-editable login name: email,
+// emails, mail, anything containing "email", preferred_username, upn,
+// unique_name. Such claims identify a user only when the IdP verified them.
+func EmailLikeClaim(name string) bool {
+	n := strings.ToLower(name)
+	if i := strings.LastIndexAny(n, "/:."); i >= 0 {
+		n = n[i+1:]
+	}
+	switch n {
+	case "mail", "preferred_username", "upn", "unique_name":
+		return true
+	}
+	return strings.Contains(n, "email")
 }
 
 // LogValue implements slog.LogValuer; it never includes the raw token or claims.

@@ -3,6 +3,7 @@ package credentials
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -228,9 +229,9 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 			auth = AuthClientSecretPost
 		}
 	}
+	var mapData []byte // the subject map file's bytes, as parsed
 	ep := &endpoint{url: cfg.tokenURL(), clientID: cfg.ClientID, auth: auth, secret: sec, signer: signer, client: b.client, now: b.now}
 
-	var mapHash [32]byte
 	switch cfg.Flow {
 	case FlowTokenExchange:
 		f := &tokenExchangeFlow{ep: ep, cfg: cfg}
@@ -238,23 +239,26 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 			actor := *s
 			actor.flowName, actor.perUser = FlowClientCredentials, false
 			actor.fl = &clientCredentialsFlow{ep: ep}
-			actor.prefix = configHash(upstream+"#actor", Config{Flow: FlowClientCredentials, TokenURL: cfg.TokenURL, ClientID: cfg.ClientID}, mapHash)
+			actor.prefix = configHash(upstream+"#actor", Config{Flow: FlowClientCredentials, TokenURL: cfg.tokenURL(), ClientID: cfg.ClientID}, nil)
 			f.actor = &actor
 		}
 		s.fl = f
 	case FlowEntraOBO:
 		s.fl = &entraOBOFlow{ep: ep, cfg: cfg}
 	case FlowJWTBearer:
-		m, err := newSubjectMapper(cfg.Subject, cfg.SubjectMapFile)
+		// The map file is read once: the cache key digests the bytes parsed.
+		if cfg.SubjectMapFile != "" {
+			var err error
+			if mapData, err = os.ReadFile(cfg.SubjectMapFile); err != nil {
+				return fail("subject_map_file", err)
+			}
+		}
+		m, err := newSubjectMapper(cfg.Subject, cfg.SubjectMapFile, mapData)
 		if err != nil {
 			if cfg.SubjectMapFile != "" {
 				return fail("subject_map_file", err)
 			}
 			return fail("subject", err)
-		}
-		if cfg.SubjectMapFile != "" {
-			data, _ := os.ReadFile(cfg.SubjectMapFile)
-			mapHash = sha256.Sum256(data)
 		}
 		s.fl = &jwtBearerFlow{ep: ep, cfg: cfg, mapper: m, signer: signer, aud: orString(cfg.AssertionAudience, cfg.tokenURL())}
 	case FlowClientCredentials:
@@ -262,23 +266,29 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 	default: // unreachable after Validate
 		return fail("flow", fmt.Errorf("unknown flow %q", cfg.Flow))
 	}
-	s.prefix = configHash(upstream, cfg, mapHash)
+	s.prefix = configHash(upstream, cfg, mapData)
 	return s, nil
 }
 
-// configHash digests everything that decides which token a user gets, so
-// cache keys hold no secrets and a changed configuration misses the cache.
-func configHash(upstream string, cfg Config, mapHash [32]byte) [32]byte {
-	scopes := slices.Clone(cfg.Scopes)
-	slices.Sort(scopes)
+// configHash digests the whole flow configuration (every field, defaults
+// applied, scopes sorted) and the subject map bytes that were parsed, so a
+// changed configuration misses the cache. The client secret is left out:
+// cache keys hold no secret, and rotating one keeps the cached tokens.
+func configHash(upstream string, cfg Config, mapData []byte) [32]byte {
+	cfg.ClientSecret = ""
+	cfg.TokenURL = cfg.tokenURL()
+	cfg.Scopes = slices.Clone(cfg.Scopes)
+	slices.Sort(cfg.Scopes)
+	cfg.RequestedTokenType = orString(cfg.RequestedTokenType, DefaultRequestedTokenType)
+	cfg.Subject = orString(cfg.Subject, DefaultSubject)
+	j, err := json.Marshal(cfg)
+	if err != nil { // plain strings, bools, durations and lists: cannot fail
+		panic("credentials: encoding the configuration for its cache key: " + err.Error())
+	}
+	mapSum := sha256.Sum256(mapData)
 	h := sha256.New()
-	for _, s := range []string{
-		"mandate-credentials-v1", upstream, cfg.Flow, cfg.tokenURL(), cfg.ClientID,
-		cfg.Audience, strings.Join(cfg.Resource, "\x01"), strings.Join(scopes, "\x01"),
-		orString(cfg.RequestedTokenType, DefaultRequestedTokenType), fmt.Sprint(cfg.ActorToken),
-		cfg.AssertionAudience, orString(cfg.Subject, DefaultSubject), string(mapHash[:]),
-	} {
-		h.Write([]byte(s))
+	for _, b := range [][]byte{[]byte("mandate-credentials-v2"), []byte(upstream), j, mapSum[:]} {
+		h.Write(b)
 		h.Write([]byte{0})
 	}
 	var out [32]byte

@@ -123,7 +123,12 @@ type Config struct {
 	// .Groups .Claims (e.g. {{ .Claims.employee_id }}) and the functions
 	// lower, upper, trim, trimPrefix, trimSuffix, replace, split, join,
 	// first, last, default. Default "{{ .Subject }}". A missing claim is an
-	// error, never an empty username.
+	// error, never an empty username. Values print only as strings and
+	// integers (exactly: 1234567); null, objects, lists, booleans and
+	// fractions are errors. A template that reads .Email or another
+	// email-like claim (identity.EmailLikeClaim) works only for identities
+	// whose email is trusted (email_verified, or
+	// identity.trust_unverified_email); others get ErrUnverifiedEmail.
 	Subject string `yaml:"subject"`
 	// SubjectMapFile (jwt_bearer only) is a YAML or JSON object mapping the
 	// rendered Subject (by default the IdP subject) to the platform username.
@@ -359,6 +364,21 @@ func (c *Config) Validate(path string) error {
 		bad("default_lifetime", "must not be negative")
 	}
 	return errors.Join(errs...)
+}
+
+// EmailRefs lists where the subject template (jwt_bearer) reads an
+// email-like value (".Email", ".Claims.upn"): such a template maps only
+// users whose email the IdP verified. Nil when there is none or the
+// template does not parse (Validate reports that).
+func (c *Config) EmailRefs() []string {
+	if c.Flow != FlowJWTBearer || c.Subject == "" {
+		return nil
+	}
+	t, err := parseSubjectTemplate(c.Subject)
+	if err != nil {
+		return nil
+	}
+	return emailRefs(t)
 }
 
 // setKeys lists the yaml keys of c that are set, apart from flow.

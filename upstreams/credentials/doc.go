@@ -24,8 +24,9 @@
 // A Source is a decorator stack, in the manner of oauth2.ReuseTokenSource:
 // flow → single-flight (one exchange in flight per key, with its own timeout
 // so one cancelled caller does not fail the others) → bounded LRU cache keyed
-// by a SHA-256 of (upstream, flow, token endpoint, client, user issuer and
-// subject, audience, resources, sorted scopes, ...). A cached token lives until
+// by a SHA-256 of the upstream, its whole credentials configuration (all but
+// the client secret), the subject map bytes parsed, and the user's issuer and
+// subject. A cached token lives until
 // min(issued expiry, the user's inbound token expiry) minus cache_skew.
 //
 // Usage from an adapter:

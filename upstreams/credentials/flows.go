@@ -131,6 +131,9 @@ type jwtBearerFlow struct {
 
 func (f *jwtBearerFlow) exchange(ctx context.Context, id *identity.Identity) (*Token, error) {
 	sub, err := f.mapper.render(id)
+	if errors.Is(err, ErrUnverifiedEmail) {
+		return nil, &Error{Err: err}
+	}
 	if err != nil {
 		return nil, &Error{Description: "Mandate cannot determine your platform username; ask the Mandate administrators to map your account", Err: err}
 	}

@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -50,19 +51,45 @@ func FuzzParseTokenResponse(f *testing.F) {
 
 func FuzzSubjectTemplate(f *testing.F) {
 	f.Add("{{ .Email | lower }}", "alice@example.com")
+	f.Add("{{ .Claims.n }}-{{ .Claims.big }}", "x")
+	f.Add(`{{ range $k, $v := .Claims }}{{ $v }}{{ end }}`, "x")
+	f.Add(`{{ printf "%v" .Claims.obj }}`, "x")
+	const marker = "zq9mark"
 	f.Fuzz(func(t *testing.T, tmpl, claim string) {
-		id := &identity.Identity{Issuer: "i", Subject: claim, Email: claim, Claims: map[string]any{"x": claim}}
-		m, err := newSubjectMapper(tmpl, "")
+		id := &identity.Identity{Issuer: "i", Subject: claim, Email: claim, EmailTrusted: true, Claims: map[string]any{"x": claim}}
+		m, err := newSubjectMapper(tmpl, "", nil)
 		if err == nil {
 			if got, err := m.render(id); err == nil {
 				if checkUsername(got) != nil {
 					t.Fatalf("render returned an invalid username %q", got)
 				}
 			}
+			// nOAuth: an identity whose email is not verified never gets a
+			// username built from an email-like value.
+			untrusted := &identity.Identity{Issuer: "i", Subject: "s", Email: marker, Claims: map[string]any{
+				"x": claim, "email": marker, "upn": marker, "preferred_username": marker,
+				"ext": map[string]any{"mail": marker, "list": []any{map[string]any{"unique_name": marker}}},
+			}}
+			if got, err := m.render(untrusted); err == nil && strings.Contains(strings.ToLower(got), marker) && !strings.Contains(strings.ToLower(tmpl+claim), marker) {
+				t.Fatalf("template %q rendered an unverified email-like value: %q", tmpl, got)
+			}
+			// Only strings and integers are printed: never a placeholder
+			// for null, an object or a list, never a float's exponent.
+			typed := &identity.Identity{Issuer: "i", Subject: "s", EmailTrusted: true, Claims: map[string]any{
+				"x": claim, "n": json.Number("1234567"), "big": json.Number("12345678901234567890"), "f": 1234567.0,
+				"null": nil, "obj": map[string]any{"a": "b"}, "list": []any{"a", nil}, "b": true, "frac": json.Number("1.5"),
+			}}
+			if got, err := m.render(typed); err == nil {
+				for _, bad := range []string{"<no value>", "<nil>", "map[", "e+", "%!"} {
+					if strings.Contains(got, bad) && !strings.Contains(tmpl+claim, bad) {
+						t.Fatalf("template %q rendered %q (contains %q)", tmpl, got, bad)
+					}
+				}
+			}
 		}
 		// A claim is data: printing it yields it verbatim or a refusal,
 		// never an evaluation of template syntax inside it.
-		m, _ = newSubjectMapper("{{ .Claims.x }}", "")
+		m, _ = newSubjectMapper("{{ .Claims.x }}", "", nil)
 		got, err := m.render(id)
 		if err == nil && got != claim {
 			t.Fatalf("claim %q rendered as %q", claim, got)

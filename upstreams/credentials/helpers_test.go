@@ -70,6 +70,8 @@ func user(ctx context.Context, subject string, expiry time.Time) context.Context
 		Email:   subject + "@example.com",
 		Claims:  map[string]any{"sub": subject, "employee_id": "E-" + subject},
 		Expiry:  expiry,
+		// The IdP marked the email verified (email_verified: true).
+		EmailTrusted: true,
 	}
 	return identity.NewContext(ctx, id.WithRawToken("inbound-token-of-"+subject))
 }

@@ -17,7 +17,7 @@ import (
 func TestSubjectTemplate(t *testing.T) {
 	t.Parallel()
 	id := &identity.Identity{
-		Issuer: "https://idp/", Subject: "00u1", Email: "Alice@Example.com", Roles: []string{"sales"},
+		Issuer: "https://idp/", Subject: "00u1", Email: "Alice@Example.com", EmailTrusted: true, Roles: []string{"sales"},
 		Claims: map[string]any{
 			"employee_id": "E42",
 			"nested":      map[string]any{"sf_user": "alice.sf"},
@@ -47,7 +47,7 @@ func TestSubjectTemplate(t *testing.T) {
 		{"   ", "", "empty"},
 		{"{{ .Claims.employee_id }}{{ .Claims.employee_id }}", "E42E42", ""},
 	} {
-		m, err := newSubjectMapper(tc.tmpl, "")
+		m, err := newSubjectMapper(tc.tmpl, "", nil)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.tmpl, err)
 		}
@@ -67,7 +67,7 @@ func TestSubjectTemplate(t *testing.T) {
 func TestSubjectTemplateRejectsUnsafe(t *testing.T) {
 	t.Parallel()
 	for _, tmpl := range []string{`{{ template "x" }}`, `{{ .Subject`, `{{ env "HOME" }}`, `{{ exec "ls" }}`} {
-		m, err := newSubjectMapper(tmpl, "")
+		m, err := newSubjectMapper(tmpl, "", nil)
 		if err == nil {
 			if _, err = m.render(&identity.Identity{Subject: "a"}); err == nil {
 				t.Errorf("%q accepted", tmpl)
@@ -75,7 +75,7 @@ func TestSubjectTemplateRejectsUnsafe(t *testing.T) {
 		}
 	}
 	// Output is bounded.
-	m, _ := newSubjectMapper(`{{ range split "," .Claims.many }}{{ . }}{{ . }}{{ . }}{{ end }}`, "")
+	m, _ := newSubjectMapper(`{{ range split "," .Claims.many }}{{ . }}{{ . }}{{ . }}{{ end }}`, "", nil)
 	if _, err := m.render(&identity.Identity{Subject: "a", Claims: map[string]any{"many": strings.Repeat("aaaaaaaaaa,", 100)}}); err == nil {
 		t.Error("unbounded output accepted")
 	}

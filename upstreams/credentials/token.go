@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -153,6 +154,8 @@ func (e *Error) Error() string {
 		}
 	case e.Code == "access_denied":
 		b.WriteString("the token service denied the exchange for your account; ask the platform team for access")
+	case errors.Is(e.Err, ErrUnverifiedEmail):
+		b.WriteString("this upstream identifies you by your email address, and your identity provider has not marked it verified; verify your email address with your identity provider and sign in again, or ask the Mandate administrators to map your account by an immutable id")
 	case e.Code == "temporarily_unavailable" || e.Retryable:
 		b.WriteString("the token service is unavailable; retry later")
 	case e.Code != "":

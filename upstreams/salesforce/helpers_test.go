@@ -37,7 +37,7 @@ func signingKey(t *testing.T) *rsa.PrivateKey {
 // user builds the identity the gateway would: subject from the IdP, email
 // mapped to the Salesforce username by the subject template.
 func user(subject, email string) *identity.Identity {
-	return identity.Identity{Issuer: testIssuer, Subject: subject, Email: email, Expiry: time.Now().Add(time.Hour)}.WithRawToken("inbound-" + subject)
+	return identity.Identity{Issuer: testIssuer, Subject: subject, Email: email, EmailTrusted: true, Expiry: time.Now().Add(time.Hour)}.WithRawToken("inbound-" + subject)
 }
 
 var (

@@ -31,7 +31,7 @@ const (
 var keys = resttest.RSAKeys
 
 func user(subject, email string) *identity.Identity {
-	return identity.Identity{Issuer: testIssuer, Subject: subject, Email: email, Expiry: time.Now().Add(time.Hour)}.WithRawToken("inbound-" + subject)
+	return identity.Identity{Issuer: testIssuer, Subject: subject, Email: email, EmailTrusted: true, Expiry: time.Now().Add(time.Hour)}.WithRawToken("inbound-" + subject)
 }
 
 var (
