@@ -182,14 +182,13 @@ func (g *Gateway) startFastSpan(ctx context.Context, o *op, hdr http.Header, met
 }
 
 // evaluate runs the policy, inside a child span when tracing is on.
-func (g *Gateway) evaluate(o *op, st *state, in policy.Input) policy.Decision {
+func (g *Gateway) evaluate(ctx context.Context, o *op, st *state, in policy.Input) policy.Decision {
 	if o.span == nil {
-		return st.policy.Evaluate(in)
+		return st.policy.Evaluate(ctx, in)
 	}
-	ctx := trace.ContextWithSpan(context.Background(), o.span)
-	_, span := g.tel.tracer.Start(ctx, "policy.evaluate", trace.WithAttributes(
+	_, span := g.tel.tracer.Start(trace.ContextWithSpan(ctx, o.span), "policy.evaluate", trace.WithAttributes(
 		attribute.String("mandate.upstream", in.Upstream)))
-	d := st.policy.Evaluate(in)
+	d := st.policy.Evaluate(ctx, in)
 	span.SetAttributes(attribute.Bool("mandate.policy.allow", d.Allow), attribute.String("mandate.policy.rule", d.Rule),
 		attribute.String("mandate.policy.reason", d.Reason))
 	span.End()
