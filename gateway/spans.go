@@ -207,11 +207,11 @@ func (g *Gateway) observe(ctx context.Context, o *op, err error) {
 		mattrs = append(mattrs, attribute.String("mandate.upstream", o.upstream))
 	}
 	if o.errClass != "" {
-		mattrs = append(mattrs, attribute.String("error.type", o.errClass))
+		mattrs = append(mattrs, attribute.String("error.type", errorTypeLabel(o.errClass)))
 	}
 	g.tel.serverDur.Record(ctx, dur, metric.WithAttributes(mattrs...))
 	if o.outcome == "denied" {
-		g.tel.denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", o.errClass)))
+		g.tel.denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", errorTypeLabel(o.errClass))))
 	}
 	if o.span == nil {
 		return
