@@ -182,7 +182,7 @@ func BenchmarkHotPathPieces(b *testing.B) {
 	}
 	b.Run("policy", func(b *testing.B) {
 		run(b, noMetrics, Options{}, func(g *Gateway, o *op, st *state) {
-			if d := st.policy.Evaluate(policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"}); !d.Allow {
+			if d := st.policy.Evaluate(context.Background(), policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"}); !d.Allow {
 				b.Fatal("denied")
 			}
 		})

@@ -68,7 +68,9 @@ type Config struct {
 // CatalogConfig is the `catalog` section.
 type CatalogConfig struct {
 	// Separator joins an upstream's name and a tool or prompt name
-	// (crm_get_account). Default "_".
+	// (crm_get_account). Default "_". It must contain a character that
+	// upstream names cannot (not a letter, digit or '-'), so that every
+	// exposed name belongs to exactly one upstream.
 	Separator string `yaml:"separator"`
 	// WhoAmI configures Mandate's built-in whoami tool.
 	WhoAmI WhoAmIConfig `yaml:"whoami"`
@@ -248,6 +250,16 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// unambiguousSeparator reports whether sep has a character that upstream
+// names ([a-z0-9-]) cannot: then <name><sep><tool> splits at the first
+// such character's occurrence past the name, so no exposed name belongs to
+// two upstreams. Letters of either case are refused for readability.
+func unambiguousSeparator(sep string) bool {
+	return strings.ContainsFunc(sep, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
+	})
+}
+
 // MCPURL is the canonical URL of the MCP endpoint.
 func (c *Config) MCPURL() string { return c.Server.PublicURL + MCPPath }
 
@@ -313,6 +325,9 @@ func (c *Config) Validate() error {
 	}
 	if sep := c.Catalog.Separator; len(sep) > 3 || strings.ContainsAny(sep, " \t/") {
 		bad("catalog.separator", "must be 1-3 characters without spaces or slashes, got %q", sep)
+	} else if !unambiguousSeparator(sep) {
+		bad("catalog.separator", "must contain a character upstream names cannot contain (not a letter, digit or '-'; e.g. _ . :), got %q: "+
+			"with %q, upstream crm's tool eu%sdelete becomes crm%seu%sdelete, which is also upstream crm-eu's tool delete", sep, sep, sep, sep, sep)
 	}
 	seen := map[string]bool{}
 	never := 0

@@ -62,6 +62,11 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"c.yaml:8: upstreams[sn].url: must be the ServiceNow instance URL"}},
 		{"bad telemetry", minimal + "telemetry:\n  metrics: statsd\n  sample_ratio: 1.5\n",
 			[]string{"c.yaml:6: telemetry.metrics: must be prometheus, otlp, both or none", "c.yaml:7: telemetry.sample_ratio: must be between 0 and 1"}},
+		// With "-", crm's tool eu-delete_all (crm-eu-delete_all) would route to
+		// upstream crm-eu: a separator must contain a character names cannot.
+		{"dash separator", minimal + "catalog:\n  separator: '-'\n", []string{"c.yaml:6: catalog.separator:", "cannot contain", "crm-eu"}},
+		{"letter separator", minimal + "catalog:\n  separator: x\n", []string{"c.yaml:6: catalog.separator:", "cannot contain"}},
+		{"digit and dash separator", minimal + "catalog:\n  separator: 0-\n", []string{"c.yaml:6: catalog.separator:", "cannot contain"}},
 		{"not yaml", "server: [\n", []string{"c.yaml:"}},
 		{"empty", "", []string{"empty configuration"}},
 	}

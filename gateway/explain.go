@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -60,7 +61,7 @@ func Explain(cfg *Config, req ExplainRequest, w io.Writer) (bool, error) {
 			in.Prompt = name
 		}
 	}
-	dec := eng.Evaluate(in)
+	dec := eng.Evaluate(context.Background(), in)
 	fmt.Fprintf(w, "user:      %s (roles: %s; groups: %s)\n", id.Subject, strings.Join(id.Roles, ", "), strings.Join(id.Groups, ", "))
 	fmt.Fprintf(w, "request:   %s upstream=%s tool=%q prompt=%q resource=%q\n", in.Method, in.Upstream, in.Tool, in.Prompt, in.Resource)
 	verdict := "DENY"

@@ -105,7 +105,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	}
 	ctx := identity.NewContext(c.Request.Context(), id)
 	opStart := time.Now()
-	dec := st.policy.Evaluate(policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
+	dec := st.policy.Evaluate(ctx, policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
 	polEnd := time.Now()
 	// Only warm calls: the user's listing is cached (a listing to fetch,
 	// and its failures, are the go-sdk path's business).

@@ -8,13 +8,17 @@ import (
 )
 
 // FuzzRoute: any exposed name routes to at most one upstream; the router
-// and `mandate explain` agree; a routed name re-exposes to itself; cursors
-// never panic.
+// and `mandate explain` agree; a routed name re-exposes to itself; with a
+// separator validate accepts, every name a prefixed upstream exposes routes
+// back to that upstream (never to one whose name extends it, as crm-eu
+// extends crm); cursors never panic.
 func FuzzRoute(f *testing.F) {
 	for _, s := range []string{"crm_get", "crm-eu_get", "crm_", "_x", "whoami", "crm-eu", "x\x00y", "crm_crm_a"} {
 		f.Add(s, "_")
 	}
 	f.Add("crm.get", ".")
+	f.Add("eu-delete_all", "-")
+	f.Add("eu_x", "_")
 	f.Fuzz(func(t *testing.T, name, sep string) {
 		if sep == "" || len(sep) > 3 {
 			return
@@ -41,6 +45,20 @@ func FuzzRoute(f *testing.F) {
 		}
 		if ok && u.prefix != "" && !strings.HasPrefix(name, u.prefix) {
 			t.Fatalf("%q routed to %s without its prefix", name, u.name)
+		}
+		if unambiguousSeparator(sep) && name != "" {
+			for _, want := range st.ups {
+				if want.prefix == "" {
+					continue
+				}
+				if u, inner, ok := st.route(want.exposedName(name)); !ok || u != want || inner != name {
+					got := "nowhere"
+					if ok {
+						got = u.name + " " + inner
+					}
+					t.Fatalf("%s's %q, exposed as %q, routes to %s", want.name, name, want.exposedName(name), got)
+				}
+			}
 		}
 		_, _, _ = decodeCursor(name)
 	})

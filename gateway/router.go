@@ -265,7 +265,7 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	if u.cfg.AuditArguments && args != nil {
 		o.args = audit.Redact(args, u.cfg.AuditRedact)
 	}
-	if err := g.authorize(o, st, policy.Input{Upstream: u.name, Method: "tools/call", Tool: name, Arguments: args}); err != nil {
+	if err := g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "tools/call", Tool: name, Arguments: args}); err != nil {
 		// Same answer as for a tool that does not exist: no enumeration.
 		return nil, unknownTool(p.Name)
 	}
@@ -385,9 +385,9 @@ func unknownTool(name string) error {
 }
 
 // authorize evaluates policy for one call; a denial is recorded on o.
-func (g *Gateway) authorize(o *op, st *state, in policy.Input) error {
+func (g *Gateway) authorize(ctx context.Context, o *op, st *state, in policy.Input) error {
 	in.User = policy.UserFrom(o.id)
-	dec := g.evaluate(o, st, in)
+	dec := g.evaluate(ctx, o, st, in)
 	o.decision = &dec
 	if !dec.Allow {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeDenied, "policy_denied", dec.Reason
@@ -452,7 +452,7 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 		folded[strings.ToLower(k)] = k
 		args[k] = v
 	}
-	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name, Arguments: args}) != nil {
+	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name, Arguments: args}) != nil {
 		return nil, unknown
 	}
 	if err := g.rateLimit(o, u); err != nil {
@@ -610,7 +610,7 @@ func (g *Gateway) readResource(ctx context.Context, st *state, o *op, p *mcp.Rea
 		return nil, resourceNotFound(p.URI)
 	}
 	o.upstream = u.name
-	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: p.URI}) != nil {
+	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: p.URI}) != nil {
 		return nil, resourceNotFound(p.URI)
 	}
 	if err := g.rateLimit(o, u); err != nil {
@@ -642,7 +642,7 @@ func (g *Gateway) subscribe(ctx context.Context, st *state, o *op, uri string, o
 		return resourceNotFound(uri)
 	}
 	o.upstream = u.name
-	if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: uri}) != nil {
+	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: uri}) != nil {
 		return resourceNotFound(uri)
 	}
 	sess, err := o.d.upstream(ctx, st, u)
@@ -688,7 +688,7 @@ func (g *Gateway) complete(ctx context.Context, st *state, o *op, p *mcp.Complet
 		}
 		o.prompt = name
 		ref.Name = name
-		if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name}) != nil {
+		if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name}) != nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", p.Ref.Name)}
 		}
 	case "ref/resource":
@@ -697,7 +697,7 @@ func (g *Gateway) complete(ctx context.Context, st *state, o *op, p *mcp.Complet
 			return nil, resourceNotFound(ref.URI)
 		}
 		o.resource = ref.URI
-		if g.authorize(o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: ref.URI}) != nil {
+		if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: ref.URI}) != nil {
 			return nil, resourceNotFound(ref.URI)
 		}
 	default:

@@ -182,14 +182,13 @@ func (g *Gateway) startFastSpan(ctx context.Context, o *op, hdr http.Header, met
 }
 
 // evaluate runs the policy, inside a child span when tracing is on.
-func (g *Gateway) evaluate(o *op, st *state, in policy.Input) policy.Decision {
+func (g *Gateway) evaluate(ctx context.Context, o *op, st *state, in policy.Input) policy.Decision {
 	if o.span == nil {
-		return st.policy.Evaluate(in)
+		return st.policy.Evaluate(ctx, in)
 	}
-	ctx := trace.ContextWithSpan(context.Background(), o.span)
-	_, span := g.tel.tracer.Start(ctx, "policy.evaluate", trace.WithAttributes(
+	_, span := g.tel.tracer.Start(trace.ContextWithSpan(ctx, o.span), "policy.evaluate", trace.WithAttributes(
 		attribute.String("mandate.upstream", in.Upstream)))
-	d := st.policy.Evaluate(in)
+	d := st.policy.Evaluate(ctx, in)
 	span.SetAttributes(attribute.Bool("mandate.policy.allow", d.Allow), attribute.String("mandate.policy.rule", d.Rule),
 		attribute.String("mandate.policy.reason", d.Reason))
 	span.End()
@@ -208,11 +207,11 @@ func (g *Gateway) observe(ctx context.Context, o *op, err error) {
 		mattrs = append(mattrs, attribute.String("mandate.upstream", o.upstream))
 	}
 	if o.errClass != "" {
-		mattrs = append(mattrs, attribute.String("error.type", o.errClass))
+		mattrs = append(mattrs, attribute.String("error.type", errorTypeLabel(o.errClass)))
 	}
 	g.tel.serverDur.Record(ctx, dur, metric.WithAttributes(mattrs...))
 	if o.outcome == "denied" {
-		g.tel.denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", o.errClass)))
+		g.tel.denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", errorTypeLabel(o.errClass))))
 	}
 	if o.span == nil {
 		return

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"testing"
 )
 
@@ -24,12 +25,12 @@ var benchInput = Input{
 
 func BenchmarkEvaluate(b *testing.B) {
 	eng := mustCompile(b, benchPolicy)
-	if d := eng.Evaluate(benchInput); !d.Allow || d.Rule != "sales-use-salesforce" {
+	if d := eng.Evaluate(context.Background(), benchInput); !d.Allow || d.Rule != "sales-use-salesforce" {
 		b.Fatalf("unexpected decision %+v", d)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		eng.Evaluate(benchInput)
+		eng.Evaluate(context.Background(), benchInput)
 	}
 }
 
@@ -38,7 +39,7 @@ func BenchmarkEvaluateParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			eng.Evaluate(benchInput)
+			eng.Evaluate(context.Background(), benchInput)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -109,7 +110,7 @@ func TestListCallConsistency(t *testing.T) {
 					witnessed := false
 					for _, args := range argSets {
 						call.Arguments = args
-						d := eng.Evaluate(call)
+						d := eng.Evaluate(context.Background(), call)
 						if !vis.Allow && d.Allow {
 							t.Fatalf("hidden tool is callable with arguments %v: Visible %+v, Evaluate %+v\n%s", args, vis, d, describe(cfg, in))
 						}

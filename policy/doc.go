@@ -49,6 +49,10 @@
 // matches, so the request is denied. Guard optional data with has() or
 // optionals when that is not what you want.
 //
+// A rule that costs more than MaxCost to evaluate (nested comprehensions
+// over large arguments), or that is still iterating when Evaluate's
+// context ends, denies the request whatever its effect.
+//
 // # Listing and calling agree
 //
 // A user's tools/list (resources, prompts) shows only what they may call.
@@ -69,7 +73,7 @@
 //
 //	in := policy.Input{User: policy.UserFrom(id), Upstream: "crm",
 //		Method: "tools/call", Tool: "get_account", Arguments: args}
-//	d := current.Load().Evaluate(in) // d.Allow, d.Rule, d.Reason → audit, span
+//	d := current.Load().Evaluate(ctx, in) // d.Allow, d.Rule, d.Reason → audit, span
 //	if !d.Allow { ... JSON-RPC error naming no hidden detail ... }
 //
 //	// tools/list: keep only visible tools.

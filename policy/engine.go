@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -8,9 +9,12 @@ import (
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
 
 	"github.com/mandate-gw/mandate/internal/identity"
 )
@@ -128,9 +132,53 @@ type compiledRule struct {
 	allow  bool
 	call   cel.Program // plain evaluation
 	list   cel.Program // partial evaluation, `arguments` unknown
+	loops  bool        // has a comprehension: evaluate with the caller's context
 	// Precomputed reasons, so a decision does not allocate.
-	reasonMatch, reasonError, reasonArgs string
+	reasonMatch, reasonError, reasonArgs, reasonCost, reasonInterrupted string
 }
+
+// MaxCost bounds the cost of evaluating one rule, in CEL cost units (about
+// one per operation, and per element or per few bytes for functions over
+// lists and strings; a rule over ordinary arguments costs tens). A rule
+// that exceeds it (say a nested comprehension over a big argument list)
+// is stopped and the decision is a denial, whatever the rule's effect.
+const MaxCost = 1_000_000
+
+// Size bounds for the static cost estimate that decides whether a rule
+// needs cost tracking: `user` comes from a verified token (at most 16 KiB),
+// `upstream` and `method` are names Mandate knows, `tool`, `resource`,
+// `prompt` and `arguments` come from a request body (server.max_body_bytes,
+// 4 MiB by default); all with a wide margin. Every string, list or map
+// reachable from a variable is assumed to be that large.
+const (
+	maxUserSize      = 64 << 10
+	maxNameSize      = 1 << 10
+	maxArgumentsSize = 64 << 20
+)
+
+// inputBounds is the cost.Estimator of that estimate.
+type inputBounds struct{}
+
+func (inputBounds) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+func (inputBounds) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	switch p := n.Path(); {
+	case len(p) == 0:
+		return nil
+	case p[0] == "user":
+		return &cost.SizeEstimate{Max: maxUserSize}
+	case p[0] == "upstream" || p[0] == "method":
+		return &cost.SizeEstimate{Max: maxNameSize}
+	default:
+		return &cost.SizeEstimate{Max: maxArgumentsSize}
+	}
+}
+
+// interruptEvery is how many comprehension iterations pass between checks
+// of the caller's context.
+const interruptEvery = 100
 
 const userTypeName = "policy.UserInput"
 
@@ -224,23 +272,38 @@ func compileRule(e *cel.Env, path string, r Rule) (compiledRule, error) {
 		return compiledRule{}, fmt.Errorf("%s.when: expression has type %s, want bool (compare explicitly, e.g. user.claims.admin == true)",
 			path, ast.OutputType())
 	}
-	call, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	// Cost tracking costs allocations on every evaluation: only rules
+	// whose worst case (with inputs as large as a request can carry) may
+	// exceed MaxCost pay for it, and only rules that iterate can be
+	// interrupted, so only they get the caller's context.
+	loops := len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
+	var opts []cel.ProgramOption
+	if est, err := e.EstimateCost(ast, inputBounds{}); err != nil || est.Max > MaxCost {
+		opts = append(opts, cel.CostLimit(MaxCost))
+	}
+	if loops {
+		opts = append(opts, cel.InterruptCheckFrequency(interruptEvery))
+	}
+	call, err := e.Program(ast, append(opts, cel.EvalOptions(cel.OptOptimize))...)
 	if err != nil {
 		return compiledRule{}, fmt.Errorf("%s.when: %w", path, err)
 	}
-	list, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize, cel.OptPartialEval))
+	list, err := e.Program(ast, append(opts, cel.EvalOptions(cel.OptOptimize, cel.OptPartialEval))...)
 	if err != nil {
 		return compiledRule{}, fmt.Errorf("%s.when: %w", path, err)
 	}
 	return compiledRule{
-		name:        r.Name,
-		effect:      r.Effect,
-		allow:       r.Effect == EffectAllow,
-		call:        call,
-		list:        list,
-		reasonMatch: fmt.Sprintf("rule %q (%s)", r.Name, r.Effect),
-		reasonError: fmt.Sprintf("rule %q (deny: evaluation error, fails closed)", r.Name),
-		reasonArgs:  fmt.Sprintf("rule %q (allow, depends on arguments: checked again at call time)", r.Name),
+		name:              r.Name,
+		effect:            r.Effect,
+		allow:             r.Effect == EffectAllow,
+		call:              call,
+		list:              list,
+		loops:             loops,
+		reasonMatch:       fmt.Sprintf("rule %q (%s)", r.Name, r.Effect),
+		reasonError:       fmt.Sprintf("rule %q (deny: evaluation error, fails closed)", r.Name),
+		reasonArgs:        fmt.Sprintf("rule %q (allow, depends on arguments: checked again at call time)", r.Name),
+		reasonCost:        fmt.Sprintf("rule %q (deny: evaluation exceeded the cost limit of %d, fails closed)", r.Name, MaxCost),
+		reasonInterrupted: fmt.Sprintf("rule %q (deny: evaluation interrupted, the request ended; fails closed)", r.Name),
 	}, nil
 }
 
@@ -252,11 +315,29 @@ const (
 	resTrue
 	resError
 	resUnknown // depends on `arguments` (Visible only)
+	resCost    // stopped at MaxCost: denies, whatever the effect
+	resAborted // stopped because ctx ended: denies, whatever the effect
 )
 
-func run(p cel.Program, a *activation) (result, error) {
-	out, _, err := p.Eval(a)
+// run evaluates p. ctx is used for rules with comprehensions (loops), the
+// only CEL constructs whose evaluation can be interrupted; the others do
+// not pay for it. nil ctx: no interruption.
+func run(ctx context.Context, p cel.Program, loops bool, a *activation) (result, error) {
+	var out ref.Val
+	var err error
+	if loops && ctx != nil {
+		out, _, err = p.ContextEval(ctx, a)
+	} else {
+		out, _, err = p.Eval(a)
+	}
 	if err != nil {
+		var ce interpreter.EvalCancelledError
+		switch {
+		case errors.As(err, &ce) && ce.Cause == interpreter.CostLimitExceeded:
+			return resCost, err
+		case errors.Is(err, interpreter.InterruptError{}):
+			return resAborted, err
+		}
 		return resError, err
 	}
 	switch v := out.(type) {
@@ -275,6 +356,10 @@ func run(p cel.Program, a *activation) (result, error) {
 // It is pure, does not block, and is safe for concurrent use. A nil Engine
 // denies everything.
 //
+// A rule that costs more than MaxCost, or that is still iterating when
+// ctx ends, stops the evaluation: the decision is a denial by that rule
+// (fail closed), whatever its effect.
+//
 // Rules are tried in order and the first that matches decides; if none
 // does, the default decides. A rule whose evaluation fails (a missing map
 // key such as user.claims.department when the token has no such claim, a
@@ -282,7 +367,7 @@ func run(p cel.Program, a *activation) (result, error) {
 // and DOES match if it is a deny rule: the policy fails closed. Guard
 // optional data with has() or optionals (`has(user.claims.department) &&
 // ...`, `user.claims.?department.orValue("") == "x"`).
-func (e *Engine) Evaluate(in Input) Decision {
+func (e *Engine) Evaluate(ctx context.Context, in Input) Decision {
 	if e == nil {
 		return Decision{Reason: "no policy"}
 	}
@@ -290,8 +375,12 @@ func (e *Engine) Evaluate(in Input) Decision {
 	defer e.release(a)
 	for i := range e.rules {
 		r := &e.rules[i]
-		res, _ := run(r.call, a)
+		res, _ := run(ctx, r.call, r.loops, a)
 		switch {
+		case res == resCost:
+			return Decision{Rule: r.name, Reason: r.reasonCost}
+		case res == resAborted:
+			return Decision{Rule: r.name, Reason: r.reasonInterrupted}
 		case res == resTrue:
 			return Decision{Allow: r.allow, Rule: r.name, Reason: r.reasonMatch}
 		case res == resError && !r.allow:
@@ -344,8 +433,10 @@ func (e *Engine) visible(in Input) (Decision, bool) {
 	argDependent := false
 	for i := range e.rules {
 		r := &e.rules[i]
-		res, _ := run(r.list, a)
+		res, _ := run(nil, r.list, r.loops, a)
 		switch res {
+		case resCost:
+			return Decision{Rule: r.name, Reason: r.reasonCost}, argDependent
 		case resTrue:
 			return Decision{Allow: r.allow, Rule: r.name, Reason: r.reasonMatch}, argDependent
 		case resError:
@@ -411,7 +502,7 @@ func (e *Engine) explain(in Input, list bool) []RuleTrace {
 		if list {
 			p = r.list
 		}
-		res, err := run(p, a)
+		res, err := run(nil, p, r.loops, a)
 		t := RuleTrace{Rule: r.name, Effect: r.effect}
 		switch res {
 		case resTrue:
@@ -426,7 +517,7 @@ func (e *Engine) explain(in Input, list bool) []RuleTrace {
 				t.Error = err.Error()
 			}
 		}
-		decisive := res == resTrue || (res == resError && !r.allow) || (res == resUnknown && r.allow)
+		decisive := res == resTrue || res == resCost || (res == resError && !r.allow) || (res == resUnknown && r.allow)
 		if !decided && decisive {
 			t.Decisive, decided = true, true
 		}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -98,7 +99,7 @@ func TestPolicyFiles(t *testing.T) {
 				t.Run(tc.Name, func(t *testing.T) {
 					t.Parallel()
 					in := tc.Input.input()
-					got := eng.Evaluate(in)
+					got := eng.Evaluate(context.Background(), in)
 					if got.Allow != tc.Allow || got.Rule != tc.Rule {
 						t.Errorf("Evaluate = %+v, want allow=%v rule=%q", got, tc.Allow, tc.Rule)
 					}
@@ -149,7 +150,7 @@ func TestReasons(t *testing.T) {
 		{"zzz", Decision{Reason: "default deny"}},
 	}
 	for _, tc := range tests {
-		got := eng.Evaluate(Input{Tool: tc.tool, Method: "tools/call"})
+		got := eng.Evaluate(context.Background(), Input{Tool: tc.tool, Method: "tools/call"})
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("tool %q (-want +got):\n%s", tc.tool, diff)
 		}
@@ -160,7 +161,7 @@ func TestReasons(t *testing.T) {
 		t.Errorf("Visible (-want +got):\n%s", diff)
 	}
 	// The default allow reason.
-	if got := mustCompile(t, Config{Default: "allow"}).Evaluate(Input{}); got != (Decision{Allow: true, Reason: "default allow"}) {
+	if got := mustCompile(t, Config{Default: "allow"}).Evaluate(context.Background(), Input{}); got != (Decision{Allow: true, Reason: "default allow"}) {
 		t.Errorf("default allow: %+v", got)
 	}
 }
@@ -181,11 +182,11 @@ func TestFailClosed(t *testing.T) {
 	for _, cond := range conds {
 		for _, def := range []string{"allow", "deny"} {
 			deny := mustCompile(t, Config{Default: def, Rules: []Rule{{Name: "r", Effect: "deny", When: cond}}})
-			if got := deny.Evaluate(in); got.Allow || got.Rule != "r" {
+			if got := deny.Evaluate(context.Background(), in); got.Allow || got.Rule != "r" {
 				t.Errorf("deny rule %q, default %s: got %+v, want denied by r (fail closed)", cond, def, got)
 			}
 			allow := mustCompile(t, Config{Default: def, Rules: []Rule{{Name: "r", Effect: "allow", When: cond}}})
-			got := allow.Evaluate(in)
+			got := allow.Evaluate(context.Background(), in)
 			if got.Rule != "" || got.Allow != (def == "allow") {
 				t.Errorf("allow rule %q, default %s: got %+v, want the default to decide", cond, def, got)
 			}
@@ -219,7 +220,7 @@ func TestEvaluateVariables(t *testing.T) {
 	}
 	for _, expr := range trueExprs {
 		eng := mustCompile(t, Config{Rules: []Rule{{Name: "r", Effect: "allow", When: expr}}})
-		if got := eng.Evaluate(in); !got.Allow || got.Rule != "r" {
+		if got := eng.Evaluate(context.Background(), in); !got.Allow || got.Rule != "r" {
 			t.Errorf("%s: got %+v, want allowed by r; trace %+v", expr, got, eng.Explain(in))
 		}
 	}
@@ -231,7 +232,7 @@ func TestEvaluateVariables(t *testing.T) {
 func TestNilEngineDenies(t *testing.T) {
 	t.Parallel()
 	var e *Engine
-	if d := e.Evaluate(Input{}); d.Allow {
+	if d := e.Evaluate(context.Background(), Input{}); d.Allow {
 		t.Errorf("nil engine Evaluate allowed: %+v", d)
 	}
 	if d := e.Visible(Input{}); d.Allow {
@@ -240,7 +241,7 @@ func TestNilEngineDenies(t *testing.T) {
 	if e.Explain(Input{}) != nil || e.Default() != EffectDeny {
 		t.Error("nil engine Explain/Default")
 	}
-	if d := mustCompile(t, Config{}).Evaluate(Input{Tool: "x"}); d.Allow || d.Reason != "default deny" {
+	if d := mustCompile(t, Config{}).Evaluate(context.Background(), Input{Tool: "x"}); d.Allow || d.Reason != "default deny" {
 		t.Errorf("empty config: %+v, want default deny", d)
 	}
 }
@@ -272,11 +273,11 @@ func TestConcurrentEvaluate(t *testing.T) {
 			for i := range 500 {
 				me := string(rune('a' + (g+i)%26))
 				other := string(rune('a' + (g+i+1)%26))
-				if d := eng.Evaluate(Input{User: UserInput{Subject: me}, Tool: "t" + me, Arguments: map[string]any{"owner": me}}); !d.Allow {
+				if d := eng.Evaluate(context.Background(), Input{User: UserInput{Subject: me}, Tool: "t" + me, Arguments: map[string]any{"owner": me}}); !d.Allow {
 					t.Errorf("own call denied: %+v", d)
 					return
 				}
-				if d := eng.Evaluate(Input{User: UserInput{Subject: me}, Tool: "t" + me, Arguments: map[string]any{"owner": other}}); d.Allow {
+				if d := eng.Evaluate(context.Background(), Input{User: UserInput{Subject: me}, Tool: "t" + me, Arguments: map[string]any{"owner": other}}); d.Allow {
 					t.Errorf("foreign call allowed: %+v", d)
 					return
 				}

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -43,12 +44,12 @@ func Example() {
 	// tools/call with real arguments.
 	call := policy.Input{User: support, Upstream: "pay", Method: "tools/call", Tool: "refund"}
 	call.Arguments = map[string]any{"amount": 50.0}
-	fmt.Println(eng.Evaluate(call))
+	fmt.Println(eng.Evaluate(context.Background(), call))
 	call.Arguments = map[string]any{"amount": 5000.0}
-	fmt.Println(eng.Evaluate(call))
+	fmt.Println(eng.Evaluate(context.Background(), call))
 	call.User.Roles = nil
 	call.Arguments = map[string]any{"amount": 50.0}
-	fmt.Println(eng.Evaluate(call))
+	fmt.Println(eng.Evaluate(context.Background(), call))
 	// Output:
 	// {true support-refunds rule "support-refunds" (allow)}
 	// {true support-refunds rule "support-refunds" (allow)}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
 )
@@ -38,8 +39,8 @@ func FuzzEvaluate(f *testing.F) {
 			User:     UserInput{Subject: "s", Roles: []string{"r", tool}, Claims: claims},
 			Upstream: "u", Method: "tools/call", Tool: tool, Arguments: args,
 		}
-		d1 := eng.Evaluate(in)
-		d2 := eng.Evaluate(in)
+		d1 := eng.Evaluate(context.Background(), in)
+		d2 := eng.Evaluate(context.Background(), in)
 		if d1 != d2 {
 			t.Fatalf("non-deterministic: %+v vs %+v", d1, d2)
 		}

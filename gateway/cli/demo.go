@@ -28,7 +28,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	tour := fs.Bool("tour", false, "run the scripted tour through the gateway as every demo user, print the comparison and the audit lines, then exit")
-	dir := fs.String("dir", "", "directory for the generated config.yaml, keys and audit log (default $TMPDIR/"+mdemo.DefaultDirName+")")
+	dir := fs.String("dir", "", "directory for the generated config.yaml, keys and audit log, private to you (default: a new $TMPDIR/"+mdemo.DefaultDirName+"-* directory, mode 0700)")
 	base := fs.Int("port-base", mdemo.DefaultPortBase, "gateway port; the IdP, Salesforce, ServiceNow and kb use the next four (--tour uses free ports unless set)")
 	ports := map[string]*int{}
 	for _, c := range []string{mdemo.CompGateway, mdemo.CompIdP, mdemo.CompSalesforce, mdemo.CompServiceNow, mdemo.CompKB} {

@@ -31,7 +31,8 @@ const (
 	DefaultPortBase = 8080
 	// DefaultTokenLifetime is the lifetime of the printed user tokens.
 	DefaultTokenLifetime = 8 * time.Hour
-	// DefaultDirName is the directory under os.TempDir() that holds the
+	// DefaultDirName prefixes the new private directory under
+	// os.TempDir() (mandate-demo-<random>, mode 0700) that holds the
 	// generated files when Options.Dir is empty.
 	DefaultDirName = "mandate-demo"
 
@@ -100,11 +101,14 @@ func (e *PortInUseError) Error() string {
 
 func (e *PortInUseError) Unwrap() error { return e.Err }
 
-// Options configure a demo. The zero value works: files under
-// os.TempDir()/mandate-demo, every server on a free port, 8 h tokens.
+// Options configure a demo. The zero value works: files in a new private
+// directory under os.TempDir(), every server on a free port, 8 h tokens.
 type Options struct {
 	// Dir receives config.yaml, the Salesforce signing key, the IdP client
-	// secret and the audit log. Default filepath.Join(os.TempDir(), "mandate-demo").
+	// secret and the audit log, each mode 0600. It is created 0700 when
+	// missing; one that other users may write to is refused. Default: a
+	// new directory per run, os.MkdirTemp(os.TempDir(), "mandate-demo-*")
+	// (0700), left in place for inspection after the demo stops.
 	Dir string
 	// Ports of the servers; zero fields are free ports.
 	Ports Ports
@@ -168,15 +172,9 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir := opts.Dir
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), DefaultDirName)
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
+	dir, err := demoDir(opts.Dir)
+	if err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("demo directory: %w", err)
 	}
 	lifetime := opts.TokenLifetime
 	if lifetime <= 0 {
@@ -315,7 +313,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(d.ConfigPath, d.Config, 0o644); err != nil {
+	if err := writePrivate(d.ConfigPath, d.Config); err != nil {
 		return nil, fmt.Errorf("writing the demo configuration: %w", err)
 	}
 	// A new audit log per run (the tour reads back what it produced).
@@ -405,6 +403,36 @@ func exchangePolicy(_ context.Context, clientID, _ string, audience, _ []string)
 		}
 	}
 	return nil
+}
+
+// demoDir returns the absolute directory for the demo's files: dir, created
+// 0700 if missing and refused if other users may write to it (they could
+// swap the configuration the running demo re-reads, or its keys); or, when
+// dir is empty, a new private directory (0700) under os.TempDir() —
+// never a fixed shared path that another local user could create first.
+func demoDir(dir string) (string, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", DefaultDirName+"-")
+		if err != nil {
+			return "", fmt.Errorf("demo directory: %w", err)
+		}
+		return d, nil
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("demo directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("demo directory: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return "", fmt.Errorf("demo directory %s is writable by other users (mode %04o): choose a private directory (chmod 700), or leave out --dir for a new private one", dir, perm)
+	}
+	return dir, nil
 }
 
 func writePrivate(path string, data []byte) error {

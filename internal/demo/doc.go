@@ -36,6 +36,7 @@
 //	cs, err := d.Connect(ctx, rita) // an MCP session to the gateway as rita
 //
 // A port that is taken is a *PortInUseError naming the port and the flag
-// that moves it. Zero Options work: files under os.TempDir()/mandate-demo
-// (replaced on each start), free ports, 8 h tokens, no logs.
+// that moves it. Zero Options work: files (mode 0600) in a new private
+// directory under os.TempDir() (mandate-demo-*, mode 0700), free ports,
+// 8 h tokens, no logs.
 package demo

@@ -36,8 +36,10 @@ type Deps struct {
 	// flow other than none.
 	Credentials credentials.Source
 	// HTTPClient supplies the base transport (its Transport, or
-	// http.DefaultTransport when nil) and redirect policy. Its Timeout is
-	// ignored: it would cut the upstream's long-lived event stream; calls are
+	// http.DefaultTransport when nil). Its CheckRedirect is ignored:
+	// redirects are never followed (the user's platform token would go
+	// along), a redirect is an upstream error. Its Timeout is ignored too:
+	// it would cut the upstream's long-lived event stream; calls are
 	// bounded by the upstream's timeout instead.
 	HTTPClient *http.Client
 	// Logger receives the adapter's logs (never tokens). Nil discards.
@@ -66,7 +68,6 @@ type Adapter struct {
 	src            credentials.Source // nil: no credentials
 	hasCredentials bool
 	next           http.RoundTripper // credentials transport over the base
-	checkRedirect  func(*http.Request, []*http.Request) error
 	log            *slog.Logger
 	tracer         trace.Tracer // nil: no spans
 	prop           propagation.TextMapPropagator
@@ -115,11 +116,8 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 		a.grace = DefaultNotificationGrace
 	}
 	var base http.RoundTripper = http.DefaultTransport
-	if deps.HTTPClient != nil {
-		if deps.HTTPClient.Transport != nil {
-			base = deps.HTTPClient.Transport
-		}
-		a.checkRedirect = deps.HTTPClient.CheckRedirect
+	if deps.HTTPClient != nil && deps.HTTPClient.Transport != nil {
+		base = deps.HTTPClient.Transport
 	}
 	a.next = base
 	if a.src != nil {

@@ -74,6 +74,11 @@ func (a *Adapter) rpcError(code int64, extra map[string]any, format string, args
 	}
 }
 
+// redirectError reports a refused upstream redirect.
+func (a *Adapter) redirectError(what string, e *redirectError) *jsonrpc.Error {
+	return a.rpcError(CodeUpstreamUnavailable, map[string]any{"http_status": e.status}, "%s%s", what, e.Error())
+}
+
 // outcome classifies an error for health accounting.
 type outcome int
 
@@ -96,6 +101,9 @@ func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callS
 	if snap.tooLarge {
 		return a.rpcError(CodeResultTooLarge, map[string]any{"max_result_bytes": a.maxBytes},
 			"%sresponse exceeds the limit of %d bytes (max_result_bytes); it was discarded", what, a.maxBytes), outcomeFailure
+	}
+	if snap.redirect != nil {
+		return a.redirectError(what, snap.redirect), outcomeFailure
 	}
 	var cerr *credentials.Error
 	if errors.As(err, &cerr) {

@@ -3,6 +3,7 @@ package mcp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 
@@ -58,5 +59,12 @@ func (s *session) rawPost(ctx context.Context, cs *sdk.ClientSession, body []byt
 		v = ir.ProtocolVersion
 	}
 	req.Header.Set("Mcp-Protocol-Version", v)
-	return s.http.Do(req)
+	resp, err := s.http.Do(req)
+	var rerr *redirectError
+	if errors.As(err, &rerr) {
+		jerr := s.a.redirectError("", rerr)
+		s.a.record(outcomeFailure, jerr)
+		return nil, jerr
+	}
+	return resp, err
 }

@@ -75,7 +75,8 @@ func newSession(a *Adapter, id *identity.Identity, opts upstreams.OpenOptions) *
 		s.userKey = id.Key()
 		s.id.Store(id)
 	}
-	s.http = &http.Client{Transport: &sessionTransport{s: s, next: a.next}, CheckRedirect: a.checkRedirect}
+	// sessionTransport refuses redirects; the policy only backs it up.
+	s.http = &http.Client{Transport: &sessionTransport{s: s, next: a.next}, CheckRedirect: noRedirects}
 
 	co := &sdk.ClientOptions{
 		Logger: a.log,
@@ -126,6 +127,8 @@ func newSession(a *Adapter, id *identity.Identity, opts upstreams.OpenOptions) *
 	s.client.AddReceivingMiddleware(s.receiving)
 	return s
 }
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // receiving counts relayed progress/log notifications for noteTracker and
 // relays elicitation requests without go-sdk's schema validation.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"sync"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -24,13 +26,14 @@ type callState struct {
 	cancel context.CancelCauseFunc
 
 	mu           sync.Mutex
-	requests     int   // HTTP requests issued for the operation
-	status       int   // status of the last non-2xx response (0: none)
-	ok           bool  // a 2xx response arrived
-	eof          bool  // a response body was read to its end
-	tooLarge     bool  // a response body exceeded max_result_bytes
-	bodyErr      error // a response body failed mid-read (not EOF, not too large)
-	transportErr error // the HTTP request itself failed
+	requests     int            // HTTP requests issued for the operation
+	status       int            // status of the last non-2xx response (0: none)
+	ok           bool           // a 2xx response arrived
+	eof          bool           // a response body was read to its end
+	tooLarge     bool           // a response body exceeded max_result_bytes
+	redirect     *redirectError // the upstream answered with a redirect (not followed)
+	bodyErr      error          // a response body failed mid-read (not EOF, not too large)
+	transportErr error          // the HTTP request itself failed
 }
 
 type callSnapshot struct {
@@ -38,6 +41,7 @@ type callSnapshot struct {
 	status       int
 	ok, eof      bool
 	tooLarge     bool
+	redirect     *redirectError
 	bodyErr      error
 	transportErr error
 }
@@ -48,7 +52,7 @@ func (st *callState) snapshot() callSnapshot {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return callSnapshot{st.requests, st.status, st.ok, st.eof, st.tooLarge, st.bodyErr, st.transportErr}
+	return callSnapshot{st.requests, st.status, st.ok, st.eof, st.tooLarge, st.redirect, st.bodyErr, st.transportErr}
 }
 
 func (st *callState) update(f func(*callState)) {
@@ -75,6 +79,9 @@ func callStateFrom(ctx context.Context) *callState {
 //     exchanges for the right user;
 //   - it injects W3C trace context when a propagator is configured;
 //   - it records statuses and failures into the operation's callState;
+//   - it turns a redirect into an error, so that no http.Client above it
+//     ever follows one: the credentials transport below would put the
+//     user's platform token on the request to wherever Location points;
 //   - it bounds response bodies of POSTs at max_result_bytes and counts the
 //     progress/log notifications in event streams (see notes.go).
 type sessionTransport struct {
@@ -114,6 +121,17 @@ func (t *sessionTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		})
 		return nil, err
 	}
+	if isRedirect(resp.StatusCode) {
+		rerr := newRedirectError(resp)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		st.update(func(st *callState) {
+			if st.redirect == nil {
+				st.redirect = rerr
+			}
+		})
+		return nil, rerr
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		st.update(func(st *callState) { st.ok = true })
 		if resp.Body != nil && resp.Body != http.NoBody {
@@ -133,6 +151,37 @@ func (t *sessionTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		st.update(func(st *callState) { st.status = resp.StatusCode })
 	}
 	return resp, nil
+}
+
+// isRedirect reports whether an http.Client would follow a response with
+// this status.
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// redirectError is an upstream's redirect, refused. Its target is the
+// Location's scheme, host and path only: a query or user info may carry
+// credentials.
+type redirectError struct {
+	status int
+	target string
+}
+
+func newRedirectError(resp *http.Response) *redirectError {
+	e := &redirectError{status: resp.StatusCode, target: "no valid Location"}
+	if u, err := resp.Location(); err == nil && u.Host != "" {
+		e.target = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	return e
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("redirect refused (HTTP %d to %s): Mandate does not follow redirects on upstream calls, the user's platform token would go along; set the upstream's url to the final address", e.status, e.target)
 }
 
 // limitedBody bounds a response body and counts notifications in event

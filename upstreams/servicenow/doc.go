@@ -24,7 +24,8 @@
 //     category?, caller?} (not read-only, not destructive)
 //   - update_incident {number | sys_id, fields…} (not read-only, destructive)
 //   - query_table     {table, query?, fields?, limit?, offset?,
-//     display_values?} (read-only; limit ≤ servicenow.max_records)
+//     display_values?} (read-only; limit ≤ servicenow.max_records; the
+//     only javascript: values allowed in query are AllowedQueryScripts)
 //
 // Resource template: servicenow://table/{table}/{sys_id} (JSON with value
 // and display value of every field).

@@ -33,6 +33,7 @@ func FuzzArguments(f *testing.F) {
 		`{"sys_id":"9d385017c611228701d22104cc95c371","state":"6","comments":"x"}`,
 		`{"table":"incident","query":"active=true^ORDERBYnumber","fields":["sys_id","caller_id.email"],"offset":3}`,
 		`{"short_description":"a\u0000b"}`, `[1]`, `{"limit":1e400}`, `{"table":"incident","query":"a=1\nb=2"}`,
+		`{"table":"incident","query":"caller_id=javascript:gs.getUserID()^active=true"}`, `{"table":"incident","query":"caller_id=javascript:gs.getUserID()^^x"}`,
 	} {
 		f.Add(s)
 	}

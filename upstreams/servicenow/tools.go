@@ -160,7 +160,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 			Name:  ToolQueryTable,
 			Title: "Query a ServiceNow table",
 			Description: "Reads records of any table you may read (e.g. incident, problem, sys_user) with a ServiceNow encoded query, as the signed-in user. " +
-				"Example query: active=true^priority<=2^ORDERBYDESCopened_at. Conditions join with ^ (AND), ^OR, ^NQ; javascript:gs.getUserID() means you.",
+				"Example query: active=true^priority<=2^ORDERBYDESCopened_at. Conditions join with ^ (AND), ^OR, ^NQ; javascript:gs.getUserID() means you, javascript:getMyGroups() your groups (no other javascript: values are allowed).",
 			InputSchema: rest.Object(map[string]any{
 				"table":          map[string]any{"type": "string", "pattern": reTable.String(), "description": "Table name, e.g. incident, problem, change_request, sys_user."},
 				"query":          map[string]any{"type": "string", "maxLength": MaxEncodedQueryLength, "description": "Encoded query (sysparm_query); empty for all records you may read."},
@@ -552,8 +552,9 @@ func (c *call) updateIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 	return recordResult(rec, fmt.Sprintf("Updated incident %s (sys_id %s).", str(rec["number"]), id)), nil
 }
 
-// CheckEncodedQuery refuses encoded queries that are too long or carry
-// control characters (line breaks included); the platform checks the rest.
+// CheckEncodedQuery refuses encoded queries that are too long, carry
+// control characters (line breaks included) or script values other than
+// AllowedQueryScripts; the platform checks the rest.
 func CheckEncodedQuery(q string) error {
 	if bad := checkText("query", q, MaxEncodedQueryLength); bad != "" {
 		return fmt.Errorf("%s", bad)
@@ -561,7 +562,56 @@ func CheckEncodedQuery(q string) error {
 	if strings.ContainsAny(q, "\r\n\t") {
 		return fmt.Errorf("query must be one line (an encoded query such as active=true^priority=1)")
 	}
-	return nil
+	return checkScripts(q)
+}
+
+// AllowedQueryScripts are the only `javascript:` values an encoded query
+// may carry: the current user's sys_id and their groups. ServiceNow runs
+// any other as server-side script (in the user's session, but still code
+// the model wrote). They match case-insensitively and exactly: nothing
+// but the end of the query or a condition separator (^) may follow.
+var AllowedQueryScripts = []string{"javascript:gs.getUserID()", "javascript:getMyGroups()"}
+
+var errScript = fmt.Errorf("query: javascript: values run as server-side script in ServiceNow and are refused, except %s (you) and %s (your groups), written exactly so",
+	AllowedQueryScripts[0], AllowedQueryScripts[1])
+
+var foldedScripts = []string{foldCase(AllowedQueryScripts[0]), foldCase(AllowedQueryScripts[1])}
+
+// checkScripts finds every `javascript:` in q, compared the way Java's
+// equalsIgnoreCase would (so "JavaScript:" and "javaſcript:" count), and
+// refuses the query unless each is one of AllowedQueryScripts followed by
+// the end or by a single ^.
+func checkScripts(q string) error {
+	const prefix = "javascript:"
+	f := foldCase(q)
+	if !strings.Contains(f, prefix) {
+		return nil
+	}
+	for i := 0; ; {
+		j := strings.Index(f[i:], prefix)
+		if j < 0 {
+			return nil
+		}
+		at := f[i+j:]
+		ok := false
+		for _, s := range foldedScripts {
+			if strings.HasPrefix(at, s) {
+				after := at[len(s):]
+				ok = after == "" || (after[0] == '^' && !strings.HasPrefix(after, "^^"))
+				break
+			}
+		}
+		if !ok {
+			return errScript
+		}
+		i += j + len(prefix)
+	}
+}
+
+// foldCase maps each rune to the lower case of its upper case, so runes
+// that equal ignoring case become the same (ſ → s, K (Kelvin) → k).
+func foldCase(s string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
 }
 
 func (c *call) queryTable(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
