@@ -11,6 +11,7 @@ type configParams struct {
 	Listen, PublicURL, Issuer, TokenURL        string
 	SalesforceURL, ServiceNowURL, KBURL        string
 	SalesforceKey, ClientSecretFile, AuditPath string
+	SalesforceUsers                            string
 	SalesforceConsumerKey, ServiceNowClientID  string
 	GatewayClientID, KBAudience                string
 }
@@ -40,7 +41,9 @@ identity:                                  # users sign in at the demo IdP (zita
 
 upstreams:
   # Salesforce, called as the user: Mandate signs an RFC 7523 JWT bearer
-  # assertion whose sub is the user's email (their Salesforce username).
+  # assertion whose sub is the user's Salesforce username, looked up by the
+  # IdP's immutable subject in a map (not taken from the email claim, which
+  # users may be able to change at some IdPs).
   - name: salesforce
     kind: salesforce
     url: {{ q .SalesforceURL }}
@@ -50,7 +53,8 @@ upstreams:
       client_id: {{ q .SalesforceConsumerKey }}  # the connected app's consumer key
       private_key_file: {{ q .SalesforceKey }}
       assertion_audience: "https://login.salesforce.com"
-      subject: "{{"{{"}} .Email {{"}}"}}"
+      subject: "{{"{{"}} .Subject {{"}}"}}"
+      subject_map_file: {{ q .SalesforceUsers }}   # IdP subject → Salesforce username
 
   # ServiceNow, called as the user: the IdP exchanges the user's token
   # (RFC 8693) for one with aud = the OIDC client id ServiceNow trusts;

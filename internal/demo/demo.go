@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -52,6 +53,8 @@ const (
 	AuditFile         = "audit.jsonl"
 	SalesforceKeyFile = "salesforce-key.pem"
 	ClientSecretFile  = "idp-client-secret"
+	// SalesforceUsersFile maps IdP subjects to Salesforce usernames.
+	SalesforceUsersFile = "salesforce-users.yaml"
 )
 
 // Ports are the loopback TCP ports of the demo's five servers. 0 means any
@@ -274,6 +277,17 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, err
 	}
 
+	// The Salesforce username of each IdP subject.
+	var users bytes.Buffer
+	users.WriteString("# IdP subject: Salesforce username\n")
+	for _, u := range Users {
+		fmt.Fprintf(&users, "%q: %q\n", u.Name, u.Email)
+	}
+	usersPath := filepath.Join(dir, SalesforceUsersFile)
+	if err := writePrivate(usersPath, users.Bytes()); err != nil {
+		return nil, err
+	}
+
 	// Salesforce: the connected app trusts the key and pre-authorizes the
 	// demo users (the sandbox's seed has the same emails as usernames).
 	sf, err := sfsandbox.New(&sfsandbox.Options{BaseURL: d.SalesforceURL, Logger: log})
@@ -308,7 +322,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	d.Config, err = renderConfig(configParams{
 		Listen: gwLn.Addr().String(), PublicURL: base(gwLn), Issuer: d.Issuer, TokenURL: d.idp.TokenURL(),
 		SalesforceURL: d.SalesforceURL, ServiceNowURL: d.ServiceNowURL, KBURL: d.KBURL + "/mcp",
-		SalesforceKey: keyPath, ClientSecretFile: secretPath, AuditPath: d.AuditPath,
+		SalesforceKey: keyPath, ClientSecretFile: secretPath, AuditPath: d.AuditPath, SalesforceUsers: usersPath,
 	}, d.ConfigPath)
 	if err != nil {
 		return nil, err
