@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -15,6 +14,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mandate-gw/mandate/internal/secret"
 )
 
 // Problem is one configuration error: where it is and what is wrong.
@@ -327,16 +328,9 @@ func expand(v reflect.Value, lookup func(string) (string, bool)) error {
 }
 
 // ReadSecretFile reads a *_file secret: trimmed of one trailing newline,
-// refused if empty or larger than 64 KiB.
+// refused if empty or larger than secret.MaxFileBytes (64 KiB).
 func ReadSecretFile(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if fi.Size() > 64<<10 {
-		return "", fmt.Errorf("%s: larger than 64 KiB", path)
-	}
-	b, err := os.ReadFile(path)
+	b, err := secret.ReadFile(path)
 	if err != nil {
 		return "", err
 	}

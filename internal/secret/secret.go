@@ -1,7 +1,12 @@
 // Package secret holds a string type for credentials that never prints.
 package secret
 
-import "log/slog"
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
 
 // Redacted is what every printing method of a String shows.
 const Redacted = "[redacted]"
@@ -30,4 +35,27 @@ func (s String) mask() string {
 		return ""
 	}
 	return Redacted
+}
+
+// MaxFileBytes bounds a secret file (client secret, private key,
+// certificate, admin token, peer secret).
+const MaxFileBytes = 64 << 10
+
+// ReadFile reads a secret file of at most MaxFileBytes, never more: a
+// larger file (or a device that never ends) is an error, not a read into
+// memory.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("%s: larger than %d KiB", path, MaxFileBytes>>10)
+	}
+	return data, nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -26,5 +28,27 @@ func TestStringNeverPrints(t *testing.T) {
 	}
 	if s.Reveal() != v {
 		t.Fatalf("Reveal = %q", s.Reveal())
+	}
+}
+
+// TestReadFileBounded: secret files are read up to 64 KiB, never more.
+func TestReadFileBounded(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok")
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(ok, bytes.Repeat([]byte("a"), MaxFileBytes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(big, bytes.Repeat([]byte("a"), MaxFileBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(ok); err != nil || len(b) != MaxFileBytes {
+		t.Fatalf("64 KiB file: %d bytes, %v", len(b), err)
+	}
+	if _, err := ReadFile(big); err == nil || !strings.Contains(err.Error(), "larger than 64 KiB") {
+		t.Fatalf("64 KiB + 1: %v, want larger than 64 KiB", err)
+	}
+	if _, err := ReadFile("/dev/zero"); err == nil {
+		t.Fatal("/dev/zero read without a bound")
 	}
 }

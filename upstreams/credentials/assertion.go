@@ -12,11 +12,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mandate-gw/mandate/internal/secret"
 )
 
 // assertionSigner signs RFC 7523 JWTs (authorization grants and client
@@ -30,7 +31,7 @@ type assertionSigner struct {
 // loadPrivateKey reads a PEM private key: PKCS#1 RSA, SEC1 EC or PKCS#8
 // (RSA or EC).
 func loadPrivateKey(name string) (crypto.Signer, error) {
-	data, err := os.ReadFile(name)
+	data, err := secret.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}

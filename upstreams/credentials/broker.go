@@ -195,7 +195,7 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 	// client secret
 	sec := cfg.ClientSecret
 	if cfg.ClientSecretFile != "" {
-		data, err := os.ReadFile(cfg.ClientSecretFile)
+		data, err := secret.ReadFile(cfg.ClientSecretFile)
 		if err != nil {
 			return fail("client_secret_file", err)
 		}
@@ -213,7 +213,7 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 		}
 		var cert []byte
 		if cfg.CertificateFile != "" {
-			if cert, err = os.ReadFile(cfg.CertificateFile); err != nil {
+			if cert, err = secret.ReadFile(cfg.CertificateFile); err != nil {
 				return fail("certificate_file", err)
 			}
 		}

@@ -1,11 +1,14 @@
 package credentials
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mandate-gw/mandate/internal/identity"
+	"github.com/mandate-gw/mandate/internal/secret"
 )
 
 // exchangeServer is an RFC 8693 endpoint that issues "platform-<user>-<n>"
@@ -373,5 +377,26 @@ func TestPurgeDuringExchangeIsNotCached(t *testing.T) {
 	}
 	if r, err := src.Token(ctx); err != nil || r.CacheHit {
 		t.Fatalf("token obtained across a purge was cached (hit=%v, err=%v)", r.CacheHit, err)
+	}
+}
+
+// TestSecretFilesBounded: client_secret_file, private_key_file and
+// certificate_file are read up to 64 KiB (secret.MaxFileBytes), like
+// admin.token_file.
+func TestSecretFilesBounded(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), secret.MaxFileBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := writeRSAKey(t, false)
+	b := NewBroker(BrokerOptions{})
+	for name, cfg := range map[string]Config{
+		"client_secret_file": {Flow: FlowClientCredentials, TokenURL: "https://idp.example/t", ClientID: "m", ClientSecretFile: big},
+		"private_key_file":   {Flow: FlowJWTBearer, TokenURL: "https://idp.example/t", ClientID: "m", PrivateKeyFile: big},
+		"certificate_file":   {Flow: FlowJWTBearer, TokenURL: "https://idp.example/t", ClientID: "m", PrivateKeyFile: key, CertificateFile: big},
+	} {
+		if _, err := b.Source("u", cfg); err == nil || !strings.Contains(err.Error(), "larger than 64 KiB") {
+			t.Errorf("%s of 64 KiB + 1: %v, want larger than 64 KiB", name, err)
+		}
 	}
 }
