@@ -60,6 +60,11 @@ func newPeerRouter(self, secret string, transport http.RoundTripper) (*peerRoute
 			pr.Out.Header.Set(forwardedHeader, "1")
 			pr.Out.URL.Scheme, pr.Out.URL.Host = owner.Scheme, owner.Host
 			pr.Out.Host = pr.In.Host // the public Host: the owner checks it
+			// The owner takes the client IP from X-Forwarded-For when this
+			// replica is in its server.trusted_proxies: pass the chain on,
+			// with this replica's peer appended.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			pr.SetXForwarded()
 		},
 		Transport:     transport,
 		FlushInterval: -1, // event streams pass through as they come

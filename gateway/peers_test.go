@@ -33,6 +33,13 @@ type replicaPair struct {
 
 func startReplicaPair(t *testing.T) *replicaPair {
 	t.Helper()
+	return startReplicaPairOpts(t, nil, Options{})
+}
+
+// startReplicaPairOpts is startReplicaPair with mutate applied to both
+// replicas' configuration and opts given to replica A.
+func startReplicaPairOpts(t *testing.T, mutate func(*Config), opts Options) *replicaPair {
+	t.Helper()
 	rp := &replicaPair{}
 	count := func(i int, h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -45,7 +52,10 @@ func startReplicaPair(t *testing.T) *replicaPair {
 	rp.env = startMuxOpts(t, func(c *Config) {
 		c.Server.Session.PeerURL = "http://" + c.Server.Listen
 		c.Server.Session.PeerSecret = testPeerSecret
-	}, Options{})
+		if mutate != nil {
+			mutate(c)
+		}
+	}, opts)
 	a := rp.env.gw
 	a.srv.Config.Handler = count(0, a.g.Handler())
 	rp.addrs[0] = a.srv.Listener.Addr().String()
