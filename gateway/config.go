@@ -105,6 +105,14 @@ type ServerConfig struct {
 	// `resource` of the protected-resource metadata and the default token
 	// audience. Required.
 	PublicURL string `yaml:"public_url"`
+	// AdminListen, when set, is a second TCP address that alone serves
+	// /admin/ and /metrics (and /healthz, /readyz); the main listener then
+	// answers 404 for them, so a network policy can fence them by port.
+	AdminListen string `yaml:"admin_listen"`
+	// TrustedProxies are the IPs and CIDRs of reverse proxies whose
+	// X-Forwarded-For is believed when taking a request's client IP (logs,
+	// audit). Default none: the client IP is the connection's peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// AllowedOrigins lists browser Origins allowed to call /mcp. Requests
 	// with any other Origin header get 403. Requests without Origin (non-browser
 	// clients) are allowed.
@@ -278,6 +286,18 @@ func (c *Config) Validate() error {
 	} else if u, err := url.Parse(s.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		bad("server.public_url", "must be an absolute http(s) URL without query or fragment, got %q", s.PublicURL)
 	}
+	if s.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(s.AdminListen); err != nil {
+			bad("server.admin_listen", "not host:port: %v", err)
+		} else if s.AdminListen == s.Listen {
+			bad("server.admin_listen", "must differ from server.listen (%s): it takes /admin/ and /metrics off the main listener", s.Listen)
+		}
+	}
+	for i, p := range s.TrustedProxies {
+		if !validProxy(p) {
+			bad(fmt.Sprintf("server.trusted_proxies[%d]", i), "must be an IP address or CIDR (10.0.0.0/8, 2001:db8::/32), got %q", p)
+		}
+	}
 	for i, o := range s.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			bad(fmt.Sprintf("server.allowed_origins[%d]", i), "must be an origin like https://app.example.com, got %q", o)
@@ -388,4 +408,14 @@ func (c *Config) Validate() error {
 		bad("telemetry.sample_ratio", "must be between 0 and 1, got %g", r)
 	}
 	return errors.Join(errs...)
+}
+
+// validProxy reports whether p is an IP address or a CIDR, as gin's
+// SetTrustedProxies reads it.
+func validProxy(p string) bool {
+	if strings.Contains(p, "/") {
+		_, _, err := net.ParseCIDR(p)
+		return err == nil
+	}
+	return net.ParseIP(p) != nil
 }

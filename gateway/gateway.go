@@ -64,6 +64,7 @@ type Gateway struct {
 	server     *mcp.Server
 	mcpHandler http.Handler
 	handler    http.Handler
+	admin      http.Handler // with server.admin_listen: /admin/, /metrics; else nil
 
 	metricsHandler http.Handler
 	onAuthFailure  func(r *http.Request, e *authn.Error, requestID string)
@@ -182,12 +183,21 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			DisableLocalhostProtection: true,
 		}))
 	g.onAuthFailure = g.auditAuthFailure
-	g.handler = g.routes()
+	main, admin := g.routes()
+	g.handler = main
+	if admin != nil {
+		g.admin = admin
+	}
 	return g, nil
 }
 
-// Handler returns the HTTP handler serving every endpoint.
+// Handler returns the HTTP handler of the main listener: every endpoint,
+// except /admin/ and /metrics when server.admin_listen is set.
 func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// AdminHandler returns the handler of server.admin_listen (/admin/,
+// /metrics, /healthz, /readyz), or nil when it is not set.
+func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 // Ready reports whether the gateway can authenticate users.
 func (g *Gateway) Ready() bool { return g.auth.Ready() }
@@ -315,36 +325,57 @@ func (g *Gateway) watchReloads(ctx context.Context) {
 	}
 }
 
-// ServeListener serves on ln until ctx is done, then shuts down gracefully.
+// ServeListener serves on ln, and on server.admin_listen when set, until
+// ctx is done, then shuts down gracefully.
 func (g *Gateway) ServeListener(ctx context.Context, ln net.Listener) error {
-	srv := g.httpServer()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	srvs := []*http.Server{g.httpServer(g.handler)}
+	lns := []net.Listener{ln}
+	if g.admin != nil {
+		aln, err := net.Listen("tcp", g.cfg.Server.AdminListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("server.admin_listen %s: %w", g.cfg.Server.AdminListen, err)
+		}
+		srvs, lns = append(srvs, g.httpServer(g.admin)), append(lns, aln)
+		g.log.Info("admin API and metrics on their own listener", "admin_listen", aln.Addr().String())
+	}
+	errc := make(chan error, len(srvs))
+	for i, srv := range srvs {
+		go func() { errc <- srv.Serve(lns[i]) }()
+	}
 	g.log.Info("mandate serving", "listen", ln.Addr().String(), "mcp_url", g.cfg.MCPURL(),
 		"issuer", g.cfg.Identity.Issuer, "session_mode", g.cfg.Server.Session.Mode, "version", Version)
+	var first error
 	select {
-	case err := <-errc:
-		return err
+	case first = <-errc:
 	case <-ctx.Done():
+		g.log.Info("shutting down", "grace", g.cfg.Server.ShutdownGrace)
 	}
-	g.log.Info("shutting down", "grace", g.cfg.Server.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.Server.ShutdownGrace)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		g.log.Warn("grace period over; closing remaining connections")
-		_ = srv.Close()
-		err = nil
+	var err error
+	for _, srv := range srvs {
+		if serr := srv.Shutdown(sctx); errors.Is(serr, context.DeadlineExceeded) {
+			g.log.Warn("grace period over; closing remaining connections")
+			_ = srv.Close()
+		} else if serr != nil && err == nil {
+			err = serr
+		}
 	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return serr
+	if first != nil {
+		return first // a listener failed: the others were shut down
+	}
+	for range srvs {
+		if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
 	}
 	return err
 }
 
-func (g *Gateway) httpServer() *http.Server {
+func (g *Gateway) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           g.handler,
+		Handler:           h,
 		ReadHeaderTimeout: g.cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       g.cfg.Server.KeepAliveTimeout,
 		MaxHeaderBytes:    g.cfg.Server.MaxHeaderBytes,

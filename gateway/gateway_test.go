@@ -28,6 +28,12 @@ type testGW struct {
 // until it has loaded the IdP's keys.
 func startGateway(t testing.TB, issuer string, mutate func(*Config)) *testGW {
 	t.Helper()
+	return startGatewayOpts(t, issuer, mutate, Options{})
+}
+
+// startGatewayOpts is startGateway with run-time options.
+func startGatewayOpts(t testing.TB, issuer string, mutate func(*Config), opts Options) *testGW {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +50,7 @@ func startGateway(t testing.TB, issuer string, mutate func(*Config)) *testGW {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := New(ctx, cfg, Options{})
+	g, err := New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,28 +26,52 @@ const RequestIDHeader = "X-Request-Id"
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
-// routes builds the gin engine. Only this package imports gin.
-func (g *Gateway) routes() *gin.Engine {
-	r := gin.New()
-	r.ContextWithFallback = true
-	r.Use(g.recovery(), requestID())
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", g.readyz)
+// routes builds the gin engines: the main one and, with
+// server.admin_listen, the admin one (nil otherwise). Only this package
+// imports gin.
+func (g *Gateway) routes() (main, admin *gin.Engine) {
+	r := g.newEngine()
+	if g.cfg.Server.AdminListen == "" {
+		g.adminRoutes(r)
+	} else {
+		admin = g.newEngine()
+		g.adminRoutes(admin)
+	}
 	r.GET("/.well-known/oauth-protected-resource", g.protectedResourceMetadata)
 	r.GET("/.well-known/oauth-protected-resource"+g.mcpPath(), g.protectedResourceMetadata)
+	mcpH := gin.WrapH(g.mcpHandler)
+	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
+		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.passRPCID, g.bindRequest, mcpH)
+	}
+	r.POST(g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.admitSession, g.fastPath, g.passRPCID, g.bindRequest, mcpH)
+	return r, admin
+}
+
+// newEngine is a gin engine with Mandate's middleware, a JSON 404, the
+// probes, and the client IP taken from X-Forwarded-For only when the
+// connection's peer is one of server.trusted_proxies (gin trusts every
+// peer by default, so anyone could choose the IP logs and audit show).
+func (g *Gateway) newEngine() *gin.Engine {
+	r := gin.New()
+	r.ContextWithFallback = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	// Validate checked every entry; nil trusts no peer.
+	_ = r.SetTrustedProxies(g.cfg.Server.TrustedProxies)
+	r.Use(g.recovery(), requestID())
+	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "not found"}) })
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", g.readyz)
+	return r
+}
+
+// adminRoutes adds /metrics and /admin/ to r.
+func (g *Gateway) adminRoutes(r *gin.Engine) {
 	if g.metricsHandler != nil {
 		r.GET("/metrics", gin.WrapH(g.metricsHandler))
 	}
 	admin := r.Group("/admin", g.requireAdmin)
 	admin.DELETE("/users/:subject", g.purgeUser)
 	admin.POST("/reload", g.reloadHandler)
-	mcpH := gin.WrapH(g.mcpHandler)
-	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
-		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.passRPCID, g.bindRequest, mcpH)
-	}
-	r.POST(g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.admitSession, g.fastPath, g.passRPCID, g.bindRequest, mcpH)
-	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "not found"}) })
-	return r
 }
 
 // mcpPath is the MCP endpoint path on this server: public_url's path + /mcp.

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 )
@@ -59,6 +60,11 @@ func newPeerRouter(self, secret string, transport http.RoundTripper) (*peerRoute
 			pr.Out.Header.Set(forwardedHeader, "1")
 			pr.Out.URL.Scheme, pr.Out.URL.Host = owner.Scheme, owner.Host
 			pr.Out.Host = pr.In.Host // the public Host: the owner checks it
+			// The owner takes the client IP from X-Forwarded-For when this
+			// replica is in its server.trusted_proxies: pass the chain on,
+			// with this replica's peer appended.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			pr.SetXForwarded()
 		},
 		Transport:     transport,
 		FlushInterval: -1, // event streams pass through as they come
@@ -125,6 +131,43 @@ func (g *Gateway) routeSession(c *gin.Context) {
 	}
 	r := c.Request.Clone(c.Request.Context())
 	r.Header.Set(forwardedHeader, owner) // read by Rewrite, replaced by "1"
-	g.peers.proxy.ServeHTTP(c.Writer, r)
+	g.peers.proxy.ServeHTTP(&holdHeaderWriter{ResponseWriter: c.Writer}, r)
 	c.Abort()
 }
+
+// holdHeaderWriter keeps a forwarded answer's status line and headers
+// until its first body bytes, so that they leave in one write, as the
+// owner sent them (go-sdk and the fast path write the headers with the
+// first event; an event stream starts with an ": ok" comment).
+// httputil.ReverseProxy flushes the headers alone as soon as they arrive
+// (event streams flush at once), and a load balancer built on Go's
+// ReverseProxy then loses the answer: when its transport's read for
+// bytes past Content-Length comes after the balancer began its response,
+// net/http has closed the inbound body, the read fails, and the transport
+// closes its connection to this replica under the answer still on its way
+// (golang/go#40747). With the headers and the answer in one write, the
+// answer is already in the balancer's buffer; only the end of the stream
+// may be cut, after the client has its answer. A response without a body
+// goes out when the handler returns.
+//
+// ReverseProxy calls Write and Flush under one lock (its latency writer).
+type holdHeaderWriter struct {
+	http.ResponseWriter
+	body atomic.Bool
+}
+
+func (w *holdHeaderWriter) Write(b []byte) (int, error) {
+	if len(b) > 0 {
+		w.body.Store(true)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush flushes once body bytes were written; before, it does nothing.
+func (w *holdHeaderWriter) Flush() {
+	if w.body.Load() {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
+func (w *holdHeaderWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

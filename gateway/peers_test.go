@@ -3,10 +3,14 @@ package gateway
 import (
 	"context"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +33,13 @@ type replicaPair struct {
 
 func startReplicaPair(t *testing.T) *replicaPair {
 	t.Helper()
+	return startReplicaPairOpts(t, nil, Options{})
+}
+
+// startReplicaPairOpts is startReplicaPair with mutate applied to both
+// replicas' configuration and opts given to replica A.
+func startReplicaPairOpts(t *testing.T, mutate func(*Config), opts Options) *replicaPair {
+	t.Helper()
 	rp := &replicaPair{}
 	count := func(i int, h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +52,10 @@ func startReplicaPair(t *testing.T) *replicaPair {
 	rp.env = startMuxOpts(t, func(c *Config) {
 		c.Server.Session.PeerURL = "http://" + c.Server.Listen
 		c.Server.Session.PeerSecret = testPeerSecret
-	}, Options{})
+		if mutate != nil {
+			mutate(c)
+		}
+	}, opts)
 	a := rp.env.gw
 	a.srv.Config.Handler = count(0, a.g.Handler())
 	rp.addrs[0] = a.srv.Listener.Addr().String()
@@ -252,4 +266,120 @@ func TestPeerRoutingConfig(t *testing.T) {
 	} else if c.Server.Session.PeerSecret != secret.String(testPeerSecret) {
 		t.Fatal("peer_secret not read")
 	}
+}
+
+// TestPeerForwardKeepsAnswerBehindGoProxy: an answer forwarded between
+// replicas reaches a client behind a load balancer built on Go's
+// httputil.ReverseProxy (Traefik, gorouter, the deploytest balancer).
+// Such a balancer tears down its connection to the replica when its
+// transport reads the request body once more after Content-Length bytes
+// (to check for extra bytes) and that read comes after the balancer
+// started its response: net/http's HTTP/1 server closes the inbound body
+// when a response begins (golang/go#40747). Whatever of the answer had
+// not reached the balancer by then is lost, the client sees the stream
+// end without its answer. The owner replica sends its answer's headers
+// together with the answer; the forwarding replica must too, not flush
+// the headers alone as soon as they arrive. lbProxy here makes the late
+// read deterministic: it waits until the balancer flushed the response
+// headers; the owner (a stub) sends the answer only after that read.
+func TestPeerForwardKeepsAnswerBehindGoProxy(t *testing.T) {
+	idp := startIdP(t)
+	a := startGateway(t, idp.Issuer(), func(c *Config) {
+		c.Server.Session.PeerURL = "http://" + c.Server.Listen
+		c.Server.Session.PeerSecret = testPeerSecret
+	})
+
+	lbFlushed := make(chan struct{})    // the balancer started its response
+	lateReadDone := make(chan struct{}) // its transport's read after Content-Length returned
+	const answer = `{"jsonrpc":"2.0","id":7,"result":{"content":[]}}`
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		if r.Header.Get(forwardedHeader) == "" {
+			t.Errorf("owner: request without %s: not forwarded", forwardedHeader)
+		}
+		// go-sdk and the fast path send the status line with the first
+		// event; this owner flushes it first, so that a forwarding hop that
+		// holds nothing back shows as headers alone on the wire.
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-lateReadDone:
+		case <-time.After(5 * time.Second):
+		}
+		_, _ = io.WriteString(w, "event: message\ndata: "+answer+"\n\n")
+	}))
+	t.Cleanup(owner.Close)
+	ownerRouter, err := newPeerRouter(owner.URL, testPeerSecret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := ownerRouter.newID()
+
+	aURL, _ := url.Parse("http://" + a.srv.Listener.Addr().String())
+	lb := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(aURL)
+			pr.Out.Host = pr.In.Host
+		},
+		FlushInterval: -1,
+		ErrorLog:      log.New(io.Discard, "", 0),
+	}
+	var once sync.Once
+	lbSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = &lateEOFRead{ReadCloser: r.Body, left: r.ContentLength, wait: lbFlushed, done: lateReadDone}
+		lb.ServeHTTP(&flushSignal{ResponseWriter: w, once: &once, flushed: lbFlushed}, r)
+	}))
+	t.Cleanup(lbSrv.Close)
+
+	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}}`
+	req, _ := http.NewRequest(http.MethodPost, lbSrv.URL+MCPPath, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, rerr := io.ReadAll(resp.Body)
+	if !strings.Contains(string(got), answer) {
+		t.Fatalf("forwarded answer lost behind the Go balancer: status %d, body %q (read error: %v)", resp.StatusCode, got, rerr)
+	}
+}
+
+// lateEOFRead is a request body whose read after Content-Length bytes —
+// the http.Transport's check for extra bytes — waits until wait is closed
+// (or 300ms), then closes done: the scheduling that loses answers in
+// golang/go#40747, made deterministic.
+type lateEOFRead struct {
+	io.ReadCloser
+	left int64
+	wait <-chan struct{}
+	done chan struct{}
+}
+
+func (b *lateEOFRead) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		select {
+		case <-b.wait:
+		case <-time.After(300 * time.Millisecond):
+		}
+		defer close(b.done)
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// flushSignal closes flushed after the first flush of the response.
+type flushSignal struct {
+	http.ResponseWriter
+	once    *sync.Once
+	flushed chan struct{}
+}
+
+func (w *flushSignal) Flush() {
+	http.NewResponseController(w.ResponseWriter).Flush()
+	w.once.Do(func() { close(w.flushed) })
 }

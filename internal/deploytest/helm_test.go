@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -65,13 +67,17 @@ var valueSets = []struct {
 	peer peerWant
 }{
 	{name: "defaults"},
-	{name: "stateful-ingress", set: "sessionMode=stateful,ingress.enabled=true,peerRouting.secret.name=mandate-peer",
+	{name: "stateful-ingress", set: "sessionMode=stateful,ingress.enabled=true,peerRouting.secret.name=mandate-peer," +
+		"networkPolicy.httpFrom[0].namespaceSelector.matchLabels.team=ingress",
 		peer: peerWant{secret: "mandate-peer", key: "peer-secret"}},
 	{name: "stateful-hpa-ipv6", set: "sessionMode=stateful,replicaCount=1,autoscaling.enabled=true,ingress.enabled=true," +
 		"peerRouting.secret.name=gw-peer,peerRouting.secret.key=secret,peerRouting.ipFamily=IPv6",
 		peer: peerWant{secret: "gw-peer", key: "secret", ipv6: true}},
 	{name: "stateful-one-pod", set: "sessionMode=stateful,replicaCount=1,peerRouting.enabled=false,ingress.enabled=true"},
-	{name: "stateless-all", set: "sessionMode=stateless,autoscaling.enabled=true,serviceMonitor.enabled=true,ingress.enabled=true"},
+	{name: "stateless-all", set: "sessionMode=stateless,autoscaling.enabled=true,serviceMonitor.enabled=true,ingress.enabled=true," +
+		"networkPolicy.adminFrom[0].namespaceSelector.matchLabels.team=monitoring,networkPolicy.adminFrom[0].podSelector.matchLabels.app=prometheus," +
+		"networkPolicy.httpFrom[0].namespaceSelector.matchLabels.team=ingress"},
+	{name: "no-networkpolicy", set: "networkPolicy.enabled=false"},
 	{name: "secrets-audit-file", file: `
 sessionMode: stateful
 replicaCount: 1
@@ -425,8 +431,9 @@ func TestHelmTemplateInvariants(t *testing.T) {
 			if !slices.Equal(c.Args, []string{"serve", "--config", "/etc/mandate/config.yaml"}) {
 				t.Errorf("args %v, want serve --config /etc/mandate/config.yaml", c.Args)
 			}
-			if len(c.Ports) != 1 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != 8080 {
-				t.Errorf("ports %+v, want http 8080", c.Ports)
+			if len(c.Ports) != 2 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != 8080 ||
+				c.Ports[1].Name != "admin" || c.Ports[1].ContainerPort != 9090 {
+				t.Errorf("ports %+v, want http 8080 and admin 9090", c.Ports)
 			}
 			mounts := map[string]string{}
 			for _, m := range c.VolumeMounts {
@@ -514,6 +521,9 @@ func TestHelmTemplateInvariants(t *testing.T) {
 			if cfg.Server.Listen != ":8080" {
 				t.Errorf("config server.listen = %q, want :8080 (containerPort, all interfaces)", cfg.Server.Listen)
 			}
+			if cfg.Server.AdminListen != ":9090" {
+				t.Errorf("config server.admin_listen = %q, want :9090 (adminPort: /admin/ and /metrics off the http port)", cfg.Server.AdminListen)
+			}
 			if cfg.Audit.Sink == "file" {
 				if !strings.HasPrefix(cfg.Audit.Path, mounts["audit"]+"/placeholder-pod_name") || mounts["audit"] == "" {
 					t.Errorf("audit path %q (POD_NAME expanded) is not a per-pod file under the audit mount %q", cfg.Audit.Path, mounts["audit"])
@@ -595,10 +605,78 @@ func TestHelmTemplateInvariants(t *testing.T) {
 				}
 			}
 
+			// NetworkPolicy: /admin/ and /metrics are on the admin port
+			// (above), which admits networkPolicy.adminFrom only — by default
+			// no pod; the http port is open, or open to httpFrom and, with
+			// peer routing, to the chart's own pods.
+			nps := byKind(objs, "NetworkPolicy")
+			if set["networkPolicy.enabled"] == "false" {
+				if len(nps) != 0 {
+					t.Error("NetworkPolicy rendered while disabled")
+				}
+			} else {
+				np := one(t, objs, "NetworkPolicy")
+				selector := dig(one(t, objs, "Deployment").raw, "spec", "selector", "matchLabels")
+				if sel := dig(np.raw, "spec", "podSelector", "matchLabels"); !reflect.DeepEqual(sel, selector) || selector == nil {
+					t.Errorf("NetworkPolicy podSelector %v, want the Deployment's selector %v", sel, selector)
+				}
+				if pt := dig(np.raw, "spec", "policyTypes"); !reflect.DeepEqual(pt, []any{"Ingress"}) {
+					t.Errorf("NetworkPolicy policyTypes %v, want [Ingress]", pt)
+				}
+				var adminPeers, httpPeers []any
+				httpOpen := false
+				rules, _ := dig(np.raw, "spec", "ingress").([]any)
+				for _, r := range rules {
+					ports, _ := dig(r, "ports").([]any)
+					from, hasFrom := dig(r, "from").([]any)
+					if len(ports) == 0 {
+						t.Errorf("NetworkPolicy rule %v admits every port (the admin port too)", r)
+					}
+					for _, p := range ports {
+						switch port := dig(p, "port"); port {
+						case "http", 8080:
+							if hasFrom {
+								httpPeers = append(httpPeers, from...)
+							} else {
+								httpOpen = true
+							}
+						case "admin", 9090:
+							if len(from) == 0 {
+								t.Errorf("NetworkPolicy rule %v opens the admin port (/admin/, /metrics) to every source", r)
+							}
+							adminPeers = append(adminPeers, from...)
+						default:
+							t.Errorf("NetworkPolicy rule admits port %v", port)
+						}
+					}
+				}
+				if want := listFromSet(set, "networkPolicy.adminFrom"); !reflect.DeepEqual(adminPeers, want) {
+					t.Errorf("admin port admits %v, want exactly networkPolicy.adminFrom %v (none: no pod)", adminPeers, want)
+				}
+				wantHTTP := listFromSet(set, "networkPolicy.httpFrom")
+				if wantHTTP != nil && vs.peer.secret != "" {
+					wantHTTP = append(wantHTTP, map[string]any{"podSelector": map[string]any{"matchLabels": selector}})
+				}
+				if httpOpen != (wantHTTP == nil) || !reflect.DeepEqual(httpPeers, wantHTTP) {
+					t.Errorf("http port: open to all %v, admits %v; want open to all %v, admits %v", httpOpen, httpPeers, wantHTTP == nil, wantHTTP)
+				}
+			}
+
 			// Service, PDB, HPA, ServiceMonitor, Ingress.
 			svc := one(t, objs, "Service")
 			if dig(svc.raw, "spec", "sessionAffinity") != "None" {
 				t.Errorf("Service sessionAffinity %v, want None", dig(svc.raw, "spec", "sessionAffinity"))
+			}
+			var svcPorts []string
+			for _, p := range dig(svc.raw, "spec", "ports").([]any) {
+				svcPorts = append(svcPorts, fmt.Sprintf("%v:%v", dig(p, "name"), dig(p, "targetPort")))
+			}
+			wantSvc := []string{"http:http"}
+			if set["serviceMonitor.enabled"] == "true" {
+				wantSvc = append(wantSvc, "admin:admin") // for the ServiceMonitor
+			}
+			if !slices.Equal(svcPorts, wantSvc) {
+				t.Errorf("Service ports %v, want %v", svcPorts, wantSvc)
 			}
 			pdb := one(t, objs, "PodDisruptionBudget")
 			if pdb.APIVersion != "policy/v1" {
@@ -621,8 +699,8 @@ func TestHelmTemplateInvariants(t *testing.T) {
 					t.Fatalf("want one monitoring.coreos.com/v1 ServiceMonitor, got %d", len(sms))
 				}
 				ep, _ := dig(sms[0].raw, "spec", "endpoints").([]any)
-				if len(ep) != 1 || dig(ep[0], "path") != "/metrics" || dig(ep[0], "port") != "http" {
-					t.Errorf("ServiceMonitor endpoints %v, want /metrics on port http", ep)
+				if len(ep) != 1 || dig(ep[0], "path") != "/metrics" || dig(ep[0], "port") != "admin" {
+					t.Errorf("ServiceMonitor endpoints %v, want /metrics on port admin", ep)
 				}
 			} else if len(sms) != 0 {
 				t.Error("ServiceMonitor rendered while disabled")
@@ -664,6 +742,36 @@ func TestHelmTemplateInvariants(t *testing.T) {
 				t.Errorf("ingress paths %v, want %v (no /metrics, /admin, probes outside)", paths, want)
 			}
 		})
+	}
+}
+
+// listFromSet rebuilds the list a --set gave as prefix[i].a.b=v (nil when
+// none; keys without escaped dots).
+func listFromSet(set map[string]string, prefix string) []any {
+	var out []any
+	for i := 0; ; i++ {
+		item := map[string]any{}
+		for k, v := range set {
+			rest, ok := strings.CutPrefix(k, fmt.Sprintf("%s[%d].", prefix, i))
+			if !ok {
+				continue
+			}
+			cur := item
+			parts := strings.Split(rest, ".")
+			for _, part := range parts[:len(parts)-1] {
+				next, _ := cur[part].(map[string]any)
+				if next == nil {
+					next = map[string]any{}
+					cur[part] = next
+				}
+				cur = next
+			}
+			cur[parts[len(parts)-1]] = v
+		}
+		if len(item) == 0 {
+			return out
+		}
+		out = append(out, item)
 	}
 }
 
@@ -719,6 +827,10 @@ func TestHelmTemplateRejects(t *testing.T) {
 		{"config.server.session.peer_url=http://10.0.0.1:8080", "config.server.session.peer_url is set by the chart"},
 		{"config.server.session.peer_secret=x", "config.server.session.peer_secret is set by the chart"},
 		{"serviceMonitor.enabled=true,config.telemetry.metrics=none", "serviceMonitor.enabled needs config.telemetry.metrics: prometheus"},
+		{"serviceMonitor.enabled=true", "list Prometheus in networkPolicy.adminFrom"},
+		{"config.server.admin_listen=:9000", "config.server.admin_listen is set by the chart"},
+		{"adminPort=8080", "adminPort (8080) must differ from containerPort"},
+		{"networkPolicy.enabled=true,networkPolicy.adminFrom=x", "/networkPolicy/adminFrom"},
 		{"podDisruptionBudget.minAvailable=1", "not both"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {

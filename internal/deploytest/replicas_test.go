@@ -40,7 +40,11 @@ const (
 )
 
 // lbProxy is a loopback reverse proxy over the replicas with a switchable
-// routing policy; it counts the requests each replica served.
+// routing policy; it counts the requests each replica served. It is Go's
+// httputil.ReverseProxy on a net/http server, as Go-based balancers are,
+// with their flaw kept on purpose: a response that starts before the
+// transport's read past Content-Length can lose its rest (golang/go#40747;
+// see holdHeaderWriter in gateway/peers.go).
 type lbProxy struct {
 	backends []*url.URL
 	served   []atomic.Int64

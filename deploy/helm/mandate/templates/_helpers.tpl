@@ -85,8 +85,8 @@ no Secret for the peer secret.
 
 {{/*
 The config.yaml Mandate runs with, as a dict: .Values.config plus the keys
-the chart owns (server.listen, server.session.mode, peer_url, peer_secret,
-audit). Setting an owned
+the chart owns (server.listen, server.admin_listen, server.session.mode,
+peer_url, peer_secret, audit). Setting an owned
 key in .Values.config is an error, so that values and config cannot disagree.
 */}}
 {{- define "mandate.configDict" -}}
@@ -97,6 +97,12 @@ key in .Values.config is an error, so that values and config cannot disagree.
 {{- $server := get $cfg "server" | default dict }}
 {{- if hasKey $server "listen" }}
 {{- fail "config.server.listen is set by the chart (\":<containerPort>\"); remove it and set containerPort" }}
+{{- end }}
+{{- if hasKey $server "admin_listen" }}
+{{- fail "config.server.admin_listen is set by the chart (\":<adminPort>\"); remove it and set adminPort" }}
+{{- end }}
+{{- if eq (int .Values.adminPort) (int .Values.containerPort) }}
+{{- fail (printf "adminPort (%d) must differ from containerPort: /admin/ and /metrics get a port of their own" (int .Values.adminPort)) }}
 {{- end }}
 {{- $session := get $server "session" | default dict }}
 {{- if hasKey $session "mode" }}
@@ -121,6 +127,7 @@ key in .Values.config is an error, so that values and config cannot disagree.
 {{- $_ := set $session "mode" .Values.sessionMode }}
 {{- $_ := set $server "session" $session }}
 {{- $_ := set $server "listen" (printf ":%d" (int .Values.containerPort)) }}
+{{- $_ := set $server "admin_listen" (printf ":%d" (int .Values.adminPort)) }}
 {{- $_ := set $cfg "server" $server }}
 {{- $audit := dict "sink" .Values.audit.sink }}
 {{- if eq .Values.audit.sink "file" }}
