@@ -479,4 +479,3 @@ func lineBefore(f io.ReaderAt, end int64) (int64, []byte, error) {
 	}
 	return 0, line, nil
 }
-
