@@ -54,6 +54,8 @@ type Options struct {
 	// ConfigPath is the file the configuration came from; it enables
 	// reloads (SIGHUP, file watch, POST /admin/reload).
 	ConfigPath string
+
+	auditRetry time.Duration // tests: first retry delay of a failing audit sink
 }
 
 // Gateway is one running configuration of Mandate.
@@ -66,7 +68,8 @@ type Gateway struct {
 	handler    http.Handler
 
 	metricsHandler http.Handler
-	onAuthFailure  func(r *http.Request, e *authn.Error, requestID string)
+	onAuthFailure  func(r *http.Request, e *authn.Error, requestID, remote string)
+	authAudit      *authFailureLimiter
 
 	// Process-wide parts that survive reloads.
 	broker     *credentials.Broker
@@ -141,7 +144,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel()
 		return nil, err2
 	}
-	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger}); err2 != nil {
+	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger,
+		RetryMin: opts.auditRetry, RetryMax: 4 * opts.auditRetry}); err2 != nil {
 		cancel()
 		return nil, fmt.Errorf("audit: %w", err2)
 	}
@@ -178,6 +182,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			DisableLocalhostProtection: true,
 		}))
 	g.onAuthFailure = g.auditAuthFailure
+	g.authAudit = newAuthFailureLimiter(authFailureWindow, g.auditAuthSummaries)
 	g.handler = g.routes()
 	return g, nil
 }

@@ -123,6 +123,9 @@ func (g *Gateway) serve(ctx context.Context, st *state, o *op, method string, re
 	missing := func() (mcp.Result, error) {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + method}
 	}
+	if err := g.admitAudit(o); err != nil {
+		return nil, err
+	}
 	switch p := req.GetParams().(type) {
 	case *mcp.ListToolsParams:
 		return g.listTools(ctx, st, o, orNew(p))

@@ -25,6 +25,7 @@ func appendBody(b []byte, r *Record) []byte {
 	b = appendOpt(b, `,"trace_id":`, r.TraceID)
 	b = appendOpt(b, `,"span_id":`, r.SpanID)
 	b = appendOpt(b, `,"session_id":`, r.SessionID)
+	b = appendOpt(b, `,"remote_addr":`, r.RemoteAddr)
 
 	b = append(b, `,"user":{"issuer":`...)
 	b = appendString(b, r.User.Issuer)
