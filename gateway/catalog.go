@@ -96,13 +96,14 @@ func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstre
 		return e, nil
 	}
 	stale := e
-	sfKey := fmt.Sprintf("%s\x00%s\x00%d\x00%d", key.user, key.upstream, key.kind, st.gen)
+	pgen := g.purgeGeneration() // a purge during the fetch wins over its cache write
+	sfKey := fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%d", key.user, key.upstream, key.kind, st.gen, pgen)
 	v, err, _ := g.catalog.sf.Do(sfKey, func() (any, error) {
 		ne, err := g.fetchListing(ctx, d, st, u, kind)
 		if err != nil {
 			return nil, err
 		}
-		g.catalog.c.Add(key, ne)
+		g.cacheListing(key, ne, pgen)
 		return ne, nil
 	})
 	if err != nil {

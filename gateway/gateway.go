@@ -82,6 +82,8 @@ type Gateway struct {
 	tel          *telemetry
 	configPath   string
 	reloadMu     sync.Mutex
+	purgeMu      sync.Mutex // purgeGen, and catalog writes racing a purge
+	purgeGen     uint64     // purges so far (purgeListings)
 	state        atomic.Pointer[state]
 	gen          atomic.Uint64
 	stateless    bool
@@ -284,7 +286,7 @@ func (g *Gateway) watchReloads(ctx context.Context) {
 		if g.configPath == "" {
 			return
 		}
-		warnings, err := g.ReloadFile(g.configPath)
+		warnings, err := g.reloadAudited(ctx, why, "", "")
 		if err != nil {
 			g.log.Error("configuration rejected; the previous one keeps serving", "trigger", why, "error", err.Error())
 			return

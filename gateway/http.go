@@ -41,7 +41,7 @@ func (g *Gateway) routes() *gin.Engine {
 		r.GET("/metrics", gin.WrapH(g.metricsHandler))
 	}
 	admin := r.Group("/admin", g.requireAdmin)
-	admin.DELETE("/users/:subject", g.purgeUser)
+	admin.DELETE("/users/*subject", g.purgeUser) // subjects may contain "/"
 	admin.POST("/reload", g.reloadHandler)
 	mcpH := gin.WrapH(g.mcpHandler)
 	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {

@@ -44,6 +44,8 @@ type Record struct {
 	// User is the MCP identity (from the inbound token). Empty for
 	// authentication failures.
 	User UserRef `json:"user"`
+	// Target is the user an admin action applied to (a purge), if any.
+	Target *UserRef `json:"target,omitempty"`
 	// Client is the client's name/version from initialize.
 	Client string `json:"client,omitempty"`
 	// Method is the MCP method (tools/call, tools/list, ...) or MethodAuth.
