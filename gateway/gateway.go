@@ -25,6 +25,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 	mcpup "github.com/mandate-gw/mandate/upstreams/mcp"
@@ -242,7 +243,9 @@ func (g *Gateway) upstreamDetails() map[string]any {
 	}
 	for _, u := range st.ups {
 		if h, ok := u.adapter.(*mcpup.Adapter); ok {
-			out[u.name] = h.Health()
+			hs := h.Health()
+			hs.LastError = errtext.StripAddrs(hs.LastError) // /readyz is unauthenticated
+			out[u.name] = hs
 		} else {
 			out[u.name] = map[string]any{"upstream": u.name, "kind": u.cfg.Kind}
 		}

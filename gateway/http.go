@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
@@ -294,7 +295,8 @@ func (g *Gateway) readyz(c *gin.Context) {
 	// The audit sink gates readiness: while it cannot write, operations
 	// are refused, so traffic is better sent to another replica.
 	auditStatus := g.audit.Status()
-	checks := map[string]string{"identity_provider": g.auth.Status(), "audit": auditStatus}
+	// /readyz is unauthenticated: no internal addresses in what it shows.
+	checks := map[string]string{"identity_provider": errtext.StripAddrs(g.auth.Status()), "audit": auditStatus}
 	ready := g.auth.Ready() && auditStatus == "ok"
 	status := http.StatusOK
 	if !ready {

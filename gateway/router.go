@@ -321,7 +321,7 @@ func (g *Gateway) upstreamError(o *op, u *upstream, err error) error {
 		o.errClass, o.errMsg = "cancelled", "request cancelled"
 	default:
 		o.errClass = "upstream_error"
-		o.errMsg = fmt.Sprintf("upstream %s: %v", u.name, err)
+		o.errMsg = fmt.Sprintf("upstream %s: %s", u.name, upstreams.DescribeError(err)) // no URL, no address
 	}
 	return &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
 }
