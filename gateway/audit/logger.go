@@ -432,7 +432,9 @@ func putBuf(bp *[]byte, b []byte) {
 	bufPool.Put(bp)
 }
 
-// writer is the goroutine that writes batches until Close.
+// writer is the goroutine that writes batches until Close. While the sink
+// works it writes when kicked; while it fails it ignores kicks and retries
+// on a back-off timer (or at once after Reopen).
 func (l *Logger) writer() {
 	defer close(l.exited)
 	retry := time.NewTimer(time.Hour)
@@ -440,18 +442,23 @@ func (l *Logger) writer() {
 	retrying := false
 	delay := l.retryMin
 	for {
-		select {
-		case <-l.kick:
-			if retrying {
-				continue // failing: the retry timer decides when to try again
+		if !retrying {
+			select { // the hot path: two cases, no timer
+			case <-l.kick:
+			case <-l.quit:
+				l.closing()
+				return
 			}
-		case <-retry.C:
-		case <-l.nudge:
-			retry.Stop()
-		case <-l.quit:
-			retry.Stop()
-			l.closing()
-			return
+		} else {
+			select {
+			case <-retry.C:
+			case <-l.nudge:
+				retry.Stop()
+			case <-l.quit:
+				retry.Stop()
+				l.closing()
+				return
+			}
 		}
 		if err := l.drain(); err != nil {
 			if !retrying {
@@ -477,8 +484,8 @@ func (l *Logger) writer() {
 // is left (nil) or a write fails (its error). Callers waiting on a batch
 // learn its fate: written, or failed and still queued.
 func (l *Logger) drain() error {
+	l.mu.Lock()
 	for {
-		l.mu.Lock()
 		if len(l.cur.buf) > 0 {
 			l.queue = append(l.queue, l.cur)
 			l.cur = newBatch(l.spare[:0])
@@ -490,7 +497,6 @@ func (l *Logger) drain() error {
 				l.lastErr = nil
 				if l.dropped > 0 {
 					l.appendDroppedLocked()
-					l.mu.Unlock()
 					continue
 				}
 			}
@@ -507,21 +513,19 @@ func (l *Logger) drain() error {
 			l.fail(err)
 			return err
 		}
-		l.mu.Lock()
-		l.queue[0] = nil
-		l.queue = l.queue[1:]
-		if len(l.queue) == 0 {
-			l.queue = l.queue[:0:0]
-		}
-		if l.spare == nil && cap(b.buf) <= maxSpare {
-			l.spare = b.buf[:0]
-		}
-		l.mu.Unlock()
-		b.buf = nil
 		if !b.notified {
 			b.notified = true
 			close(b.done)
 		}
+		l.mu.Lock()
+		// Pop without moving the backing array (usually one batch).
+		n0 := copy(l.queue, l.queue[1:])
+		l.queue[n0] = nil
+		l.queue = l.queue[:n0]
+		if l.spare == nil && cap(b.buf) <= maxSpare {
+			l.spare = b.buf[:0]
+		}
+		b.buf = nil
 	}
 }
 
