@@ -207,6 +207,7 @@ func (g *Gateway) Close() error {
 		st.close()
 	}
 	g.tel.close(context.Background())
+	g.authAudit.flushNow() // counted authentication failures, before the log closes
 	return g.audit.Close()
 }
 
@@ -264,7 +265,11 @@ func Serve(ctx context.Context, cfg *Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer g.Close()
+	defer func() {
+		if err := g.Close(); err != nil {
+			opts.Logger.Error("shutdown", "error", err.Error()) // e.g. audit records not written
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
