@@ -104,14 +104,15 @@ func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstre
 	if stale != nil && stale.gen != st.gen {
 		stale = nil
 	}
-	sfKey := fmt.Sprintf("%s\x00%s\x00%d\x00%d", key.user, key.upstream, key.kind, st.gen)
+	pgen := g.purgeGeneration() // a purge during the fetch wins over its cache write
+	sfKey := fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%d", key.user, key.upstream, key.kind, st.gen, pgen)
 	fctx := context.WithoutCancel(ctx)
 	ch := g.catalog.sf.DoChan(sfKey, func() (any, error) {
 		ne, err := g.fetchListing(fctx, d, st, u, kind)
 		if err != nil {
 			return nil, err
 		}
-		g.catalog.c.Add(key, ne)
+		g.cacheListing(key, ne, pgen)
 		return ne, nil
 	})
 	var err error

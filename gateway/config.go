@@ -308,6 +308,9 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
 			bad("server.session.peer_url", "must be scheme://host:port (no path), got %q", p)
 		}
+		if len(p) > maxPeerURLLen { // session ids carry it, and they are bounded
+			bad("server.session.peer_url", "at most %d characters, got %d", maxPeerURLLen, len(p))
+		}
 		if s.Session.Mode == SessionStateless {
 			bad("server.session.peer_url", "applies only to stateful mode (stateless needs no routing)")
 		}

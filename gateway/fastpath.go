@@ -108,8 +108,9 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	dec := st.policy.Evaluate(ctx, policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
 	polEnd := time.Now()
 	// Only warm calls: the user's listing is cached (a listing to fetch,
-	// and its failures, are the go-sdk path's business).
-	if has, cached := g.cachedTool(d, st, u, inner); !dec.Allow || !has || !cached {
+	// and its failures, are the go-sdk path's business). The go-sdk path
+	// also answers when the audit sink cannot write (admitAudit).
+	if has, cached := g.cachedTool(d, st, u, inner); !dec.Allow || !has || !cached || !g.audit.Writable() {
 		return
 	}
 	sess, err := d.upstream(ctx, st, u)

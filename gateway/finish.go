@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -13,9 +14,39 @@ import (
 	"github.com/mandate-gw/mandate/gateway/authn"
 )
 
-// finish records one operation: metrics, the span and the audit record. If
-// the audit record cannot be written, it returns an error: an operation
-// that cannot be audited must not deliver its result.
+// CodeAuditUnavailable: the audit sink cannot write, so Mandate refuses
+// operations it could not record.
+const CodeAuditUnavailable = -32030
+
+// errClassAuditUnavailable is the error class of an operation refused
+// because the audit sink cannot write.
+const errClassAuditUnavailable = "audit_unavailable"
+
+// admitAudit is the audit part of the admit step, before anything reaches
+// an upstream: while the audit sink cannot write (a write failed and its
+// queue is not written yet, a write is stuck, or the queue is full), new
+// operations are refused, so that no side effect happens without its
+// record. It is one atomic load when the sink is healthy.
+func (g *Gateway) admitAudit(o *op) error {
+	if g.audit.Writable() {
+		return nil
+	}
+	o.outcome, o.errClass = audit.OutcomeError, errClassAuditUnavailable
+	o.errMsg = "refused: the audit sink cannot write"
+	return &jsonrpc.Error{Code: CodeAuditUnavailable,
+		Message: "audit log unavailable: Mandate does not run operations it cannot record; try again later"}
+}
+
+// finish records one operation: metrics, the span and the audit record.
+//
+// An admitted operation's record is kept: written, or — while the sink
+// fails — queued and written by the audit logger's retries; its result is
+// delivered either way (the upstream already ran: withholding the answer
+// would undo nothing, and a client retrying could repeat a side effect).
+// The record of a refusal for an unwritable sink is optional (it may be
+// dropped and counted when the queue is full). Only when a record can be
+// neither written nor queued (the logger is closed, at shutdown) is the
+// result withheld, and the record's gist goes to the operational log.
 func (g *Gateway) finish(ctx context.Context, o *op, err error) error {
 	if o.outcome == "" {
 		o.outcome = audit.OutcomeOK
@@ -59,11 +90,25 @@ func (g *Gateway) finish(ctx context.Context, o *op, err error) error {
 			ServiceAccount: s.ServiceAccount, CacheHit: s.CacheHit}
 	}
 	g.observe(ctx, o, err)
-	if err := g.audit.Log(context.WithoutCancel(ctx), rec); err != nil {
-		g.log.Error("audit record not written; result withheld", "error", err, "method", o.method)
-		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "audit log unavailable; the result was withheld"}
+	refusal := o.errClass == errClassAuditUnavailable
+	var aerr error
+	if refusal {
+		aerr = g.audit.Offer(context.WithoutCancel(ctx), rec)
+	} else {
+		aerr = g.audit.Log(context.WithoutCancel(ctx), rec)
 	}
-	return nil
+	switch {
+	case aerr == nil, refusal:
+		return nil
+	case errors.Is(aerr, audit.ErrNotWritten):
+		g.log.Warn("audit record queued: the audit sink is failing; it is written when the sink recovers",
+			"method", o.method, "request_id", o.requestID, "seq", rec.Seq, "error", aerr.Error())
+		return nil
+	}
+	g.log.Error("audit record not written; result withheld", "error", aerr.Error(), "method", o.method,
+		"request_id", o.requestID, "issuer", rec.User.Issuer, "subject", rec.User.Subject, "upstream", o.upstream,
+		"tool", o.tool, "resource", o.resource, "prompt", o.prompt, "outcome", o.outcome)
+	return &jsonrpc.Error{Code: CodeAuditUnavailable, Message: "audit log unavailable; the result was withheld"}
 }
 
 func jsonrpcClass(code int64) string {
@@ -81,8 +126,13 @@ func jsonrpcClass(code int64) string {
 }
 
 // auditAuthFailure records a refused request (no or bad credentials). The
-// token is never recorded; the record says why it was refused.
-func (g *Gateway) auditAuthFailure(r *http.Request, e *authn.Error, requestID string) {
+// token is never recorded; the record says why it was refused and from
+// where. Failures from one address beyond authFailureBurst per window are
+// counted, not recorded one by one (auditAuthSummaries writes the counts).
+func (g *Gateway) auditAuthFailure(r *http.Request, e *authn.Error, requestID, remote string) {
+	if !g.authAudit.allow(remote) {
+		return
+	}
 	outcome := audit.OutcomeUnauthenticated
 	if e.Status == http.StatusForbidden {
 		outcome = audit.OutcomeDenied
@@ -91,9 +141,32 @@ func (g *Gateway) auditAuthFailure(r *http.Request, e *authn.Error, requestID st
 	if class == "" {
 		class = "missing_token"
 	}
-	rec := &audit.Record{Time: time.Now(), RequestID: requestID, Method: audit.MethodAuth,
+	// The session id was validated by checkSessionID (bounded, visible ASCII).
+	rec := &audit.Record{Time: time.Now(), RequestID: requestID, Method: audit.MethodAuth, RemoteAddr: remote,
 		SessionID: r.Header.Get("Mcp-Session-Id"), Outcome: outcome, ErrorClass: class, Error: e.Description}
-	if err := g.audit.Log(context.WithoutCancel(r.Context()), rec); err != nil {
-		g.log.Error("audit record not written", "error", err, "method", audit.MethodAuth)
+	g.offer(r.Context(), rec)
+}
+
+// auditAuthSummaries records the authentication failures that were
+// counted instead of recorded, one record per address (the busiest ones)
+// and one for the rest.
+func (g *Gateway) auditAuthSummaries(sums []authSummary) {
+	for _, s := range sums {
+		msg := fmt.Sprintf("%d authentication failures from this address since %s were not recorded one by one (more than %d per %s)",
+			s.count, s.since.UTC().Format(time.RFC3339), authFailureBurst, g.authAudit.window)
+		if s.addr == "" {
+			msg = fmt.Sprintf("%d authentication failures from other addresses since %s were not recorded one by one",
+				s.count, s.since.UTC().Format(time.RFC3339))
+		}
+		g.offer(context.Background(), &audit.Record{Method: audit.MethodAuth, RemoteAddr: s.addr,
+			Outcome: audit.OutcomeUnauthenticated, ErrorClass: "auth_failures_suppressed", Error: msg})
+	}
+}
+
+// offer writes an optional record (see audit.Logger.Offer).
+func (g *Gateway) offer(ctx context.Context, rec *audit.Record) {
+	err := g.audit.Offer(context.WithoutCancel(ctx), rec)
+	if err != nil && !errors.Is(err, audit.ErrNotWritten) && !errors.Is(err, audit.ErrDropped) {
+		g.log.Error("audit record not written", "error", err, "method", rec.Method)
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 	mcpup "github.com/mandate-gw/mandate/upstreams/mcp"
@@ -54,6 +55,8 @@ type Options struct {
 	// ConfigPath is the file the configuration came from; it enables
 	// reloads (SIGHUP, file watch, POST /admin/reload).
 	ConfigPath string
+
+	auditRetry time.Duration // tests: first retry delay of a failing audit sink
 }
 
 // Gateway is one running configuration of Mandate.
@@ -67,7 +70,8 @@ type Gateway struct {
 	admin      http.Handler // with server.admin_listen: /admin/, /metrics; else nil
 
 	metricsHandler http.Handler
-	onAuthFailure  func(r *http.Request, e *authn.Error, requestID string)
+	onAuthFailure  func(r *http.Request, e *authn.Error, requestID, remote string)
+	authAudit      *authFailureLimiter
 
 	// Process-wide parts that survive reloads.
 	broker     *credentials.Broker
@@ -80,6 +84,8 @@ type Gateway struct {
 	tel          *telemetry
 	configPath   string
 	reloadMu     sync.Mutex
+	purgeMu      sync.Mutex // purgeGen, and catalog writes racing a purge
+	purgeGen     uint64     // purges so far (purgeListings)
 	state        atomic.Pointer[state]
 	gen          atomic.Uint64
 	stateless    bool
@@ -143,7 +149,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel()
 		return nil, err2
 	}
-	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger}); err2 != nil {
+	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger,
+		RetryMin: opts.auditRetry, RetryMax: 4 * opts.auditRetry}); err2 != nil {
 		cancel()
 		return nil, fmt.Errorf("audit: %w", err2)
 	}
@@ -183,6 +190,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			DisableLocalhostProtection: true,
 		}))
 	g.onAuthFailure = g.auditAuthFailure
+	g.authAudit = newAuthFailureLimiter(authFailureWindow, g.auditAuthSummaries)
 	main, admin := g.routes()
 	g.handler = main
 	if admin != nil {
@@ -213,6 +221,7 @@ func (g *Gateway) Close() error {
 		st.close()
 	}
 	g.tel.close(context.Background())
+	g.authAudit.flushNow() // counted authentication failures, before the log closes
 	return g.audit.Close()
 }
 
@@ -249,7 +258,9 @@ func (g *Gateway) upstreamDetails() map[string]any {
 	}
 	for _, u := range st.ups {
 		if h, ok := u.adapter.(*mcpup.Adapter); ok {
-			out[u.name] = h.Health()
+			hs := h.Health()
+			hs.LastError = errtext.StripAddrs(hs.LastError) // /readyz is unauthenticated
+			out[u.name] = hs
 		} else {
 			out[u.name] = map[string]any{"upstream": u.name, "kind": u.cfg.Kind}
 		}
@@ -268,7 +279,11 @@ func Serve(ctx context.Context, cfg *Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer g.Close()
+	defer func() {
+		if err := g.Close(); err != nil {
+			opts.Logger.Error("shutdown", "error", err.Error()) // e.g. audit records not written
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
@@ -293,7 +308,7 @@ func (g *Gateway) watchReloads(ctx context.Context) {
 		if g.configPath == "" {
 			return
 		}
-		warnings, err := g.ReloadFile(g.configPath)
+		warnings, err := g.reloadAudited(ctx, why, "", "")
 		if err != nil {
 			g.log.Error("configuration rejected; the previous one keeps serving", "trigger", why, "error", err.Error())
 			return

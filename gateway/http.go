@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,8 +17,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
@@ -41,9 +44,9 @@ func (g *Gateway) routes() (main, admin *gin.Engine) {
 	r.GET("/.well-known/oauth-protected-resource"+g.mcpPath(), g.protectedResourceMetadata)
 	mcpH := gin.WrapH(g.mcpHandler)
 	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
-		r.Handle(m, g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.passRPCID, g.bindRequest, mcpH)
+		r.Handle(m, g.mcpPath(), g.checkSessionID, g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.passRPCID, g.bindRequest, mcpH)
 	}
-	r.POST(g.mcpPath(), g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.admitSession, g.fastPath, g.passRPCID, g.bindRequest, mcpH)
+	r.POST(g.mcpPath(), g.checkSessionID, g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.admitSession, g.fastPath, g.passRPCID, g.bindRequest, mcpH)
 	return r, admin
 }
 
@@ -70,7 +73,7 @@ func (g *Gateway) adminRoutes(r *gin.Engine) {
 		r.GET("/metrics", gin.WrapH(g.metricsHandler))
 	}
 	admin := r.Group("/admin", g.requireAdmin)
-	admin.DELETE("/users/:subject", g.purgeUser)
+	admin.DELETE("/users/*subject", g.purgeUser) // subjects may contain "/"
 	admin.POST("/reload", g.reloadHandler)
 }
 
@@ -121,6 +124,44 @@ func validRequestID(s string) bool {
 	}
 	for _, r := range s {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxSessionIDLen bounds Mcp-Session-Id. go-sdk's ids are 26 characters;
+// with peer routing an id carries the owner's sealed peer URL: 3 + 4/3 ×
+// (44 + len(peer_url)) characters (131 for an IPv6 pod URL), so
+// server.session.peer_url is limited to maxPeerURLLen.
+const (
+	maxSessionIDLen = 256
+	maxPeerURLLen   = 140
+)
+
+// checkSessionID refuses a malformed Mcp-Session-Id before anything else
+// (authentication, audit): session ids are visible ASCII (0x21-0x7E), at
+// most maxSessionIDLen bytes, one value. An empty value counts as absent.
+func (g *Gateway) checkSessionID(c *gin.Context) {
+	vals := c.Request.Header.Values("Mcp-Session-Id")
+	if len(vals) == 0 || len(vals) == 1 && vals[0] == "" {
+		return
+	}
+	if len(vals) == 1 && validSessionID(vals[0]) {
+		return
+	}
+	c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"jsonrpc": "2.0", "id": nil, "error": gin.H{
+		"code":    jsonrpc.CodeInvalidRequest,
+		"message": fmt.Sprintf("invalid Mcp-Session-Id header: want one value of 1-%d visible ASCII characters", maxSessionIDLen),
+	}})
+}
+
+func validSessionID(s string) bool {
+	if s == "" || len(s) > maxSessionIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
 			return false
 		}
 	}
@@ -243,7 +284,7 @@ func (g *Gateway) challenge(c *gin.Context, e *authn.Error) {
 	g.log.Info("authentication failed", "request_id", c.GetString(RequestIDHeader), "status", e.Status,
 		"error", e.Code, "reason", e.Description, "remote", c.ClientIP())
 	if g.onAuthFailure != nil {
-		g.onAuthFailure(c.Request, e, c.GetString(RequestIDHeader))
+		g.onAuthFailure(c.Request, e, c.GetString(RequestIDHeader), c.ClientIP())
 	}
 	c.AbortWithStatusJSON(e.Status, body)
 }
@@ -275,8 +316,12 @@ func (g *Gateway) protectedResourceMetadata(c *gin.Context) {
 }
 
 func (g *Gateway) readyz(c *gin.Context) {
-	checks := map[string]string{"identity_provider": g.auth.Status()}
-	ready := g.auth.Ready()
+	// The audit sink gates readiness: while it cannot write, operations
+	// are refused, so traffic is better sent to another replica.
+	auditStatus := g.audit.Status()
+	// /readyz is unauthenticated: no internal addresses in what it shows.
+	checks := map[string]string{"identity_provider": errtext.StripAddrs(g.auth.Status()), "audit": auditStatus}
+	ready := g.auth.Ready() && auditStatus == "ok"
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable

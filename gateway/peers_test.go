@@ -205,6 +205,11 @@ func TestPeerRoutingRejects(t *testing.T) {
 			statuses = append(statuses, resp.StatusCode)
 		}
 		switch name {
+		case "huge":
+			// Malformed (over maxSessionIDLen): refused before routing.
+			if statuses[0] != http.StatusBadRequest || statuses[1] != http.StatusBadRequest {
+				t.Errorf("%s: statuses %v, want 400 from both replicas", name, statuses)
+			}
 		case "forwarded, foreign":
 			// The owner answers (200), the other replica refuses (404).
 			if (statuses[0] == http.StatusNotFound) == (statuses[1] == http.StatusNotFound) {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/config"
 )
 
@@ -88,7 +90,9 @@ func (g *Gateway) adminToken() (string, error) {
 	return "", nil
 }
 
-// requireAdmin checks the admin bearer token (constant time).
+// requireAdmin checks the admin bearer token (constant time). A refused
+// request is audited like an authentication failure (rate-limited per
+// address).
 func (g *Gateway) requireAdmin(c *gin.Context) {
 	want, err := g.adminToken()
 	if err != nil || want == "" {
@@ -97,6 +101,11 @@ func (g *Gateway) requireAdmin(c *gin.Context) {
 	}
 	got := c.GetHeader("Authorization")
 	if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+want)) != 1 {
+		if remote := c.ClientIP(); g.authAudit.allow(remote) {
+			g.offer(c.Request.Context(), &audit.Record{RequestID: c.GetString(RequestIDHeader), Method: audit.MethodAuth,
+				RemoteAddr: remote, Outcome: audit.OutcomeUnauthenticated, ErrorClass: "admin_unauthorized",
+				Error: c.Request.Method + " " + c.Request.URL.Path + ": wrong or missing admin token"})
+		}
 		c.Header("WWW-Authenticate", `Bearer realm="mandate-admin"`)
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "unauthorized"})
 		return
@@ -104,33 +113,90 @@ func (g *Gateway) requireAdmin(c *gin.Context) {
 	c.Next()
 }
 
+// adminUser is the audit identity of admin API calls: one shared bearer
+// token (admin.token) identifies no person, so the records carry the
+// caller's address too.
+var adminUser = audit.UserRef{Subject: "admin"}
+
+// auditAdmin records an admin action (Log: the action has happened).
+func (g *Gateway) auditAdmin(ctx context.Context, rec *audit.Record) {
+	if err := g.audit.Log(context.WithoutCancel(ctx), rec); err != nil {
+		// Admin actions run even while the audit sink fails (a purge must
+		// not be blocked by a full disk); the record stays queued.
+		g.log.Error("audit record of an admin action not written yet", "method", rec.Method, "error", err.Error())
+	}
+}
+
 // purgeUser drops a revoked user's platform tokens, cached listings and
-// open sessions. DELETE /admin/users/:subject[?issuer=...]
+// open sessions. DELETE /admin/users/{subject}[?issuer=...]; the subject
+// is the rest of the path, so it may contain "/" (raw or escaped as %2F).
 func (g *Gateway) purgeUser(c *gin.Context) {
-	subject := c.Param("subject")
+	start := time.Now()
+	subject := strings.TrimPrefix(c.Param("subject"), "/")
+	if subject == "" {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "missing subject: DELETE /admin/users/{subject}"})
+		return
+	}
 	issuer := c.DefaultQuery("issuer", g.cfg.Identity.Issuer)
-	tokens := g.broker.Purge(issuer, subject)
 	key := issuer + "\x00" + subject
+	// Listings first: none fetched across this point is cached later.
+	g.purgeListings(key)
+	tokens := g.broker.Purge(issuer, subject)
 	sessions := 0
 	g.sessions.Range(func(_, v any) bool {
 		d := v.(*dsession)
 		if id := d.id.Load(); id != nil && id.Key() == key {
 			sessions++
-			if d.ss != nil {
-				_ = d.ss.Close()
-			}
-			g.dropSession(d)
+			// Closing a go-sdk session waits for its requests in flight:
+			// close the upstream sessions first (they end those requests),
+			// and do not make the admin wait for either.
+			go func() {
+				g.dropSession(d)
+				if d.ss != nil {
+					_ = d.ss.Close()
+				}
+			}()
 		}
 		return true
 	})
+	g.auth.Forget(issuer, subject)
+	g.log.Info("user purged", "issuer", issuer, "subject", subject, "tokens", tokens, "sessions", sessions, "remote", c.ClientIP())
+	g.auditAdmin(c.Request.Context(), &audit.Record{Time: start, RequestID: c.GetString(RequestIDHeader), User: adminUser,
+		RemoteAddr: c.ClientIP(), Method: "admin/purge_user", Target: &audit.UserRef{Issuer: issuer, Subject: subject},
+		Outcome: audit.OutcomeOK, LatencyMS: float64(time.Since(start).Microseconds()) / 1000})
+	c.JSON(http.StatusOK, gin.H{"issuer": issuer, "subject": subject, "tokens_dropped": tokens, "sessions_closed": sessions})
+}
+
+// purgeListings removes a user's cached listings and makes every listing
+// fetch in flight skip its cache write (cacheListing), so a purge is not
+// undone by a fetch that started before it.
+func (g *Gateway) purgeListings(userKey string) {
+	g.purgeMu.Lock()
+	defer g.purgeMu.Unlock()
+	g.purgeGen++
 	for _, k := range g.catalog.c.Keys() {
-		if k.user == key {
+		if k.user == userKey {
 			g.catalog.c.Remove(k)
 		}
 	}
-	g.auth.Forget(issuer, subject)
-	g.log.Info("user purged", "issuer", issuer, "subject", subject, "tokens", tokens, "sessions", sessions)
-	c.JSON(http.StatusOK, gin.H{"issuer": issuer, "subject": subject, "tokens_dropped": tokens, "sessions_closed": sessions})
+}
+
+// purgeGeneration is read before a listing fetch and passed to cacheListing.
+func (g *Gateway) purgeGeneration() uint64 {
+	g.purgeMu.Lock()
+	defer g.purgeMu.Unlock()
+	return g.purgeGen
+}
+
+// cacheListing caches a fetched listing unless a purge happened since the
+// fetch began (gen from purgeGeneration). Any user's purge counts: a
+// listing not cached is only fetched again.
+func (g *Gateway) cacheListing(key catalogKey, e *catalogEntry, gen uint64) {
+	g.purgeMu.Lock()
+	defer g.purgeMu.Unlock()
+	if g.purgeGen == gen {
+		g.catalog.c.Add(key, e)
+	}
 }
 
 // reloadHandler: POST /admin/reload re-reads the configuration file.
@@ -139,10 +205,27 @@ func (g *Gateway) reloadHandler(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusConflict, gin.H{"error": "no configuration file to reload"})
 		return
 	}
-	warnings, err := g.ReloadFile(g.configPath)
+	warnings, err := g.reloadAudited(c.Request.Context(), "admin API", c.ClientIP(), c.GetString(RequestIDHeader))
 	if err != nil {
 		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, gin.H{"error": fmt.Sprint(err)})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"reloaded": true, "warnings": warnings})
+}
+
+// reloadAudited reloads the configuration file and records it in the audit
+// chain: who asked (trigger: "admin API", "SIGHUP", "file change"; the
+// caller's address for the admin API) and whether it was applied.
+func (g *Gateway) reloadAudited(ctx context.Context, trigger, remote, requestID string) ([]string, error) {
+	start := time.Now()
+	warnings, err := g.ReloadFile(g.configPath)
+	rec := &audit.Record{Time: start, RequestID: requestID, User: adminUser, RemoteAddr: remote, Client: trigger,
+		Method: "admin/reload", Outcome: audit.OutcomeOK, LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
+	if err != nil {
+		rec.Outcome, rec.ErrorClass, rec.Error = audit.OutcomeError, "config_rejected", err.Error()
+	} else if len(warnings) > 0 {
+		rec.Error = strings.Join(warnings, "; ")
+	}
+	g.auditAdmin(ctx, rec)
+	return warnings, err
 }

@@ -153,6 +153,9 @@ func (g *Gateway) serve(ctx context.Context, st *state, o *op, method string, re
 	missing := func() (mcp.Result, error) {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + method}
 	}
+	if err := g.admitAudit(o); err != nil {
+		return nil, err
+	}
 	switch p := req.GetParams().(type) {
 	case *mcp.ListToolsParams:
 		return g.listTools(ctx, st, o, orNew(p))
@@ -369,7 +372,7 @@ func (g *Gateway) upstreamError(o *op, u *upstream, err error) error {
 		o.errClass, o.errMsg = "cancelled", "request cancelled"
 	default:
 		o.errClass = "upstream_error"
-		o.errMsg = fmt.Sprintf("upstream %s: %v", u.name, err)
+		o.errMsg = fmt.Sprintf("upstream %s: %s", u.name, upstreams.DescribeError(err)) // no URL, no address
 	}
 	return &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
 }

@@ -1,11 +1,6 @@
 package upstreams
 
-import (
-	"errors"
-	"io"
-	"net"
-	"net/url"
-)
+import "github.com/mandate-gw/mandate/internal/errtext"
 
 // JSON-RPC error codes shared by every adapter and the gateway (the
 // server-defined range -32000..-32099). Clients can branch on them; the
@@ -30,22 +25,7 @@ const (
 )
 
 // DescribeError renders a transport error for a message to the user: the
-// innermost network cause where there is one, never a URL (which could
-// carry query secrets).
-func DescribeError(err error) string {
-	if err == nil {
-		return ""
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected EOF (connection closed mid-response)"
-	}
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return op.Error()
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
-}
+// innermost network cause where there is one ("dial: connection
+// refused"), never a URL (which could carry query secrets) nor an internal
+// address (host:port, IP).
+func DescribeError(err error) string { return errtext.Transport(err) }

@@ -11,7 +11,8 @@ import (
 )
 
 // TestDescribeError: transport errors are described by their network
-// cause, never with the URL (whose query could carry a secret).
+// cause, never with the URL (whose query could carry a secret) nor the
+// internal address.
 func TestDescribeError(t *testing.T) {
 	t.Parallel()
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
@@ -20,7 +21,8 @@ func TestDescribeError(t *testing.T) {
 		want, not string
 	}{
 		{nil, "", ""},
-		{&url.Error{Op: "Post", URL: "https://crm.example/mcp?sig=SECRET", Err: refused}, "dial tcp: connect: connection refused", "SECRET"},
+		{&url.Error{Op: "Post", URL: "https://crm.example/mcp?sig=SECRET", Err: refused}, "dial: connect: connection refused", "SECRET"},
+		{&net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 8443}, Err: refused.Err}, "dial: connect: connection refused", "10.0.0.5"},
 		{&url.Error{Op: "Get", URL: "https://x.example/?token=SECRET", Err: errors.New("tls: handshake failure")}, "tls: handshake failure", "SECRET"},
 		{fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), "unexpected EOF (connection closed mid-response)", ""},
 		{errors.New("plain"), "plain", ""},

@@ -5,11 +5,17 @@
 //
 // # Guarantees
 //
-//   - No loss: Log returns only after the record is written to the sink
-//     (and fsynced, with fsync: every). Concurrent calls share one write
-//     (group commit), so under load callers are slowed down, never dropped.
-//     A write error is returned to the caller, and the unwritten bytes stay
-//     queued ahead of later records.
+//   - No loss under load: Log returns only after the record is written to
+//     the sink (and fsynced, with fsync: every). Concurrent calls share one
+//     write (group commit), so under load callers are slowed down, never
+//     dropped.
+//   - Failing sink: a write error makes the logger not Writable (callers
+//     refuse new operations); Log then queues the record, returns
+//     ErrNotWritten at once, and a background retry with back-off writes
+//     the queue in order when the sink recovers. Offer (optional records)
+//     drops records beyond a bounded queue and counts them in an
+//     audit/dropped record. Close copies what it cannot write to the
+//     operational log; a crash loses the queue.
 //   - No secrets: Record has no field for a token, assertion, secret or
 //     cookie; Error is scrubbed of JWTs, "Bearer …" and secret-named
 //     key/value pairs; Arguments are only logged when an upstream opts in,
@@ -20,7 +26,9 @@
 //     A file sink resumes the chain of an existing file on start, and the
 //     chain continues across Reopen (log rotation), so a rotated-in file
 //     starts mid-chain; Verify accepts its first prev_hash as the anchor
-//     and says so. The stdout sink starts a new chain per process.
+//     and says so. The stdout sink starts a new chain per process and
+//     Close ends it with an audit/close record; Verify accepts a new chain
+//     inside an input only after one (or with AllowRestarts).
 //     Verify reports the first broken line. A hash chain without a key
 //     proves that records were not edited, inserted, deleted or reordered;
 //     it cannot detect removal of the newest records or a complete rewrite,
@@ -60,8 +68,10 @@
 //	if upstream.AuditArguments {
 //		rec.Arguments = audit.Redact(args, upstream.RedactFields) // e.g. ["password", "card.number"]
 //	}
-//	if err := lg.Log(ctx, rec); err != nil {
-//		// not audited: fail the operation (fail closed)
+//	if !lg.Writable() { /* refuse the operation before it runs */ }
+//	// ... run it ...
+//	if err := lg.Log(ctx, rec); errors.Is(err, audit.ErrNotWritten) {
+//		// queued: written when the sink recovers
 //	}
 //
 // Checking a file (`mandate audit verify FILE`):

@@ -25,23 +25,12 @@ func appendBody(b []byte, r *Record) []byte {
 	b = appendOpt(b, `,"trace_id":`, r.TraceID)
 	b = appendOpt(b, `,"span_id":`, r.SpanID)
 	b = appendOpt(b, `,"session_id":`, r.SessionID)
+	b = appendOpt(b, `,"remote_addr":`, r.RemoteAddr)
 
-	b = append(b, `,"user":{"issuer":`...)
-	b = appendString(b, r.User.Issuer)
-	b = append(b, `,"subject":`...)
-	b = appendString(b, r.User.Subject)
-	b = appendOpt(b, `,"email":`, r.User.Email)
-	if len(r.User.Roles) > 0 {
-		b = append(b, `,"roles":[`...)
-		for i, role := range r.User.Roles {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, role)
-		}
-		b = append(b, ']')
+	b = appendUser(append(b, `,"user":`...), &r.User)
+	if r.Target != nil {
+		b = appendUser(append(b, `,"target":`...), r.Target)
 	}
-	b = append(b, '}')
 
 	b = appendOpt(b, `,"client":`, r.Client)
 	b = append(b, `,"method":`...)
@@ -94,6 +83,26 @@ func appendBody(b []byte, r *Record) []byte {
 		}
 	}
 	return b
+}
+
+// appendUser appends u as a JSON object.
+func appendUser(b []byte, u *UserRef) []byte {
+	b = append(b, `{"issuer":`...)
+	b = appendString(b, u.Issuer)
+	b = append(b, `,"subject":`...)
+	b = appendString(b, u.Subject)
+	b = appendOpt(b, `,"email":`, u.Email)
+	if len(u.Roles) > 0 {
+		b = append(b, `,"roles":[`...)
+		for i, role := range u.Roles {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, role)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 // appendOpt appends key and the quoted value when the value is not empty.

@@ -38,9 +38,14 @@ type Record struct {
 	SpanID  string `json:"span_id,omitempty"`
 	// SessionID is the MCP session id (Mcp-Session-Id), if any.
 	SessionID string `json:"session_id,omitempty"`
+	// RemoteAddr is the client's address, for requests without a verified
+	// MCP identity: authentication failures and admin actions.
+	RemoteAddr string `json:"remote_addr,omitempty"`
 	// User is the MCP identity (from the inbound token). Empty for
 	// authentication failures.
 	User UserRef `json:"user"`
+	// Target is the user an admin action applied to (a purge), if any.
+	Target *UserRef `json:"target,omitempty"`
 	// Client is the client's name/version from initialize.
 	Client string `json:"client,omitempty"`
 	// Method is the MCP method (tools/call, tools/list, ...) or MethodAuth.

@@ -40,11 +40,18 @@ type VerifyResult struct {
 	Anchor   string `json:"anchor,omitempty"`
 	// Restarts are the lines where a new chain begins (seq 1, genesis
 	// prev_hash, after other records of the same input): a process restart on
-	// the stdout sink whose output was collected into one file. They are
-	// accepted and reported. File sinks continue the chain across restarts,
-	// so a restart in a file sink's file deserves a look. The first line of a
-	// later file passed to VerifyFiles must continue the chain instead.
+	// the stdout sink whose output was collected into one file. A restart is
+	// accepted when the previous chain ended with a close record
+	// (MethodAuditClose, written by Close); otherwise the input is broken
+	// there — removing a middle range and re-chaining the rest from genesis
+	// looks exactly like that — unless VerifyOptions.AllowRestarts is set.
+	// File sinks continue the chain across restarts and never restart it.
+	// The first line of a later file passed to VerifyFiles must continue the
+	// chain instead.
 	Restarts []int `json:"restarts,omitempty"`
+	// Unclosed are the Restarts not preceded by a close record (a crash, or
+	// records removed), accepted only with AllowRestarts.
+	Unclosed []int `json:"unclosed,omitempty"`
 	// BrokenLine is the first line (1-based) that is not intact, BrokenFile
 	// its file (VerifyFile, VerifyFiles), Reason why.
 	BrokenLine int    `json:"broken_line,omitempty"`
@@ -90,7 +97,21 @@ func (v VerifyResult) String() string {
 			}
 			fmt.Fprintf(&s, " %d", l)
 		}
-		s.WriteString(" (process restart on the stdout sink?)")
+		if len(v.Unclosed) == 0 {
+			s.WriteString(" (a restart after a clean shutdown)")
+		} else {
+			s.WriteString(" (process restart on the stdout sink?); without a close record before line")
+			if len(v.Unclosed) > 1 {
+				s.WriteString("s")
+			}
+			for i, l := range v.Unclosed {
+				if i > 0 {
+					s.WriteString(",")
+				}
+				fmt.Fprintf(&s, " %d", l)
+			}
+			s.WriteString(" (a crash, or records removed: accepted by --allow-restarts)")
+		}
 	}
 	return s.String()
 }
@@ -116,7 +137,22 @@ func short(h string) string {
 // rewrites by someone who recomputes every hash, compare LastHash with a
 // copy kept outside the host (Logger.Head; Close and Reopen log it).
 func Verify(r io.Reader) (VerifyResult, error) {
-	v := newVerifier()
+	return VerifyWith(r, VerifyOptions{})
+}
+
+// VerifyOptions relax Verify.
+type VerifyOptions struct {
+	// AllowRestarts accepts a new chain (seq 1, genesis prev_hash) in the
+	// middle of the input even when the previous chain did not end with a
+	// close record: a stdout sink collected across a crash, or logs written
+	// before close records existed. Such restarts are listed in
+	// VerifyResult.Unclosed. `mandate audit verify --allow-restarts`.
+	AllowRestarts bool
+}
+
+// VerifyWith is Verify with options.
+func VerifyWith(r io.Reader, opts VerifyOptions) (VerifyResult, error) {
+	v := newVerifier(opts)
 	if err := v.read(r, ""); err != nil {
 		return v.res, err
 	}
@@ -132,7 +168,12 @@ func VerifyFile(path string) (VerifyResult, error) {
 // oldest first, then the current one): the first record of each file must
 // follow the last record of the previous file.
 func VerifyFiles(paths ...string) (VerifyResult, error) {
-	v := newVerifier()
+	return VerifyFilesWith(VerifyOptions{}, paths...)
+}
+
+// VerifyFilesWith is VerifyFiles with options.
+func VerifyFilesWith(opts VerifyOptions, paths ...string) (VerifyResult, error) {
+	v := newVerifier(opts)
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
@@ -151,16 +192,18 @@ func VerifyFiles(paths ...string) (VerifyResult, error) {
 }
 
 type verifier struct {
-	res    VerifyResult
-	h      hash.Hash
-	seen   bool
-	last   uint64
-	prev   string
-	broken bool
+	opts      VerifyOptions
+	res       VerifyResult
+	h         hash.Hash
+	seen      bool
+	last      uint64
+	prev      string
+	prevClose bool // the previous record is a close record
+	broken    bool
 }
 
-func newVerifier() *verifier {
-	return &verifier{res: VerifyResult{OK: true}, h: sha256.New()}
+func newVerifier(opts VerifyOptions) *verifier {
+	return &verifier{opts: opts, res: VerifyResult{OK: true}, h: sha256.New()}
 }
 
 func (v *verifier) finish() VerifyResult { return v.res }
@@ -234,6 +277,14 @@ func (v *verifier) check(file string, n int, line []byte) {
 	case rec.seq == 1 && rec.prev == GenesisHash && n > 1:
 		// A new chain inside one input (stdout collected across restarts).
 		// Between files given to VerifyFiles the chain must continue.
+		if !v.prevClose {
+			if !v.opts.AllowRestarts {
+				v.fail(file, n, fmt.Sprintf("a new chain starts here, but the chain before it (seq %d) did not end with a close record "+
+					"(records removed and the rest re-chained? or a crash of a stdout sink: --allow-restarts accepts that)", v.last))
+				return
+			}
+			v.res.Unclosed = append(v.res.Unclosed, n)
+		}
 		v.res.Restarts = append(v.res.Restarts, n)
 	case rec.seq != v.last+1:
 		v.fail(file, n, fmt.Sprintf("seq %d follows seq %d (record deleted, inserted or reordered?)", rec.seq, v.last))
@@ -243,11 +294,28 @@ func (v *verifier) check(file string, n int, line []byte) {
 		return
 	}
 	v.seen = true
+	v.prevClose = isCloseRecord(line)
 	v.last = rec.seq
 	v.prev = rec.hash
 	v.res.Records++
 	v.res.LastSeq = rec.seq
 	v.res.LastHash = rec.hash
+}
+
+// closeMember is how a close record's method appears in its line.
+var closeMember = []byte(`,"method":"` + MethodAuditClose + `"`)
+
+// isCloseRecord reports whether line (an intact record) is a close record.
+// The byte check is a cheap filter; decoding confirms that the top-level
+// method is the close method (the text could sit inside another value).
+func isCloseRecord(line []byte) bool {
+	if !bytes.Contains(line, closeMember) {
+		return false
+	}
+	var r struct {
+		Method string `json:"method"`
+	}
+	return json.Unmarshal(line, &r) == nil && r.Method == MethodAuditClose
 }
 
 // chainRecord is the chain part of one line.

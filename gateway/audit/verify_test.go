@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,7 +18,7 @@ func chainLines(t *testing.T, n int) []string {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return splitLines(buf.Bytes())
+	return splitLines(buf.Bytes())[:n] // without the close record
 }
 
 // rehash recomputes the hash of one edited line, as a forger would.
@@ -109,9 +110,10 @@ func TestVerifyMidChainAndRestarts(t *testing.T) {
 	if !res.OK || !res.Anchored || res.FirstSeq != 3 || res.Records != 3 || !strings.Contains(res.Anchor, strings.Split(strings.Split(lines[2], `"prev_hash":"`)[1], `"`)[0]) {
 		t.Fatalf("mid-chain: %+v", res)
 	}
-	// Two chains in one stream: stdout collected across a restart.
+	// Two chains in one stream: stdout collected across a restart, the
+	// first ended by its close record.
 	other := chainLines(t, 2)
-	res, _ = Verify(strings.NewReader(joinLines(append(append([]string(nil), lines...), other...))))
+	res, _ = Verify(strings.NewReader(joinLines(append(closedChain(t, 4), other...))))
 	if !res.OK || res.Records != 7 || len(res.Restarts) != 1 || res.Restarts[0] != 6 {
 		t.Fatalf("restart: %+v", res)
 	}
@@ -169,5 +171,67 @@ func TestVerifyFileReportsFile(t *testing.T) {
 	want := "broken at " + path + " line 2: hash mismatch (record edited?) (1 records before it are intact)"
 	if res.String() != want {
 		t.Errorf("String() = %q\nwant       %q", res, want)
+	}
+}
+
+// closedChain returns the lines of a stdout chain of n records ended by
+// Close (n records, then the close record).
+func closedChain(t *testing.T, n int) []string {
+	t.Helper()
+	l, buf := newBufLogger(t)
+	logN(t, l, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return splitLines(buf.Bytes())
+}
+
+// TestVerifyRestartNeedsCloseRecord: a new chain in the middle of an input
+// is accepted only after a close record (a clean shutdown of a stdout
+// sink), or with AllowRestarts. Otherwise deleting a middle range and
+// re-chaining the rest from genesis would pass.
+func TestVerifyRestartNeedsCloseRecord(t *testing.T) {
+	t.Parallel()
+	// The attack: 10 records, lines 4-7 deleted, the rest re-chained as a
+	// new chain (seq 1, genesis prev_hash, hashes recomputed).
+	all := chainLines(t, 10)
+	forged := chainLines(t, 3) // a fresh chain standing in for lines 8-10
+	attack := append(append([]string(nil), all[:3]...), forged...)
+	res, err := Verify(strings.NewReader(joinLines(attack)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK || res.BrokenLine != 4 || !strings.Contains(res.Reason, "close record") {
+		t.Fatalf("middle range deleted and the rest re-chained: %s", res)
+	}
+	// The explicit flag accepts it and reports where.
+	res, _ = VerifyWith(strings.NewReader(joinLines(attack)), VerifyOptions{AllowRestarts: true})
+	if !res.OK || res.Records != 6 || len(res.Restarts) != 1 || res.Restarts[0] != 4 || len(res.Unclosed) != 1 {
+		t.Fatalf("with AllowRestarts: %+v", res)
+	}
+	if !strings.Contains(res.String(), "without a close record") {
+		t.Errorf("String() = %q", res)
+	}
+	// A clean restart: the first process's chain ends with its close record.
+	clean := append(closedChain(t, 3), closedChain(t, 2)...)
+	res, _ = Verify(strings.NewReader(joinLines(clean)))
+	if !res.OK || res.Records != 7 || len(res.Restarts) != 1 || res.Restarts[0] != 5 || len(res.Unclosed) != 0 {
+		t.Fatalf("restart after a close record: %s", res)
+	}
+	// A close method inside another member (arguments) does not count.
+	l, buf := newBufLogger(t)
+	r := sampleRecord(0)
+	r.Arguments = map[string]any{"a": 1, "method": MethodAuditClose}
+	if err := l.Log(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	fake := splitLines(buf.Bytes())[:1]
+	if !strings.Contains(fake[0], `,"method":"audit/close"`) {
+		t.Fatalf("test record lacks the nested member: %s", fake[0])
+	}
+	res, _ = Verify(strings.NewReader(joinLines(append(fake, chainLines(t, 1)...))))
+	if res.OK {
+		t.Fatalf("a record whose arguments name the close method ended the chain: %s", res)
 	}
 }

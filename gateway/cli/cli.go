@@ -21,7 +21,8 @@ Usage:
   mandate validate --config FILE     check a configuration file (exit 1 with every problem)
   mandate explain  --config FILE --user-claims claims.json --tool NAME
                                      show the policy decision for one user and tool
-  mandate audit verify FILE...       check the audit log's hash chain
+  mandate audit verify [--allow-restarts] FILE...
+                                     check the audit log's hash chain
   mandate health   --url URL         probe a running gateway (exit 0 on HTTP 200)
   mandate demo     [--tour]          run a self-contained demo (IdP, Salesforce, ServiceNow, MCP upstream)
   mandate version                    print the version

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -58,11 +59,26 @@ func explain(args []string, stdout io.Writer) error {
 	return nil
 }
 
+const auditUsage = "usage: mandate audit verify [--allow-restarts] FILE [FILE...] (files in rotation order)"
+
 func auditCmd(args []string, stdout io.Writer) error {
-	if len(args) < 2 || args[0] != "verify" {
-		return usageError{errors.New("usage: mandate audit verify FILE [FILE...] (files in rotation order)")}
+	if len(args) < 1 || args[0] != "verify" {
+		return usageError{errors.New(auditUsage)}
 	}
-	res, err := audit.VerifyFiles(args[1:]...)
+	fs := newFlags("audit verify", stdout)
+	allow := fs.Bool("allow-restarts", false,
+		"accept a new chain in the middle of a file even when the chain before it did not end with a close record\n"+
+			"(a stdout sink collected across a crash, or logs from before close records); reported, not hidden")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() == 0 {
+		return usageError{errors.New(auditUsage)}
+	}
+	res, err := audit.VerifyFilesWith(audit.VerifyOptions{AllowRestarts: *allow}, fs.Args()...)
 	if err != nil {
 		return err
 	}

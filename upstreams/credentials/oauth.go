@@ -18,6 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/internal/secret"
 )
 
@@ -105,15 +106,25 @@ func (e *endpoint) request(ctx context.Context, form url.Values) (*http.Request,
 	return req, nil
 }
 
-// redactURLError drops the URL's query (never holds secrets here, but be
-// safe) and keeps the cause.
+// redactURLError drops the URL (its query never holds secrets here, but
+// be safe) and the internal address from the cause: the message reaches
+// users. The cause stays in the chain for errors.Is.
 func redactURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%s token endpoint: %w", ue.Op, ue.Err)
+		return &causeError{msg: ue.Op + " token endpoint: " + errtext.Transport(ue.Err), err: ue.Err}
 	}
 	return err
 }
+
+// causeError is an error with its own message that still unwraps to its cause.
+type causeError struct {
+	msg string
+	err error
+}
+
+func (e *causeError) Error() string { return e.msg }
+func (e *causeError) Unwrap() error { return e.err }
 
 // tokenResponse is a parsed RFC 6749 §5.1 / RFC 8693 §2.2.1 response.
 type tokenResponse struct {
