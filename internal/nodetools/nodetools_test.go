@@ -362,3 +362,38 @@ func TestRunTSClient(t *testing.T) {
 		}
 	}
 }
+
+// TestListWithClientsNullLists: both real clients, through
+// ListWithClients, report every null list as an error.
+func TestListWithClientsNullLists(t *testing.T) {
+	Require(t, ToolInspector, ToolTSSDK)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nulls := nullListsServer(t, "good-token")
+	all := []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+	got := ListWithClients(ctx, nulls.URL+"/mcp", "good-token", all...)
+	if len(got) != 2*len(all) {
+		t.Fatalf("%d listings, want %d", len(got), 2*len(all))
+	}
+	for i, l := range got {
+		wantClient := ClientInspector
+		if i >= len(all) {
+			wantClient = ClientTSSDK
+		}
+		if l.Client != wantClient || l.Method != all[i%len(all)] {
+			t.Errorf("listing %d is %s %s, want %s %s", i, l.Client, l.Method, wantClient, all[i%len(all)])
+		}
+		if l.Method == "tools/list" {
+			if l.Err != nil || !slices.Equal(l.Keys, []string{"t"}) {
+				t.Errorf("%s tools/list = %v, %v; want [t]", l.Client, l.Keys, l.Err)
+			}
+			continue
+		}
+		if l.Err == nil {
+			t.Errorf("%s %s accepted a null list: %v", l.Client, l.Method, l.Keys)
+		} else {
+			t.Logf("%s %s: %v", l.Client, l.Method, l.Err)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package nodetools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Client names in a Listing.
+const (
+	ClientInspector = "inspector-cli"  // MCP Inspector 2.12 CLI
+	ClientTSSDK     = "typescript-sdk" // @modelcontextprotocol/sdk 1.32 Client
+)
+
+// Listing is one client's answer to one list method.
+type Listing struct {
+	Client string // ClientInspector or ClientTSSDK
+	Method string // a key of ListMethods
+	// Keys are the items' names or URIs (see ListKeys) in the order listed;
+	// nil when Err is set.
+	Keys []string
+	// Err is the client's failure (the TypeScript SDK's schema error, the
+	// Inspector's exit) or ListKeys' complaint about the result as sent.
+	Err error
+}
+
+// ListWithClients lists methods (keys of ListMethods) at the MCP endpoint
+// url as a real client would: with the Inspector CLI (one run per method)
+// and with the TypeScript SDK client (one session for all of them). It
+// returns the Inspector's listings, then the SDK's, in the order of methods.
+// An error in one listing does not stop the others.
+func ListWithClients(ctx context.Context, url, token string, methods ...string) []Listing {
+	var out []Listing
+	for _, m := range methods {
+		l := Listing{Client: ClientInspector, Method: m}
+		res, err := RunInspector(ctx, url, token, m)
+		if err == nil {
+			var raw json.RawMessage
+			if err = InspectorResult(res, &raw); err == nil {
+				l.Keys, err = ListKeys(m, raw)
+			}
+		}
+		l.Err = err
+		out = append(out, l)
+	}
+	ts, err := RunTSClient(ctx, url, token, methods...)
+	for _, m := range methods {
+		l := Listing{Client: ClientTSSDK, Method: m, Err: err}
+		if err == nil {
+			r, ok := ts.Results[m]
+			switch {
+			case !ok:
+				l.Err = fmt.Errorf("the typescript sdk client reported nothing for %s", m)
+			case r.Error != "":
+				l.Err = errors.New(r.Error)
+			default:
+				l.Keys, l.Err = ListKeys(m, r.Result)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
