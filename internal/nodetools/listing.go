@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Client names in a Listing.
@@ -60,5 +61,25 @@ func ListWithClients(ctx context.Context, url, token string, methods ...string) 
 		}
 		out = append(out, l)
 	}
+	for i := range out {
+		out[i].Err = oneLine(out[i].Err)
+	}
 	return out
 }
+
+// oneLine collapses the white space of err's text (the clients print their
+// schema errors as indented JSON), keeping err for errors.As.
+func oneLine(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &lineError{msg: strings.Join(strings.Fields(err.Error()), " "), err: err}
+}
+
+type lineError struct {
+	msg string
+	err error
+}
+
+func (e *lineError) Error() string { return e.msg }
+func (e *lineError) Unwrap() error { return e.err }
