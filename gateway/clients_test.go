@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-gw/mandate/internal/nodetools"
 )
@@ -16,21 +13,13 @@ var listMethods = []string{"tools/list", "prompts/list", "resources/list", "reso
 
 // checkListings lists every method of listMethods at url with the Inspector
 // CLI and the TypeScript SDK client and compares each client's listing with
-// want (sorted names or URIs; an empty want means an empty array, which
-// null is not).
+// want (names or URIs; an empty want means an empty array, which null is not).
 func checkListings(t *testing.T, url, token string, want map[string][]string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for _, l := range nodetools.ListWithClients(ctx, url, token, listMethods...) {
-		if l.Err != nil {
-			t.Errorf("%s %s: %v", l.Client, l.Method, l.Err)
-			continue
-		}
-		got := slices.Sorted(slices.Values(l.Keys))
-		if diff := cmp.Diff(want[l.Method], got, cmp.Comparer(func(a, b []string) bool { return slices.Equal(a, b) })); diff != "" {
-			t.Errorf("%s %s (-want +got):\n%s", l.Client, l.Method, diff)
-		}
+	for _, p := range nodetools.CheckListings(nodetools.ListWithClients(ctx, url, token, listMethods...), want) {
+		t.Error(p)
 	}
 }
 

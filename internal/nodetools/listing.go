@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -83,3 +84,22 @@ type lineError struct {
 
 func (e *lineError) Error() string { return e.msg }
 func (e *lineError) Unwrap() error { return e.err }
+
+// CheckListings compares each listing's keys, sorted, with want[method]
+// (sorted; nil or empty means an empty array) and returns one line per
+// listing that failed or differs, naming the client and method.
+func CheckListings(ls []Listing, want map[string][]string) []string {
+	var bad []string
+	for _, l := range ls {
+		if l.Err != nil {
+			bad = append(bad, fmt.Sprintf("%s %s: %v", l.Client, l.Method, l.Err))
+			continue
+		}
+		got := slices.Sorted(slices.Values(l.Keys))
+		w := slices.Sorted(slices.Values(want[l.Method]))
+		if !slices.Equal(got, w) {
+			bad = append(bad, fmt.Sprintf("%s %s: got %q, want %q", l.Client, l.Method, got, w))
+		}
+	}
+	return bad
+}
