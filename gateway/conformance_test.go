@@ -232,20 +232,21 @@ func runConformance(t testing.TB, url string) conformanceRun {
 	return run
 }
 
-// diffChecks lists every check whose status through Mandate differs from
-// its status direct to the server, and every check only one run has.
+// diffChecks lists every check whose status in via (a run through a proxy
+// or Mandate) differs from its status direct to the server, and every check
+// only one of the runs has.
 func diffChecks(direct, via map[string]string) []string {
 	var d []string
 	for _, k := range slices.Sorted(maps.Keys(direct)) {
 		if got, ok := via[k]; !ok {
-			d = append(d, fmt.Sprintf("%s: %s direct, missing through Mandate", k, direct[k]))
+			d = append(d, fmt.Sprintf("%s: %s direct, missing here", k, direct[k]))
 		} else if got != direct[k] {
-			d = append(d, fmt.Sprintf("%s: %s direct, %s through Mandate", k, direct[k], got))
+			d = append(d, fmt.Sprintf("%s: %s direct, %s here", k, direct[k], got))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(via)) {
 		if _, ok := direct[k]; !ok {
-			d = append(d, fmt.Sprintf("%s: %s through Mandate, absent direct", k, via[k]))
+			d = append(d, fmt.Sprintf("%s: %s here, absent direct", k, via[k]))
 		}
 	}
 	return d
@@ -256,7 +257,8 @@ func diffChecks(direct, via map[string]string) []string {
 // prefix, authenticated via a header-injecting proxy), and directly, check
 // by check: every check's status through Mandate must equal its status
 // direct (so a pass swapped for a failure elsewhere, or a check that went
-// missing, is caught, not only a different total), five runs in a row.
+// missing, is caught, not only a different total), five runs in a row; and
+// so must the header-injecting proxy alone, straight to the server.
 func TestConformanceThroughGateway(t *testing.T) {
 	upstreamURL := startEverythingServer(t)
 	direct := runConformance(t, upstreamURL)
@@ -299,13 +301,19 @@ func TestConformanceThroughGateway(t *testing.T) {
 	tok := idpToken(t, idp, "alice", devidp.TokenOptions{Audience: []string{cfg.MCPURL()}, Lifetime: time.Hour})
 	proxied := bearerProxy(t, cfg.Server.PublicURL, tok) + "/mcp"
 
+	// The proxy alone, straight to the everything-server, must change
+	// nothing either: a failure there is the harness's, not Mandate's.
+	proxyOnly := bearerProxy(t, strings.TrimSuffix(upstreamURL, "/mcp"), "unused") + "/mcp"
+
 	for run := 1; run <= 5; run++ {
-		start := time.Now()
-		via := runConformance(t, proxied)
-		t.Logf("run %d (%v): through Mandate %d passed, %d failed, %d checks; direct %d passed, %d failed, %d checks",
-			run, time.Since(start).Round(time.Millisecond), via.passed, via.failed, len(via.checks), direct.passed, direct.failed, len(direct.checks))
-		if d := diffChecks(direct.checks, via.checks); len(d) > 0 {
-			t.Fatalf("run %d: %d checks differ through Mandate:\n%s\nfailing lines:\n%s", run, len(d), strings.Join(d, "\n"), failures(via.out))
+		for _, leg := range []struct{ name, url string }{{"through the proxy alone", proxyOnly}, {"through Mandate", proxied}} {
+			start := time.Now()
+			via := runConformance(t, leg.url)
+			t.Logf("run %d %s (%v): %d passed, %d failed, %d checks; direct %d passed, %d failed, %d checks", run, leg.name,
+				time.Since(start).Round(time.Millisecond), via.passed, via.failed, len(via.checks), direct.passed, direct.failed, len(direct.checks))
+			if d := diffChecks(direct.checks, via.checks); len(d) > 0 {
+				t.Fatalf("run %d: %d checks differ %s:\n%s\nfailing lines:\n%s", run, len(d), leg.name, strings.Join(d, "\n"), failures(via.out))
+			}
 		}
 	}
 }
