@@ -12,6 +12,7 @@
 #   .tools/node22/bin/node          Node 22 (npm package node@22)  MANDATE_NODE22_BIN (the dir)
 #   .tools/npm/...                  @modelcontextprotocol/inspector@2.12.0   MANDATE_INSPECTOR
 #                                   @modelcontextprotocol/conformance@0.1.16 MANDATE_CONFORMANCE
+#                                   @modelcontextprotocol/sdk@1.32.2 (its package dir)  MANDATE_TS_SDK
 #   .tools/bin/everything-server    go-sdk v1.8.0 conformance/everything-server  MANDATE_EVERYTHING_SERVER
 #   bin/hydra                       Ory Hydra v2.3.0                         MANDATE_HYDRA_BIN
 #   bin/jaeger                      Jaeger v1.76.0 (OTLP in, query API)      MANDATE_JAEGER_BIN
@@ -26,6 +27,7 @@ mkdir -p "$TOOLS/bin"
 
 INSPECTOR_VERSION=2.12.0
 CONFORMANCE_VERSION=0.1.16
+TS_SDK_VERSION=1.32.2
 SERVER_EVERYTHING_VERSION=2026.8.31
 NODE_MAJOR=22
 GO_SDK_VERSION=v1.8.0
@@ -127,7 +129,7 @@ pkg_version() { # pkg_version DIR: the version in DIR/package.json, or ""
 # (package.json + package-lock.json with integrity hashes); npm ci installs
 # exactly that tree. Regenerate the lock after changing a version:
 #   (cd .ci/npm && npm install --package-lock-only)   # with Node 22 on PATH
-for v in "$INSPECTOR_VERSION" "$CONFORMANCE_VERSION" "$SERVER_EVERYTHING_VERSION"; do
+for v in "$INSPECTOR_VERSION" "$CONFORMANCE_VERSION" "$SERVER_EVERYTHING_VERSION" "$TS_SDK_VERSION"; do
 	grep -q "\"$v\"" .ci/npm/package.json || die ".ci/npm/package.json does not pin $v: update it and its lock"
 done
 if cmp -s .ci/npm/package-lock.json "$TOOLS/npm/.installed-lock.json" && [[ -d "$NPM_MODULES/inspector" ]]; then
@@ -144,6 +146,7 @@ fi
 MANDATE_INSPECTOR="$NPM_MODULES/inspector/clients/launcher/build/index.js"
 MANDATE_CONFORMANCE="$NPM_MODULES/conformance/dist/index.js"
 MANDATE_SERVER_EVERYTHING="$NPM_MODULES/server-everything/dist/index.js"
+MANDATE_TS_SDK="$NPM_MODULES/sdk"
 [[ -f "$MANDATE_SERVER_EVERYTHING" ]] || die "server-everything not found at $MANDATE_SERVER_EVERYTHING"
 [[ -f "$MANDATE_INSPECTOR" ]] || die "inspector CLI not found at $MANDATE_INSPECTOR"
 [[ -f "$MANDATE_CONFORMANCE" ]] || die "conformance CLI not found at $MANDATE_CONFORMANCE"
@@ -154,7 +157,9 @@ iv=$(node "$MANDATE_INSPECTOR" --version)
 node "$MANDATE_INSPECTOR" --cli --help | grep -q -- '--header' || die "mcp-inspector --cli has no --header option"
 cv=$(node "$MANDATE_CONFORMANCE" --version)
 [[ "$cv" == "$CONFORMANCE_VERSION" ]] || die "conformance --version printed $cv, want $CONFORMANCE_VERSION"
-echo "mcp-inspector $iv, conformance $cv"
+sv=$(pkg_version "$MANDATE_TS_SDK")
+[[ "$sv" == "$TS_SDK_VERSION" ]] || die "@modelcontextprotocol/sdk is ${sv:-missing} at $MANDATE_TS_SDK, want $TS_SDK_VERSION"
+echo "mcp-inspector $iv, conformance $cv, typescript sdk $sv"
 
 # ---------------------------------------------------------------- Go modules
 phase "go mod download"
@@ -214,12 +219,13 @@ bash deploy/tools/build-helm.sh "$TOOLS/bin/helm"
 export MANDATE_HELM_BIN="$TOOLS/bin/helm"
 
 export MANDATE_NODE22_BIN="$NODE22_BIN"
-export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN MANDATE_SERVER_EVERYTHING
+export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN MANDATE_SERVER_EVERYTHING MANDATE_TS_SDK
 export MANDATE_E2E=1
 echo
 echo "MANDATE_NODE22_BIN=$MANDATE_NODE22_BIN"
 echo "MANDATE_INSPECTOR=$MANDATE_INSPECTOR"
 echo "MANDATE_CONFORMANCE=$MANDATE_CONFORMANCE"
+echo "MANDATE_TS_SDK=$MANDATE_TS_SDK"
 echo "MANDATE_EVERYTHING_SERVER=$MANDATE_EVERYTHING_SERVER"
 echo "MANDATE_HYDRA_BIN=$MANDATE_HYDRA_BIN"
 echo "MANDATE_E2E=$MANDATE_E2E"

@@ -15,6 +15,7 @@
 //	MANDATE_CONFORMANCE         conformance CLI entry point (a node script)
 //	MANDATE_EVERYTHING_SERVER   go-sdk conformance/everything-server binary
 //	MANDATE_HYDRA_BIN           Ory Hydra binary
+//	MANDATE_TS_SDK              the @modelcontextprotocol/sdk package directory (TypeScript SDK 1.32)
 //
 // In tests, the Require* functions skip when a tool is missing, naming
 // `bash .ci/test.sh`, unless MANDATE_E2E=1 is set (as .ci/test.sh does), in
@@ -29,5 +30,9 @@
 // RunInspector runs `mcp-inspector --cli URL --transport http --method M
 // --header "Authorization: Bearer T" --format json` under Node 22, with an
 // isolated HOME so no state is shared between runs, and never puts the
-// token in an error it returns.
+// token in an error it returns. RunTSClient lists tools, prompts, resources
+// and resource templates with the official TypeScript SDK client (driver
+// script testdata/tsclient.mjs, embedded), which validates each result
+// against the MCP schema; ListKeys checks a list result as sent (the list
+// is an array, never null) and returns its items' names or URIs.
 package nodetools

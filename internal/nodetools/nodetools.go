@@ -14,6 +14,7 @@ const (
 	EnvConformance      = "MANDATE_CONFORMANCE"
 	EnvEverythingServer = "MANDATE_EVERYTHING_SERVER"
 	EnvHydra            = "MANDATE_HYDRA_BIN"
+	EnvTSSDK            = "MANDATE_TS_SDK"
 )
 
 // SetupCommand is what a developer runs to install every tool.
@@ -27,6 +28,7 @@ const (
 	defaultConformance      = ".tools/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 	defaultEverythingServer = ".tools/bin/everything-server"
 	defaultHydra            = "bin/hydra"
+	defaultTSSDK            = ".tools/npm/node_modules/@modelcontextprotocol/sdk"
 )
 
 // E2E reports whether MANDATE_E2E=1: missing tools are then failures, not skips.
@@ -54,6 +56,17 @@ func Inspector() (string, bool) { return file(EnvInspector, defaultInspector) }
 // Conformance returns the path of the conformance CLI script (run it with
 // Node 22: `node PATH server --url URL`).
 func Conformance() (string, bool) { return file(EnvConformance, defaultConformance) }
+
+// TSSDK returns the directory of the official TypeScript SDK package
+// (@modelcontextprotocol/sdk; RunTSClient imports its client from there).
+func TSSDK() (string, bool) {
+	p := lookup(EnvTSSDK, defaultTSSDK)
+	if p == "" {
+		return "", false
+	}
+	st, err := os.Stat(filepath.Join(p, "dist", "esm", "client", "index.js"))
+	return p, err == nil && st.Mode().IsRegular()
+}
 
 // EverythingServer returns the path of go-sdk's conformance everything-server
 // binary (`-http 127.0.0.1:PORT -stateless=false`).

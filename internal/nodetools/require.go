@@ -20,6 +20,7 @@ const (
 	ToolConformance      Tool = "conformance"
 	ToolEverythingServer Tool = "everything-server"
 	ToolHydra            Tool = "hydra"
+	ToolTSSDK            Tool = "typescript-sdk"
 )
 
 // Require checks that every named tool is present. A missing tool skips the
@@ -65,6 +66,15 @@ func RequireConformance(t TB) string {
 	return p
 }
 
+// RequireTSSDK requires Node 22 and the TypeScript SDK package (what
+// RunTSClient needs) and returns the package's directory.
+func RequireTSSDK(t TB) string {
+	t.Helper()
+	Require(t, ToolTSSDK)
+	p, _ := TSSDK()
+	return p
+}
+
 // RequireEverythingServer requires go-sdk's everything-server and returns
 // its path.
 func RequireEverythingServer(t TB) string {
@@ -93,14 +103,17 @@ func missing(tool Tool) string {
 		p, ok = Node22Dir()
 		env = EnvNode22Bin
 		p += "/node"
-	case ToolInspector, ToolConformance:
+	case ToolInspector, ToolConformance, ToolTSSDK:
 		if msg := missing(ToolNode22); msg != "" {
 			return msg
 		}
-		if tool == ToolInspector {
+		switch tool {
+		case ToolInspector:
 			p, ok, env = withEnv(Inspector, EnvInspector)
-		} else {
+		case ToolConformance:
 			p, ok, env = withEnv(Conformance, EnvConformance)
+		default:
+			p, ok, env = withEnv(TSSDK, EnvTSSDK)
 		}
 	case ToolEverythingServer:
 		p, ok, env = withEnv(EverythingServer, EnvEverythingServer)
