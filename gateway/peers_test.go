@@ -254,19 +254,21 @@ func TestPeerRoutingRejects(t *testing.T) {
 func TestPeerRoutingConfig(t *testing.T) {
 	base := "server:\n  public_url: https://mcp.example.com\n  session:\n"
 	tail := "identity:\n  issuer: https://login.example.com/\n"
+	vars := env(map[string]string{"PEER": testPeerSecret, "SHORT": "short"})
 	for _, tc := range []struct{ yaml, want string }{
 		{"    peer_url: http://10.0.0.7:8080\n", "server.session.peer_secret: required with peer_url"},
-		{"    peer_url: http://10.0.0.7:8080/mcp\n    peer_secret: " + testPeerSecret + "\n", "server.session.peer_url: must be scheme://host:port"},
-		{"    mode: stateless\n    peer_url: http://10.0.0.7:8080\n    peer_secret: " + testPeerSecret + "\n", "applies only to stateful mode"},
-		{"    peer_secret: " + testPeerSecret + "\n", "server.session.peer_secret: has no effect without peer_url"},
-		{"    peer_url: http://10.0.0.7:8080\n    peer_secret: short\n", "at least 32 characters"},
+		{"    peer_url: http://10.0.0.7:8080/mcp\n    peer_secret: ${PEER}\n", "server.session.peer_url: must be scheme://host:port"},
+		{"    mode: stateless\n    peer_url: http://10.0.0.7:8080\n    peer_secret: ${PEER}\n", "applies only to stateful mode"},
+		{"    peer_secret: ${PEER}\n", "server.session.peer_secret: has no effect without peer_url"},
+		{"    peer_url: http://10.0.0.7:8080\n    peer_secret: ${SHORT}\n", "at least 32 characters"},
+		{"    peer_url: http://10.0.0.7:8080\n    peer_secret: " + testPeerSecret + "\n", "c.yaml:5: server.session.peer_secret: a secret must not be written in the configuration"},
 	} {
-		_, err := ParseConfig("c.yaml", []byte(base+tc.yaml+tail), env(nil))
+		_, err := ParseConfig("c.yaml", []byte(base+tc.yaml+tail), vars)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
-	if c, err := ParseConfig("c.yaml", []byte(base+"    peer_url: http://10.0.0.7:8080\n    peer_secret: "+testPeerSecret+"\n"+tail), env(nil)); err != nil {
+	if c, err := ParseConfig("c.yaml", []byte(base+"    peer_url: http://10.0.0.7:8080\n    peer_secret: ${PEER}\n"+tail), vars); err != nil {
 		t.Fatal(err)
 	} else if c.Server.Session.PeerSecret != secret.String(testPeerSecret) {
 		t.Fatal("peer_secret not read")

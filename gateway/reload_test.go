@@ -22,9 +22,10 @@ func writeConfig(t testing.TB, path string, cfg *Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// secret.String marshals as [redacted]: put the real secret back.
-	s := strings.ReplaceAll(string(b), "client_secret: '[redacted]'", "client_secret: mandate-secret")
-	s = strings.ReplaceAll(s, "client_secret: '[redacted]'", "client_secret: mandate-secret")
+	// secret.String marshals as [redacted]; secrets come from the
+	// environment (a literal one is refused): refer to it.
+	s := strings.ReplaceAll(string(b), "client_secret: '[redacted]'", "client_secret: ${MANDATE_TEST_CLIENT_SECRET}")
+	t.Setenv("MANDATE_TEST_CLIENT_SECRET", "mandate-secret")
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}

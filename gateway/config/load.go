@@ -74,6 +74,7 @@ func Decode(file string, data []byte, out any, lookup func(string) (string, bool
 				Msg: fmt.Sprintf("environment variable %s is not set", ref.name)})
 		}
 	}
+	probs = append(probs, literalSecrets(file, "", root.Content[0], reflect.TypeOf(out))...)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil {
@@ -232,6 +233,87 @@ func lineProblem(file, msg string) Problem {
 		return Problem{File: file, Line: n, Msg: m[2]}
 	}
 	return Problem{File: file, Msg: msg}
+}
+
+var secretType = reflect.TypeFor[secret.String]()
+
+// envOnlyRE is a value that is exactly one ${VAR} reference.
+var envOnlyRE = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+
+// literalSecrets reports secret keys (fields of type secret.String) whose
+// value is written in the file instead of referring to the environment:
+// secrets come only from ${VAR} or a *_file key, so a configuration in git
+// never holds one.
+func literalSecrets(file, path string, n *yaml.Node, t reflect.Type) []Problem {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		var out []Problem
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			f, ok := fieldByTag(t, k)
+			if !ok {
+				continue
+			}
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if f.Type != secretType {
+				out = append(out, literalSecrets(file, p, v, f.Type)...)
+				continue
+			}
+			if v.Kind == yaml.ScalarNode && v.Value != "" && !envOnlyRE.MatchString(v.Value) {
+				msg := "a secret must not be written in the configuration: use ${ENV_VAR} as the whole value"
+				if _, ok := fieldByTag(t, k+"_file"); ok {
+					msg += " or " + k + "_file"
+				}
+				out = append(out, Problem{File: file, Line: v.Line, Path: p, Msg: msg})
+			}
+		}
+		return out
+	case (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && n.Kind == yaml.SequenceNode:
+		var out []Problem
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if name := mapValue(item, "name"); name != "" {
+				p = fmt.Sprintf("%s[%s]", path, name)
+			}
+			out = append(out, literalSecrets(file, p, item, t.Elem())...)
+		}
+		return out
+	}
+	return nil
+}
+
+// fieldByTag finds the field of struct t decoded from YAML key k (inline
+// structs included).
+func fieldByTag(t reflect.Type, k string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" || (f.Anonymous && name == "") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if g, ok := fieldByTag(ft, k); ok {
+					return g, true
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if name == k && f.IsExported() {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // ${VAR} references; $${ escapes a literal ${.

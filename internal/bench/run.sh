@@ -152,7 +152,7 @@ YAML
       flow: token_exchange
       token_url: $ISSUER/oauth/token
       client_id: mandate
-      client_secret: mandate-secret
+      client_secret: \${MANDATE_BENCH_CLIENT_SECRET}
       audience: https://$uname.internal
 YAML
     done
@@ -188,7 +188,7 @@ YAML
 # start_mandate NAME PORT DEBUGPORT extra-args... (sets STARTED_PID)
 start_mandate() {
   local name=$1 port=$2 dport=$3; shift 3
-  "${N[@]}" "$B/mandateprof" -config "$OUT/$name.yaml" -debug-addr 127.0.0.1:$dport "$@" \
+  MANDATE_BENCH_CLIENT_SECRET=mandate-secret "${N[@]}" "$B/mandateprof" -config "$OUT/$name.yaml" -debug-addr 127.0.0.1:$dport "$@" \
     >"$OUT/logs/$name.log" 2>&1 &
   STARTED_PID=$!; PIDS+=($STARTED_PID)
   wait_http "http://127.0.0.1:$port/readyz"
