@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -130,6 +132,20 @@ func (g *Gateway) routeSession(c *gin.Context) {
 		return
 	}
 	r := c.Request.Clone(c.Request.Context())
+	if r.Method == http.MethodPost {
+		// Read the (bounded) body before forwarding: streaming it, the
+		// proxy's transport reads once more past Content-Length, which
+		// fails once net/http has closed the inbound body because the
+		// answer began — and the transport then drops the connection
+		// under the answer (golang/go#40747; the same race as above, on
+		// this hop).
+		body, ok := readBody(c)
+		if !ok {
+			return
+		}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
 	r.Header.Set(forwardedHeader, owner) // read by Rewrite, replaced by "1"
 	g.peers.proxy.ServeHTTP(&holdHeaderWriter{ResponseWriter: c.Writer}, r)
 	c.Abort()

@@ -579,17 +579,14 @@ func TestFileSinkOnAFIFO(t *testing.T) {
 	if _, err := New(Config{Sink: SinkFile, Path: path, Fsync: FsyncEvery}, Options{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("fsync every on a FIFO: err = %v", err)
 	}
-	got := make(chan []byte)
-	go func() {
-		f, err := os.Open(path) // blocks until the writer opens
-		if err != nil {
-			got <- nil
-			return
-		}
-		b, _ := io.ReadAll(f)
-		f.Close()
-		got <- b
-	}()
+	// The reader is open before the logger (non-blocking: a blocking open
+	// waits for a writer, and one scheduled after the logger's Close
+	// would wait forever); the pipe keeps what was written until read.
+	rf, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
 	l, err := New(Config{Sink: SinkFile, Path: path}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -598,7 +595,10 @@ func TestFileSinkOnAFIFO(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	b := <-got
+	b, err := io.ReadAll(rf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A FIFO's reader cannot be resumed by the next run: Close ends the chain.
 	if res, _ := Verify(strings.NewReader(string(b))); !res.OK || res.Records != 4 || !strings.Contains(splitLines(b)[3], `"method":"audit/close"`) {
 		t.Fatalf("Verify: %s", res)
