@@ -34,40 +34,30 @@ func shapeResult(st *state, proto string, res mcp.Result) mcp.Result {
 	switch r := res.(type) {
 	case *mcp.ListToolsResult:
 		r.Tools = nonNilList(r.Tools)
-		if newProto {
-			r.Cacheable = mcp.Cacheable{TTLMs: listTTL(), CacheScope: cacheScopePrivate}
-			return r
-		}
-		return legacyTools{r}
+		return cacheHints(newProto, &r.Cacheable, listTTL, r, legacyTools{r})
 	case *mcp.ListPromptsResult:
 		r.Prompts = nonNilList(r.Prompts)
-		if newProto {
-			r.Cacheable = mcp.Cacheable{TTLMs: listTTL(), CacheScope: cacheScopePrivate}
-			return r
-		}
-		return legacyPrompts{r}
+		return cacheHints(newProto, &r.Cacheable, listTTL, r, legacyPrompts{r})
 	case *mcp.ListResourcesResult:
 		r.Resources = nonNilList(r.Resources)
-		if newProto {
-			r.Cacheable = mcp.Cacheable{TTLMs: listTTL(), CacheScope: cacheScopePrivate}
-			return r
-		}
-		return legacyResources{r}
+		return cacheHints(newProto, &r.Cacheable, listTTL, r, legacyResources{r})
 	case *mcp.ListResourceTemplatesResult:
 		r.ResourceTemplates = nonNilList(r.ResourceTemplates)
-		if newProto {
-			r.Cacheable = mcp.Cacheable{TTLMs: listTTL(), CacheScope: cacheScopePrivate}
-			return r
-		}
-		return legacyTemplates{r}
+		return cacheHints(newProto, &r.Cacheable, listTTL, r, legacyTemplates{r})
 	case *mcp.ReadResourceResult:
 		r.Contents = nonNilList(r.Contents)
-		if newProto {
-			r.Cacheable = mcp.Cacheable{TTLMs: 0, CacheScope: cacheScopePrivate}
-			return r
-		}
-		return legacyRead{r}
+		return cacheHints(newProto, &r.Cacheable, func() int { return 0 }, r, legacyRead{r})
 	}
+	return res
+}
+
+// cacheHints sets c (the Cacheable of res) to private with ttl and returns
+// res in 2026-07-28; before, it returns legacy, res without the fields.
+func cacheHints(newProto bool, c *mcp.Cacheable, ttl func() int, res, legacy mcp.Result) mcp.Result {
+	if !newProto {
+		return legacy
+	}
+	*c = mcp.Cacheable{TTLMs: ttl(), CacheScope: cacheScopePrivate}
 	return res
 }
 
