@@ -449,10 +449,11 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 		// Prompt arguments are a string map (repeated keys were resolved
 		// when it was decoded); keys equal ignoring case are ambiguous to
 		// a Go upstream as they are for tools.
-		if prev, dup := folded[strings.ToLower(k)]; dup {
+		f := upstreams.FoldKey(k)
+		if prev, dup := folded[f]; dup {
 			return nil, invalidArguments(o, fmt.Errorf("arguments: keys %q and %q differ only in case; send one of them", prev, k))
 		}
-		folded[strings.ToLower(k)] = k
+		folded[f] = k
 		args[k] = v
 	}
 	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name, Arguments: args}) != nil {

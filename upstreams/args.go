@@ -90,7 +90,7 @@ func ambiguous(raw []byte) bool {
 		case t.IsKey:
 			k := t.String()
 			if !plainKey(k) {
-				k = []byte(foldKey(string(k)))
+				k = []byte(FoldKey(string(k)))
 			}
 			s.keys = append(s.keys, k)
 		case t.Delim == '{' || t.Delim == '[':
@@ -166,7 +166,7 @@ func checkValue(dec *json.Decoder, path []string, depth int) error {
 				return fmt.Errorf("arguments are not valid JSON: %v", err)
 			}
 			key, _ := kt.(string)
-			f := foldKey(key)
+			f := FoldKey(key)
 			if prev, dup := seen[f]; dup {
 				where := argPath(path)
 				if prev == key {
@@ -189,11 +189,11 @@ func checkValue(dec *json.Decoder, path []string, depth int) error {
 	return nil
 }
 
-// foldKey maps every key that Go's encoding/json would match to the same
+// FoldKey maps every key that Go's encoding/json would match to the same
 // struct field to one string, the way encoding/json folds names
 // (bytes.EqualFold semantics): ASCII to lower case, other runes to
 // ToLower(ToUpper(r)), which folds the Kelvin sign to k and the long s to s.
-func foldKey(s string) string {
+func FoldKey(s string) string {
 	if plainKey([]byte(s)) {
 		return s // lower-case ASCII already (the usual key)
 	}
