@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -170,5 +171,21 @@ func TestAmbiguousArgumentsRefused(t *testing.T) {
 				t.Errorf("%d audit records with error_class invalid_arguments, want 3", refused)
 			}
 		})
+	}
+}
+
+// TestAmbiguousPromptArgumentsRefused: prompt argument keys that differ
+// only in case are refused before policy and the upstream.
+func TestAmbiguousPromptArgumentsRefused(t *testing.T) {
+	env := startMux(t, nil)
+	alice := connect(t, env.gw.mcpURL, env.aliceTk)
+	ctx := t.Context()
+	if _, err := alice.GetPrompt(ctx, &mcp.GetPromptParams{Name: "docs_greet", Arguments: map[string]string{"who": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := alice.GetPrompt(ctx, &mcp.GetPromptParams{Name: "docs_greet", Arguments: map[string]string{"who": "a", "WHO": "b"}})
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != jsonrpc.CodeInvalidParams || !strings.Contains(je.Message, "differ only in case") {
+		t.Fatalf("ambiguous prompt arguments: %v, want -32602 naming the keys", err)
 	}
 }
