@@ -123,6 +123,9 @@ grep -q '^ready' "$OUT/logs/idp.log" || { log "benchidp did not start:"; cat "$O
 ISSUER=$(cat "$OUT/issuer.txt")
 
 # mandate_config NAME PORT all|bare UPSTREAM_PORT... writes $OUT/NAME.yaml.
+# The gateway's client secret at the bench IdP: configurations refer to it
+# (a secret is never written in a configuration file).
+export MANDATE_BENCH_CLIENT_SECRET=mandate-secret
 mandate_config() {
   local name=$1 port=$2 kind=$3; shift 3
   {
@@ -188,7 +191,7 @@ YAML
 # start_mandate NAME PORT DEBUGPORT extra-args... (sets STARTED_PID)
 start_mandate() {
   local name=$1 port=$2 dport=$3; shift 3
-  MANDATE_BENCH_CLIENT_SECRET=mandate-secret "${N[@]}" "$B/mandateprof" -config "$OUT/$name.yaml" -debug-addr 127.0.0.1:$dport "$@" \
+  "${N[@]}" "$B/mandateprof" -config "$OUT/$name.yaml" -debug-addr 127.0.0.1:$dport "$@" \
     >"$OUT/logs/$name.log" 2>&1 &
   STARTED_PID=$!; PIDS+=($STARTED_PID)
   wait_http "http://127.0.0.1:$port/readyz"
