@@ -49,6 +49,10 @@ func TestConfigErrors(t *testing.T) {
 		{"literal client secret", minimal + "upstreams:\n  - name: crm\n    kind: mcp\n    url: https://crm.internal/mcp\n    credentials:\n      flow: client_credentials\n      token_url: https://login.example.com/t\n      client_id: m\n      client_secret: hunter2\n",
 			[]string{"c.yaml:13: upstreams[crm].credentials.client_secret: a secret must not be written in the configuration", "client_secret_file"}},
 		{"secret with text around the variable", minimal + "admin:\n  token: prefix-${MANDATE_ADMIN_TOKEN_SET}\n", []string{"c.yaml:6: admin.token: a secret must not be written"}},
+		// A YAML alias to a literal written elsewhere (here client_id) is a
+		// literal secret too.
+		{"literal secret through a YAML alias", minimal + "upstreams:\n  - name: crm\n    kind: mcp\n    url: https://crm.internal/mcp\n    credentials:\n      flow: client_credentials\n      token_url: https://login.example.com/t\n      client_id: &s hunter2\n      client_secret: *s\n",
+			[]string{"c.yaml:13: upstreams[crm].credentials.client_secret: a secret must not be written in the configuration"}},
 		{"passthrough flow", minimal + "upstreams:\n  - name: crm\n    kind: mcp\n    url: https://crm.internal/mcp\n    credentials:\n      flow: passthrough\n",
 			[]string{"c.yaml:10: upstreams[crm].credentials.flow:", "token passthrough"}},
 		{"http issuer", "server:\n  public_url: https://mcp.example.com\nidentity:\n  issuer: http://login.example.com/\n", []string{"c.yaml:4: identity.issuer:", "https"}},

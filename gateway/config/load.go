@@ -265,7 +265,11 @@ func literalSecrets(file, path string, n *yaml.Node, t reflect.Type) []Problem {
 				out = append(out, literalSecrets(file, p, v, f.Type)...)
 				continue
 			}
-			if v.Kind == yaml.ScalarNode && v.Value != "" && !envOnlyRE.MatchString(v.Value) {
+			val := v
+			if val.Kind == yaml.AliasNode && val.Alias != nil {
+				val = val.Alias // *anchor of a literal written under another key
+			}
+			if val.Kind == yaml.ScalarNode && val.Value != "" && !envOnlyRE.MatchString(val.Value) {
 				msg := "a secret must not be written in the configuration: use ${ENV_VAR} as the whole value"
 				if _, ok := fieldByTag(t, k+"_file"); ok {
 					msg += " or " + k + "_file"

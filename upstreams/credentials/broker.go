@@ -50,8 +50,10 @@ var ErrNoIdentity = errors.New("no authenticated user in the request context")
 
 // BrokerOptions configure a Broker. The zero value works.
 type BrokerOptions struct {
-	// HTTPClient calls token endpoints. Default: a client that does not
-	// follow redirects.
+	// HTTPClient calls token endpoints. Default: a clone of
+	// http.DefaultTransport. Redirects are never followed, whatever its
+	// CheckRedirect (the broker uses a copy with its own): the token request
+	// carries the user's token and the client's secret.
 	HTTPClient *http.Client
 	// Logger receives one debug record per exchange and a warning per
 	// failed one; never a token or secret. Default: discard.
@@ -103,20 +105,18 @@ type entry struct {
 // NewBroker returns a Broker.
 func NewBroker(opts BrokerOptions) *Broker {
 	b := &Broker{
-		client:     opts.HTTPClient,
 		log:        opts.Logger,
 		now:        opts.Now,
 		onExchange: opts.OnExchange,
 		backoff:    opts.InvalidGrantBackoff,
 	}
-	if b.client == nil {
-		b.client = &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient
+		b.client = &c
+	} else {
+		b.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
+	b.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -447,8 +447,12 @@ func (s *source) fetch(callerCtx context.Context, id *identity.Identity, key [32
 			attribute.Bool("credentials.interaction_required", oe.Interaction), attribute.Int("http.response.status_code", oe.Status))
 		span.SetStatus(codes.Error, oe.Code)
 		s.report(OutcomeError)
-		s.b.log.Warn("token exchange failed", "upstream", s.upstream, "flow", s.flowName, "user", userOf(id),
-			"oauth_error", oe.Code, "status", oe.Status, "interaction_required", oe.Interaction, "duration", elapsed, "error", oe.Error())
+		attrs := []any{"upstream", s.upstream, "flow", s.flowName, "user", userOf(id),
+			"oauth_error", oe.Code, "status", oe.Status, "interaction_required", oe.Interaction, "duration", elapsed, "error", oe.Error()}
+		if oe.redirectTo != "" {
+			attrs = append(attrs, "redirect_to", oe.redirectTo)
+		}
+		s.b.log.Warn("token exchange failed", attrs...)
 		if oe.Code == "invalid_grant" && !oe.Interaction && s.b.backoff > 0 {
 			s.store(key, &entry{err: oe, errFor: rawHash(id), expires: s.b.now().Add(s.b.backoff)}, id, gen)
 		}

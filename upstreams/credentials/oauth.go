@@ -244,10 +244,12 @@ type oauthErrorBody struct {
 func parseErrorResponse(status int, contentType, location string, body []byte) *Error {
 	e := &Error{Status: status, Retryable: status >= 500 || status == http.StatusTooManyRequests}
 	if status >= 300 && status < 400 {
-		e.Description = "the token endpoint redirected"
+		// The target goes to the operational log only (without query,
+		// fragment or user info): users are not shown internal addresses.
+		e.Description = "the token endpoint redirected; Mandate does not follow redirects (the request carries the user's token), set token_url to the final URL (Mandate's log names the target)"
 		if u, err := url.Parse(location); err == nil && location != "" {
-			u.RawQuery, u.Fragment = "", ""
-			e.Description += " to " + sanitize(u.String(), 200) + "; set token_url to the final URL"
+			u.RawQuery, u.Fragment, u.User = "", "", nil
+			e.redirectTo = sanitize(u.String(), 200)
 		}
 		return e
 	}

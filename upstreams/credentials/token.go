@@ -117,6 +117,9 @@ type Error struct {
 	// Err is the underlying cause (network error, context error, mapping
 	// problem), if any.
 	Err error
+	// redirectTo is the Location of a refused redirect (no query, fragment
+	// or user info), for the operational log; never shown to users.
+	redirectTo string
 }
 
 func (e *Error) Unwrap() error { return e.Err }

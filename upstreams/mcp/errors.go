@@ -74,8 +74,10 @@ func (a *Adapter) rpcError(code int64, extra map[string]any, format string, args
 	}
 }
 
-// redirectError reports a refused upstream redirect.
+// redirectError reports a refused upstream redirect; the target goes to
+// the operational log only.
 func (a *Adapter) redirectError(what string, e *redirectError) *jsonrpc.Error {
+	a.log.Warn("upstream redirect refused; set the upstream's url to the final address", "status", e.status, "redirect_to", e.target)
 	return a.rpcError(CodeUpstreamUnavailable, map[string]any{"http_status": e.status}, "%s%s", what, e.Error())
 }
 

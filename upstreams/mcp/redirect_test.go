@@ -1,23 +1,31 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/upstreams"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
 // An upstream that answers with a redirect is an upstream error: the
 // adapter never follows it (it would carry the user's platform token and
 // the call's body to wherever the Location points), on the go-sdk path
 // (connecting and calling) and on the raw fast path, whatever redirect
-// policy the HTTP client given to New has. The error names the redirect
-// target without its query or user info.
+// policy the HTTP client given to New has. The error, which the user
+// sees, does not name the redirect target (it may be an internal address,
+// and its query or user info may carry credentials); the operational log
+// names it without query or user info.
 func TestRedirectsNotFollowed(t *testing.T) {
 	leakCheck(t)
 	var mu sync.Mutex
@@ -45,15 +53,26 @@ func TestRedirectsNotFollowed(t *testing.T) {
 	}))
 	defer front.Close()
 	src := &fakeSource{}
-	a, _ := testAdapter(t, front.URL, src, nil)
+	var logs syncBuffer
+	a, err := New(upstreams.Config{Name: "crm", Kind: upstreams.KindMCP, URL: front.URL, Timeout: 10 * time.Second,
+		Credentials: credentials.Config{Flow: credentials.FlowTokenExchange}},
+		Deps{Credentials: src, HTTPClient: &http.Client{Transport: &http.Transport{}}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	target := second.Listener.Addr().String() + "/mcp"
 
 	check := func(t *testing.T, err error) {
 		t.Helper()
-		werr := rpcErr(t, err, CodeUpstreamUnavailable, "redirect", "307", second.Listener.Addr().String()+"/mcp", "does not follow")
-		for _, leak := range []string{"s3cr3t", "hunter2", "frag"} {
+		werr := rpcErr(t, err, CodeUpstreamUnavailable, "redirect", "307", "does not follow", "url")
+		for _, leak := range []string{"s3cr3t", "hunter2", "frag", second.Listener.Addr().String(), "127.0.0.1"} {
 			if strings.Contains(werr.Message, leak) || strings.Contains(string(werr.Data), leak) {
 				t.Errorf("error %q / %s shows %q from the Location URL", werr.Message, werr.Data, leak)
 			}
+		}
+		if log := logs.String(); !strings.Contains(log, "redirect_to=http://"+target) {
+			t.Errorf("the log does not name the redirect target %s:\n%s", target, log)
 		}
 	}
 
@@ -108,11 +127,34 @@ func TestRedirectsNotFollowed(t *testing.T) {
 		check(t, err)
 	})
 
-	// testAdapter's client follows redirects (the default policy): nothing
-	// may reach the redirect target anyway.
+	// The client given to New follows redirects (the default policy):
+	// nothing may reach the redirect target anyway.
 	mu.Lock()
 	defer mu.Unlock()
 	if len(elsewhere) > 0 {
 		t.Errorf("the redirect target received %d requests: %q", len(elsewhere), elsewhere)
 	}
+	for _, leak := range []string{"s3cr3t", "hunter2", "frag"} {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("the log shows %q from the Location URL", leak)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (a log sink).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -164,9 +164,10 @@ func isRedirect(status int) bool {
 	return false
 }
 
-// redirectError is an upstream's redirect, refused. Its target is the
-// Location's scheme, host and path only: a query or user info may carry
-// credentials.
+// redirectError is an upstream's redirect, refused. Its message (which
+// users see) does not name the target, which may be an internal address;
+// target, for the operational log, is the Location's scheme, host and path
+// only: a query or user info may carry credentials.
 type redirectError struct {
 	status int
 	target string
@@ -181,7 +182,7 @@ func newRedirectError(resp *http.Response) *redirectError {
 }
 
 func (e *redirectError) Error() string {
-	return fmt.Sprintf("redirect refused (HTTP %d to %s): Mandate does not follow redirects on upstream calls, the user's platform token would go along; set the upstream's url to the final address", e.status, e.target)
+	return fmt.Sprintf("redirect refused (HTTP %d): Mandate does not follow redirects on upstream calls, the user's platform token would go along; set the upstream's url to the final address (Mandate's log names the target)", e.status)
 }
 
 // limitedBody bounds a response body and counts notifications in event
