@@ -2,8 +2,10 @@
 //
 //	mandate serve    --config config.yaml   run the gateway
 //	mandate validate --config config.yaml   check a configuration file
-//	mandate demo                            run a self-contained demo
 //	mandate version                         print the version
+//
+// The self-contained demo is a separate binary, cmd/mandate-demo, so this
+// one carries no IdP and no sandbox.
 package main
 
 import (

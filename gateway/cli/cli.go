@@ -24,11 +24,14 @@ Usage:
   mandate audit verify [--allow-restarts] FILE...
                                      check the audit log's hash chain
   mandate health   --url URL         probe a running gateway (exit 0 on HTTP 200)
-  mandate demo     [--tour]          run a self-contained demo (IdP, Salesforce, ServiceNow, MCP upstream)
   mandate version                    print the version
 
-Run "mandate COMMAND -h" for a command's flags.
+Run "mandate COMMAND -h" for a command's flags. The self-contained demo is a
+separate program: go run ./cmd/mandate-demo [--tour]
 `
+
+// demoMoved is what `mandate demo` prints: the demo left this binary.
+const demoMoved = "mandate demo: the demo is a separate program; from a checkout of the source run: go run ./cmd/mandate-demo [--tour]"
 
 // Main runs one subcommand and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -50,7 +53,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "health":
 		err = health(rest, stdout)
 	case "demo":
-		err = demo(ctx, rest, stdout, stderr)
+		// The demo is its own binary, so this one carries no IdP and no
+		// sandbox; point whoever remembers the old command at it.
+		fmt.Fprintln(stderr, demoMoved)
+		return 2
 	case "version":
 		fmt.Fprintln(stdout, "mandate", gateway.Version)
 	case "help", "-h", "--help":

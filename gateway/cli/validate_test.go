@@ -50,3 +50,20 @@ func TestExplainExactIntegerClaims(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 }
+
+// `mandate demo` (the demo is cmd/mandate-demo now) exits 2 with one line
+// naming the new command, and runs nothing.
+func TestDemoPointsToItsBinary(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"demo"}, {"demo", "--tour"}} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), args, &stdout, &stderr)
+		if code != 2 || stdout.Len() != 0 || stderr.String() != demoMoved+"\n" || !strings.Contains(stderr.String(), "go run ./cmd/mandate-demo") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"help"}, &stdout, &stderr); code != 0 || strings.Contains(stdout.String(), "mandate demo") || !strings.Contains(stdout.String(), "go run ./cmd/mandate-demo") {
+		t.Errorf("help: exit %d, usage lists `mandate demo` or lacks the pointer:\n%s", code, stdout.String())
+	}
+}

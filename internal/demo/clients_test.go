@@ -12,7 +12,7 @@ import (
 
 // TestRealClientsListDemo lists tools, prompts, resources and resource
 // templates for every demo user with the MCP Inspector 2.12 CLI and the
-// official TypeScript SDK 1.32 client, as a new user of `mandate demo`
+// official TypeScript SDK 1.32 client, as a new user of `mandate-demo`
 // would. Every list is an array (the SDK and the Inspector refuse null:
 // "expected array, received null"), holding exactly what policy lets that
 // user see: Salesforce (tools, the pipeline resource, the record template)

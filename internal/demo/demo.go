@@ -27,7 +27,7 @@ import (
 
 // Defaults.
 const (
-	// DefaultPortBase is the gateway's port in `mandate demo`; the IdP,
+	// DefaultPortBase is the gateway's port in `mandate-demo`; the IdP,
 	// Salesforce, ServiceNow and kb take the next four ports.
 	DefaultPortBase = 8080
 	// DefaultTokenLifetime is the lifetime of the printed user tokens.
@@ -81,7 +81,7 @@ const (
 	CompKB         = "kb"
 )
 
-// PortFlags are the `mandate demo` flags that set each component's port.
+// PortFlags are the `mandate-demo` flags that set each component's port.
 var PortFlags = map[string]string{
 	CompGateway:    "--gateway-port",
 	CompIdP:        "--idp-port",

@@ -1,5 +1,5 @@
-// Package demo is `mandate demo`: Mandate's mission in one process on
-// 127.0.0.1, with nothing to install. It starts
+// Package demo is the program behind cmd/mandate-demo (Main): Mandate's
+// mission in one process on 127.0.0.1, with nothing to install. It starts
 //
 //   - the demo IdP (internal/devidp: zitadel's OpenID Provider) with four
 //     users — rita (sales rep), morgan (her manager), ivy (IT service desk)

@@ -104,7 +104,7 @@ func (d *Demo) WriteBanner(w io.Writer) error {
 	p("Mandate demo is running on 127.0.0.1 (Ctrl-C stops it).")
 	p("")
 	p("  MCP endpoint  %s", d.MCPURL)
-	p("  config        %s   (the file the gateway runs; try `mandate validate --config %s`)", d.ConfigPath, d.ConfigPath)
+	p("  config        %s   (the file the gateway runs; try `go run ./cmd/mandate validate --config %s`)", d.ConfigPath, d.ConfigPath)
 	p("  audit log     %s   (one JSON line per operation: tail -f it)", d.AuditPath)
 	p("  IdP           %s   (zitadel OP: issuer, JWKS, RFC 8693 token exchange)", d.Issuer)
 	p("  Salesforce    %s   (sandbox org; Mandate signs jwt_bearer assertions as the user)", d.SalesforceURL)
@@ -127,6 +127,6 @@ func (d *Demo) WriteBanner(w io.Writer) error {
 	p("  %s", d.InspectorCommand("IVY_TOKEN", "tools/call", "--tool-name", ToolIncidents))
 	p("Compare users: swap RITA_TOKEN for MORGAN_TOKEN, IVY_TOKEN or OSCAR_TOKEN.")
 	p("Edit the policy in %s and save: the running gateway reloads it.", d.ConfigPath)
-	p("`mandate demo --tour` shows it all at once.")
+	p("`go run ./cmd/mandate-demo --tour` shows it all at once.")
 	return bw.err
 }

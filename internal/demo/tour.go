@@ -310,7 +310,7 @@ func RenderTour(w io.Writer, res *TourResult) error {
 		for _, m := range slices.Sorted(maps.Keys(others)) {
 			parts = append(parts, fmt.Sprintf("%d %s", others[m], m))
 		}
-		fmt.Fprintf(bw, "(also %s; each record carries the request, session and trace ids and a hash chain: `mandate audit verify %s`)\n", strings.Join(parts, ", "), res.AuditPath)
+		fmt.Fprintf(bw, "(also %s; each record carries the request, session and trace ids and a hash chain: `go run ./cmd/mandate audit verify %s`)\n", strings.Join(parts, ", "), res.AuditPath)
 	}
 	return bw.err
 }

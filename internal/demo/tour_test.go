@@ -50,7 +50,7 @@ servicenow_update_incident  denied (unknown tool)     denied (unknown tool)     
   number: INC0010001
 `
 
-// TestTourOutput runs the tour exactly as `mandate demo --tour` does and
+// TestTourOutput runs the tour exactly as `mandate-demo --tour` does and
 // asserts what it prints: the per-user table verbatim, and one audit line
 // per tool call naming both identities, the deciding rule and the outcome.
 func TestTourOutput(t *testing.T) {

@@ -3,7 +3,7 @@
 // endpoint with the authorization_code, client_credentials and RFC 8693
 // token-exchange grants, JWKS, discovery, userinfo, introspection,
 // revocation) over an in-memory storage of this package. Tests use it as the
-// IdP and token-exchange server; `mandate demo` uses it as the demo IdP. It
+// IdP and token-exchange server; `mandate-demo` uses it as the demo IdP. It
 // does not import testing.
 //
 // Usage:

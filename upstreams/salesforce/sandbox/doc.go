@@ -1,5 +1,5 @@
 // Package sandbox is a small, faithful stand-in for a Salesforce org, built
-// from Salesforce's public API documentation. Tests and `mandate demo` run it
+// from Salesforce's public API documentation. Tests and `mandate-demo` run it
 // in-process (it is an http.Handler) to exercise the Salesforce adapter as
 // different users without a real org.
 //

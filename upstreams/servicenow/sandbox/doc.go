@@ -1,6 +1,6 @@
 // Package sandbox is a small, faithful stand-in for a ServiceNow instance,
 // built from ServiceNow's public documentation of the Table API, its OAuth
-// endpoint and its inbound OIDC token support. Tests and `mandate demo` run
+// endpoint and its inbound OIDC token support. Tests and `mandate-demo` run
 // it in-process (it is an http.Handler) to exercise the ServiceNow adapter as
 // different users.
 //
