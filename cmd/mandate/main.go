@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mandate-gw/mandate/gateway/cli"
+	"github.com/mandate-gw/mandate/cmd/mandate/internal/cli"
 )
 
 func main() {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mandate-gw/mandate/cmd/mandate/internal/cli"
 	"github.com/mandate-gw/mandate/gateway/audit"
-	"github.com/mandate-gw/mandate/gateway/cli"
 )
 
 // chain returns n records of a fresh stdout chain, without its close record
