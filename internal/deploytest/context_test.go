@@ -94,7 +94,13 @@ func TestDockerignore(t *testing.T) {
 		"go.sum":                            false,
 		"cmd/mandate/main.go":               false,
 		"gateway/config.go":                 false,
-		"internal/devidp/idp.go":            false,
+		"internal/devidp/idp.go":            true, // the demo's IdP: not in the product binary
+		"internal/demo/demo.go":             true,
+		"cmd/mandate-demo/main.go":          true,
+		"upstreams/salesforce/sandbox/x.go": true,
+		"upstreams/servicenow/sandbox/x.go": true,
+		"upstreams/salesforce/adapter.go":   false,
+		"cmd/mandate/internal/cli/cli.go":   false,
 		"deploy/Dockerfile":                 false,
 	} {
 		if got := d.excluded(path); got != want {
