@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
 type listKind uint8
@@ -146,7 +146,7 @@ func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *u
 				return nil, err
 			}
 			for _, t := range r.Tools {
-				if err := validTool(t); err != nil {
+				if err := upstreams.ValidateTool(t); err != nil {
 					g.log.Warn("skipping malformed tool from upstream", "upstream", u.name, "error", err)
 					continue
 				}
@@ -159,8 +159,12 @@ func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *u
 				return nil, err
 			}
 			for _, x := range r.Resources {
-				if x == nil || !validURI(x.URI) {
-					g.log.Warn("skipping malformed resource from upstream", "upstream", u.name)
+				if x == nil {
+					g.log.Warn("skipping malformed resource from upstream", "upstream", u.name, "error", "null resource")
+					continue
+				}
+				if err := upstreams.ValidateResourceURI(x.URI); err != nil {
+					g.log.Warn("skipping malformed resource from upstream", "upstream", u.name, "error", err)
 					continue
 				}
 				e.resources = append(e.resources, x)
@@ -172,8 +176,12 @@ func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *u
 				return nil, err
 			}
 			for _, x := range r.ResourceTemplates {
-				if x == nil || x.URITemplate == "" {
-					g.log.Warn("skipping malformed resource template from upstream", "upstream", u.name)
+				if x == nil {
+					g.log.Warn("skipping malformed resource template from upstream", "upstream", u.name, "error", "null resource template")
+					continue
+				}
+				if err := upstreams.ValidateURITemplate(x.URITemplate); err != nil {
+					g.log.Warn("skipping malformed resource template from upstream", "upstream", u.name, "error", err)
 					continue
 				}
 				e.templates = append(e.templates, x)
@@ -185,8 +193,12 @@ func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *u
 				return nil, err
 			}
 			for _, p := range r.Prompts {
-				if p == nil || !validName(p.Name) {
-					g.log.Warn("skipping malformed prompt from upstream", "upstream", u.name)
+				if p == nil {
+					g.log.Warn("skipping malformed prompt from upstream", "upstream", u.name, "error", "null prompt")
+					continue
+				}
+				if err := upstreams.ValidateName(p.Name); err != nil {
+					g.log.Warn("skipping malformed prompt from upstream", "upstream", u.name, "error", err)
 					continue
 				}
 				e.prompts = append(e.prompts, p)
@@ -241,50 +253,6 @@ func (g *Gateway) cachedTool(d *dsession, st *state, u *upstream, name string) (
 	}
 	_, has = e.toolIndex[name]
 	return has, true
-}
-
-// validTool rejects definitions that would break clients (or panic go-sdk
-// if registered): empty or odd names, input schemas that are not objects.
-func validTool(t *mcp.Tool) error {
-	if t == nil {
-		return fmt.Errorf("nil tool")
-	}
-	if !validName(t.Name) {
-		return fmt.Errorf("tool name %q is not valid", t.Name)
-	}
-	if !isObjectSchema(t.InputSchema) {
-		return fmt.Errorf("tool %q: inputSchema must be a JSON Schema object with type \"object\"", t.Name)
-	}
-	if t.OutputSchema != nil && !isObjectSchema(t.OutputSchema) {
-		return fmt.Errorf("tool %q: outputSchema must be a JSON Schema object with type \"object\"", t.Name)
-	}
-	return nil
-}
-
-func isObjectSchema(s any) bool {
-	m, ok := s.(map[string]any)
-	if !ok {
-		return false
-	}
-	typ, ok := m["type"]
-	return ok && typ == "object"
-}
-
-func validName(n string) bool {
-	if n == "" || len(n) > 128 {
-		return false
-	}
-	for _, r := range n {
-		if r <= ' ' || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func validURI(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme != "" && len(s) <= 4096
 }
 
 // upstreamsResult collects listings of every upstream in parallel.

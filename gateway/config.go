@@ -372,8 +372,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if w := c.Catalog.WhoAmI; !w.Disabled {
-		if !validName(w.Name) {
-			bad("catalog.whoami.name", "must be 1-128 visible characters, got %q", w.Name)
+		if err := upstreams.ValidateName(w.Name); err != nil {
+			bad("catalog.whoami.name", "must be 1-128 bytes without white space or control characters: %v", err)
 		}
 		for _, u := range c.Upstreams {
 			if p := u.Name + c.Catalog.Separator; u.Prefix != upstreams.PrefixNever && strings.HasPrefix(w.Name, p) {

@@ -50,16 +50,11 @@ func (g *Gateway) buildState(cfg *Config, gen uint64) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{cfg: cfg, gen: gen, policy: eng, byName: map[string]*upstream{}}
+	st := &state{cfg: cfg, gen: gen, policy: eng, usesArgs: eng.ReadsArguments(), byName: map[string]*upstream{}}
 	if w := cfg.Catalog.WhoAmI; !w.Disabled {
 		t := *whoamiTool
 		t.Name = w.Name
 		st.whoami = &t
-	}
-	for _, r := range cfg.Policy.Rules {
-		if strings.Contains(r.When, "arguments") {
-			st.usesArgs = true
-		}
 	}
 	var errs []error
 	for _, uc := range cfg.Upstreams {

@@ -62,8 +62,10 @@
 // Evaluate; an allow rule that depends on them shows the item (the call is
 // checked with its real arguments); a deny rule that depends on them is
 // skipped. So an item is hidden only if every call of it would be denied,
-// and for policies that do not mention `arguments` Visible and Evaluate
-// always agree. See Engine.Visible.
+// and for policies that do not read `arguments` Visible and Evaluate
+// always agree. See Engine.Visible. Engine.ReadsArguments says, from the
+// compiled expressions, whether any rule reads them at all (callers skip
+// decoding arguments when none does).
 //
 // # Usage
 //

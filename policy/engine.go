@@ -124,6 +124,7 @@ type Engine struct {
 	rules          []compiledRule
 	adapter        types.Adapter
 	pool           sync.Pool // *activation
+	readsArgs      bool      // some rule refers to `arguments` (ReadsArguments)
 }
 
 type compiledRule struct {
@@ -133,6 +134,8 @@ type compiledRule struct {
 	call   cel.Program // plain evaluation
 	list   cel.Program // partial evaluation, `arguments` unknown
 	loops  bool        // has a comprehension: evaluate with the caller's context
+	// readsArgs: the expression refers to the `arguments` variable.
+	readsArgs bool
 	// Precomputed reasons, so a decision does not allocate.
 	reasonMatch, reasonError, reasonArgs, reasonCost, reasonInterrupted string
 }
@@ -243,6 +246,7 @@ func Compile(c Config) (*Engine, error) {
 			continue
 		}
 		eng.rules = append(eng.rules, cr)
+		eng.readsArgs = eng.readsArgs || cr.readsArgs
 	}
 	if err := validateRateLimits(c.RateLimits); err != nil {
 		errs = append(errs, err)
@@ -299,6 +303,7 @@ func compileRule(e *cel.Env, path string, r Rule) (compiledRule, error) {
 		call:              call,
 		list:              list,
 		loops:             loops,
+		readsArgs:         readsArguments(ast.NativeRep().Expr()),
 		reasonMatch:       fmt.Sprintf("rule %q (%s)", r.Name, r.Effect),
 		reasonError:       fmt.Sprintf("rule %q (deny: evaluation error, fails closed)", r.Name),
 		reasonArgs:        fmt.Sprintf("rule %q (allow, depends on arguments: checked again at call time)", r.Name),

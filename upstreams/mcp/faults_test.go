@@ -312,9 +312,14 @@ func TestMalformedDefinitions(t *testing.T) {
 				{"name":"noschema"},
 				null,
 				{"name":"badout","inputSchema":{"type":"object"},"outputSchema":{"type":"array"}},
+				{"name":"two words","inputSchema":{"type":"object"}},
+				{"name":"`+strings.Repeat("a", 129)+`","inputSchema":{"type":"object"}},
 				{"name":"good2","inputSchema":{"type":"object"}}]}`)
 		case "resources/list":
-			writeResult(w, id, `{"resources":[{"name":"ok","uri":"file:///a"},{"name":"nouri","uri":""},{"name":"bad","uri":"::not a uri"},{"name":"rel","uri":"relative/path"}]}`)
+			writeResult(w, id, `{"resources":[{"name":"ok","uri":"file:///a"},{"name":"nouri","uri":""},{"name":"bad","uri":"::not a uri"},{"name":"rel","uri":"relative/path"},
+				{"name":"long","uri":"file:///`+strings.Repeat("a", 4096)+`"}]}`)
+		case "prompts/list":
+			writeResult(w, id, `{"prompts":[{"name":"ok"},{"name":"tab\tname"},{"name":""}]}`)
 		default:
 			writeResult(w, id, `{}`)
 		}
@@ -338,6 +343,13 @@ func TestMalformedDefinitions(t *testing.T) {
 	}
 	if len(rs.Resources) != 1 || rs.Resources[0].Name != "ok" {
 		t.Errorf("resources = %+v", rs.Resources)
+	}
+	ps, err := s.ListPrompts(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps.Prompts) != 1 || ps.Prompts[0].Name != "ok" {
+		t.Errorf("prompts = %+v", ps.Prompts)
 	}
 	_ = s.Close()
 }

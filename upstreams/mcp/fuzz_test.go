@@ -2,11 +2,8 @@ package mcp
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"testing"
-
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // FuzzNoteCount: however the upstream's event stream is split into reads,
@@ -49,23 +46,6 @@ func (c *chunked) Read(p []byte) (int, error) {
 	c.data = c.data[k:]
 	return k, nil
 }
-
-// FuzzValidateTool: upstream tool definitions never panic the validator.
-func FuzzValidateTool(f *testing.F) {
-	f.Add([]byte(`{"name":"a","inputSchema":{"type":"object"}}`))
-	f.Add([]byte(`{"name":"a","inputSchema":{"type":"string"}}`))
-	f.Add([]byte(`{"name":"a","inputSchema":5,"outputSchema":[]}`))
-	f.Add([]byte(`null`))
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		var tool *sdk.Tool
-		if jsonUnmarshal(raw, &tool) != nil {
-			return
-		}
-		_ = ValidateTool(tool)
-	})
-}
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func overlapping(s, pat []byte) int {
 	n := 0

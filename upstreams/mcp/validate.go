@@ -2,71 +2,18 @@ package mcp
 
 import (
 	"errors"
-	"fmt"
-	"net/url"
-	"strings"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
-// Listing rule for malformed upstream definitions: an entry that a go-sdk
-// server would refuse (Server.AddTool / AddResource panic on them) or that
-// cannot be routed is left out of the listing with a warning naming the
-// upstream, the entry and the reason; the rest of the page is returned
-// unchanged. Nothing here panics on upstream input.
-
-// ValidateTool reports why t cannot be offered downstream: no name, or an
-// input/output schema that is not a JSON Schema object of type "object".
-func ValidateTool(t *sdk.Tool) error {
-	if t == nil {
-		return errors.New("null tool")
-	}
-	if t.Name == "" {
-		return errors.New("tool without a name")
-	}
-	if err := objectSchema(t.InputSchema, true); err != nil {
-		return fmt.Errorf("inputSchema: %w", err)
-	}
-	if t.OutputSchema != nil {
-		if err := objectSchema(t.OutputSchema, false); err != nil {
-			return fmt.Errorf("outputSchema: %w", err)
-		}
-	}
-	return nil
-}
-
-func objectSchema(s any, required bool) error {
-	if s == nil {
-		if required {
-			return errors.New("missing")
-		}
-		return nil
-	}
-	m, ok := s.(map[string]any)
-	if !ok {
-		return fmt.Errorf("must be a JSON object, got %T", s)
-	}
-	if typ, ok := m["type"].(string); !ok || typ != "object" {
-		return fmt.Errorf(`type must be "object", got %v`, m["type"])
-	}
-	return nil
-}
-
-// ValidateResourceURI reports why uri cannot be offered downstream: empty,
-// unparsable, or without a scheme.
-func ValidateResourceURI(uri string) error {
-	if uri == "" {
-		return errors.New("empty URI")
-	}
-	u, err := url.Parse(uri)
-	if err != nil {
-		return fmt.Errorf("invalid URI: %w", err)
-	}
-	if u.Scheme == "" {
-		return fmt.Errorf("URI %q has no scheme", uri)
-	}
-	return nil
-}
+// Listing rule for malformed upstream definitions (the checks are
+// upstreams.Validate*, shared with the gateway's catalog): an entry that a
+// go-sdk server would refuse (Server.AddTool / AddResource panic on them)
+// or that cannot be routed is left out of the listing with a warning
+// naming the upstream, the entry and the reason; the rest of the page is
+// returned unchanged. Nothing here panics on upstream input.
 
 func (s *session) skip(kind, name string, err error) {
 	s.a.log.Warn("skipping malformed upstream definition", "kind", kind, "name", name, "reason", err.Error())
@@ -75,7 +22,7 @@ func (s *session) skip(kind, name string, err error) {
 func (s *session) validTools(in []*sdk.Tool) []*sdk.Tool {
 	out := in[:0:0]
 	for _, t := range in {
-		if err := ValidateTool(t); err != nil {
+		if err := upstreams.ValidateTool(t); err != nil {
 			name := ""
 			if t != nil {
 				name = t.Name
@@ -99,7 +46,7 @@ func (s *session) validResources(in []*sdk.Resource) []*sdk.Resource {
 		case r == nil:
 			err = errors.New("null resource")
 		default:
-			err = ValidateResourceURI(r.URI)
+			err = upstreams.ValidateResourceURI(r.URI)
 		}
 		if err != nil {
 			name := ""
@@ -124,10 +71,8 @@ func (s *session) validTemplates(in []*sdk.ResourceTemplate) []*sdk.ResourceTemp
 		switch {
 		case r == nil:
 			err = errors.New("null resource template")
-		case r.URITemplate == "" || strings.ContainsAny(r.URITemplate, " \t\r\n"):
-			err = fmt.Errorf("invalid uriTemplate %q", r.URITemplate)
-		case !strings.Contains(r.URITemplate, ":"):
-			err = fmt.Errorf("uriTemplate %q has no scheme", r.URITemplate)
+		default:
+			err = upstreams.ValidateURITemplate(r.URITemplate)
 		}
 		if err != nil {
 			name := ""
@@ -148,8 +93,12 @@ func (s *session) validTemplates(in []*sdk.ResourceTemplate) []*sdk.ResourceTemp
 func (s *session) validPrompts(in []*sdk.Prompt) []*sdk.Prompt {
 	out := in[:0:0]
 	for _, p := range in {
-		if p == nil || p.Name == "" {
-			s.skip("prompt", "", errors.New("prompt without a name"))
+		if p == nil {
+			s.skip("prompt", "", errors.New("null prompt"))
+			continue
+		}
+		if err := upstreams.ValidateName(p.Name); err != nil {
+			s.skip("prompt", p.Name, err)
 			continue
 		}
 		out = append(out, p)
