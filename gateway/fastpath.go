@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -149,9 +148,8 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	out = append(out, params...)
 	out = append(out, '}')
 
-	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
-	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", inner)
+	// The RawCaller bounds the call by the upstream's timeout itself.
+	cctx, done := g.upstreamCall(ctx, o, u, "tools/call", inner)
 	res, err := rc.CallToolRaw(cctx, inner, upID, out)
 	done(err)
 	if err != nil {

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,21 +57,31 @@ func (s *session) rawCall(ctx context.Context, cs *sdk.ClientSession, id, body [
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return upstreams.RawResult{}, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	ct := resp.Header.Get("Content-Type")
 	var msg []byte
-	stream := mt == "text/event-stream"
+	stream := mediaType(ct, "text/event-stream")
 	switch {
 	case stream:
 		msg, err = s.readEvent(resp.Body, id)
-	case mt == "application/json":
+	case mediaType(ct, "application/json"):
 		msg, err = io.ReadAll(resp.Body)
 	default:
-		return upstreams.RawResult{}, fmt.Errorf("unexpected content type %q", mt)
+		return upstreams.RawResult{}, fmt.Errorf("unexpected content type %q", ct)
 	}
 	if err != nil {
 		return upstreams.RawResult{}, err
 	}
 	return decodeRaw(msg, id, stream)
+}
+
+// mediaType reports whether the Content-Type value ct is of media type mt
+// (parameters aside), without mime.ParseMediaType's allocations.
+func mediaType(ct, mt string) bool {
+	if len(ct) < len(mt) || !strings.EqualFold(ct[:len(mt)], mt) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(mt):], " \t")
+	return rest == "" || rest[0] == ';'
 }
 
 // rawEnvelope is the part of a JSON-RPC response the raw path reads.
@@ -173,7 +183,8 @@ func (s *session) cancelRaw(ctx context.Context, cs *sdk.ClientSession, id []byt
 // notifications among them are marked handled, so that no later call
 // waits for them.
 func (s *session) readEvent(body io.Reader, id []byte) ([]byte, error) {
-	want := append([]byte(`"id":`), id...)
+	var wb [64]byte
+	want := append(append(wb[:0], `"id":`...), id...)
 	br := sseReaders.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() { br.Reset(nil); sseReaders.Put(br) }()
