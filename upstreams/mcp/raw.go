@@ -104,7 +104,14 @@ func (r *rawBytes) UnmarshalJSON(b []byte) error { *r = b; return nil }
 
 // decodeRaw reads the response to request id: its result and whether the
 // result is a tool error, or the JSON-RPC error the upstream answered.
+// The common answer (valid JSON, plain keys, a result object) is read
+// without allocating; anything else takes encoding/json, which also gives
+// the precise error.
 func decodeRaw(msg, id []byte, stream bool) (upstreams.RawResult, error) {
+	if res, ok := scanRaw(msg, id); ok {
+		res.EventStream = stream
+		return res, nil
+	}
 	var env rawEnvelope
 	if err := json.Unmarshal(msg, &env); err != nil {
 		return upstreams.RawResult{}, fmt.Errorf("the response is not valid JSON: %w", err)
@@ -253,4 +260,133 @@ func readLine(br *bufio.Reader, long *[]byte) ([]byte, error) {
 	}
 	line = bytes.TrimSuffix(line, []byte("\n"))
 	return bytes.TrimSuffix(line, []byte("\r")), err
+}
+
+// scanRaw reads a successful response to request id the way decodeRaw's
+// encoding/json path does (keys matched case-insensitively, the last of
+// repeated keys wins), without allocating. ok is false for anything it does
+// not settle: invalid JSON, keys with escapes or non-ASCII bytes, an
+// error member, another id, no result object, an isError that is not a
+// boolean.
+func scanRaw(msg, id []byte) (res upstreams.RawResult, ok bool) {
+	if !json.Valid(msg) {
+		return res, false
+	}
+	var gotID, result, errv []byte
+	if !members(msg, func(k, v []byte) {
+		switch {
+		case bytes.EqualFold(k, []byte("id")):
+			gotID = v
+		case bytes.EqualFold(k, []byte("result")):
+			result = v
+		case bytes.EqualFold(k, []byte("error")):
+			errv = v
+		}
+	}) || (errv != nil && string(errv) != "null") || len(result) == 0 || result[0] != '{' || !bytes.Equal(gotID, id) {
+		return res, false
+	}
+	isError, valid := false, true
+	if !members(result, func(k, v []byte) {
+		if bytes.EqualFold(k, []byte("isError")) {
+			switch string(v) {
+			case "true":
+				isError = true
+			case "false", "null":
+				isError = false
+			default:
+				valid = false
+			}
+		}
+	}) || !valid {
+		return res, false
+	}
+	return upstreams.RawResult{Result: result, IsError: isError}, true
+}
+
+// members calls f with each member of the JSON object b (valid JSON, as
+// json.Valid checked): its key without quotes and its value. It returns
+// false when b is not an object or a key holds an escape or a non-ASCII
+// byte (encoding/json decodes and folds those; the caller falls back).
+func members(b []byte, f func(key, val []byte)) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case '}':
+			return true
+		case ',':
+			i = skipSpace(b, i+1)
+		}
+		ke := skipString(b, i)
+		key := b[i+1 : ke-1]
+		for _, c := range key {
+			if c == '\\' || c >= 0x80 {
+				return false
+			}
+		}
+		i = skipSpace(b, ke) + 1 // the colon
+		i = skipSpace(b, i)
+		ve := skipValue(b, i)
+		f(key, b[i:ve])
+		i = ve
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index after the (valid) JSON value at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
 }

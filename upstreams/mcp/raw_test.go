@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -96,5 +97,58 @@ func TestDecodeRaw(t *testing.T) {
 		case err != nil || res.IsError != tc.isError || !strings.Contains(tc.msg, string(res.Result)):
 			t.Errorf("%s: %+v, %v; want isError %v", tc.name, res, err, tc.isError)
 		}
+	}
+}
+
+// TestScanRawMatchesEncodingJSON: the allocation-free reader of the raw
+// path's answers agrees with encoding/json wherever it answers, and leaves
+// the rest (escaped keys, non-boolean isError, errors) to it.
+func TestScanRawMatchesEncodingJSON(t *testing.T) { // not parallel: AllocsPerRun
+	id := []byte(`"mx-1"`)
+	scanned := 0
+	for _, msg := range []string{
+		`{"jsonrpc":"2.0","id":"mx-1","result":{"content":[]}}`,
+		" {\n \"id\" : \"mx-1\" ,\t\"result\" : { \"isError\" : true , \"content\" : [ ] } } ",
+		`{"id":"mx-1","result":{"ISERROR":true}}`,
+		`{"id":"mx-1","result":{"isError":true,"isError":false}}`,
+		`{"id":"mx-1","result":{"content":[{"isError":true}],"structuredContent":{"isError":true,"error":{}}}}`,
+		`{"id":"mx-1","result":{"content":[{"type":"text","text":"}\"isError\":true{"}]}}`,
+		`{"id":"mx-1","result":{"isError":null}}`,
+		`{"id":"mx-1","result":{"\u0069sError":true}}`,
+		`{"id":"mx-1","result":{"isError":"yes"}}`,
+		`{"id":"mx-1","error":null,"result":{}}`,
+		`{"id":"mx-1","error":{"code":1,"message":"m"}}`,
+		`{"id":"mx-1","result":[]}`,
+		`{"id":"mx-1","result":{}`,
+		`{"id":"mx-2","result":{}}`,
+		`{"id":"mx-1","Result":{"isError":true},"result":{}}`,
+	} {
+		res, ok := scanRaw([]byte(msg), id)
+		var env struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct{}       `json:"error"`
+		}
+		var r struct {
+			IsError bool `json:"isError"`
+		}
+		jerr := json.Unmarshal([]byte(msg), &env)
+		if jerr == nil && env.Result != nil {
+			jerr = json.Unmarshal(env.Result, &r)
+		}
+		if !ok {
+			continue // decodeRaw's encoding/json path answers
+		}
+		scanned++
+		if jerr != nil || env.Error != nil || string(env.ID) != string(id) || string(res.Result) != string(env.Result) || res.IsError != r.IsError {
+			t.Errorf("%s: scanRaw %q isError=%v; encoding/json %q isError=%v err=%v", msg, res.Result, res.IsError, env.Result, r.IsError, jerr)
+		}
+	}
+	if scanned != 9 {
+		t.Errorf("scanRaw answered %d of the messages, want 9 (the rest are encoding/json's)", scanned)
+	}
+	msg := []byte(`{"jsonrpc":"2.0","id":"mx-1","result":{"content":[{"type":"text","text":"hello"}],"structuredContent":{"a":1}}}`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = decodeRaw(msg, id, false) }); n != 0 {
+		t.Errorf("decodeRaw of a plain answer: %v allocations, want 0", n)
 	}
 }
