@@ -152,3 +152,37 @@ func TestScanRawMatchesEncodingJSON(t *testing.T) { // not parallel: AllocsPerRu
 		t.Errorf("decodeRaw of a plain answer: %v allocations, want 0", n)
 	}
 }
+
+// FuzzScanRaw: on any upstream answer scanRaw does not panic, and where it
+// answers, encoding/json reads the same result and isError.
+func FuzzScanRaw(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":"mx-1","result":{"content":[]}}`,
+		`{"id":"mx-1","result":{"isError":true,"content":[{"type":"text","text":"a\"b"}]}}`,
+		`{"id":"mx-1","error":{"code":1,"message":"m"}}`,
+		`{"id":"mx-1","result":{"ISERROR":false,"x":[1,{"y":null}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	id := []byte(`"mx-1"`)
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		res, ok := scanRaw(msg, id)
+		if !ok {
+			return
+		}
+		var env struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct{}       `json:"error"`
+		}
+		var r struct {
+			IsError bool `json:"isError"`
+		}
+		if err := json.Unmarshal(msg, &env); err != nil || env.Error != nil || string(env.ID) != string(id) {
+			t.Fatalf("scanRaw accepted %q; encoding/json: %v, error %v, id %s", msg, err, env.Error, env.ID)
+		}
+		if err := json.Unmarshal(env.Result, &r); err != nil || string(res.Result) != string(env.Result) || res.IsError != r.IsError {
+			t.Fatalf("%q: scanRaw %q isError=%v; encoding/json %q isError=%v (%v)", msg, res.Result, res.IsError, env.Result, r.IsError, err)
+		}
+	})
+}
