@@ -1,16 +1,12 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,12 +21,6 @@ import (
 	"github.com/mandate-gw/mandate/upstreams"
 )
 
-// rawPoster is implemented by upstream sessions that can carry a JSON-RPC
-// message as bytes (the mcp adapter).
-type rawPoster interface {
-	RawPost(ctx context.Context, body []byte) (*http.Response, error)
-}
-
 // fastSeq numbers fast-path upstream request ids; fastCalls counts calls
 // the fast path served (tests).
 var fastSeq, fastCalls atomic.Uint64
@@ -39,8 +29,11 @@ var fastSeq, fastCalls atomic.Uint64
 // the message through go-sdk on both legs: it reads the envelope (method,
 // id, name), applies the same checks as the router (session owner,
 // namespacing, policy, rate limit, the user's listing), rewrites the name
-// and the id, forwards the bytes on the user's upstream session, and
-// relays the answer with the client's id restored. Anything it does not
+// and the id, and hands the bytes to the upstream session's RawCaller,
+// which runs the call with the session's own bookkeeping (health, error
+// mapping, max_result_bytes, cancellation) and returns the decoded outcome.
+// The gateway keeps only the envelope: the client's id around the result,
+// event-stream framing, the audit outcome from isError. Anything it does not
 // handle — other methods, progress tokens, sessions with logging,
 // sampling or elicitation, native adapters, any refusal or error — falls
 // through to the go-sdk path, which produces the precise answer.
@@ -117,7 +110,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if err != nil {
 		return
 	}
-	rp, ok := sess.(rawPoster)
+	rc, ok := sess.(upstreams.RawCaller)
 	if !ok {
 		return
 	}
@@ -136,7 +129,8 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	fastCalls.Add(1)
 	d.touch(id)
 
-	upID := `"mx-` + strconv.FormatUint(fastSeq.Add(1), 36) + `"`
+	var idBuf [24]byte
+	upID := append(strconv.AppendUint(append(idBuf[:0], `"mx-`...), fastSeq.Add(1), 36), '"')
 	nameJSON, _ := json.Marshal(inner)
 	env.Params["name"] = nameJSON
 	if raw, ok := env.Params["_meta"]; ok && bytes.Contains(raw, []byte(`"io.modelcontextprotocol/`)) {
@@ -154,39 +148,30 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	out = append(out, params...)
 	out = append(out, '}')
 
-	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
-	defer cancel()
-	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", inner)
-	resp, err := rp.RawPost(cctx, out)
-	if err != nil {
-		g.cancelAbandoned(cctx, rp, upID)
-		done(err)
-		res, ferr := g.toolFailure(o, u, err) // credential problems become actionable tool errors
-		g.fastFail(c, o, env.ID, res, ferr)
-		return
-	}
-	defer resp.Body.Close()
-	msg, ctype, err := readResponse(resp, []byte(upID))
+	// The RawCaller bounds the call by the upstream's timeout itself.
+	cctx, done := g.upstreamCall(ctx, o, u, "tools/call", inner)
+	res, err := rc.CallToolRaw(cctx, inner, upID, out)
 	done(err)
 	if err != nil {
-		g.cancelAbandoned(cctx, rp, upID)
-		g.fastFail(c, o, env.ID, nil, g.upstreamError(o, u, err))
+		r, ferr := g.toolFailure(o, u, err) // as callTool: credential problems become actionable tool errors
+		g.fastFail(c, o, env.ID, r, ferr)
 		return
 	}
-	// Restore the client's id (the upstream id is unique: a plain replace).
-	msg = bytes.Replace(msg, []byte(`"id":`+upID), append([]byte(`"id":`), env.ID...), 1)
-	switch {
-	case bytes.Contains(msg, []byte(`"error":{`)):
-		o.outcome, o.errClass = audit.OutcomeError, "upstream_error"
-	case bytes.Contains(msg, []byte(`"isError":true`)):
+	if res.IsError {
 		o.outcome, o.errClass = audit.OutcomeError, "tool_error"
 	}
 	if aerr := g.finish(ctx, o, nil); aerr != nil {
 		c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(env.ID, aerr))
 		return
 	}
+	msg := make([]byte, 0, len(res.Result)+len(env.ID)+40)
+	msg = append(msg, `{"jsonrpc":"2.0","id":`...)
+	msg = append(msg, env.ID...)
+	msg = append(msg, `,"result":`...)
+	msg = append(msg, res.Result...)
+	msg = append(msg, '}')
 	c.Header("Mcp-Session-Id", sid)
-	if ctype == "text/event-stream" {
+	if res.EventStream {
 		c.Header("Content-Type", "text/event-stream")
 		c.Header("Cache-Control", "no-cache")
 		c.Status(http.StatusOK)
@@ -197,106 +182,6 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		c.Data(http.StatusOK, "application/json", msg)
 	}
 	c.Abort()
-}
-
-// cancelAbandoned tells the upstream to stop a fast-path call whose
-// context ended before its answer (the client went away, or the upstream
-// timeout passed): a stateful upstream does not stop a handler when the
-// POST's connection closes, only on notifications/cancelled.
-func (g *Gateway) cancelAbandoned(ctx context.Context, rp rawPoster, upID string) {
-	if ctx.Err() == nil {
-		return
-	}
-	reason := "the client closed the request"
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		reason = "timed out at the gateway"
-	}
-	body := []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + upID + `,"reason":"` + reason + `"}}`)
-	go func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		resp, err := rp.RawPost(cctx, body)
-		if err != nil {
-			g.log.Debug("sending notifications/cancelled upstream failed", "error", err)
-			return
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-	}()
-}
-
-// readResponse returns the JSON-RPC response with id upID from an upstream
-// answer (JSON, or an event stream whose other events — none are expected
-// on this path — are dropped), bounded by the body limit of the session.
-func readResponse(resp *http.Response, upID []byte) ([]byte, string, error) {
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
-	}
-	ct := resp.Header.Get("Content-Type")
-	if bytes.HasPrefix([]byte(ct), []byte("application/json")) {
-		b, err := io.ReadAll(resp.Body)
-		return b, "application/json", err
-	}
-	want := append([]byte(`"id":`), upID...)
-	br := sseReaders.Get().(*bufio.Reader)
-	br.Reset(resp.Body)
-	defer func() { br.Reset(nil); sseReaders.Put(br) }()
-	var data, long []byte
-	for {
-		line, err := readLine(br, &long)
-		if err != nil && err != io.EOF {
-			return nil, "", err
-		}
-		switch {
-		case bytes.HasPrefix(line, []byte("data:")):
-			data = append(data, bytes.TrimPrefix(line[len("data:"):], []byte(" "))...)
-		case len(line) == 0:
-			if bytes.Contains(data, want) {
-				return data, "text/event-stream", nil
-			}
-			data = data[:0]
-		}
-		if err == io.EOF {
-			break
-		}
-	}
-	if bytes.Contains(data, want) {
-		return data, "text/event-stream", nil
-	}
-	return nil, "", fmt.Errorf("the upstream's event stream ended without a response")
-}
-
-// sseReaders are reused between calls: a bufio.Scanner per call with a
-// 64 KiB buffer was most of the fast path's allocation.
-var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
-
-// maxSSELine bounds one line of an upstream event stream.
-const maxSSELine = 64 << 20
-
-// readLine returns the next line of br without its line ending ("\n" or
-// "\r\n"), valid until the next call. A line longer than br's buffer is
-// assembled in *long. At the end of the stream it returns the last
-// (possibly empty) line with io.EOF.
-func readLine(br *bufio.Reader, long *[]byte) ([]byte, error) {
-	frag, err := br.ReadSlice('\n')
-	line := frag
-	if err == bufio.ErrBufferFull {
-		*long = append((*long)[:0], frag...)
-		for err == bufio.ErrBufferFull {
-			if len(*long) > maxSSELine {
-				return nil, fmt.Errorf("an event stream line is longer than %d bytes", maxSSELine)
-			}
-			frag, err = br.ReadSlice('\n')
-			*long = append(*long, frag...)
-		}
-		line = *long
-	}
-	if err != nil && err != io.EOF {
-		return nil, err
-	}
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r")), err
 }
 
 // fastFail answers a fast-path call that failed after it was sent
@@ -318,6 +203,9 @@ func rpcErrorBody(id json.RawMessage, err error) gin.H {
 	var je *jsonrpc.Error
 	if errors.As(err, &je) {
 		code, msg = je.Code, je.Message
+		if len(je.Data) > 0 { // as go-sdk writes it on the other path
+			return gin.H{"jsonrpc": "2.0", "id": id, "error": gin.H{"code": code, "message": msg, "data": je.Data}}
+		}
 	}
 	return gin.H{"jsonrpc": "2.0", "id": id, "error": gin.H{"code": code, "message": msg}}
 }

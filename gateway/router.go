@@ -301,7 +301,7 @@ func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToo
 	}
 	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
 	defer end()
-	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", name)
 	res, err := sess.CallTool(cctx, &mcp.CallToolParams{Meta: hopMeta(p.Meta), Name: name, Arguments: p.Arguments})

@@ -73,3 +73,35 @@ type Session interface {
 	// Close ends the upstream session.
 	Close() error
 }
+
+// RawCaller is an optional capability of a Session (the mcp adapter has
+// it): it forwards one tools/call request as JSON-RPC bytes, without
+// decoding and re-encoding the message through an MCP client on either
+// leg, and returns the decoded outcome. It runs through the same session
+// bookkeeping as CallTool: identity binding, the upstream's timeout,
+// health accounting, max_result_bytes, cancellation (an abandoned call is
+// cancelled upstream) and error mapping — an error is what CallTool would
+// return for the same failure (a *jsonrpc.Error naming the upstream, or an
+// error wrapping the caller's context cancellation). Safe for concurrent
+// use, like the Session.
+type RawCaller interface {
+	// CallToolRaw sends body, a complete JSON-RPC tools/call request for
+	// the tool name (as the upstream knows it; for spans and logs) whose id
+	// is the JSON value id (a string unique on the session, so that it
+	// cannot collide with ids the session's own MCP client uses), and
+	// returns the upstream's result. A JSON-RPC error the upstream answered
+	// comes back as the error, as from CallTool.
+	CallToolRaw(ctx context.Context, name string, id, body []byte) (RawResult, error)
+}
+
+// RawResult is the outcome of a RawCaller call.
+type RawResult struct {
+	// Result is the JSON-RPC result object, verbatim (the caller frames it
+	// in its own envelope with its own id).
+	Result []byte
+	// IsError is the result's isError: the tool reported a failure.
+	IsError bool
+	// EventStream is true when the upstream answered with an event stream
+	// (the caller may answer in kind).
+	EventStream bool
+}

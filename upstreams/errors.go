@@ -1,6 +1,10 @@
 package upstreams
 
-import "github.com/mandate-gw/mandate/internal/errtext"
+import (
+	"errors"
+
+	"github.com/mandate-gw/mandate/internal/errtext"
+)
 
 // JSON-RPC error codes shared by every adapter and the gateway (the
 // server-defined range -32000..-32099). Clients can branch on them; the
@@ -29,3 +33,11 @@ const (
 // refused"), never a URL (which could carry query secrets) nor an internal
 // address (host:port, IP).
 func DescribeError(err error) string { return errtext.Transport(err) }
+
+// ErrTimeout is the cancellation cause (context.WithTimeoutCause) of a
+// context whose deadline is the upstream's configured timeout. A caller that
+// bounds a call by that timeout itself sets it, so that the adapter reports
+// the expiry as the upstream's timeout (CodeUpstreamTimeout, counted against
+// its health) whichever of the two equal deadlines fires first, rather than
+// as a deadline of the caller's.
+var ErrTimeout = errors.New("upstream timeout")

@@ -51,8 +51,9 @@ const (
 )
 
 // errTimeout is the cancellation cause of a call that ran past the
-// upstream's timeout.
-var errTimeout = errors.New("upstream timeout")
+// upstream's timeout (the adapter's own, or the caller's bound by the same
+// timeout).
+var errTimeout = upstreams.ErrTimeout
 
 // errConnectionLost cancels an operation whose response broke off.
 var errConnectionLost = errors.New("upstream connection lost mid-response")

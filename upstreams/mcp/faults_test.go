@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -434,10 +433,10 @@ func TestCloseSessionsAndAdapter(t *testing.T) {
 	}
 }
 
-// RawPost (the gateway's fast path) also survives an upstream that forgot
+// CallToolRaw (the gateway's fast path) also survives an upstream that forgot
 // the session: the 404 is not returned, the message is sent once more on
 // a new upstream session, and it runs exactly once.
-func TestRawPostUpstreamForgetsSession(t *testing.T) {
+func TestRawCallUpstreamForgetsSession(t *testing.T) {
 	leakCheck(t)
 	u := newUpstream(t, upstreamOptions{})
 	restart := restartable(u)
@@ -448,20 +447,16 @@ func TestRawPostUpstreamForgetsSession(t *testing.T) {
 		t.Fatal(err) // connects the upstream session
 	}
 	restart()
-	raw, ok := s.(interface {
-		RawPost(context.Context, []byte) (*http.Response, error)
-	})
+	raw, ok := s.(upstreams.RawCaller)
 	if !ok {
-		t.Fatal("the session has no RawPost")
+		t.Fatal("the session is no RawCaller")
 	}
-	resp, err := raw.RawPost(ctx, []byte(`{"jsonrpc":"2.0","id":"mx-1","method":"tools/call","params":{"name":"noisy","arguments":{"n":0}}}`))
+	res, err := raw.CallToolRaw(ctx, "noisy", []byte(`"mx-1"`), []byte(`{"jsonrpc":"2.0","id":"mx-1","method":"tools/call","params":{"name":"noisy","arguments":{"n":0}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"mx-1"`) || !strings.Contains(string(body), "done") {
-		t.Fatalf("RawPost after the upstream forgot the session: HTTP %d %s", resp.StatusCode, body)
+	if res.IsError || !strings.Contains(string(res.Result), "done") {
+		t.Fatalf("CallToolRaw after the upstream forgot the session: %s", res.Result)
 	}
 	_ = s.Close()
 }

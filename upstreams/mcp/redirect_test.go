@@ -106,10 +106,9 @@ func TestRedirectsNotFollowed(t *testing.T) {
 			t.Fatal(err) // connected
 		}
 		redirect.Store(true)
-		resp, err := s.(*session).RawPost(ctx, []byte(`{"jsonrpc":"2.0","id":"mx-1","method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`))
+		_, err := s.(upstreams.RawCaller).CallToolRaw(ctx, "echo", []byte(`"mx-1"`), []byte(`{"jsonrpc":"2.0","id":"mx-1","method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`))
 		if err == nil {
-			resp.Body.Close()
-			t.Fatalf("RawPost through a redirect: HTTP %d, no error", resp.StatusCode)
+			t.Fatal("CallToolRaw through a redirect: no error")
 		}
 		check(t, err)
 	})
