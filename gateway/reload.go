@@ -147,10 +147,15 @@ func (g *Gateway) purgeUser(c *gin.Context) {
 		d := v.(*dsession)
 		if id := d.id.Load(); id != nil && id.Key() == key {
 			sessions++
-			// Closing a go-sdk session waits for its requests in flight:
-			// close the upstream sessions first (they end those requests),
-			// and do not make the admin wait for either.
+			// The session is closed for calls at once (the purge's answer
+			// means it). Closing a go-sdk session waits for its requests
+			// in flight: close the upstream sessions first (they end those
+			// requests), and do not make the admin wait for either.
+			ups := d.shut()
 			go func() {
+				for _, us := range ups {
+					us.close()
+				}
 				g.dropSession(d)
 				if d.ss != nil {
 					_ = d.ss.Close()

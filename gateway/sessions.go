@@ -135,18 +135,27 @@ func (g *Gateway) dropSession(d *dsession) {
 }
 
 func (d *dsession) close() {
+	for _, us := range d.shut() {
+		us.close()
+	}
+}
+
+// shut marks d closed — from now on it opens no upstream session and its
+// calls fail — and returns the upstream sessions for the caller to close.
+func (d *dsession) shut() []*upSession {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closed {
-		d.mu.Unlock()
-		return
+		return nil
 	}
 	d.closed = true
 	ups := d.ups
 	d.ups = nil
-	d.mu.Unlock()
+	var out []*upSession
 	for _, us := range ups {
-		us.close()
+		out = append(out, us)
 	}
+	return out
 }
 
 // reapIdle closes stateless pseudo-sessions idle for longer than the idle timeout.
