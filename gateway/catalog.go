@@ -129,7 +129,7 @@ func (g *Gateway) listing(ctx context.Context, d *dsession, st *state, u *upstre
 }
 
 func (g *Gateway) fetchListing(ctx context.Context, d *dsession, st *state, u *upstream, kind listKind) (*catalogEntry, error) {
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	sess, err := d.upstream(ctx, st, u)
 	if err != nil {

@@ -468,7 +468,7 @@ func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPro
 	}
 	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
 	defer end()
-	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	c := *p
 	c.Name = name
@@ -626,7 +626,7 @@ func (g *Gateway) readResource(ctx context.Context, st *state, o *op, p *mcp.Rea
 	}
 	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
 	defer end()
-	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	cctx, done := g.upstreamCall(cctx, o, u, "resources/read", p.URI)
 	rp := *p
@@ -653,7 +653,7 @@ func (g *Gateway) subscribe(ctx context.Context, st *state, o *op, uri string, o
 	if err != nil {
 		return g.upstreamError(o, u, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	if on {
 		err = sess.Subscribe(cctx, sp)
@@ -712,7 +712,7 @@ func (g *Gateway) complete(ctx context.Context, st *state, o *op, p *mcp.Complet
 	if err != nil {
 		return nil, g.upstreamError(o, u, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	c.Meta = hopMeta(p.Meta)
 	res, err := sess.Complete(cctx, &c)
