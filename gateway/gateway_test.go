@@ -81,7 +81,19 @@ func (tg *testGW) post(t testing.TB, body string, hdr map[string]string) (*http.
 // postHost is post with a Host header other than the URL's (when not "").
 func (tg *testGW) postHost(t testing.TB, body string, hdr map[string]string, host string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, tg.mcpURL, strings.NewReader(body))
+	return send(t, http.MethodPost, tg.mcpURL, body, hdr, host)
+}
+
+// send sends one request (a body only when body is not "") with MCP's
+// content headers, hdr, and a Host header other than the URL's when host
+// is not ""; it returns the response and its body.
+func send(t testing.TB, method, url, body string, hdr map[string]string, host string) (*http.Response, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
 	if host != "" {
 		req.Host = host
 	}

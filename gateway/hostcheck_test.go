@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,24 +25,12 @@ func TestHostCheckOnLoopback(t *testing.T) {
 
 	do := func(t *testing.T, method, host string, hdr map[string]string) (int, string) {
 		t.Helper()
-		var body io.Reader
+		body := ""
 		if method == http.MethodPost {
-			body = strings.NewReader(initBody)
+			body = initBody
 		}
-		req, _ := http.NewRequest(method, endpoint, body)
-		req.Host = host
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		resp, b := send(t, method, endpoint, body, hdr, host)
+		return resp.StatusCode, b
 	}
 
 	for _, host := range []string{
