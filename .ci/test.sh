@@ -8,7 +8,7 @@
 # sqlite; installed with apt-get when missing) and network access to the
 # Go module proxy and the npm registry on the first run.
 #
-# Tools, and the environment variables the tests read (internal/nodetools):
+# Tools, and the environment variables the tests read (internal/testenv/nodetools):
 #   .tools/node22/bin/node          Node 22 (npm package node@22)  MANDATE_NODE22_BIN (the dir)
 #   .tools/npm/...                  @modelcontextprotocol/inspector@2.12.0   MANDATE_INSPECTOR
 #                                   @modelcontextprotocol/conformance@0.1.16 MANDATE_CONFORMANCE
@@ -190,7 +190,7 @@ fi
 phase "Ory Hydra (bin/hydra)"
 MANDATE_HYDRA_BIN="$ROOT/bin/hydra"
 hydra_build=""
-for f in internal/testhydra/build/build.sh; do
+for f in internal/testenv/testhydra/build/build.sh; do
 	if [[ -f "$f" ]]; then
 		hydra_build="$f"
 		break
@@ -200,13 +200,13 @@ if [[ -n "$hydra_build" ]]; then
 	bash "$hydra_build" "$MANDATE_HYDRA_BIN"
 	[[ -x "$MANDATE_HYDRA_BIN" ]] || die "$hydra_build did not produce $MANDATE_HYDRA_BIN"
 else
-	die "no Hydra build script at internal/testhydra/build/build.sh"
+	die "no Hydra build script at internal/testenv/testhydra/build/build.sh"
 fi
 
 # ---------------------------------------------------------------- Jaeger
 phase "Jaeger v1.76.0 (bin/jaeger)"
 MANDATE_JAEGER_BIN="$ROOT/bin/jaeger"
-jaeger_build="internal/testjaeger/build/build.sh"
+jaeger_build="internal/testenv/testjaeger/build/build.sh"
 [[ -f "$jaeger_build" ]] || die "no Jaeger build script at $jaeger_build"
 bash "$jaeger_build" "$MANDATE_JAEGER_BIN"
 [[ -x "$MANDATE_JAEGER_BIN" ]] || die "$jaeger_build did not produce $MANDATE_JAEGER_BIN"

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-gw/mandate/internal/nodetools"
+	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
 )
 
 // listMethods are the MCP list methods real clients call.

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
-	"github.com/mandate-gw/mandate/internal/nodetools"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
+	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"

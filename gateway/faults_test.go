@@ -19,7 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
 )
 
 // TestFaultTokenEndpoint: the crm upstream's token endpoint misbehaves for

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
 )
 
 // startIdP starts the real zitadel OpenID Provider on loopback.

@@ -19,8 +19,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
-	"github.com/mandate-gw/mandate/internal/testjaeger"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
+	"github.com/mandate-gw/mandate/internal/testenv/testjaeger"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 )
@@ -31,9 +31,9 @@ func startJaeger(t *testing.T) *testjaeger.Jaeger {
 	t.Helper()
 	if path, ok := testjaeger.Available(testjaeger.Options{}); !ok {
 		if os.Getenv("MANDATE_E2E") != "" {
-			t.Fatalf("MANDATE_E2E is set but no jaeger binary at %s: run internal/testjaeger/build/build.sh (or set %s)", path, testjaeger.EnvBinary)
+			t.Fatalf("MANDATE_E2E is set but no jaeger binary at %s: run internal/testenv/testjaeger/build/build.sh (or set %s)", path, testjaeger.EnvBinary)
 		}
-		t.Skipf("SKIPPED, NOT PASSED: no jaeger binary at %s; run internal/testjaeger/build/build.sh (MANDATE_E2E=1 turns this into a failure)", path)
+		t.Skipf("SKIPPED, NOT PASSED: no jaeger binary at %s; run internal/testenv/testjaeger/build/build.sh (MANDATE_E2E=1 turns this into a failure)", path)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), testjaeger.DefaultStartTimeout)
 	defer cancel()

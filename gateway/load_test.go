@@ -13,7 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
 )
 
 // TestLoadManyUsersNoCrossTalk: many users, each with their own token and

@@ -16,7 +16,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mandate-gw/mandate/internal/nodetools"
+	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )

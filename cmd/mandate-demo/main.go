@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mandate-gw/mandate/internal/demo"
+	"github.com/mandate-gw/mandate/internal/app/demo"
 )
 
 func main() {

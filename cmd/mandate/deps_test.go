@@ -29,9 +29,9 @@ func TestProductBinaryCarriesNoDemo(t *testing.T) {
 		t.Fatalf("go list -deps . listed %d packages, want the whole build:\n%s", len(pkgs), out)
 	}
 	forbidden := map[string]bool{
-		"github.com/zitadel/oidc/v3/pkg/op":             true, // named by issue 13; also covered by the prefix below
-		"github.com/mandate-gw/mandate/internal/devidp": true,
-		"github.com/mandate-gw/mandate/internal/demo":   true,
+		"github.com/zitadel/oidc/v3/pkg/op":                 true, // named by issue 13; also covered by the prefix below
+		"github.com/mandate-gw/mandate/internal/app/devidp": true,
+		"github.com/mandate-gw/mandate/internal/app/demo":   true,
 	}
 	for _, p := range pkgs {
 		if forbidden[p] || strings.HasPrefix(p, "github.com/zitadel/") || // only the dev IdP uses zitadel

@@ -5,15 +5,15 @@
 # Usage: deploy/tools/build-helm.sh [OUT]     (default OUT: <repo>/.tools/bin/helm)
 #
 # Skipped when OUT already exists and is newer than the pinning go.mod/go.sum.
-# internal/deploytest finds the binary at $MANDATE_HELM_BIN or <repo>/.tools/bin/helm.
+# internal/testenv/deploytest finds the binary at $MANDATE_HELM_BIN or <repo>/.tools/bin/helm.
 # First build: ~2-4 minutes on 2 cores, needs the Go module proxy.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mod="$here/helm"
 repo="$(cd "$here/../.." && pwd)"
-# shellcheck source=../../internal/testproc/buildtool.sh
-source "$repo/internal/testproc/buildtool.sh"
+# shellcheck source=../../internal/testenv/testproc/buildtool.sh
+source "$repo/internal/testenv/testproc/buildtool.sh"
 out=$(buildtool_out "$repo/.tools/bin/helm" "${1:-}")
 
 # This script counts as an input too: the -X flags below shape the binary.

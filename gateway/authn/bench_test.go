@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
 )
 
 // benchAuthenticator starts the dev IdP (zitadel OP) and an Authenticator

@@ -15,7 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/mandate-gw/mandate/internal/identity"
-	"github.com/mandate-gw/mandate/internal/testhydra"
+	"github.com/mandate-gw/mandate/internal/testenv/testhydra"
 )
 
 // startHydra runs the real Ory Hydra v2.3.0. Without the binary the test is
@@ -24,9 +24,9 @@ func startHydra(t *testing.T) *testhydra.Hydra {
 	t.Helper()
 	if path, ok := testhydra.Available(testhydra.Options{}); !ok {
 		if os.Getenv("MANDATE_E2E") != "" {
-			t.Fatalf("MANDATE_E2E is set but the hydra binary %s is missing: run internal/testhydra/build/build.sh", path)
+			t.Fatalf("MANDATE_E2E is set but the hydra binary %s is missing: run internal/testenv/testhydra/build/build.sh", path)
 		}
-		t.Skipf("hydra binary %s missing (run internal/testhydra/build/build.sh; MANDATE_E2E=1 makes this a failure)", path)
+		t.Skipf("hydra binary %s missing (run internal/testenv/testhydra/build/build.sh; MANDATE_E2E=1 makes this a failure)", path)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

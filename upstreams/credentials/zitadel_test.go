@@ -10,7 +10,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/mandate-gw/mandate/internal/devidp"
+	"github.com/mandate-gw/mandate/internal/app/devidp"
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
@@ -20,7 +20,7 @@ const (
 	forbiddenAudience = "https://payroll.internal"
 )
 
-// startIdP runs the real zitadel/oidc OP (internal/devidp) on loopback with
+// startIdP runs the real zitadel/oidc OP (internal/app/devidp) on loopback with
 // an exchange policy that refuses forbiddenAudience, and registers the
 // gateway's client "mandate".
 func startIdP(t testing.TB) *devidp.IdP {

@@ -1,5 +1,5 @@
 {{/*
-The release notes (NOTES.txt renders this; internal/deploytest renders it with
+The release notes (NOTES.txt renders this; internal/testenv/deploytest renders it with
 helm template, which skips NOTES.txt).
 */}}
 {{- define "mandate.notes" -}}

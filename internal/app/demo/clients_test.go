@@ -1,0 +1,80 @@
+package demo
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
+	sf "github.com/mandate-gw/mandate/upstreams/salesforce"
+	sn "github.com/mandate-gw/mandate/upstreams/servicenow"
+)
+
+// TestRealClientsListDemo lists tools, prompts, resources and resource
+// templates for every demo user with the MCP Inspector 2.12 CLI and the
+// official TypeScript SDK 1.32 client, as a new user of `mandate-demo`
+// would. Every list is an array (the SDK and the Inspector refuse null:
+// "expected array, received null"), holding exactly what policy lets that
+// user see: Salesforce (tools, the pipeline resource, the record template)
+// for sales only; ServiceNow's writes for IT only; its reads, its record
+// template and kb for everyone; no prompts anywhere.
+func TestRealClientsListDemo(t *testing.T) {
+	nodetools.Require(t, nodetools.ToolInspector, nodetools.ToolTSSDK)
+	t.Parallel()
+	d, err := Start(testCtx(t), Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+
+	kb := []string{"kb_get_article", "kb_search_articles"}
+	salesforce := []string{"salesforce_get_record", "salesforce_my_pipeline", "salesforce_search", "salesforce_soql_query"}
+	snReads := []string{"servicenow_get_incident", "servicenow_my_incidents", "servicenow_query_table"}
+	snWrites := []string{"servicenow_create_incident", "servicenow_update_incident"}
+	cat := func(parts ...[]string) []string {
+		var out []string
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	sales := map[string][]string{
+		"tools/list":               cat(kb, salesforce, snReads, []string{"whoami"}),
+		"prompts/list":             {},
+		"resources/list":           {sf.PipelineURI},
+		"resources/templates/list": {sf.RecordURITemplate, sn.RecordURITemplate},
+	}
+	want := map[string]map[string][]string{
+		"rita":   sales,
+		"morgan": sales,
+		"ivy": {
+			"tools/list":               cat(kb, snReads, snWrites, []string{"whoami"}),
+			"prompts/list":             {},
+			"resources/list":           {},
+			"resources/templates/list": {sn.RecordURITemplate},
+		},
+		"oscar": {
+			"tools/list":               cat(kb, snReads, []string{"whoami"}),
+			"prompts/list":             {},
+			"resources/list":           {},
+			"resources/templates/list": {sn.RecordURITemplate},
+		},
+	}
+	if len(want) != len(d.Users) {
+		t.Fatalf("the demo has %d users, the test knows %d", len(d.Users), len(want))
+	}
+	methods := []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+	for _, u := range d.Users {
+		t.Run(u.Name, func(t *testing.T) {
+			w, ok := want[u.Name]
+			if !ok {
+				t.Fatalf("no expected listing for demo user %s", u.Name)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			for _, p := range nodetools.CheckListings(nodetools.ListWithClients(ctx, d.MCPURL, u.Token, methods...), w) {
+				t.Error(p)
+			}
+		})
+	}
+}
