@@ -60,7 +60,7 @@ func TestAuditSinkFailureRefusesBeforeTheUpstream(t *testing.T) {
 	env := startMuxOpts(t, nil, Options{AuditOutput: sink, auditRetry: 5 * time.Millisecond})
 	env.audit = &sink.syncBuffer
 	alice := connect(t, env.gw.mcpURL, env.aliceTk)
-	for range 2 { // the second call is warm: the fast path serves it
+	for range 2 { // both take the forwarding path
 		if _, err := callJSON(t, alice, "crm_who", map[string]any{}); err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +78,7 @@ func TestAuditSinkFailureRefusesBeforeTheUpstream(t *testing.T) {
 	}
 
 	// Now every new operation is refused before any upstream call.
-	before, beforeDocs, fast := env.crm.requests(), env.docs.requests(), fastCalls.Load()
+	before, beforeDocs := env.crm.requests(), env.docs.requests()
 	refused := func(what string, err error) {
 		t.Helper()
 		var je *jsonrpc.Error
@@ -96,9 +96,6 @@ func TestAuditSinkFailureRefusesBeforeTheUpstream(t *testing.T) {
 	refused("tools/list", err)
 	if n, m := env.crm.requests(), env.docs.requests(); n != before || m != beforeDocs {
 		t.Errorf("upstreams were called while the audit sink failed: crm %d→%d, docs %d→%d", before, n, beforeDocs, m)
-	}
-	if fastCalls.Load() != fast {
-		t.Error("the fast path served a call while the audit sink failed")
 	}
 	code, body := readyz(t, env)
 	checks, _ := body["checks"].(map[string]any)

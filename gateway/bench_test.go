@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -138,15 +137,15 @@ func BenchmarkCachedCall(b *testing.B) {
 //	policy   the CEL decision the fast path makes (two rules, default deny)
 //	none     finish() with metrics none, the audit record encoded and
 //	         hash-chained but written to io.Discard: the floor
-//	metrics  finish() with Prometheus metrics (record to io.Discard)
-//	audit-file  finish() with the record written to a file (fsync none)
+//	metrics  record() with Prometheus metrics (record to io.Discard)
+//	audit-file  record() with the record written to a file (fsync none)
 //	tracing  none + the server span with the policy child span and an
 //	         upstream client span, sampled, into a no-op batch exporter
 //
 // Audit cannot be switched off in Mandate; the difference between
 // audit-file and none is the cost of writing the record.
 func BenchmarkHotPathPieces(b *testing.B) {
-	run := func(b *testing.B, mutate func(*Config), opts Options, body func(g *Gateway, o *op, st *state)) {
+	run := func(b *testing.B, mutate func(*Config), opts Options, body func(g *Gateway, o *call, st *state)) {
 		opts.AuditOutput = io.Discard
 		env := startMuxOpts(b, mutate, opts)
 		alice := connect(b, env.gw.mcpURL, env.aliceTk)
@@ -163,7 +162,7 @@ func BenchmarkHotPathPieces(b *testing.B) {
 		info.Credential("token_exchange", "user-alice", false, true)
 		b.ReportAllocs()
 		for b.Loop() {
-			o := &op{start: time.Now(), method: "tools/call", id: id, upstream: "crm", tool: "echo", exposed: "crm_echo", info: info, fast: true}
+			o := &call{start: time.Now(), method: "tools/call", id: id, upstream: "crm", tool: "echo", exposed: "crm_echo", info: info, fast: true}
 			body(g, o, st)
 		}
 	}
@@ -175,13 +174,13 @@ func BenchmarkHotPathPieces(b *testing.B) {
 			c.Audit.Sink, c.Audit.Path = "file", filepath.Join(dir, "audit.jsonl")
 		}
 	}
-	finish := func(g *Gateway, o *op, _ *state) {
-		if err := g.finish(context.Background(), o, nil); err != nil {
+	finish := func(g *Gateway, o *call, _ *state) {
+		if err := g.record(context.Background(), o, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.Run("policy", func(b *testing.B) {
-		run(b, noMetrics, Options{}, func(g *Gateway, o *op, st *state) {
+		run(b, noMetrics, Options{}, func(g *Gateway, o *call, st *state) {
 			if d := st.policy.Evaluate(context.Background(), policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"}); !d.Allow {
 				b.Fatal("denied")
 			}
@@ -193,10 +192,11 @@ func BenchmarkHotPathPieces(b *testing.B) {
 	b.Run("tracing", func(b *testing.B) {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 		defer tp.Shutdown(context.Background())
-		hdr := http.Header{"Mcp-Session-Id": {"s1"}, "Mcp-Protocol-Version": {"2025-11-25"}}
-		run(b, noMetrics, Options{TracerProvider: tp}, func(g *Gateway, o *op, _ *state) {
-			now := time.Now()
-			ctx := g.startFastSpan(context.Background(), o, hdr, nil, json.RawMessage(`7`), policy.Decision{Allow: true, Rule: "employees"}, now, now)
+		hdr := http.Header{}
+		run(b, noMetrics, Options{TracerProvider: tp}, func(g *Gateway, o *call, st *state) {
+			o.sessionID, o.proto, o.rpcID = "s1", "2025-11-25", "7"
+			ctx := g.startSpan(context.Background(), o, hdr, traceMeta{})
+			g.evaluate(ctx, o, st, policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"})
 			_, cs := g.tel.tracer.Start(ctx, "tools/call echo", trace.WithSpanKind(trace.SpanKindClient))
 			cs.End()
 			g.observe(ctx, o, nil)

@@ -201,7 +201,7 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 	sdkSide := startDiffSide(t, true)
 	for _, tc := range []struct {
 		name, tool string
-		fast       bool   // the fast path serves it (it reaches the upstream)
+		fast       bool   // the forwarding path takes it (refusals too: one pipeline answers both)
 		failure    string // the upstream's fault: in /readyz's last_error
 		check      func(t *testing.T, resp, rec map[string]any)
 	}{
@@ -213,9 +213,9 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 		{"upstream 403", "diff_http403", true, "", rpcError(upstreams.CodeUpstreamUnauthorized, "HTTP 403")},
 		{"oversized answer", "diff_big", true, "max_result_bytes", rpcError(upstreams.CodeResultTooLarge, "max_result_bytes")},
 		{"timeout", "diff_slow", true, "timed out after 1s", rpcError(upstreams.CodeUpstreamTimeout, "upstream diff: timed out after 1s")},
-		{"policy deny", "diff_forbidden", false, "", rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_forbidden"`)},
-		{"unknown tool", "diff_nosuch", false, "", rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_nosuch"`)},
-		{"rate limited", "docs_who", false, "", rpcError(upstreams.CodeRateLimited, "rate limit")},
+		{"policy deny", "diff_forbidden", true, "", rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_forbidden"`)},
+		{"unknown tool", "diff_nosuch", true, "", rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_nosuch"`)},
+		{"rate limited", "docs_who", true, "", rpcError(upstreams.CodeRateLimited, "rate limit")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fResp, fRec, fFast := fastSide.call(t, tc.tool)

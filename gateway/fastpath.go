@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,31 +15,30 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
-	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 )
 
-// fastSeq numbers fast-path upstream request ids; fastCalls counts calls
-// the fast path served (tests).
+// fastSeq numbers forwarded upstream request ids; fastCalls counts calls
+// the forwarding path served (tests).
 var fastSeq, fastCalls atomic.Uint64
 
-// fastPath serves the common tools/call without decoding and re-encoding
-// the message through go-sdk on both legs: it reads the envelope (method,
-// id, name), applies the same checks as the router (session owner,
-// namespacing, policy, rate limit, the user's listing), rewrites the name
-// and the id, and hands the bytes to the upstream session's RawCaller,
-// which runs the call with the session's own bookkeeping (health, error
-// mapping, max_result_bytes, cancellation) and returns the decoded outcome.
-// The gateway keeps only the envelope: the client's id around the result,
-// event-stream framing, the audit outcome from isError. Anything it does not
-// handle — other methods, progress tokens, sessions with logging,
-// sampling or elicitation, native adapters, any refusal or error — falls
-// through to the go-sdk path, which produces the precise answer.
+// fastPath is the forwarding path's envelope handling: for the common
+// tools/call it skips decoding and re-encoding the message through go-sdk
+// on both legs. It takes a call only when the envelope alone shows that
+// the answer is one JSON-RPC message (a stateful session of the same
+// user, no progress token, no logging level, a client that offers neither
+// sampling nor elicitation, a tool of an upstream whose sessions forward
+// raw messages); then the call goes through the same dispatch pipeline as
+// on the go-sdk path — route, authorize, admit, session, record — and only
+// invoke differs: the upstream session's RawCaller gets the message with
+// the name and id rewritten and returns the result's bytes and isError.
+// The gateway frames the result with the client's id, as JSON or as one
+// event, like go-sdk does. Everything else goes to go-sdk.
 func (g *Gateway) fastPath(c *gin.Context) {
-	if g.stateless || c.Request.Method != http.MethodPost {
+	in := inboundOfGin(c)
+	if g.stateless || in == nil || in.env == nil {
 		return
 	}
 	sid := c.GetHeader("Mcp-Session-Id")
@@ -56,9 +56,9 @@ func (g *Gateway) fastPath(c *gin.Context) {
 			d.sdkSeen.Store(time.Now().UnixNano())
 		}
 	}()
-	id := identity.FromContext(c.Request.Context())
+	env := in.env
 	cur := d.id.Load()
-	if id == nil || cur == nil || cur.Key() != id.Key() || d.ss == nil || d.logLevel.Load() != nil ||
+	if cur == nil || cur.Key() != in.id.Key() || d.ss == nil || d.logLevel.Load() != nil ||
 		clientSupports(d.ss, "sampling") || clientSupports(d.ss, "elicitation") {
 		return
 	}
@@ -67,18 +67,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if time.Since(time.Unix(0, d.sdkSeen.Load())) > g.cfg.Server.Session.IdleTimeout/4 {
 		return
 	}
-	body, ok := readBody(c)
-	if !ok {
-		handled = true
-		return
-	}
-	var env struct {
-		JSONRPC string                     `json:"jsonrpc"`
-		ID      json.RawMessage            `json:"id"`
-		Method  string                     `json:"method"`
-		Params  map[string]json.RawMessage `json:"params"`
-	}
-	if json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Method != "tools/call" || env.Params == nil || !plainID(env.ID) {
+	if env.JSONRPC != "2.0" || env.Method != "tools/call" || env.Params == nil || !plainID(env.ID) {
 		return
 	}
 	var name string
@@ -86,91 +75,104 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if json.Unmarshal(env.Params["name"], &name) != nil || st.isWhoAmI(name) {
 		return
 	}
-	if meta, ok := env.Params["_meta"]; ok && bytes.Contains(meta, []byte(`"progressToken"`)) {
+	meta := env.Params["_meta"]
+	if len(meta) > 0 && bytes.Contains(meta, []byte(`"progressToken"`)) {
 		return
 	}
-	if args, ok := env.Params["arguments"]; ok && upstreams.CheckArguments(args) != nil {
-		return // not an object, or ambiguous: go-sdk's path answers with invalid params
+	args, hasArgs := env.Params["arguments"]
+	if hasArgs && !jsonObject(args) {
+		return // go-sdk's decoding answers with invalid params
 	}
-	u, inner, ok := st.route(name)
-	if !ok || u.cfg.Kind != upstreams.KindMCP || st.usesArgs || u.cfg.AuditArguments {
+	if u, _, ok := st.route(name); !ok || u.cfg.Kind != upstreams.KindMCP {
 		return
-	}
-	ctx := identity.NewContext(c.Request.Context(), id)
-	opStart := time.Now()
-	dec := st.policy.Evaluate(ctx, policy.Input{User: policy.UserFrom(id), Upstream: u.name, Method: "tools/call", Tool: inner})
-	polEnd := time.Now()
-	// Only warm calls: the user's listing is cached (a listing to fetch,
-	// and its failures, are the go-sdk path's business). The go-sdk path
-	// also answers when the audit sink cannot write (admitAudit).
-	if has, cached := g.cachedTool(d, st, u, inner); !dec.Allow || !has || !cached || !g.audit.Writable() {
-		return
-	}
-	sess, err := d.upstream(ctx, st, u)
-	if err != nil {
-		return
-	}
-	rc, ok := sess.(upstreams.RawCaller)
-	if !ok {
-		return
-	}
-	if ok, _ := g.limiter.Allow(id.Key(), u.name); !ok {
-		return // the go-sdk path answers with the rate-limit error
 	}
 
-	o := &op{start: opStart, method: "tools/call", id: id, d: d, ss: d.ss, requestID: c.GetString(RequestIDHeader),
-		upstream: u.name, tool: inner, exposed: name, fast: true}
-	ctx, o.info = callinfo.NewContext(ctx)
-	if g.tel.tp != nil {
-		ctx = g.startFastSpan(ctx, o, c.Request.Header, env.Params["_meta"], env.ID, dec, opStart, polEnd)
-	}
-	o.decision = &dec
 	handled = true
 	fastCalls.Add(1)
-	d.touch(id)
-
-	var idBuf [24]byte
-	upID := append(strconv.AppendUint(append(idBuf[:0], `"mx-`...), fastSeq.Add(1), 36), '"')
-	nameJSON, _ := json.Marshal(inner)
-	env.Params["name"] = nameJSON
-	if raw, ok := env.Params["_meta"]; ok && bytes.Contains(raw, []byte(`"io.modelcontextprotocol/`)) {
-		var meta mcp.Meta // strip per-hop protocol keys, as the go-sdk path does
-		if json.Unmarshal(raw, &meta) != nil {
-			return
-		}
-		env.Params["_meta"], _ = json.Marshal(hopMeta(meta))
+	d.touch(in.id)
+	o := &call{start: time.Now(), method: "tools/call", id: in.id, d: d, ss: d.ss, st: st,
+		requestID: in.requestID, rpcID: in.rpcID(), sessionID: sid, name: name, rawArgs: args, fast: true}
+	if ip := d.ss.InitializeParams(); ip != nil {
+		o.proto = ip.ProtocolVersion
 	}
-	params, _ := json.Marshal(env.Params)
-	out := make([]byte, 0, len(params)+64)
+	ctx := identity.NewContext(c.Request.Context(), in.id)
+	ctx, o.info = callinfo.NewContext(ctx)
+	ctx = g.startSpan(ctx, o, c.Request.Header, rawMetaTrace(meta))
+
+	var raw upstreams.RawResult
+	res, err := g.guard(o, func() (mcp.Result, error) {
+		return g.dispatch(ctx, o, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			rc, ok := sess.(upstreams.RawCaller)
+			if !ok {
+				// Not a forwarding session after all: the typed call, whose
+				// result is encoded here as go-sdk would.
+				res, err := sess.CallTool(ctx, &mcp.CallToolParams{Meta: hopMeta(rawMeta(meta)), Name: o.tool, Arguments: args})
+				if err != nil {
+					return nil, false, err
+				}
+				return res, res.IsError, nil
+			}
+			body, upID, err := forwardBody(env, o.tool)
+			if err != nil {
+				return nil, false, err
+			}
+			raw, err = rc.CallToolRaw(ctx, o.tool, upID, body)
+			return nil, raw.IsError, err
+		})
+	})
+	if aerr := g.record(ctx, o, err); aerr != nil {
+		res, err = nil, aerr
+	}
+	c.Header("Mcp-Session-Id", sid)
+	switch {
+	case err != nil:
+		c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(env.ID, err))
+	case res != nil:
+		c.AbortWithStatusJSON(http.StatusOK, gin.H{"jsonrpc": "2.0", "id": env.ID, "result": res})
+	default:
+		writeResult(c, env.ID, raw)
+	}
+}
+
+// forwardBody is the upstream message: the client's tools/call with the
+// upstream's tool name, a fresh id, and the per-hop protocol keys of _meta
+// removed (as the go-sdk path does).
+func forwardBody(env *envelope, tool string) (body, upID []byte, err error) {
+	var idBuf [24]byte
+	upID = append(strconv.AppendUint(append(idBuf[:0], `"mx-`...), fastSeq.Add(1), 36), '"')
+	params := make(map[string]json.RawMessage, len(env.Params))
+	for k, v := range env.Params {
+		params[k] = v
+	}
+	params["name"], _ = json.Marshal(tool)
+	if raw, ok := params["_meta"]; ok && bytes.Contains(raw, []byte(`"io.modelcontextprotocol/`)) {
+		var meta mcp.Meta
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid _meta"}
+		}
+		params["_meta"], _ = json.Marshal(hopMeta(meta))
+	}
+	p, err := json.Marshal(params)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]byte, 0, len(p)+64)
 	out = append(out, `{"jsonrpc":"2.0","id":`...)
 	out = append(out, upID...)
 	out = append(out, `,"method":"tools/call","params":`...)
-	out = append(out, params...)
-	out = append(out, '}')
+	out = append(out, p...)
+	return append(out, '}'), upID, nil
+}
 
-	// The RawCaller bounds the call by the upstream's timeout itself.
-	cctx, done := g.upstreamCall(ctx, o, u, "tools/call", inner)
-	res, err := rc.CallToolRaw(cctx, inner, upID, out)
-	done(err)
-	if err != nil {
-		r, ferr := g.toolFailure(o, u, err) // as callTool: credential problems become actionable tool errors
-		g.fastFail(c, o, env.ID, r, ferr)
-		return
-	}
-	if res.IsError {
-		o.outcome, o.errClass = audit.OutcomeError, "tool_error"
-	}
-	if aerr := g.finish(ctx, o, nil); aerr != nil {
-		c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(env.ID, aerr))
-		return
-	}
-	msg := make([]byte, 0, len(res.Result)+len(env.ID)+40)
+// writeResult frames a forwarded result with the client's id: one event
+// when the upstream answered with an event stream, else JSON.
+func writeResult(c *gin.Context, id json.RawMessage, res upstreams.RawResult) {
+	msg := make([]byte, 0, len(res.Result)+len(id)+40)
 	msg = append(msg, `{"jsonrpc":"2.0","id":`...)
-	msg = append(msg, env.ID...)
+	msg = append(msg, id...)
 	msg = append(msg, `,"result":`...)
 	msg = append(msg, res.Result...)
 	msg = append(msg, '}')
-	c.Header("Mcp-Session-Id", sid)
 	if res.EventStream {
 		c.Header("Content-Type", "text/event-stream")
 		c.Header("Cache-Control", "no-cache")
@@ -184,18 +186,22 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	c.Abort()
 }
 
-// fastFail answers a fast-path call that failed after it was sent
-// upstream (it cannot fall through: the call may have run).
-func (g *Gateway) fastFail(c *gin.Context, o *op, id json.RawMessage, res mcp.Result, err error) {
-	if aerr := g.finish(c.Request.Context(), o, err); aerr != nil {
-		res, err = nil, aerr
+// rawMeta decodes _meta for the typed fallback (nil when absent or bad).
+func rawMeta(raw json.RawMessage) mcp.Meta {
+	if len(raw) == 0 {
+		return nil
 	}
-	c.Header("Mcp-Session-Id", c.GetHeader("Mcp-Session-Id"))
-	if err == nil && res != nil {
-		c.AbortWithStatusJSON(http.StatusOK, gin.H{"jsonrpc": "2.0", "id": id, "result": res})
-		return
+	var m mcp.Meta
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
 	}
-	c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(id, err))
+	return m
+}
+
+// jsonObject reports whether raw is a JSON object (or null: no arguments).
+func jsonObject(raw json.RawMessage) bool {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	return len(raw) > 0 && (raw[0] == '{' || bytes.Equal(raw, []byte("null")))
 }
 
 func rpcErrorBody(id json.RawMessage, err error) gin.H {
@@ -210,8 +216,6 @@ func rpcErrorBody(id json.RawMessage, err error) gin.H {
 	return gin.H{"jsonrpc": "2.0", "id": id, "error": gin.H{"code": code, "message": msg}}
 }
 
-// plainID reports whether a JSON-RPC id is a string or a number (what the
-// fast path echoes back verbatim); anything else goes to go-sdk.
 // readBody reads the request body and puts it back for the handlers after
 // this one. A body over the limit gets 413 and one that cannot be read
 // 400; then the request is aborted and ok is false.
@@ -230,6 +234,8 @@ func readBody(c *gin.Context) (body []byte, ok bool) {
 	return body, true
 }
 
+// plainID reports whether a JSON-RPC id is a string or a number (what the
+// forwarding path echoes back verbatim); anything else goes to go-sdk.
 func plainID(id json.RawMessage) bool {
 	if len(id) == 0 || len(id) > 256 {
 		return false

@@ -27,7 +27,7 @@ const errClassAuditUnavailable = "audit_unavailable"
 // queue is not written yet, a write is stuck, or the queue is full), new
 // operations are refused, so that no side effect happens without its
 // record. It is one atomic load when the sink is healthy.
-func (g *Gateway) admitAudit(o *op) error {
+func (g *Gateway) admitAudit(o *call) error {
 	if g.audit.Writable() {
 		return nil
 	}
@@ -37,7 +37,8 @@ func (g *Gateway) admitAudit(o *op) error {
 		Message: "audit log unavailable: Mandate does not run operations it cannot record; try again later"}
 }
 
-// finish records one operation: metrics, the span and the audit record.
+// record is the dispatch pipeline's last step: it records one operation —
+// metrics, the span and the audit record.
 //
 // An admitted operation's record is kept: written, or — while the sink
 // fails — queued and written by the audit logger's retries; its result is
@@ -47,7 +48,7 @@ func (g *Gateway) admitAudit(o *op) error {
 // dropped and counted when the queue is full). Only when a record can be
 // neither written nor queued (the logger is closed, at shutdown) is the
 // result withheld, and the record's gist goes to the operational log.
-func (g *Gateway) finish(ctx context.Context, o *op, err error) error {
+func (g *Gateway) record(ctx context.Context, o *call, err error) error {
 	if o.outcome == "" {
 		o.outcome = audit.OutcomeOK
 		if err != nil {

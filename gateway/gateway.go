@@ -91,7 +91,6 @@ type Gateway struct {
 	stateless    bool
 	peers        *peerRouter // nil unless server.session.peer_url is set
 	sessions     sync.Map    // key → *dsession
-	requests     sync.Map    // reqCtxHeader value → the HTTP request's context (bindRequest)
 	sessionCount atomic.Int64
 	byUser       userSessions // stateful sessions per user (server.session.max_per_user)
 	sendHandler  mcp.MethodHandler

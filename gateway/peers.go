@@ -146,7 +146,8 @@ func (g *Gateway) routeSession(c *gin.Context) {
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	r.Header.Set(forwardedHeader, owner) // read by Rewrite, replaced by "1"
+	r.Header.Set(forwardedHeader, owner)                        // read by Rewrite, replaced by "1"
+	r.Header.Set(RequestIDHeader, c.GetString(RequestIDHeader)) // one request id on both replicas
 	g.peers.proxy.ServeHTTP(&holdHeaderWriter{ResponseWriter: c.Writer}, r)
 	c.Abort()
 }

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/mandate-gw/mandate/upstreams"
 )
 
 // writeConfig writes cfg as YAML (the loader re-reads and validates it).

@@ -12,7 +12,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/internal/callinfo"
@@ -44,30 +43,6 @@ var routedMethods = map[string]bool{
 	"completion/complete": true, "logging/setLevel": true,
 }
 
-// op is one MCP operation being served: what the audit record, metrics and
-// span are made from.
-type op struct {
-	start     time.Time
-	method    string
-	id        *identity.Identity
-	d         *dsession
-	ss        *mcp.ServerSession
-	requestID string
-	upstream  string
-	tool      string
-	resource  string
-	prompt    string
-	exposed   string         // the tool or prompt name as the client used it
-	args      map[string]any // redacted arguments, when the upstream opted in
-	decision  *policy.Decision
-	info      *callinfo.Info
-	outcome   string
-	errClass  string
-	errMsg    string
-	span      trace.Span // nil when tracing is off
-	fast      bool       // served by the fast path
-}
-
 // middleware is go-sdk receiving middleware: Mandate answers the catalog
 // and routed methods for the calling user; everything else (initialize,
 // ping, notifications) goes to go-sdk.
@@ -89,45 +64,43 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		}()
 		ss, _ := req.GetSession().(*mcp.ServerSession)
-		var id *identity.Identity
-		if ex := req.GetExtra(); ex != nil {
-			id = identityFrom(ex.TokenInfo)
-		}
-		if id == nil || ss == nil {
+		in := inboundOf(req)
+		if in == nil || in.id == nil || ss == nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unauthenticated"}
 		}
-		st := g.state.Load()
-		o := &op{start: time.Now(), method: method, id: id, ss: ss}
-		if ex := req.GetExtra(); ex != nil && ex.Header != nil {
-			o.requestID = ex.Header.Get(RequestIDHeader)
-		}
-		o.d = g.sessionFor(ctx, ss, id)
-		ctx, stop := g.requestScoped(ctx, req)
-		defer stop()
-		ctx = identity.NewContext(ctx, id)
-		ctx, o.info = callinfo.NewContext(ctx)
-		ctx = g.startSpan(ctx, o, req)
-		defer func() {
-			// A bug must cost one request, never the process.
-			if rec := recover(); rec != nil {
-				g.log.Error("panic serving MCP request", "method", method, "panic", rec, "stack", string(debug.Stack()))
-				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
-				o.errClass = "internal_error"
-			}
-			if aerr := g.finish(ctx, o, err); aerr != nil {
-				res, err = nil, aerr
-			}
-		}()
-		proto := ""
+		c := &call{start: time.Now(), method: method, id: in.id, ss: ss, st: g.state.Load(),
+			requestID: in.requestID, rpcID: in.rpcID(), sessionID: ss.ID()}
 		if ip := ss.InitializeParams(); ip != nil {
-			proto = ip.ProtocolVersion
+			c.proto = ip.ProtocolVersion
 		}
-		res, err = g.serve(ctx, st, o, method, req, next)
+		c.d = g.sessionFor(ctx, ss, in.id)
+		ctx, stop := requestScoped(ctx, in)
+		defer stop()
+		ctx = identity.NewContext(ctx, in.id)
+		ctx, c.info = callinfo.NewContext(ctx)
+		ctx = g.startSpan(ctx, c, in.header, metaTrace(req.GetParams()))
+		res, err = g.guard(c, func() (mcp.Result, error) { return g.serve(ctx, c, req, next) })
+		if aerr := g.record(ctx, c, err); aerr != nil {
+			return nil, aerr
+		}
 		if err == nil && res != nil {
-			res = shapeResult(st, proto, res)
+			res = shapeResult(c.st, c.proto, res)
 		}
 		return res, err
 	}
+}
+
+// guard runs f; a panic in it (a bug) costs this call, never the process:
+// it answers a JSON-RPC internal error and is recorded as one.
+func (g *Gateway) guard(c *call, f func() (mcp.Result, error)) (res mcp.Result, err error) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			g.log.Error("panic serving MCP request", "method", c.method, "panic", rec, "stack", string(debug.Stack()))
+			res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
+			c.errClass = "internal_error"
+		}
+	}()
+	return f()
 }
 
 // initialize lets go-sdk answer, then counts the new session for its user
@@ -139,73 +112,130 @@ func (g *Gateway) initialize(ctx context.Context, method string, req mcp.Request
 		return res, err
 	}
 	ss, _ := req.GetSession().(*mcp.ServerSession)
-	var id *identity.Identity
-	if ex := req.GetExtra(); ex != nil {
-		id = identityFrom(ex.TokenInfo)
-	}
-	if ss != nil && id != nil {
-		g.sessionFor(ctx, ss, id)
+	if in := inboundOf(req); ss != nil && in != nil && in.id != nil {
+		g.sessionFor(ctx, ss, in.id)
 	}
 	return res, err
 }
 
-func (g *Gateway) serve(ctx context.Context, st *state, o *op, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+// serve answers one routed method on the go-sdk path: listings are merged
+// here; everything addressed to one upstream goes through dispatch with a
+// typed invoke.
+func (g *Gateway) serve(ctx context.Context, c *call, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	missing := func() (mcp.Result, error) {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + method}
-	}
-	if err := g.admitAudit(o); err != nil {
-		return nil, err
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + c.method}
 	}
 	switch p := req.GetParams().(type) {
 	case *mcp.ListToolsParams:
-		return g.listTools(ctx, st, o, orNew(p))
-	case *mcp.CallToolParamsRaw:
-		if p == nil {
-			return missing()
+		if err := g.admitAudit(c); err != nil {
+			return nil, err
 		}
-		return g.callTool(ctx, st, o, p)
+		return g.listTools(ctx, c.st, c, orNew(p))
 	case *mcp.ListResourcesParams:
-		return g.listResources(ctx, st, o, orNew(p))
+		if err := g.admitAudit(c); err != nil {
+			return nil, err
+		}
+		return g.listResources(ctx, c.st, c, orNew(p))
 	case *mcp.ListResourceTemplatesParams:
-		return g.listTemplates(ctx, st, o, orNew(p))
-	case *mcp.ReadResourceParams:
-		if p == nil {
-			return missing()
-		}
-		return g.readResource(ctx, st, o, p)
-	case *mcp.SubscribeParams:
-		if p == nil {
-			return missing()
-		}
-		if err := g.subscribe(ctx, st, o, p.URI, true, p, nil); err != nil {
+		if err := g.admitAudit(c); err != nil {
 			return nil, err
 		}
-		return next(ctx, method, req)
-	case *mcp.UnsubscribeParams:
-		if p == nil {
-			return missing()
-		}
-		if err := g.subscribe(ctx, st, o, p.URI, false, nil, p); err != nil {
-			return nil, err
-		}
-		return next(ctx, method, req)
+		return g.listTemplates(ctx, c.st, c, orNew(p))
 	case *mcp.ListPromptsParams:
-		return g.listPrompts(ctx, st, o, orNew(p))
-	case *mcp.GetPromptParams:
-		if p == nil {
-			return missing()
+		if err := g.admitAudit(c); err != nil {
+			return nil, err
 		}
-		return g.getPrompt(ctx, st, o, p)
-	case *mcp.CompleteParams:
-		if p == nil {
-			return missing()
-		}
-		return g.complete(ctx, st, o, p)
+		return g.listPrompts(ctx, c.st, c, orNew(p))
 	case *mcp.SetLoggingLevelParams:
 		if p == nil {
 			return missing()
 		}
-		return g.setLevel(ctx, st, o, p, method, req, next)
+		if err := g.admitAudit(c); err != nil {
+			return nil, err
+		}
+		return g.setLevel(ctx, c, p, req, next)
+	case *mcp.CallToolParamsRaw:
+		if p == nil {
+			return missing()
+		}
+		c.name, c.rawArgs, c.progressToken = p.Name, p.Arguments, p.GetProgressToken()
+		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			res, err := sess.CallTool(ctx, &mcp.CallToolParams{Meta: hopMeta(p.Meta), Name: c.tool, Arguments: p.Arguments})
+			if err != nil {
+				return nil, false, err
+			}
+			return res, res.IsError, nil
+		})
+	case *mcp.GetPromptParams:
+		if p == nil {
+			return missing()
+		}
+		c.name, c.promptArgs, c.progressToken = p.Name, p.Arguments, p.GetProgressToken()
+		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			gp := *p
+			gp.Name, gp.Meta = c.prompt, hopMeta(p.Meta)
+			res, err := sess.GetPrompt(ctx, &gp)
+			return res, false, err
+		})
+	case *mcp.ReadResourceParams:
+		if p == nil {
+			return missing()
+		}
+		c.uri, c.progressToken = p.URI, p.GetProgressToken()
+		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			rp := *p
+			rp.Meta = hopMeta(p.Meta)
+			res, err := sess.ReadResource(ctx, &rp)
+			return res, false, err
+		})
+	case *mcp.SubscribeParams:
+		if p == nil {
+			return missing()
+		}
+		c.uri = p.URI
+		if _, err := g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			return nil, false, sess.Subscribe(ctx, p)
+		}); err != nil {
+			return nil, err
+		}
+		c.d.subscribed(p.URI, true)
+		return next(ctx, c.method, req)
+	case *mcp.UnsubscribeParams:
+		if p == nil {
+			return missing()
+		}
+		c.uri = p.URI
+		if _, err := g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			return nil, false, sess.Unsubscribe(ctx, p)
+		}); err != nil {
+			return nil, err
+		}
+		c.d.subscribed(p.URI, false)
+		return next(ctx, c.method, req)
+	case *mcp.CompleteParams:
+		if p == nil {
+			return missing()
+		}
+		if p.Ref == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing ref"}
+		}
+		switch p.Ref.Type {
+		case "ref/prompt":
+			c.policyKind, c.name = "prompts/get", p.Ref.Name
+		case "ref/resource":
+			c.policyKind, c.uri = "resources/read", p.Ref.URI
+		default:
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unsupported ref type"}
+		}
+		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
+			cp, ref := *p, *p.Ref
+			if ref.Type == "ref/prompt" {
+				ref.Name = c.prompt
+			}
+			cp.Ref, cp.Meta = &ref, hopMeta(p.Meta)
+			res, err := sess.Complete(ctx, &cp)
+			return res, false, err
+		})
 	}
 	return missing()
 }
@@ -220,7 +250,7 @@ func orNew[T any](p *T) *T {
 
 // --- tools ---
 
-func (g *Gateway) listTools(ctx context.Context, st *state, o *op, p *mcp.ListToolsParams) (mcp.Result, error) {
+func (g *Gateway) listTools(ctx context.Context, st *state, o *call, p *mcp.ListToolsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	var builtin []*mcp.Tool
 	taken := map[string]string{}
@@ -243,78 +273,6 @@ func (g *Gateway) listTools(ctx context.Context, st *state, o *op, p *mcp.ListTo
 	})
 }
 
-func (g *Gateway) callTool(ctx context.Context, st *state, o *op, p *mcp.CallToolParamsRaw) (mcp.Result, error) {
-	if st.isWhoAmI(p.Name) {
-		o.upstream, o.tool, o.exposed = "mandate", whoamiTool.Name, p.Name
-		return whoamiResult(o.id), nil
-	}
-	u, name, ok := st.route(p.Name)
-	if !ok {
-		return nil, unknownTool(p.Name)
-	}
-	o.upstream, o.tool, o.exposed = u.name, name, p.Name
-	// Policy, audit and the upstream must read the same object: refuse
-	// what parsers disagree on (repeated keys, keys equal ignoring case)
-	// before anything looks at the arguments.
-	if err := upstreams.CheckArguments(p.Arguments); err != nil {
-		return nil, invalidArguments(o, err)
-	}
-	var args map[string]any
-	if (st.usesArgs || u.cfg.AuditArguments) && len(p.Arguments) > 0 {
-		if err := json.Unmarshal(p.Arguments, &args); err != nil {
-			return nil, invalidArguments(o, err)
-		}
-	}
-	if u.cfg.AuditArguments && args != nil {
-		o.args = audit.Redact(args, u.cfg.AuditRedact)
-	}
-	if err := g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "tools/call", Tool: name, Arguments: args}); err != nil {
-		// Same answer as for a tool that does not exist: no enumeration.
-		return nil, unknownTool(p.Name)
-	}
-	has, lerr := g.hasTool(ctx, o.d, st, u, name)
-	if !has && lerr != nil {
-		// Fail closed: without the user's listing the call cannot be
-		// checked against it. Credential failures become actionable tool
-		// errors (the call would fail on the same credentials).
-		if credentialsFailure(lerr) {
-			return g.toolFailure(o, u, lerr)
-		}
-		uerr := g.upstreamError(o, u, lerr)
-		msg := uerr.Error()
-		if je := (*jsonrpc.Error)(nil); errors.As(uerr, &je) {
-			msg = je.Message
-		}
-		o.errClass, o.errMsg = "listing_failed", msg+" (listing tools; the call was not made)"
-		return nil, &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
-	}
-	if !has {
-		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "unknown_tool", "not in the user's listing"
-		return nil, unknownTool(p.Name)
-	}
-	if err := g.rateLimit(o, u); err != nil {
-		return nil, err
-	}
-	sess, err := o.d.upstream(ctx, st, u)
-	if err != nil {
-		return g.toolFailure(o, u, err)
-	}
-	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
-	defer end()
-	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
-	cctx, done := g.upstreamCall(cctx, o, u, "tools/call", name)
-	res, err := sess.CallTool(cctx, &mcp.CallToolParams{Meta: hopMeta(p.Meta), Name: name, Arguments: p.Arguments})
-	done(err)
-	if err != nil {
-		return g.toolFailure(o, u, err)
-	}
-	if res.IsError {
-		o.outcome, o.errClass = audit.OutcomeError, "tool_error"
-	}
-	return res, nil
-}
-
 // credentialsFailure reports whether err is a failure to get the user's
 // platform credentials (from the broker, or an adapter's CodeCredentials).
 func credentialsFailure(err error) bool {
@@ -325,7 +283,7 @@ func credentialsFailure(err error) bool {
 
 // toolFailure turns a credentials failure into an actionable tool error
 // (the user can act on it) and anything else into a JSON-RPC error.
-func (g *Gateway) toolFailure(o *op, u *upstream, err error) (mcp.Result, error) {
+func (g *Gateway) toolFailure(o *call, u *upstream, err error) (mcp.Result, error) {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "credentials_"+orStr(ce.Code, "error"), ce.Error()
@@ -350,7 +308,7 @@ func orStr(s, def string) string {
 
 // upstreamError classifies err for the audit record and returns a JSON-RPC
 // error that names the upstream.
-func (g *Gateway) upstreamError(o *op, u *upstream, err error) error {
+func (g *Gateway) upstreamError(o *call, u *upstream, err error) error {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
 		o.errClass, o.errMsg = "credentials_"+orStr(ce.Code, "error"), ce.Error()
@@ -378,7 +336,7 @@ func (g *Gateway) upstreamError(o *op, u *upstream, err error) error {
 }
 
 // invalidArguments records and answers arguments refused before policy.
-func invalidArguments(o *op, err error) error {
+func invalidArguments(o *call, err error) error {
 	o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "invalid_arguments", err.Error()
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 }
@@ -387,21 +345,7 @@ func unknownTool(name string) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 }
 
-// authorize evaluates policy for one call; a denial is recorded on o.
-func (g *Gateway) authorize(ctx context.Context, o *op, st *state, in policy.Input) error {
-	in.User = policy.UserFrom(o.id)
-	dec := g.evaluate(ctx, o, st, in)
-	o.decision = &dec
-	if !dec.Allow {
-		o.outcome, o.errClass, o.errMsg = audit.OutcomeDenied, "policy_denied", dec.Reason
-		return errDenied
-	}
-	return nil
-}
-
-var errDenied = errors.New("denied by policy")
-
-func (g *Gateway) rateLimit(o *op, u *upstream) error {
+func (g *Gateway) rateLimit(o *call, u *upstream) error {
 	if g.limiter == nil {
 		return nil
 	}
@@ -418,7 +362,7 @@ func (g *Gateway) rateLimit(o *op, u *upstream) error {
 
 // --- prompts ---
 
-func (g *Gateway) listPrompts(ctx context.Context, st *state, o *op, p *mcp.ListPromptsParams) (mcp.Result, error) {
+func (g *Gateway) listPrompts(ctx context.Context, st *state, o *call, p *mcp.ListPromptsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	prompts := mergeListings(g, ctx, st, o, kindPrompts, nil, map[string]string{},
 		func(e *catalogEntry) []*mcp.Prompt { return e.prompts },
@@ -436,54 +380,9 @@ func (g *Gateway) listPrompts(ctx context.Context, st *state, o *op, p *mcp.List
 	})
 }
 
-func (g *Gateway) getPrompt(ctx context.Context, st *state, o *op, p *mcp.GetPromptParams) (mcp.Result, error) {
-	u, name, ok := st.route(p.Name)
-	unknown := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", p.Name)}
-	if !ok {
-		return nil, unknown
-	}
-	o.upstream, o.prompt, o.exposed = u.name, name, p.Name
-	args := make(map[string]any, len(p.Arguments))
-	folded := make(map[string]string, len(p.Arguments))
-	for k, v := range p.Arguments {
-		// Prompt arguments are a string map (repeated keys were resolved
-		// when it was decoded); keys equal ignoring case are ambiguous to
-		// a Go upstream as they are for tools.
-		f := upstreams.FoldKey(k)
-		if prev, dup := folded[f]; dup {
-			return nil, invalidArguments(o, fmt.Errorf("arguments: keys %q and %q differ only in case; send one of them", prev, k))
-		}
-		folded[f] = k
-		args[k] = v
-	}
-	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name, Arguments: args}) != nil {
-		return nil, unknown
-	}
-	if err := g.rateLimit(o, u); err != nil {
-		return nil, err
-	}
-	sess, err := o.d.upstream(ctx, st, u)
-	if err != nil {
-		return nil, g.upstreamError(o, u, err)
-	}
-	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
-	defer end()
-	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
-	c := *p
-	c.Name = name
-	cctx, done := g.upstreamCall(cctx, o, u, "prompts/get", name)
-	res, err := sess.GetPrompt(cctx, &c)
-	done(err)
-	if err != nil {
-		return nil, g.upstreamError(o, u, err)
-	}
-	return res, nil
-}
-
 // --- resources ---
 
-func (g *Gateway) listResources(ctx context.Context, st *state, o *op, p *mcp.ListResourcesParams) (mcp.Result, error) {
+func (g *Gateway) listResources(ctx context.Context, st *state, o *call, p *mcp.ListResourcesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	out := mergeListings(g, ctx, st, o, kindResources, nil, map[string]string{},
 		func(e *catalogEntry) []*mcp.Resource { return e.resources },
@@ -495,7 +394,7 @@ func (g *Gateway) listResources(ctx context.Context, st *state, o *op, p *mcp.Li
 	})
 }
 
-func (g *Gateway) listTemplates(ctx context.Context, st *state, o *op, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
+func (g *Gateway) listTemplates(ctx context.Context, st *state, o *call, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	out := mergeListings(g, ctx, st, o, kindTemplates, nil, map[string]string{},
 		func(e *catalogEntry) []*mcp.ResourceTemplate { return e.templates },
@@ -512,7 +411,7 @@ func (g *Gateway) listTemplates(ctx context.Context, st *state, o *op, p *mcp.Li
 // its key (exposed name or URI), or false to leave it out (hidden by
 // policy, or shadowed); an item whose key is already taken is left out
 // with a log line. out and seen hold what is listed before the upstreams.
-func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *op, kind listKind, out []T, seen map[string]string,
+func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, kind listKind, out []T, seen map[string]string,
 	items func(*catalogEntry) []T, expose func(*upstream, T) (T, string, bool)) []T {
 	for _, l := range g.listAll(ctx, o.d, st, kind) {
 		if l.e == nil {
@@ -556,7 +455,7 @@ func pageResult[T any](all []T, gen uint64, cursor string, result func([]T, stri
 // routeURI finds the upstream serving a resource URI for this user: an
 // exact match in a listing, then a template match, then — if exactly one
 // upstream lists resources at all — that one.
-func (g *Gateway) routeURI(ctx context.Context, st *state, o *op, uri string) (*upstream, bool) {
+func (g *Gateway) routeURI(ctx context.Context, st *state, o *call, uri string) (*upstream, bool) {
 	if len(st.ups) == 1 {
 		return st.ups[0], true
 	}
@@ -607,125 +506,12 @@ func resourceNotFound(uri string) error {
 		Data: json.RawMessage(fmt.Sprintf(`{"uri":%q}`, uri))}
 }
 
-func (g *Gateway) readResource(ctx context.Context, st *state, o *op, p *mcp.ReadResourceParams) (mcp.Result, error) {
-	o.resource = p.URI
-	u, ok := g.routeURI(ctx, st, o, p.URI)
-	if !ok {
-		return nil, resourceNotFound(p.URI)
-	}
-	o.upstream = u.name
-	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: p.URI}) != nil {
-		return nil, resourceNotFound(p.URI)
-	}
-	if err := g.rateLimit(o, u); err != nil {
-		return nil, err
-	}
-	sess, err := o.d.upstream(ctx, st, u)
-	if err != nil {
-		return nil, g.upstreamError(o, u, err)
-	}
-	_, end := o.d.begin(ctx, o.ss, u.name, p.GetProgressToken())
-	defer end()
-	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
-	cctx, done := g.upstreamCall(cctx, o, u, "resources/read", p.URI)
-	rp := *p
-	rp.Meta = hopMeta(p.Meta)
-	res, err := sess.ReadResource(cctx, &rp)
-	done(err)
-	if err != nil {
-		return nil, g.upstreamError(o, u, err)
-	}
-	return res, nil
-}
-
-func (g *Gateway) subscribe(ctx context.Context, st *state, o *op, uri string, on bool, sp *mcp.SubscribeParams, up *mcp.UnsubscribeParams) error {
-	o.resource = uri
-	u, ok := g.routeURI(ctx, st, o, uri)
-	if !ok {
-		return resourceNotFound(uri)
-	}
-	o.upstream = u.name
-	if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: uri}) != nil {
-		return resourceNotFound(uri)
-	}
-	sess, err := o.d.upstream(ctx, st, u)
-	if err != nil {
-		return g.upstreamError(o, u, err)
-	}
-	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
-	if on {
-		err = sess.Subscribe(cctx, sp)
-	} else {
-		err = sess.Unsubscribe(cctx, up)
-	}
-	if err != nil {
-		return g.upstreamError(o, u, err)
-	}
-	o.d.inflightMu.Lock()
-	if on {
-		o.d.subs[uri] = true
-	} else {
-		delete(o.d.subs, uri)
-	}
-	o.d.inflightMu.Unlock()
-	return nil
-}
-
 // --- completion and logging ---
-
-func (g *Gateway) complete(ctx context.Context, st *state, o *op, p *mcp.CompleteParams) (mcp.Result, error) {
-	if p.Ref == nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing ref"}
-	}
-	var u *upstream
-	c := *p
-	ref := *p.Ref
-	c.Ref = &ref
-	switch ref.Type {
-	case "ref/prompt":
-		var name string
-		var ok bool
-		if u, name, ok = st.route(ref.Name); !ok {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", ref.Name)}
-		}
-		o.prompt = name
-		ref.Name = name
-		if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "prompts/get", Prompt: name}) != nil {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", p.Ref.Name)}
-		}
-	case "ref/resource":
-		var ok bool
-		if u, ok = g.routeURI(ctx, st, o, ref.URI); !ok {
-			return nil, resourceNotFound(ref.URI)
-		}
-		o.resource = ref.URI
-		if g.authorize(ctx, o, st, policy.Input{Upstream: u.name, Method: "resources/read", Resource: ref.URI}) != nil {
-			return nil, resourceNotFound(ref.URI)
-		}
-	default:
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unsupported ref type"}
-	}
-	o.upstream = u.name
-	sess, err := o.d.upstream(ctx, st, u)
-	if err != nil {
-		return nil, g.upstreamError(o, u, err)
-	}
-	cctx, cancel := context.WithTimeoutCause(ctx, u.cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
-	c.Meta = hopMeta(p.Meta)
-	res, err := sess.Complete(cctx, &c)
-	if err != nil {
-		return nil, g.upstreamError(o, u, err)
-	}
-	return res, nil
-}
 
 // setLevel records the level on the downstream session (go-sdk filters
 // relayed log messages by it) and passes it to every upstream session,
 // including those opened later.
-func (g *Gateway) setLevel(ctx context.Context, st *state, o *op, p *mcp.SetLoggingLevelParams, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+func (g *Gateway) setLevel(ctx context.Context, o *call, p *mcp.SetLoggingLevelParams, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	lv := p.Level
 	o.d.logLevel.Store(&lv)
 	for _, s := range o.d.openSessions() {
@@ -733,7 +519,7 @@ func (g *Gateway) setLevel(ctx context.Context, st *state, o *op, p *mcp.SetLogg
 		_ = s.SetLoggingLevel(cctx, p)
 		cancel()
 	}
-	return next(ctx, method, req)
+	return next(ctx, o.method, req)
 }
 
 // hopMeta is the _meta to forward upstream: everything the client sent

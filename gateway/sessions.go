@@ -301,3 +301,15 @@ func (d *dsession) callFor(upstream string) *inflightCall {
 	}
 	return nil
 }
+
+// subscribed records (on) or forgets a resource subscription of the
+// session: resources/updated from the upstream is relayed only for these.
+func (d *dsession) subscribed(uri string, on bool) {
+	d.inflightMu.Lock()
+	defer d.inflightMu.Unlock()
+	if on {
+		d.subs[uri] = true
+	} else {
+		delete(d.subs, uri)
+	}
+}

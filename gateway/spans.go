@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -24,165 +19,80 @@ import (
 	"github.com/mandate-gw/mandate/policy"
 )
 
+// traceMeta is the trace context a client put in params._meta (OTel MCP
+// semantic conventions).
+type traceMeta struct{ parent, state string }
+
+// metaTrace reads the trace context from typed params.
+func metaTrace(p mcp.Params) traceMeta {
+	// Absent params arrive as a typed nil pointer: GetMeta would panic.
+	mp, ok := p.(interface{ GetMeta() map[string]any })
+	if !ok || reflect.ValueOf(mp).IsNil() {
+		return traceMeta{}
+	}
+	meta := mp.GetMeta()
+	tp, _ := meta["traceparent"].(string)
+	ts, _ := meta["tracestate"].(string)
+	return traceMeta{tp, ts}
+}
+
+// rawMetaTrace reads the trace context from _meta as sent.
+func rawMetaTrace(meta json.RawMessage) traceMeta {
+	if len(meta) == 0 || !bytes.Contains(meta, []byte("traceparent")) {
+		return traceMeta{}
+	}
+	var m struct {
+		Parent string `json:"traceparent"`
+		State  string `json:"tracestate"`
+	}
+	_ = json.Unmarshal(meta, &m)
+	return traceMeta{m.Parent, m.State}
+}
+
 // startSpan opens the server span of one MCP operation, continuing the
-// client's trace from the HTTP traceparent header or params._meta (OTel MCP
-// semantic conventions). With traces off it does nothing.
-func (g *Gateway) startSpan(ctx context.Context, o *op, req mcp.Request) context.Context {
+// client's trace from the HTTP traceparent header or params._meta. With
+// traces off it does nothing.
+func (g *Gateway) startSpan(ctx context.Context, o *call, hdr http.Header, tm traceMeta) context.Context {
 	if g.tel.tp == nil {
 		return ctx
 	}
-	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
-		ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(ex.Header))
+	if hdr != nil {
+		ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(hdr))
 	}
-	// Absent params arrive as a typed nil pointer: GetMeta would panic.
-	if mp, ok := req.GetParams().(interface{ GetMeta() map[string]any }); ok && !reflect.ValueOf(mp).IsNil() {
-		if meta := mp.GetMeta(); meta != nil {
-			if tp, ok := meta["traceparent"].(string); ok {
-				carrier := propagation.MapCarrier{"traceparent": tp}
-				if ts, ok := meta["tracestate"].(string); ok {
-					carrier["tracestate"] = ts
-				}
-				ctx = g.tel.prop.Extract(ctx, carrier)
-			}
+	if tm.parent != "" {
+		carrier := propagation.MapCarrier{"traceparent": tm.parent}
+		if tm.state != "" {
+			carrier["tracestate"] = tm.state
 		}
+		ctx = g.tel.prop.Extract(ctx, carrier)
 	}
-	attrs := []attribute.KeyValue{
+	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs = append(attrs,
 		attribute.String("mcp.method.name", o.method),
 		attribute.String("user.id", o.id.Subject),
-		attribute.String("mandate.user.issuer", o.id.Issuer),
+		attribute.String("mandate.user.issuer", o.id.Issuer))
+	if o.sessionID != "" {
+		attrs = append(attrs, attribute.String("mcp.session.id", o.sessionID))
 	}
-	if o.ss != nil {
-		if sid := o.ss.ID(); sid != "" {
-			attrs = append(attrs, attribute.String("mcp.session.id", sid))
-		}
-		if ip := o.ss.InitializeParams(); ip != nil && ip.ProtocolVersion != "" {
-			attrs = append(attrs, attribute.String("mcp.protocol.version", ip.ProtocolVersion))
-		}
+	if o.proto != "" {
+		attrs = append(attrs, attribute.String("mcp.protocol.version", o.proto))
 	}
-	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
-		if id := ex.Header.Get(rpcIDHeader); id != "" {
-			attrs = append(attrs, attribute.String("jsonrpc.request.id", id))
-		}
+	if o.rpcID != "" {
+		attrs = append(attrs, attribute.String("jsonrpc.request.id", o.rpcID))
 	}
 	if o.requestID != "" {
 		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
 	}
-	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
-	return ctx
-}
-
-// rpcIDHeader carries the JSON-RPC id of a POST from passRPCID to
-// startSpan: go-sdk gives its handlers the HTTP headers, not the id.
-const rpcIDHeader = "Mandate-Internal-Jsonrpc-Id"
-
-// passRPCID removes any client-sent rpcIDHeader and, with tracing on,
-// sets it to the id of the JSON-RPC request in the body (one message per
-// POST since protocol 2025-06-18; batches and odd ids get none).
-func (g *Gateway) passRPCID(c *gin.Context) {
-	c.Request.Header.Del(rpcIDHeader)
-	if g.tel.tp == nil || c.Request.Method != http.MethodPost {
-		return
-	}
-	body, ok := readBody(c)
-	if !ok {
-		return
-	}
-	var env struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(body, &env) == nil && plainID(env.ID) {
-		c.Request.Header.Set(rpcIDHeader, strings.Trim(string(env.ID), `"`))
-	}
-}
-
-// reqCtxHeader links a go-sdk handler to the HTTP request that carried
-// its message (bindRequest); clients cannot set it.
-const reqCtxHeader = "Mandate-Internal-Request"
-
-var reqSeq atomic.Uint64
-
-// bindRequest makes the HTTP request's context findable from the go-sdk
-// handler of its message. In stateful mode go-sdk does not cancel a
-// handler when the client's POST goes away (it keeps the stream for
-// resumption, which needs an event store Mandate does not keep), so the
-// router cancels the routed call itself, and the upstream is told
-// (notifications/cancelled) instead of running on for nobody.
-func (g *Gateway) bindRequest(c *gin.Context) {
-	c.Request.Header.Del(reqCtxHeader)
-	if c.Request.Method != http.MethodPost {
-		return
-	}
-	key := strconv.FormatUint(reqSeq.Add(1), 36)
-	c.Request.Header.Set(reqCtxHeader, key)
-	g.requests.Store(key, c.Request.Context())
-	defer g.requests.Delete(key)
-	c.Next()
-}
-
-// requestScoped returns ctx, cancelled as well when the client's HTTP
-// request for this message ends; stop releases it.
-func (g *Gateway) requestScoped(ctx context.Context, req mcp.Request) (_ context.Context, stop func()) {
-	ex := req.GetExtra()
-	if ex == nil || ex.Header == nil {
-		return ctx, func() {}
-	}
-	v, ok := g.requests.Load(ex.Header.Get(reqCtxHeader))
-	if !ok {
-		return ctx, func() {}
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	unhook := context.AfterFunc(v.(context.Context), func() { cancel(errClientGone) })
-	return ctx, func() { unhook(); cancel(nil) }
-}
-
-// errClientGone is the cause of a call cancelled because its client left.
-var errClientGone = errors.New("the client closed the request")
-
-// startFastSpan opens the server span of a fast-path tools/call (the
-// same name and attributes as startSpan, plus jsonrpc.request.id, which
-// the fast path knows) and records the policy decision, already made, as
-// a child span with its real start and end times.
-func (g *Gateway) startFastSpan(ctx context.Context, o *op, hdr http.Header, meta json.RawMessage, reqID json.RawMessage, dec policy.Decision, polStart, polEnd time.Time) context.Context {
-	ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(hdr))
-	if len(meta) > 0 && bytes.Contains(meta, []byte("traceparent")) {
-		var m map[string]any
-		if json.Unmarshal(meta, &m) == nil {
-			carrier := propagation.MapCarrier{}
-			for _, k := range []string{"traceparent", "tracestate"} {
-				if v, ok := m[k].(string); ok {
-					carrier[k] = v
-				}
-			}
-			ctx = g.tel.prop.Extract(ctx, carrier)
-		}
-	}
-	attrs := []attribute.KeyValue{
-		attribute.String("mcp.method.name", o.method),
-		attribute.String("user.id", o.id.Subject),
-		attribute.String("mandate.user.issuer", o.id.Issuer),
-		attribute.String("jsonrpc.request.id", strings.Trim(string(reqID), `"`)),
-		attribute.String("mandate.path", "fast"),
-	}
-	if sid := hdr.Get("Mcp-Session-Id"); sid != "" {
-		attrs = append(attrs, attribute.String("mcp.session.id", sid))
-	}
-	if v := hdr.Get("Mcp-Protocol-Version"); v != "" {
-		attrs = append(attrs, attribute.String("mcp.protocol.version", v))
-	}
-	if o.requestID != "" {
-		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
+	if o.fast {
+		attrs = append(attrs, attribute.String("mandate.path", "fast"))
 	}
 	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...),
 		trace.WithTimestamp(o.start))
-	_, ps := g.tel.tracer.Start(ctx, "policy.evaluate", trace.WithTimestamp(polStart), trace.WithAttributes(
-		attribute.String("mandate.upstream", o.upstream), attribute.Bool("mandate.policy.allow", dec.Allow),
-		attribute.String("mandate.policy.rule", dec.Rule), attribute.String("mandate.policy.reason", dec.Reason)))
-	ps.End(trace.WithTimestamp(polEnd))
 	return ctx
 }
 
 // evaluate runs the policy, inside a child span when tracing is on.
-func (g *Gateway) evaluate(ctx context.Context, o *op, st *state, in policy.Input) policy.Decision {
+func (g *Gateway) evaluate(ctx context.Context, o *call, st *state, in policy.Input) policy.Decision {
 	if o.span == nil {
 		return st.policy.Evaluate(ctx, in)
 	}
@@ -196,7 +106,7 @@ func (g *Gateway) evaluate(ctx context.Context, o *op, st *state, in policy.Inpu
 }
 
 // endSpan completes the server span and records metrics for o.
-func (g *Gateway) observe(ctx context.Context, o *op, err error) {
+func (g *Gateway) observe(ctx context.Context, o *call, err error) {
 	target := o.exposed
 	if target == "" {
 		target = o.resource
@@ -256,7 +166,7 @@ func (g *Gateway) observe(ctx context.Context, o *op, err error) {
 // that make none themselves (native kinds; the mcp adapter makes its own
 // and propagates trace context), and the mcp.client.operation.duration
 // metric for all.
-func (g *Gateway) upstreamCall(ctx context.Context, o *op, u *upstream, method, target string) (context.Context, func(error)) {
+func (g *Gateway) upstreamCall(ctx context.Context, o *call, u *upstream, method, target string) (context.Context, func(error)) {
 	start := time.Now()
 	var span trace.Span
 	if o.span != nil && (u.cfg.Kind != "mcp" || o.fast) {

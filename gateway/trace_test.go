@@ -35,12 +35,17 @@ func TestTraceTiesIdentities(t *testing.T) {
 	// The client starts a trace and sends traceparent.
 	ctx, clientSpan, cs := tracedClient(t, env, env.aliceTk)
 	traceID := clientSpan.SpanContext().TraceID()
-	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
+	// With a progress token, go-sdk's path serves the call.
+	fastBefore := fastCalls.Load()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}, Meta: mcp.Meta{"progressToken": "p1"}}); err != nil {
 		t.Fatal(err)
 	}
-	// A second call on the warm session takes the fast path: it must make
-	// the same spans in the same trace.
-	fastBefore := fastCalls.Load()
+	if fastCalls.Load() != fastBefore {
+		t.Fatal("the first call took the forwarding path")
+	}
+	// A second call takes the forwarding path: it must make the same
+	// spans in the same trace.
+	fastBefore = fastCalls.Load()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +174,7 @@ type traceTransport struct{ tp string }
 func (t traceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Traceparent", t.tp)
-	r.Header.Set(rpcIDHeader, "spoofed")
+	r.Header.Set("Mandate-Internal-Jsonrpc-Id", "spoofed") // the header an older Mandate used internally
 	return http.DefaultTransport.RoundTrip(r)
 }
 
