@@ -33,8 +33,7 @@ func Explain(cfg *Config, req ExplainRequest, w io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	id := identityFromClaims(cfg.Identity, req.Claims)
-	in := policy.Input{User: policy.UserFrom(id), Arguments: req.Arguments}
+	in := policy.Input{Arguments: req.Arguments}
 	exposed := ""
 	switch {
 	case req.Tool != "":
@@ -61,8 +60,16 @@ func Explain(cfg *Config, req ExplainRequest, w io.Writer) (bool, error) {
 			in.Prompt = name
 		}
 	}
+	id, refused := explainIdentity(cfg, req.Claims)
+	if refused != nil {
+		// The gateway answers before routing or policy: no rule runs.
+		fmt.Fprintf(w, "request:   %s upstream=%s tool=%q prompt=%q resource=%q\n", in.Method, in.Upstream, in.Tool, in.Prompt, in.Resource)
+		fmt.Fprintf(w, "decision:  DENY by authentication — the gateway refuses this token with %d %s: %s\n", refused.Status, refused.Code, refused.Description)
+		return false, nil
+	}
+	in.User = policy.UserFrom(id)
 	dec := eng.Evaluate(context.Background(), in)
-	fmt.Fprintf(w, "user:      %s (roles: %s; groups: %s)\n", id.Subject, strings.Join(id.Roles, ", "), strings.Join(id.Groups, ", "))
+	fmt.Fprintf(w, "user:      %s (roles: %s; groups: %s; scopes: %s)\n", id.Subject, strings.Join(id.Roles, ", "), strings.Join(id.Groups, ", "), strings.Join(id.Scopes, " "))
 	fmt.Fprintf(w, "request:   %s upstream=%s tool=%q prompt=%q resource=%q\n", in.Method, in.Upstream, in.Tool, in.Prompt, in.Resource)
 	verdict := "DENY"
 	if dec.Allow {
@@ -89,22 +96,21 @@ func Explain(cfg *Config, req ExplainRequest, w io.Writer) (bool, error) {
 	return dec.Allow, nil
 }
 
-func identityFromClaims(c authnConfig, claims map[string]any) *identity.Identity {
-	iss, _ := claims["iss"].(string)
-	sub, _ := authn.Lookup(claims, c.Claims.Subject).(string)
-	email, _ := authn.Lookup(claims, c.Claims.Email).(string)
-	return &identity.Identity{Issuer: iss, Subject: sub, Email: email,
-		Roles: authn.Strings(authn.Lookup(claims, c.Claims.Roles)), Groups: authn.Strings(authn.Lookup(claims, c.Claims.Groups)),
-		Scopes: strings.Fields(fmt.Sprint(orEmpty(claims["scope"]))), Claims: claims}
-}
-
-type authnConfig = authn.Config
-
-func orEmpty(v any) any {
-	if v == nil {
-		return ""
+// explainIdentity maps claims to the user as the live gateway maps a
+// verified token's claims (authn.Config.IdentityFromClaims), with the
+// gateway's required-scope check; a non-nil error is how the gateway
+// would refuse the token. Signature, iss, aud and expiry are not checked:
+// the claims come from a file, not a token.
+func explainIdentity(cfg *Config, claims map[string]any) (*identity.Identity, *authn.Error) {
+	mapped, refused := cfg.Identity.IdentityFromClaims(claims)
+	if refused != nil {
+		return nil, refused
 	}
-	return v
+	id := &mapped
+	if refused := cfg.Identity.CheckScopes(id); refused != nil {
+		return nil, refused
+	}
+	return id, nil
 }
 
 func findUpstream(cfg *Config, name string) (upstreams.Config, bool) {

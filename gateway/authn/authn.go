@@ -250,12 +250,23 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization []string
 	if e != nil {
 		return nil, e
 	}
-	if missing := missingScopes(id.Scopes, a.cfg.RequiredScopes); len(missing) > 0 {
-		return nil, &Error{Status: http.StatusForbidden, Code: "insufficient_scope",
-			Description: "token lacks required scope(s): " + strings.Join(missing, " "),
-			Scopes:      a.cfg.RequiredScopes}
+	if e := a.cfg.CheckScopes(id); e != nil {
+		return nil, e
 	}
 	return id, nil
+}
+
+// CheckScopes refuses an identity whose scopes lack one of the
+// RequiredScopes: 403 insufficient_scope, naming the missing ones. The
+// Authenticator checks every identity with it (cached ones too), and
+// `mandate explain` reports its refusal as the gateway would answer it.
+func (c Config) CheckScopes(id *identity.Identity) *Error {
+	if missing := missingScopes(id.Scopes, c.RequiredScopes); len(missing) > 0 {
+		return &Error{Status: http.StatusForbidden, Code: "insufficient_scope",
+			Description: "token lacks required scope(s): " + strings.Join(missing, " "),
+			Scopes:      c.RequiredScopes}
+	}
+	return nil
 }
 
 func (a *Authenticator) verify(ctx context.Context, tok string) (*identity.Identity, *Error) {
@@ -303,9 +314,9 @@ func (a *Authenticator) verify(ctx context.Context, tok string) (*identity.Ident
 	if nbf, ok := numericDate(claims["nbf"]); ok && now.Add(a.cfg.ClockSkew).Before(nbf) {
 		return nil, fail(http.StatusUnauthorized, "invalid_token", "token not valid yet (nbf)")
 	}
-	mapped, err := a.mapClaims(t.Issuer, claims, exp)
-	if err != nil {
-		return nil, fail(http.StatusUnauthorized, "invalid_token", "%v", err)
+	mapped, e := a.cfg.IdentityFromClaims(claims)
+	if e != nil {
+		return nil, e
 	}
 	id := mapped.WithRawToken(tok)
 	a.cache.Add(key, &cached{id: id, key: info.key})
@@ -345,29 +356,43 @@ func typMatches(got, want string) bool {
 	return strings.EqualFold(trim(got), trim(want))
 }
 
-// mapClaims builds the identity from verified claims.
-func (a *Authenticator) mapClaims(issuer string, claims map[string]any, exp time.Time) (identity.Identity, error) {
-	c := a.cfg.Claims
-	raw := Lookup(claims, c.Subject)
+// IdentityFromClaims is the one mapping from a token's claims to the
+// caller's identity under c (defaults applied): Issuer from iss, Subject
+// from the Claims.Subject claim (a non-empty string, else 401; an
+// email-like subject only when email_verified is true or
+// TrustUnverifiedEmail, else 401), Email and EmailTrusted (email_verified,
+// or TrustUnverifiedEmail), Roles and Groups (Lookup, then Strings),
+// Scopes (scope; else scp, a string or a list, as Entra v2 sends it),
+// Claims, and Expiry from exp (zero when absent). Refusals are 401
+// invalid_token errors.
+//
+// The Authenticator maps every token it verifies with it (after checking
+// signature, iss, aud, exp and nbf), and `mandate explain` maps a claims
+// file with it, so both see the same user.
+func (c Config) IdentityFromClaims(claims map[string]any) (identity.Identity, *Error) {
+	cc := c.Claims
+	raw := Lookup(claims, cc.Subject)
 	sub, isString := raw.(string)
 	switch {
 	case raw != nil && !isString:
-		return identity.Identity{}, fmt.Errorf("the token's %q claim is not a string", c.Subject)
+		return identity.Identity{}, fail(http.StatusUnauthorized, "invalid_token", "the token's %q claim is not a string", cc.Subject)
 	case sub == "":
-		return identity.Identity{}, fmt.Errorf("token has no %q claim", c.Subject)
+		return identity.Identity{}, fail(http.StatusUnauthorized, "invalid_token", "token has no %q claim", cc.Subject)
 	}
-	trusted := a.cfg.TrustUnverifiedEmail || emailVerified(claims)
-	if !trusted && a.cfg.SubjectIsEmailLike() {
-		return identity.Identity{}, fmt.Errorf("the subject claim %q is an email-like name the user may be able to change, and the token does not mark it verified (email_verified is not true); the gateway's identity.claims.subject should name an immutable claim such as sub or oid", c.Subject)
+	trusted := c.TrustUnverifiedEmail || emailVerified(claims)
+	if !trusted && c.SubjectIsEmailLike() {
+		return identity.Identity{}, fail(http.StatusUnauthorized, "invalid_token", "the subject claim %q is an email-like name the user may be able to change, and the token does not mark it verified (email_verified is not true); the gateway's identity.claims.subject should name an immutable claim such as sub or oid", cc.Subject)
 	}
-	email, _ := Lookup(claims, c.Email).(string)
+	iss, _ := claims["iss"].(string)
+	exp, _ := numericDate(claims["exp"])
+	email, _ := Lookup(claims, cc.Email).(string)
 	return identity.Identity{
-		Issuer:       issuer,
+		Issuer:       iss,
 		Subject:      sub,
 		Email:        email,
 		EmailTrusted: trusted,
-		Roles:        Strings(Lookup(claims, c.Roles)),
-		Groups:       Strings(Lookup(claims, c.Groups)),
+		Roles:        Strings(Lookup(claims, cc.Roles)),
+		Groups:       Strings(Lookup(claims, cc.Groups)),
 		Scopes:       scopes(claims),
 		Claims:       claims,
 		Expiry:       exp,

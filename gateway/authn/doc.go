@@ -30,8 +30,12 @@
 //
 // Config.Claims names the claims of the subject, email, roles and groups
 // (dotted paths such as realm_access.roles walk nested objects; see
-// Lookup and Strings). An email-like subject claim identifies a user only
-// when the token marks it verified, unless Config.TrustUnverifiedEmail.
+// Lookup and Strings); scopes come from scope, else scp (a string or a
+// list, as Entra ID v2 sends them). An email-like subject claim identifies
+// a user only when the token marks it verified, unless
+// Config.TrustUnverifiedEmail. Config.IdentityFromClaims is that mapping,
+// the one the Authenticator and `mandate explain` both use; CheckScopes
+// is the required-scope check.
 //
 // # Usage
 //
