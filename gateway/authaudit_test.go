@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mandate-gw/mandate/gateway/front"
 )
 
 func authRecords(env *muxEnv) (individual, summarized int, summaries []map[string]any) {
@@ -35,7 +37,7 @@ func TestSessionIDValidatedBeforeAnythingElse(t *testing.T) {
 		"too long":      strings.Repeat("A", 8<<10),
 		"space":         "abc def",
 		"non-ASCII":     "session-\xc3\xa9",
-		"just too long": strings.Repeat("b", maxSessionIDLen+1),
+		"just too long": strings.Repeat("b", front.MaxSessionIDLen+1),
 	} {
 		before := len(env.audit.String())
 		for _, tok := range []string{"", "Bearer not-a-token", "Bearer " + env.aliceTk} {
@@ -58,9 +60,9 @@ func TestSessionIDValidatedBeforeAnythingElse(t *testing.T) {
 	// A valid id of the maximum length is not refused by this check (it is
 	// unknown, so go-sdk answers 404 after authentication).
 	resp, _ := env.gw.post(t, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
-		map[string]string{"Mcp-Session-Id": strings.Repeat("~", maxSessionIDLen), "Authorization": "Bearer " + env.aliceTk})
+		map[string]string{"Mcp-Session-Id": strings.Repeat("~", front.MaxSessionIDLen), "Authorization": "Bearer " + env.aliceTk})
 	if resp.StatusCode == http.StatusBadRequest {
-		t.Errorf("a %d-byte visible-ASCII id was refused as malformed", maxSessionIDLen)
+		t.Errorf("a %d-byte visible-ASCII id was refused as malformed", front.MaxSessionIDLen)
 	}
 }
 
@@ -70,7 +72,7 @@ func TestSessionIDValidatedBeforeAnythingElse(t *testing.T) {
 func TestAuthFailureAuditIsRateLimited(t *testing.T) {
 	env := startMux(t, nil)
 	l := env.gw.g.authAudit
-	setWindow := func(d time.Duration) { l.mu.Lock(); l.window = d; l.mu.Unlock() }
+	setWindow := l.SetWindow
 	fail := func(n int) {
 		for i := 0; i < n; i++ {
 			hdr := map[string]string{"Authorization": "Bearer bad-token"}
@@ -83,18 +85,18 @@ func TestAuthFailureAuditIsRateLimited(t *testing.T) {
 	setWindow(time.Hour)
 	const n = 50
 	fail(n)
-	l.flushNow()
+	l.FlushNow()
 	individual, summarized, summaries := authRecords(env)
-	if individual != authFailureBurst || summarized != n-authFailureBurst || len(summaries) != 1 || summaries[0]["remote_addr"] != "127.0.0.1" {
-		t.Fatalf("%d failures: %d individual records (want %d), %d summarized in %v", n, individual, authFailureBurst, summarized, summaries)
+	if individual != front.AuthFailureBurst || summarized != n-front.AuthFailureBurst || len(summaries) != 1 || summaries[0]["remote_addr"] != "127.0.0.1" {
+		t.Fatalf("%d failures: %d individual records (want %d), %d summarized in %v", n, individual, front.AuthFailureBurst, summarized, summaries)
 	}
 	// A short window ends by itself and writes its summary.
 	setWindow(2 * time.Second)
-	fail(authFailureBurst + 3)
+	fail(front.AuthFailureBurst + 3)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		individual, summarized, _ := authRecords(env)
-		if individual+summarized == n+authFailureBurst+3 {
+		if individual+summarized == n+front.AuthFailureBurst+3 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -104,47 +106,17 @@ func TestAuthFailureAuditIsRateLimited(t *testing.T) {
 	}
 }
 
-// TestAuthFailureLimiterBounded: the limiter's memory and output are
-// bounded however many addresses fail.
-func TestAuthFailureLimiterBounded(t *testing.T) {
-	var summaries []authSummary
-	l := newAuthFailureLimiter(time.Hour, func(s []authSummary) { summaries = s })
-	recorded := 0
-	for i := 0; i < 5*authFailureMaxAddrs; i++ {
-		for j := 0; j < 3; j++ {
-			if l.allow(fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)) {
-				recorded++
-			}
-		}
-	}
-	if len(l.counts) > authFailureMaxAddrs {
-		t.Fatalf("%d addresses tracked, bound %d", len(l.counts), authFailureMaxAddrs)
-	}
-	if recorded > authFailureMaxRecords {
-		t.Fatalf("%d failures recorded individually in one window, bound %d", recorded, authFailureMaxRecords)
-	}
-	l.flushNow()
-	total := 0
-	for _, s := range summaries {
-		total += s.count
-	}
-	if recorded+total != 15*authFailureMaxAddrs || len(summaries) > authFailureMaxSummaries+1 {
-		t.Fatalf("%d recorded + %d summarized (in %d summaries), want %d in at most %d summaries",
-			recorded, total, len(summaries), 15*authFailureMaxAddrs, authFailureMaxSummaries+1)
-	}
-}
-
 // TestRoutableSessionIDsPassTheCheck: with the longest peer_url the
 // configuration accepts, routable session ids still pass checkSessionID;
 // a longer one is a configuration error.
 func TestRoutableSessionIDsPassTheCheck(t *testing.T) {
-	url := "http://" + strings.Repeat("h", maxPeerURLLen-len("http://:8080")) + ":8080"
-	p, err := newPeerRouter(url, strings.Repeat("s", 32), http.DefaultTransport)
+	url := "http://" + strings.Repeat("h", front.MaxPeerURLLen-len("http://:8080")) + ":8080"
+	p, err := front.NewPeers(url, strings.Repeat("s", 32), http.DefaultTransport)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 20 {
-		if id := p.newID(); !validSessionID(id) {
+		if id := p.NewID(); !front.ValidSessionID(id) {
 			t.Fatalf("routable id of %d bytes for a %d-byte peer_url fails the check: %q", len(id), len(url), id)
 		}
 	}

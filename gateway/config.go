@@ -13,6 +13,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/gateway/config"
+	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/internal/secret"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
@@ -308,8 +309,8 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
 			bad("server.session.peer_url", "must be scheme://host:port (no path), got %q", p)
 		}
-		if len(p) > maxPeerURLLen { // session ids carry it, and they are bounded
-			bad("server.session.peer_url", "at most %d characters, got %d", maxPeerURLLen, len(p))
+		if len(p) > front.MaxPeerURLLen { // session ids carry it, and they are bounded
+			bad("server.session.peer_url", "at most %d characters, got %d", front.MaxPeerURLLen, len(p))
 		}
 		if s.Session.Mode == SessionStateless {
 			bad("server.session.peer_url", "applies only to stateful mode (stateless needs no routing)")

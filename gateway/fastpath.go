@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -214,24 +213,6 @@ func rpcErrorBody(id json.RawMessage, err error) gin.H {
 		}
 	}
 	return gin.H{"jsonrpc": "2.0", "id": id, "error": gin.H{"code": code, "message": msg}}
-}
-
-// readBody reads the request body and puts it back for the handlers after
-// this one. A body over the limit gets 413 and one that cannot be read
-// 400; then the request is aborted and ok is false.
-func readBody(c *gin.Context) (body []byte, ok bool) {
-	body, err := io.ReadAll(c.Request.Body)
-	c.Request.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": "request body too large"})
-		} else {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "reading request body failed"})
-		}
-		return nil, false
-	}
-	return body, true
 }
 
 // plainID reports whether a JSON-RPC id is a string or a number (what the

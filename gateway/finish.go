@@ -12,6 +12,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/front"
 )
 
 // CodeAuditUnavailable: the audit sink cannot write, so Mandate refuses
@@ -128,10 +129,10 @@ func jsonrpcClass(code int64) string {
 
 // auditAuthFailure records a refused request (no or bad credentials). The
 // token is never recorded; the record says why it was refused and from
-// where. Failures from one address beyond authFailureBurst per window are
+// where. Failures from one address beyond front.AuthFailureBurst per window are
 // counted, not recorded one by one (auditAuthSummaries writes the counts).
 func (g *Gateway) auditAuthFailure(r *http.Request, e *authn.Error, requestID, remote string) {
-	if !g.authAudit.allow(remote) {
+	if !g.authAudit.Allow(remote) {
 		return
 	}
 	outcome := audit.OutcomeUnauthenticated
@@ -151,15 +152,15 @@ func (g *Gateway) auditAuthFailure(r *http.Request, e *authn.Error, requestID, r
 // auditAuthSummaries records the authentication failures that were
 // counted instead of recorded, one record per address (the busiest ones)
 // and one for the rest.
-func (g *Gateway) auditAuthSummaries(sums []authSummary) {
+func (g *Gateway) auditAuthSummaries(sums []front.AuthSummary) {
 	for _, s := range sums {
 		msg := fmt.Sprintf("%d authentication failures from this address since %s were not recorded one by one (more than %d per %s)",
-			s.count, s.since.UTC().Format(time.RFC3339), authFailureBurst, g.authAudit.window)
-		if s.addr == "" {
+			s.Count, s.Since.UTC().Format(time.RFC3339), front.AuthFailureBurst, g.authAudit.Window)
+		if s.Addr == "" {
 			msg = fmt.Sprintf("%d authentication failures from other addresses since %s were not recorded one by one",
-				s.count, s.since.UTC().Format(time.RFC3339))
+				s.Count, s.Since.UTC().Format(time.RFC3339))
 		}
-		g.offer(context.Background(), &audit.Record{Method: audit.MethodAuth, RemoteAddr: s.addr,
+		g.offer(context.Background(), &audit.Record{Method: audit.MethodAuth, RemoteAddr: s.Addr,
 			Outcome: audit.OutcomeUnauthenticated, ErrorClass: "auth_failures_suppressed", Error: msg})
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -71,7 +72,7 @@ type Gateway struct {
 
 	metricsHandler http.Handler
 	onAuthFailure  func(r *http.Request, e *authn.Error, requestID, remote string)
-	authAudit      *authFailureLimiter
+	authAudit      *front.AuthFailureLimiter
 
 	// Process-wide parts that survive reloads.
 	broker     *credentials.Broker
@@ -89,8 +90,8 @@ type Gateway struct {
 	state        atomic.Pointer[state]
 	gen          atomic.Uint64
 	stateless    bool
-	peers        *peerRouter // nil unless server.session.peer_url is set
-	sessions     sync.Map    // key → *dsession
+	peers        *front.Peers // nil unless server.session.peer_url is set
+	sessions     sync.Map     // key → *dsession
 	sessionCount atomic.Int64
 	byUser       userSessions // stateful sessions per user (server.session.max_per_user)
 	sendHandler  mcp.MethodHandler
@@ -171,7 +172,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 	if sc := cfg.Server.Session; sc.PeerURL != "" && !g.stateless {
 		pt := http.DefaultTransport.(*http.Transport).Clone()
 		pt.MaxIdleConnsPerHost = 64
-		if g.peers, err = newPeerRouter(sc.PeerURL, sc.PeerSecret.Reveal(), pt); err != nil {
+		if g.peers, err = front.NewPeers(sc.PeerURL, sc.PeerSecret.Reveal(), pt); err != nil {
 			return nil, err
 		}
 	}
@@ -189,7 +190,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			DisableLocalhostProtection: true,
 		}))
 	g.onAuthFailure = g.auditAuthFailure
-	g.authAudit = newAuthFailureLimiter(authFailureWindow, g.auditAuthSummaries)
+	g.authAudit = front.NewAuthFailureLimiter(front.AuthFailureWindow, g.auditAuthSummaries)
 	main, admin := g.routes()
 	g.handler = main
 	if admin != nil {
@@ -220,7 +221,7 @@ func (g *Gateway) Close() error {
 		st.close()
 	}
 	g.tel.close(context.Background())
-	g.authAudit.flushNow() // counted authentication failures, before the log closes
+	g.authAudit.FlushNow() // counted authentication failures, before the log closes
 	return g.audit.Close()
 }
 

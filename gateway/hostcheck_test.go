@@ -86,7 +86,7 @@ func TestHostCheckOnLoopback(t *testing.T) {
 			r.Host = "evil.example.com"
 			la, _ := net.ResolveTCPAddr("tcp", c.local)
 			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, la))
-			if got := tg.g.hostAllowed(r); got != c.want {
+			if got := tg.g.origins().HostAllowed(r); got != c.want {
 				t.Errorf("Host evil.example.com on %s: allowed = %v, want %v", c.local, got, c.want)
 			}
 		}

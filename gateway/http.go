@@ -2,32 +2,23 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"runtime/debug"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/auth"
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
 // RequestIDHeader carries the request id in both directions.
-const RequestIDHeader = "X-Request-Id"
+const RequestIDHeader = front.RequestIDHeader
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
@@ -46,9 +37,9 @@ func (g *Gateway) routes() (main, admin *gin.Engine) {
 	r.GET("/.well-known/oauth-protected-resource"+g.mcpPath(), g.protectedResourceMetadata)
 	mcpH := gin.WrapH(g.mcpHandler)
 	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
-		r.Handle(m, g.mcpPath(), g.checkSessionID, g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, mcpH)
+		r.Handle(m, g.mcpPath(), g.front(g.authenticate, mcpH)...)
 	}
-	r.POST(g.mcpPath(), g.checkSessionID, g.checkOrigin, g.limitBody, g.routeSession, g.authenticate, g.admitSession, readMessage, g.fastPath, mcpH)
+	r.POST(g.mcpPath(), g.front(g.authenticate, g.admitSession, readMessage, g.fastPath, mcpH)...)
 	return r, admin
 }
 
@@ -62,7 +53,7 @@ func (g *Gateway) newEngine() *gin.Engine {
 	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	// Validate checked every entry; nil trusts no peer.
 	_ = r.SetTrustedProxies(g.cfg.Server.TrustedProxies)
-	r.Use(g.recovery(), requestID())
+	r.Use(front.Recovery(g.log), front.RequestID())
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "not found"}) })
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", g.readyz)
@@ -79,180 +70,24 @@ func (g *Gateway) adminRoutes(r *gin.Engine) {
 	admin.POST("/reload", g.reloadHandler)
 }
 
+// front is the MCP endpoint's chain: the HTTP front's checks (session id,
+// Host and Origin, body limit, routing to the replica holding the session),
+// then the handlers.
+func (g *Gateway) front(then ...gin.HandlerFunc) []gin.HandlerFunc {
+	chain := []gin.HandlerFunc{front.CheckSessionID, g.origins().Check, front.LimitBody(g.cfg.Server.MaxBodyBytes, g.cfg.Server.ReadBodyTimeout)}
+	if g.peers != nil {
+		chain = append(chain, g.peers.Route(g.log))
+	}
+	return append(chain, then...)
+}
+
+// origins is what the MCP endpoint's Host and Origin checks accept.
+func (g *Gateway) origins() *front.Origins {
+	return &front.Origins{Origin: g.origin, PublicHost: g.publicHost, Allowed: g.cfg.Server.AllowedOrigins}
+}
+
 // mcpPath is the MCP endpoint path on this server: public_url's path + /mcp.
 func (g *Gateway) mcpPath() string { return g.pathPrefix + MCPPath }
-
-func (g *Gateway) recovery() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		defer func() {
-			if rec := recover(); rec != nil {
-				if rec == http.ErrAbortHandler {
-					panic(rec)
-				}
-				// Never log request headers: they hold bearer tokens.
-				g.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path,
-					"request_id", c.GetString(RequestIDHeader), "panic", rec, "stack", string(debug.Stack()))
-				if !c.Writer.Written() {
-					c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
-				} else {
-					c.Abort()
-				}
-			}
-		}()
-		c.Next()
-	}
-}
-
-// requestID accepts a sane incoming X-Request-Id or makes one, and echoes it.
-func requestID() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		id := c.GetHeader(RequestIDHeader)
-		if !validRequestID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		c.Set(RequestIDHeader, id)
-		c.Header(RequestIDHeader, id)
-		c.Next()
-	}
-}
-
-func validRequestID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// maxSessionIDLen bounds Mcp-Session-Id. go-sdk's ids are 26 characters;
-// with peer routing an id carries the owner's sealed peer URL: 3 + 4/3 ×
-// (44 + len(peer_url)) characters (131 for an IPv6 pod URL), so
-// server.session.peer_url is limited to maxPeerURLLen.
-const (
-	maxSessionIDLen = 256
-	maxPeerURLLen   = 140
-)
-
-// checkSessionID refuses a malformed Mcp-Session-Id before anything else
-// (authentication, audit): session ids are visible ASCII (0x21-0x7E), at
-// most maxSessionIDLen bytes, one value. An empty value counts as absent.
-func (g *Gateway) checkSessionID(c *gin.Context) {
-	vals := c.Request.Header.Values("Mcp-Session-Id")
-	if len(vals) == 0 || len(vals) == 1 && vals[0] == "" {
-		return
-	}
-	if len(vals) == 1 && validSessionID(vals[0]) {
-		return
-	}
-	c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"jsonrpc": "2.0", "id": nil, "error": gin.H{
-		"code":    jsonrpc.CodeInvalidRequest,
-		"message": fmt.Sprintf("invalid Mcp-Session-Id header: want one value of 1-%d visible ASCII characters", maxSessionIDLen),
-	}})
-}
-
-func validSessionID(s string) bool {
-	if s == "" || len(s) > maxSessionIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// checkOrigin enforces server.allowed_origins (CSRF protection for browser
-// clients) and refuses DNS rebinding. Requests without Origin (non-browser
-// clients), same-origin requests and the origin of public_url pass. On a
-// loopback connection the Host must be a loopback name or public_url's
-// host: a hostile name resolving to 127.0.0.1 is refused, while a sidecar
-// or local proxy forwarding the public Host still works.
-func (g *Gateway) checkOrigin(c *gin.Context) {
-	if !g.hostAllowed(c.Request) {
-		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "invalid Host header"})
-		return
-	}
-	o := c.GetHeader("Origin")
-	if o == "" || o == g.origin || slices.Contains(g.cfg.Server.AllowedOrigins, o) || sameOrigin(o, c.Request) {
-		c.Next()
-		return
-	}
-	c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "origin not allowed"})
-}
-
-func (g *Gateway) hostAllowed(r *http.Request) bool {
-	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok {
-		return true
-	}
-	ta, ok := la.(*net.TCPAddr)
-	if !ok || !ta.IP.IsLoopback() {
-		return true
-	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") || strings.EqualFold(host, g.publicHost) {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// sameOrigin reports whether origin names the host the request was sent to.
-func sameOrigin(origin string, r *http.Request) bool {
-	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
-}
-
-func (g *Gateway) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > g.cfg.Server.MaxBodyBytes {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, gin.H{"error": "request body too large"})
-		return
-	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, g.cfg.Server.MaxBodyBytes)
-	// A body sent byte by byte must not hold a connection: the read deadline
-	// is lifted at the body's end only (an unread rest, discarded by the
-	// server after the answer, stays bounded by it).
-	if t := g.cfg.Server.ReadBodyTimeout; t > 0 && c.Request.Method == http.MethodPost {
-		rc := http.NewResponseController(c.Writer)
-		if rc.SetReadDeadline(time.Now().Add(t)) == nil {
-			c.Request.Body = &deadlineBody{ReadCloser: c.Request.Body, rc: rc, left: c.Request.ContentLength}
-		}
-	}
-	c.Next()
-}
-
-// deadlineBody lifts the connection's read deadline when the body ends:
-// at EOF, or once Content-Length bytes are in (a reader that knows the
-// length, such as the peer-forwarding proxy, never asks for the EOF).
-type deadlineBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	left int64 // bytes still expected; -1: unknown length
-	done bool
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if b.left >= 0 {
-		b.left -= int64(n)
-	}
-	if !b.done && (err == io.EOF || b.left == 0) {
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
-}
 
 // authenticate verifies the bearer token and writes Mandate's own
 // challenges (RFC 6750 / RFC 9728 / MCP authorization).
@@ -389,7 +224,7 @@ func readMessage(c *gin.Context) {
 	if in == nil {
 		return
 	}
-	body, ok := readBody(c)
+	body, ok := front.ReadBody(c)
 	if !ok {
 		return
 	}

@@ -40,7 +40,7 @@ var whoamiTool = &mcp.Tool{
 func (g *Gateway) newMCPServer() *mcp.Server {
 	var sessionID func() string // go-sdk's random ids
 	if g.peers != nil {
-		sessionID = g.peers.newID // ids that name this replica
+		sessionID = g.peers.NewID // ids that name this replica
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "mandate", Title: "Mandate MCP gateway", Version: Version}, &mcp.ServerOptions{
 		Logger:       g.log,

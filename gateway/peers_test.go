@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/internal/secret"
 )
 
@@ -43,7 +44,7 @@ func startReplicaPairOpts(t *testing.T, mutate func(*Config), opts Options) *rep
 	rp := &replicaPair{}
 	count := func(i int, h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get(forwardedHeader) != "" {
+			if r.Header.Get(front.ForwardedHeader) != "" {
 				rp.forwarded[i].Add(1)
 			}
 			h.ServeHTTP(w, r)
@@ -129,7 +130,7 @@ func (rp *replicaPair) connect(t *testing.T, token string) *mcp.ClientSession {
 func TestPeerRoutingStatefulReplicas(t *testing.T) {
 	rp := startReplicaPair(t)
 	alice := rp.connect(t, rp.env.aliceTk)
-	if !strings.HasPrefix(alice.ID(), sessionIDPrefix) || strings.Contains(alice.ID(), "127.0.0.1") {
+	if !strings.HasPrefix(alice.ID(), front.SessionIDPrefix) || strings.Contains(alice.ID(), "127.0.0.1") {
 		t.Fatalf("session id %q: want a sealed, routable id that does not show the replica's address", alice.ID())
 	}
 	for i := range 8 {
@@ -168,11 +169,11 @@ func TestPeerRoutingStatefulReplicas(t *testing.T) {
 // forwarded anywhere.
 func TestPeerRoutingRejects(t *testing.T) {
 	rp := startReplicaPair(t)
-	other, err := newPeerRouter("http://127.0.0.1:1", "another deployment's secret, 32+ chars", nil)
+	other, err := front.NewPeers("http://127.0.0.1:1", "another deployment's secret, 32+ chars", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone, err := newPeerRouter("http://127.0.0.1:1", testPeerSecret, nil) // a replica that is no more
+	gone, err := front.NewPeers("http://127.0.0.1:1", testPeerSecret, nil) // a replica that is no more
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +182,12 @@ func TestPeerRoutingRejects(t *testing.T) {
 	tampered[len(tampered)-3] ^= 1
 	for name, sid := range map[string]string{
 		"go-sdk id":          "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
-		"other secret":       other.newID(),
+		"other secret":       other.NewID(),
 		"tampered":           string(tampered),
-		"prefix only":        sessionIDPrefix,
-		"not base64":         sessionIDPrefix + "!!!",
-		"owner gone":         gone.newID(),
-		"huge":               sessionIDPrefix + strings.Repeat("A", 5000),
+		"prefix only":        front.SessionIDPrefix,
+		"not base64":         front.SessionIDPrefix + "!!!",
+		"owner gone":         gone.NewID(),
+		"huge":               front.SessionIDPrefix + strings.Repeat("A", 5000),
 		"forwarded, foreign": "",
 	} {
 		hdr := bearer(rp.env.aliceTk)
@@ -195,7 +196,7 @@ func TestPeerRoutingRejects(t *testing.T) {
 			// A request that claims to be forwarded, for a session of the
 			// other replica: never forwarded again.
 			hdr["Mcp-Session-Id"] = alice.ID()
-			hdr[forwardedHeader] = "1"
+			hdr[front.ForwardedHeader] = "1"
 		}
 		hdr["Mcp-Protocol-Version"] = "2025-11-25"
 		before := rp.forwarded[0].Load() + rp.forwarded[1].Load()
@@ -206,7 +207,7 @@ func TestPeerRoutingRejects(t *testing.T) {
 		}
 		switch name {
 		case "huge":
-			// Malformed (over maxSessionIDLen): refused before routing.
+			// Malformed (over front.MaxSessionIDLen): refused before routing.
 			if statuses[0] != http.StatusBadRequest || statuses[1] != http.StatusBadRequest {
 				t.Errorf("%s: statuses %v, want 400 from both replicas", name, statuses)
 			}
@@ -230,7 +231,7 @@ func TestPeerRoutingRejects(t *testing.T) {
 	}
 	// The owner goes away: its sessions answer 404 through the survivor.
 	owner, survivor := 0, 1
-	if o, _ := rp.b.g.peers.owner(alice.ID()); o == "http://"+rp.addrs[1] {
+	if o, _ := rp.b.g.peers.Owner(alice.ID()); o == "http://"+rp.addrs[1] {
 		owner, survivor = 1, 0
 	}
 	srv := rp.env.gw.srv
@@ -301,8 +302,8 @@ func TestPeerForwardKeepsAnswerBehindGoProxy(t *testing.T) {
 	const answer = `{"jsonrpc":"2.0","id":7,"result":{"content":[]}}`
 	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadAll(r.Body)
-		if r.Header.Get(forwardedHeader) == "" {
-			t.Errorf("owner: request without %s: not forwarded", forwardedHeader)
+		if r.Header.Get(front.ForwardedHeader) == "" {
+			t.Errorf("owner: request without %s: not forwarded", front.ForwardedHeader)
 		}
 		// go-sdk and the fast path send the status line with the first
 		// event; this owner flushes it first, so that a forwarding hop that
@@ -317,11 +318,11 @@ func TestPeerForwardKeepsAnswerBehindGoProxy(t *testing.T) {
 		_, _ = io.WriteString(w, "event: message\ndata: "+answer+"\n\n")
 	}))
 	t.Cleanup(owner.Close)
-	ownerRouter, err := newPeerRouter(owner.URL, testPeerSecret, nil)
+	ownerRouter, err := front.NewPeers(owner.URL, testPeerSecret, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid := ownerRouter.newID()
+	sid := ownerRouter.NewID()
 
 	aURL, _ := url.Parse("http://" + a.srv.Listener.Addr().String())
 	lb := &httputil.ReverseProxy{

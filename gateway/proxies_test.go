@@ -70,7 +70,7 @@ func TestTrustedProxiesPeerForwarding(t *testing.T) {
 	rp := startReplicaPairOpts(t, func(c *Config) { c.Server.TrustedProxies = []string{"127.0.0.1"} },
 		Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	hdr := bearer("not-a-token")
-	hdr["Mcp-Session-Id"] = rp.env.gw.g.peers.newID() // owned by replica A
+	hdr["Mcp-Session-Id"] = rp.env.gw.g.peers.NewID() // owned by replica A
 	hdr["Mcp-Protocol-Version"] = "2025-11-25"
 	hdr["X-Forwarded-For"] = "203.0.113.9"
 	if resp, body := rp.post(t, 1, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, hdr); resp.StatusCode != http.StatusUnauthorized {

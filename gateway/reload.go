@@ -101,7 +101,7 @@ func (g *Gateway) requireAdmin(c *gin.Context) {
 	}
 	got := c.GetHeader("Authorization")
 	if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+want)) != 1 {
-		if remote := c.ClientIP(); g.authAudit.allow(remote) {
+		if remote := c.ClientIP(); g.authAudit.Allow(remote) {
 			g.offer(c.Request.Context(), &audit.Record{RequestID: c.GetString(RequestIDHeader), Method: audit.MethodAuth,
 				RemoteAddr: remote, Outcome: audit.OutcomeUnauthenticated, ErrorClass: "admin_unauthorized",
 				Error: c.Request.Method + " " + c.Request.URL.Path + ": wrong or missing admin token"})

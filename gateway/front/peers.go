@@ -1,4 +1,4 @@
-package gateway
+package front
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -31,21 +32,21 @@ import (
 // open, or whose owner is gone, gets 404: the client starts a new session.
 
 const (
-	// sessionIDPrefix marks routable session ids (and their format version).
-	sessionIDPrefix = "m1."
-	// forwardedHeader marks a request one replica forwarded to another; a
+	// SessionIDPrefix marks routable session ids (and their format version).
+	SessionIDPrefix = "m1."
+	// ForwardedHeader marks a request one replica forwarded to another; a
 	// forwarded request is never forwarded again (no loops).
-	forwardedHeader = "Mandate-Forwarded"
+	ForwardedHeader = "Mandate-Forwarded"
 )
 
-// peerRouter seals and opens session ids and forwards requests.
-type peerRouter struct {
-	self  string // this replica's peer URL, as configured
+// Peers seals and opens session ids and forwards requests.
+type Peers struct {
+	Self  string // this replica's peer URL, as configured
 	aead  cipher.AEAD
 	proxy *httputil.ReverseProxy
 }
 
-func newPeerRouter(self, secret string, transport http.RoundTripper) (*peerRouter, error) {
+func NewPeers(self, secret string, transport http.RoundTripper) (*Peers, error) {
 	key := sha256.Sum256([]byte("mandate session ids\x00" + secret))
 	block, err := aes.NewCipher(key[:])
 	if err != nil {
@@ -55,11 +56,11 @@ func newPeerRouter(self, secret string, transport http.RoundTripper) (*peerRoute
 	if err != nil {
 		return nil, err
 	}
-	p := &peerRouter{self: strings.TrimSuffix(self, "/"), aead: aead}
+	p := &Peers{Self: strings.TrimSuffix(self, "/"), aead: aead}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			owner, _ := url.Parse(pr.In.Header.Get(forwardedHeader))
-			pr.Out.Header.Set(forwardedHeader, "1")
+			owner, _ := url.Parse(pr.In.Header.Get(ForwardedHeader))
+			pr.Out.Header.Set(ForwardedHeader, "1")
 			pr.Out.URL.Scheme, pr.Out.URL.Host = owner.Scheme, owner.Host
 			pr.Out.Host = pr.In.Host // the public Host: the owner checks it
 			// The owner takes the client IP from X-Forwarded-For when this
@@ -80,21 +81,21 @@ func newPeerRouter(self, secret string, transport http.RoundTripper) (*peerRoute
 	return p, nil
 }
 
-// newID returns a session id owned by this replica.
-func (p *peerRouter) newID() string {
-	plain := make([]byte, 16, 16+len(p.self))
+// NewID returns a session id owned by this replica.
+func (p *Peers) NewID() string {
+	plain := make([]byte, 16, 16+len(p.Self))
 	_, _ = rand.Read(plain)
-	plain = append(plain, p.self...)
+	plain = append(plain, p.Self...)
 	nonce := make([]byte, p.aead.NonceSize(), p.aead.NonceSize()+len(plain)+p.aead.Overhead())
 	_, _ = rand.Read(nonce)
-	return sessionIDPrefix + base64.RawURLEncoding.EncodeToString(p.aead.Seal(nonce, nonce, plain, []byte(sessionIDPrefix)))
+	return SessionIDPrefix + base64.RawURLEncoding.EncodeToString(p.aead.Seal(nonce, nonce, plain, []byte(SessionIDPrefix)))
 }
 
 var errForeignID = errors.New("not a session id of this deployment")
 
 // owner returns the peer URL of the replica that holds session id.
-func (p *peerRouter) owner(id string) (string, error) {
-	raw, ok := strings.CutPrefix(id, sessionIDPrefix)
+func (p *Peers) Owner(id string) (string, error) {
+	raw, ok := strings.CutPrefix(id, SessionIDPrefix)
 	if !ok || len(raw) > 1024 {
 		return "", errForeignID
 	}
@@ -103,53 +104,57 @@ func (p *peerRouter) owner(id string) (string, error) {
 		return "", errForeignID
 	}
 	ns := p.aead.NonceSize()
-	plain, err := p.aead.Open(nil, b[:ns], b[ns:], []byte(sessionIDPrefix))
+	plain, err := p.aead.Open(nil, b[:ns], b[ns:], []byte(SessionIDPrefix))
 	if err != nil || len(plain) < 16 {
 		return "", errForeignID
 	}
 	return string(plain[16:]), nil
 }
 
-// routeSession forwards a request for another replica's session to it.
-func (g *Gateway) routeSession(c *gin.Context) {
-	sid := c.GetHeader("Mcp-Session-Id")
-	if g.peers == nil || sid == "" {
-		return
-	}
-	owner, err := g.peers.owner(sid)
-	if err != nil {
-		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "session not found"})
-		return
-	}
-	if owner == g.peers.self {
-		return
-	}
-	if c.GetHeader(forwardedHeader) != "" {
-		// Forwarded here, yet not ours: the replicas disagree about who
-		// holds it (a misconfigured peer_url). Never forward twice.
-		g.log.Warn("forwarded session request for another replica; check server.session.peer_url", "owner", owner, "self", g.peers.self)
-		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "session not found"})
-		return
-	}
-	r := c.Request.Clone(c.Request.Context())
-	if r.Method == http.MethodPost {
-		// Read the (bounded) body before forwarding: streaming it, the
-		// proxy's transport reads once more past Content-Length, which
-		// fails once net/http has closed the inbound body because the
-		// answer began — and the transport then drops the connection
-		// under the answer (golang/go#40747; the same race as above, on
-		// this hop).
-		body, ok := readBody(c)
-		if !ok {
+// Route forwards a request for another replica's session to it (and
+// aborts); a request for this replica's own sessions, or without a
+// session, goes on. An id that does not open gets 404.
+func (p *Peers) Route(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sid := c.GetHeader("Mcp-Session-Id")
+		if sid == "" {
 			return
 		}
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		owner, err := p.Owner(sid)
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "session not found"})
+			return
+		}
+		if owner == p.Self {
+			return
+		}
+		if c.GetHeader(ForwardedHeader) != "" {
+			// Forwarded here, yet not ours: the replicas disagree about who
+			// holds it (a misconfigured peer_url). Never forward twice.
+			log.Warn("forwarded session request for another replica; check server.session.peer_url", "owner", owner, "self", p.Self)
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "session not found"})
+			return
+		}
+		r := c.Request.Clone(c.Request.Context())
+		if r.Method == http.MethodPost {
+			// Read the (bounded) body before forwarding: streaming it, the
+			// proxy's transport reads once more past Content-Length, which
+			// fails once net/http has closed the inbound body because the
+			// answer began — and the transport then drops the connection
+			// under the answer (golang/go#40747; the same race as below, on
+			// this hop).
+			body, ok := ReadBody(c)
+			if !ok {
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
+		r.Header.Set(ForwardedHeader, owner)                        // read by Rewrite, replaced by "1"
+		r.Header.Set(RequestIDHeader, c.GetString(RequestIDHeader)) // one request id on both replicas
+		p.proxy.ServeHTTP(&holdHeaderWriter{ResponseWriter: c.Writer}, r)
+		c.Abort()
 	}
-	r.Header.Set(forwardedHeader, owner)                        // read by Rewrite, replaced by "1"
-	r.Header.Set(RequestIDHeader, c.GetString(RequestIDHeader)) // one request id on both replicas
-	g.peers.proxy.ServeHTTP(&holdHeaderWriter{ResponseWriter: c.Writer}, r)
-	c.Abort()
 }
 
 // holdHeaderWriter keeps a forwarded answer's status line and headers
