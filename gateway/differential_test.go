@@ -98,8 +98,8 @@ func httpFaults(next http.Handler) http.Handler {
 // diffWire is the wire in front of one side's upstream process: it records
 // the upstream request id of each tools/call and the notifications/cancelled
 // that arrive, and serves the notes tool by hand, as an upstream that logs
-// without being asked to (no logging/setLevel needed, as TypeScript servers
-// do) and reports progress when the call carries a progress token: it
+// whether or not logging/setLevel was sent, and reports progress when the
+// call carries a progress token: it
 // answers with an event stream holding notifications/progress (with a
 // token), notifications/message and then the result.
 type diffWire struct {
@@ -146,7 +146,7 @@ func (dw *diffWire) wrap(next http.Handler) http.Handler {
 		}
 		dw.mu.Unlock()
 		if msg.Method != "tools/call" || msg.Params.Name != "notes" {
-			sw := &statusWriter{ResponseWriter: w}
+			sw := &diffStatusWriter{ResponseWriter: w}
 			next.ServeHTTP(sw, r)
 			if sw.code == http.StatusNotFound && r.Header.Get("Mcp-Session-Id") != "" {
 				dw.mu.Lock()
@@ -170,20 +170,20 @@ func (dw *diffWire) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// statusWriter notes the status of a response.
-type statusWriter struct {
+// diffStatusWriter notes the status of a response.
+type diffStatusWriter struct {
 	http.ResponseWriter
 	code int
 }
 
-func (w *statusWriter) WriteHeader(code int) {
+func (w *diffStatusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+func (w *diffStatusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
 
 func (dw *diffWire) notFoundCount() int {
 	dw.mu.Lock()
@@ -286,9 +286,9 @@ func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel) *diffSid
 
 // How the client of a case behaves during its call.
 const (
-	clientWaits       = iota // waits for the answer
-	clientCancels            // sends notifications/cancelled once the upstream tool runs
-	clientDisconnects        // closes its HTTP request once the upstream tool runs
+	diffClientWaits       = iota // waits for the answer
+	diffClientCancels            // sends notifications/cancelled once the upstream tool runs
+	diffClientDisconnects        // closes its HTTP request once the upstream tool runs
 )
 
 // diffResult is what one side gave for one case.
@@ -344,14 +344,14 @@ func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult
 		done <- answer{string(b), fmt.Sprintf("%d %s", resp.StatusCode, ct), err}
 	}()
 	var cancelAt time.Time
-	if how != clientWaits {
+	if how != diffClientWaits {
 		select {
 		case <-d.started:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: the upstream tool never ran", tool)
 		}
 		cancelAt = time.Now()
-		if how == clientCancels {
+		if how == diffClientCancels {
 			_, _ = d.env.gw.post(t, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c-1","reason":"the user gave up"}}`,
 				sessionHeaders(d.env.aliceTk, d.cs))
 		} else {
@@ -366,7 +366,7 @@ func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult
 		a = answer{err: fmt.Errorf("no answer within %s", 2*diffWaitTimeout+2*time.Second)}
 		<-done
 	}
-	if how == clientDisconnects {
+	if how == diffClientDisconnects {
 		if a.err == nil {
 			t.Errorf("%s: the disconnected request completed: %q", tool, a.body)
 		}
@@ -374,10 +374,10 @@ func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult
 		if a.err != nil {
 			t.Fatalf("%s: %v", tool, a.err)
 		}
-		r.resp, r.notes = parseMessages(t, tool, a.body)
+		r.resp, r.notes = diffMessages(t, tool, a.body)
 		r.framing = a.framing
 	}
-	if how != clientWaits {
+	if how != diffClientWaits {
 		c, told := d.wire.cancelOf(strings.SplitN(tool, "_", 2)[1], 3*time.Second)
 		r.why, r.told = c.reason, told && c.at.Sub(cancelAt) < diffWaitTimeout/2
 		t.Logf("%s: notifications/cancelled reached the upstream: %v, %s after the client's cancel, reason %q", tool, told, c.at.Sub(cancelAt).Round(time.Millisecond), c.reason)
@@ -387,9 +387,9 @@ func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult
 	return r
 }
 
-// parseMessages returns the JSON-RPC response in body (JSON, or the last
+// diffMessages returns the JSON-RPC response in body (JSON, or the last
 // message of an event stream) and the messages before it on the stream.
-func parseMessages(t *testing.T, tool, body string) (resp map[string]any, notes []map[string]any) {
+func diffMessages(t *testing.T, tool, body string) (resp map[string]any, notes []map[string]any) {
 	t.Helper()
 	var msgs []string
 	if strings.HasPrefix(strings.TrimSpace(body), "event:") || strings.HasPrefix(strings.TrimSpace(body), "data:") || strings.HasPrefix(strings.TrimSpace(body), "id:") {
@@ -420,14 +420,14 @@ func parseMessages(t *testing.T, tool, body string) (resp map[string]any, notes 
 	}
 	if e, ok := resp["error"].(map[string]any); ok {
 		delete(e, "data") // compared below where it matters
-		e["message"] = retryAfter.ReplaceAllString(fmt.Sprint(e["message"]), "${1}N$2")
+		e["message"] = diffRetryAfter.ReplaceAllString(fmt.Sprint(e["message"]), "${1}N$2")
 	}
 	return resp, notes
 }
 
-// retryAfter matches the seconds of a rate-limit refusal, which depend on
+// diffRetryAfter matches the seconds of a rate-limit refusal, which depend on
 // when each side's burst was spent (a timing field).
-var retryAfter = regexp.MustCompile(`(retry after )[0-9]+(s)`)
+var diffRetryAfter = regexp.MustCompile(`(retry after )[0-9]+(s)`)
 
 // record waits for the one tools/call audit record written since before
 // and returns it without timing, ids and the IdP's issuer.
@@ -456,7 +456,7 @@ func (d *diffSide) record(t *testing.T, tool string, before int) map[string]any 
 		delete(rec, k)
 	}
 	if e, ok := rec["error"].(string); ok {
-		rec["error"] = retryAfter.ReplaceAllString(e, "${1}N$2")
+		rec["error"] = diffRetryAfter.ReplaceAllString(e, "${1}N$2")
 	}
 	return rec
 }
@@ -532,20 +532,20 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 		// Notifications during the call: the upstream logs (without being
 		// asked to, and at level error) and, when the call has a progress
 		// token, reports progress before its result.
-		{name: "notifications during a call, no setLevel", tool: "diff_notes", fast: true, check: outcome("ok", "", notes())},
+		{name: "notifications during a call, no setLevel", tool: "diff_notes", fast: true, check: outcome("ok", "", diffNotes())},
 		{name: "notifications during a call, progress token", tool: "diff_notes", extra: progress,
-			check: outcome("ok", "", notes("notifications/progress"))},
+			check: outcome("ok", "", diffNotes("notifications/progress"))},
 		{name: "notifications during a call, setLevel info", tool: "diff_notes", level: "info", fresh: true,
-			check: outcome("ok", "", notes("notifications/message"))},
+			check: outcome("ok", "", diffNotes("notifications/message"))},
 		{name: "notifications during a call, setLevel info and progress token", tool: "diff_notes", extra: progress,
-			check: outcome("ok", "", notes("notifications/progress", "notifications/message"))},
+			check: outcome("ok", "", diffNotes("notifications/progress", "notifications/message"))},
 
 		// Client cancel: the upstream is told and the record says cancelled.
-		{name: "client cancel (notifications/cancelled)", tool: "wait_block", fast: true, client: clientCancels, fresh: true, check: cancelled},
-		{name: "client cancel (HTTP request closed)", tool: "wait_block", fast: true, client: clientDisconnects, fresh: true, check: cancelled},
+		{name: "client cancel (notifications/cancelled)", tool: "wait_block", fast: true, client: diffClientCancels, fresh: true, check: diffCancelled},
+		{name: "client cancel (HTTP request closed)", tool: "wait_block", fast: true, client: diffClientDisconnects, fresh: true, check: diffCancelled},
 
 		// Upstream restarted: the process goes away between calls.
-		{name: "upstream restarted (old session id: 404)", tool: "diff_ok", fast: true, fresh: true, check: outcome("ok", "", sessionLost),
+		{name: "upstream restarted (old session id: 404)", tool: "diff_ok", fast: true, fresh: true, check: outcome("ok", "", diffSessionLost),
 			before: func(d *diffSide) { d.fs.setHandler(d.restart()) }},
 		{name: "upstream down", tool: "diff_ok", fast: true, failure: "refused", check: rpcError(upstreams.CodeUpstreamUnavailable, "upstream diff"),
 			before: func(d *diffSide) { d.fs.down() }},
@@ -574,7 +574,7 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 			if diff := cmp.Diff(s.rec, f.rec); diff != "" {
 				t.Errorf("audit record differs (-go-sdk path +fast path):\n%s", diff)
 			}
-			if tc.client != clientWaits && f.told != s.told {
+			if tc.client != diffClientWaits && f.told != s.told {
 				t.Errorf("notifications/cancelled reached the upstream in time: %v on the go-sdk path (reason %q), %v on the fast path (reason %q)", s.told, s.why, f.told, f.why)
 			}
 			// The same answer on both paths, and the right one.
@@ -615,8 +615,8 @@ func outcome(out, class string, more ...func(*testing.T, diffResult)) func(*test
 	}
 }
 
-// notes checks the methods of the notifications before the answer.
-func notes(methods ...string) func(*testing.T, diffResult) {
+// diffNotes checks the methods of the notifications before the answer.
+func diffNotes(methods ...string) func(*testing.T, diffResult) {
 	return func(t *testing.T, r diffResult) {
 		t.Helper()
 		var got []string
@@ -640,21 +640,21 @@ func rpcError(code int64, msg string) func(*testing.T, diffResult) {
 	}
 }
 
-// sessionLost checks that the upstream refused the old session id (404)
+// diffSessionLost checks that the upstream refused the old session id (404)
 // during the call.
-func sessionLost(t *testing.T, r diffResult) {
+func diffSessionLost(t *testing.T, r diffResult) {
 	t.Helper()
 	if r.notFound == 0 {
 		t.Errorf("the upstream answered no request with 404: the old session was not tried")
 	}
 }
 
-// cancelled checks that the upstream was told and the call was audited as
+// diffCancelled checks that the upstream was told and the call was audited as
 // cancelled.
-func cancelled(t *testing.T, r diffResult) {
+func diffCancelled(t *testing.T, r diffResult) {
 	t.Helper()
 	if !r.told {
-		t.Errorf("notifications/cancelled did not reach the upstream")
+		t.Errorf("notifications/cancelled did not reach the upstream within %s of the client's cancel", diffWaitTimeout/2)
 	}
 	if r.rec["outcome"] != "error" || r.rec["error_class"] != "cancelled" {
 		t.Errorf("audit outcome %v / %v, want error / cancelled", r.rec["outcome"], r.rec["error_class"])
