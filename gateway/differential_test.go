@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,40 +24,53 @@ import (
 )
 
 // diffTools are the tools of the differential test's upstream.
-func diffTools(s *mcp.Server, _ *testUpstream) {
-	text := func(s string) []mcp.Content { return []mcp.Content{&mcp.TextContent{Text: s}} }
-	add := func(name string, h mcp.ToolHandler) {
-		s.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, h)
-	}
-	add("ok", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return &mcp.CallToolResult{Content: text("fine")}, nil
-	})
-	add("fails", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return &mcp.CallToolResult{IsError: true, Content: text("the tool failed")}, nil
-	})
-	add("errobj", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		// A successful structured result that happens to hold an "error"
-		// object (a lookup of an error record, say).
-		return &mcp.CallToolResult{Content: text(`{"error":{"code":"E42"}}`),
-			StructuredContent: map[string]any{"error": map[string]any{"code": "E42", "message": "stored error"}}}, nil
-	})
-	add("rpcerr", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return nil, &jsonrpc.Error{Code: -32050, Message: "quota exhausted"}
-	})
-	add("big", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return &mcp.CallToolResult{Content: text(strings.Repeat("x", 64<<10))}, nil
-	})
-	add("slow", func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		select {
-		case <-ctx.Done():
-		case <-time.After(10 * time.Second):
+func diffTools(started chan<- struct{}) func(s *mcp.Server, _ *testUpstream) {
+	return func(s *mcp.Server, _ *testUpstream) {
+		text := func(s string) []mcp.Content { return []mcp.Content{&mcp.TextContent{Text: s}} }
+		add := func(name string, h mcp.ToolHandler) {
+			s.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, h)
 		}
-		return &mcp.CallToolResult{Content: text("late")}, nil
-	})
-	for _, name := range []string{"http401", "http403", "forbidden"} {
-		add(name, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			return &mcp.CallToolResult{Content: text("should not run")}, nil
+		add("ok", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: text("fine")}, nil
 		})
+		add("fails", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{IsError: true, Content: text("the tool failed")}, nil
+		})
+		add("errobj", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			// A successful structured result that happens to hold an "error"
+			// object (a lookup of an error record, say).
+			return &mcp.CallToolResult{Content: text(`{"error":{"code":"E42"}}`),
+				StructuredContent: map[string]any{"error": map[string]any{"code": "E42", "message": "stored error"}}}, nil
+		})
+		add("rpcerr", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return nil, &jsonrpc.Error{Code: -32050, Message: "quota exhausted"}
+		})
+		add("big", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: text(strings.Repeat("x", 64<<10))}, nil
+		})
+		add("slow", func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+			}
+			return &mcp.CallToolResult{Content: text("late")}, nil
+		})
+		// block reports that it runs, then waits to be cancelled (the
+		// upstream's timeout is longer than the cancel cases wait).
+		add("block", func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			started <- struct{}{}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+			}
+			return &mcp.CallToolResult{Content: text("not cancelled")}, nil
+		})
+		// Served by diffWire (notifications during the call); listed here.
+		for _, name := range []string{"http401", "http403", "forbidden", "notes"} {
+			add(name, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return &mcp.CallToolResult{Content: text("should not run")}, nil
+			})
+		}
 	}
 }
 
@@ -81,41 +95,188 @@ func httpFaults(next http.Handler) http.Handler {
 	})
 }
 
-// diffSide is one gateway of the differential test, with its own IdP,
-// upstream and client session.
-type diffSide struct {
-	env *muxEnv
-	cs  *mcp.ClientSession
+// diffWire is the wire in front of one side's upstream process: it records
+// the upstream request id of each tools/call and the notifications/cancelled
+// that arrive, and serves the notes tool by hand, as an upstream that logs
+// whether or not logging/setLevel was sent, and reports progress when the
+// call carries a progress token: it
+// answers with an event stream holding notifications/progress (with a
+// token), notifications/message and then the result.
+type diffWire struct {
+	mu        sync.Mutex
+	callIDs   map[string]string     // tool → the upstream id of its last tools/call
+	cancelled map[string]diffCancel // upstream request id → its notifications/cancelled
+	notFound  int                   // 404 answers to requests on a session id
 }
 
-func startDiffSide(t *testing.T, forceSDK bool) *diffSide {
+// diffCancel is a notifications/cancelled that reached the upstream.
+type diffCancel struct {
+	reason string
+	at     time.Time
+}
+
+func (dw *diffWire) wrap(next http.Handler) http.Handler {
+	next = httpFaults(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var msg struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				Name      string          `json:"name"`
+				RequestID json.RawMessage `json:"requestId"`
+				Reason    string          `json:"reason"`
+				Meta      struct {
+					ProgressToken json.RawMessage `json:"progressToken"`
+				} `json:"_meta"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(body, &msg)
+		dw.mu.Lock()
+		switch msg.Method {
+		case "tools/call":
+			dw.callIDs[msg.Params.Name] = string(msg.ID)
+		case "notifications/cancelled":
+			dw.cancelled[string(msg.Params.RequestID)] = diffCancel{msg.Params.Reason, time.Now()}
+		}
+		dw.mu.Unlock()
+		if msg.Method != "tools/call" || msg.Params.Name != "notes" {
+			sw := &diffStatusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+			if sw.code == http.StatusNotFound && r.Header.Get("Mcp-Session-Id") != "" {
+				dw.mu.Lock()
+				dw.notFound++
+				dw.mu.Unlock()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Mcp-Session-Id", r.Header.Get("Mcp-Session-Id"))
+		w.WriteHeader(http.StatusOK)
+		event := func(data string) {
+			_, _ = io.WriteString(w, "event: message\ndata: "+data+"\n\n")
+			w.(http.Flusher).Flush()
+		}
+		if len(msg.Params.Meta.ProgressToken) > 0 {
+			event(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":` + string(msg.Params.Meta.ProgressToken) + `,"progress":1,"total":2,"message":"half way"}}`)
+		}
+		event(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","logger":"notes","data":"something to say"}}`)
+		event(`{"jsonrpc":"2.0","id":` + string(msg.ID) + `,"result":{"content":[{"type":"text","text":"noted"}]}}`)
+	})
+}
+
+// diffStatusWriter notes the status of a response.
+type diffStatusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *diffStatusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *diffStatusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
+func (dw *diffWire) notFoundCount() int {
+	dw.mu.Lock()
+	defer dw.mu.Unlock()
+	return dw.notFound
+}
+
+// cancelOf waits up to bound for the notifications/cancelled of the last
+// tools/call of tool to reach the upstream, and returns it.
+func (dw *diffWire) cancelOf(tool string, bound time.Duration) (c diffCancel, told bool) {
+	deadline := time.Now().Add(bound)
+	for {
+		dw.mu.Lock()
+		id, called := dw.callIDs[tool]
+		c, told = dw.cancelled[id]
+		dw.mu.Unlock()
+		if (called && told) || time.Now().After(deadline) {
+			return c, told
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// diffSide is one gateway of the differential test, with its own IdP,
+// upstream process (on a fixed address that can go down, come back and be
+// restarted) and client session.
+type diffSide struct {
+	env     *muxEnv
+	cs      *mcp.ClientSession
+	fs      *flapServer
+	wire    *diffWire
+	started chan struct{} // the block tool runs
+	restart func() http.Handler
+}
+
+// diffWaitTimeout is the timeout of upstream "wait" (the same process as
+// "diff"): long enough that a cancellation that is not passed on shows as
+// such rather than as a timeout.
+const diffWaitTimeout = 3 * time.Second
+
+// startDiffSide starts one side. On the go-sdk side (forceSDK) the client
+// advertises sampling, which today sends every call of its session through
+// go-sdk and changes nothing else the cases look at (the upstream sends no
+// sampling request). level, when set, is sent with logging/setLevel first
+// (on either side, which also takes the go-sdk path today).
+func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel) *diffSide {
 	t.Helper()
 	env := startMux(t, func(c *Config) {
 		c.Policy.Rules = slices.Insert(c.Policy.Rules, 0, policy.Rule{Name: "no-forbidden", Effect: "deny", When: `tool == "forbidden"`})
 		c.Policy.RateLimits = []policy.RateLimit{{Upstream: "docs", RequestsPerSecond: 0.001, Burst: 1}}
 	})
-	up := startUpstream(t, env.idp, "diff", diffTools)
-	srv := httptest.NewServer(httpFaults(up.srv.Config.Handler))
-	t.Cleanup(srv.Close)
-	uc := upstreams.Config{Name: "diff", Kind: upstreams.KindMCP, URL: srv.URL + "/mcp", Timeout: time.Second,
-		MaxResultBytes: 16 << 10,
-		Credentials: credentials.Config{Flow: credentials.FlowTokenExchange, TokenURL: env.idp.TokenURL(),
-			ClientID: "mandate", ClientSecret: "mandate-secret", Audience: "https://diff.internal"}}
+	d := &diffSide{env: env, started: make(chan struct{}, 16),
+		wire: &diffWire{callIDs: map[string]string{}, cancelled: map[string]diffCancel{}}}
+	d.restart = func() http.Handler {
+		return d.wire.wrap(startUpstream(t, env.idp, "diff", diffTools(d.started)).srv.Config.Handler)
+	}
+	d.fs = newFlapServer(t)
+	d.fs.setHandler(d.restart())
 	cfg := *env.gw.cfg
-	cfg.Upstreams = append(slices.Clone(cfg.Upstreams), uc.WithDefaults())
+	cfg.Upstreams = slices.Clone(cfg.Upstreams)
+	for _, uc := range []upstreams.Config{
+		{Name: "diff", Timeout: time.Second, MaxResultBytes: 16 << 10},
+		{Name: "wait", Timeout: diffWaitTimeout},
+	} {
+		uc.Kind, uc.URL = upstreams.KindMCP, d.fs.url()
+		uc.Credentials = credentials.Config{Flow: credentials.FlowTokenExchange, TokenURL: env.idp.TokenURL(),
+			ClientID: "mandate", ClientSecret: "mandate-secret", Audience: "https://diff.internal"}
+		cfg.Upstreams = append(cfg.Upstreams, uc.WithDefaults())
+	}
 	if _, err := env.gw.g.Reload(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	d := &diffSide{env: env, cs: connect(t, env.gw.mcpURL, env.aliceTk)}
+	var opts *mcp.ClientOptions
 	if forceSDK {
-		// A session with logging set is served by the go-sdk path.
-		if err := d.cs.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: "error"}); err != nil {
+		opts = &mcp.ClientOptions{CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			return nil, fmt.Errorf("no sampling in this test")
+		}}
+	}
+	c := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, opts)
+	cs, err := c.Connect(context.Background(), transportFor(env.gw.mcpURL, env.aliceTk), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	d.cs = cs
+	if level != "" {
+		if err := cs.SetLoggingLevel(context.Background(), &mcp.SetLoggingLevelParams{Level: level}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Warm up: the user's listings are cached, the upstream sessions open,
 	// and docs's burst of one is spent.
-	for _, tool := range []string{"diff_ok", "docs_who"} {
+	for _, tool := range []string{"diff_ok", "wait_ok", "docs_who"} {
 		if res, err := callJSON(t, d.cs, tool, map[string]any{}); err != nil || res.IsError {
 			t.Fatalf("warm-up %s: %v %v", tool, res, err)
 		}
@@ -123,44 +284,181 @@ func startDiffSide(t *testing.T, forceSDK bool) *diffSide {
 	return d
 }
 
-// call posts one tools/call on the side's session and returns the
-// JSON-RPC response (from JSON or an event stream), the audit record it
-// left (timing and ids removed) and the number of fast-path calls it took.
-func (d *diffSide) call(t *testing.T, tool string) (resp, rec map[string]any, fast uint64) {
+// How the client of a case behaves during its call.
+const (
+	diffClientWaits       = iota // waits for the answer
+	diffClientCancels            // sends notifications/cancelled once the upstream tool runs
+	diffClientDisconnects        // closes its HTTP request once the upstream tool runs
+)
+
+// diffResult is what one side gave for one case.
+type diffResult struct {
+	resp    map[string]any   // the JSON-RPC response (error data removed); nil if none
+	framing string           // its HTTP status and media type
+	notes   []map[string]any // the messages before it on the request's stream
+	rec     map[string]any   // the tools/call audit record, timing and ids removed
+	fast    uint64           // fast-path calls the case took
+	// Cancel cases: notifications/cancelled reached the upstream within
+	// half the upstream's timeout of the client's cancel (not as the
+	// gateway's timeout), and its reason.
+	told bool
+	why  string
+	// Upstream answers 404 to a request on a session id during the case.
+	notFound int
+}
+
+// call posts one tools/call (params extra is spliced into params) on the
+// side's session, the client behaving as how says, and returns what the
+// client saw, the audit record the call left and, for the cancel cases,
+// whether the upstream was told.
+func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult) {
 	t.Helper()
 	before := len(d.env.audit.Lines())
-	f0 := fastCalls.Load()
-	_, body := d.env.gw.post(t, `{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"`+tool+`","arguments":{}}}`,
-		sessionHeaders(d.env.aliceTk, d.cs))
-	fast = fastCalls.Load() - f0
-	msg := body
-	if i := strings.LastIndex(body, "data: "); i >= 0 && strings.HasPrefix(strings.TrimSpace(body), "event:") {
-		msg = strings.TrimSpace(body[i+len("data: "):])
+	f0, nf0 := fastCalls.Load(), d.wire.notFoundCount()
+	for len(d.started) > 0 {
+		<-d.started
 	}
-	if err := json.Unmarshal([]byte(msg), &resp); err != nil {
-		t.Fatalf("%s: response %q: %v", tool, body, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	body := `{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"` + tool + `","arguments":{}` + extra + `}}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.env.gw.mcpURL, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range sessionHeaders(d.env.aliceTk, d.cs) {
+		req.Header.Set(k, v)
+	}
+	type answer struct {
+		body, framing string
+		err           error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+		done <- answer{string(b), fmt.Sprintf("%d %s", resp.StatusCode, ct), err}
+	}()
+	var cancelAt time.Time
+	if how != diffClientWaits {
+		select {
+		case <-d.started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the upstream tool never ran", tool)
+		}
+		cancelAt = time.Now()
+		if how == diffClientCancels {
+			_, _ = d.env.gw.post(t, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c-1","reason":"the user gave up"}}`,
+				sessionHeaders(d.env.aliceTk, d.cs))
+		} else {
+			cancel()
+		}
+	}
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(2*diffWaitTimeout + 2*time.Second):
+		cancel()
+		a = answer{err: fmt.Errorf("no answer within %s", 2*diffWaitTimeout+2*time.Second)}
+		<-done
+	}
+	if how == diffClientDisconnects {
+		if a.err == nil {
+			t.Errorf("%s: the disconnected request completed: %q", tool, a.body)
+		}
+	} else {
+		if a.err != nil {
+			t.Fatalf("%s: %v", tool, a.err)
+		}
+		r.resp, r.notes = diffMessages(t, tool, a.body)
+		r.framing = a.framing
+	}
+	if how != diffClientWaits {
+		c, told := d.wire.cancelOf(strings.SplitN(tool, "_", 2)[1], 3*time.Second)
+		r.why, r.told = c.reason, told && c.at.Sub(cancelAt) < diffWaitTimeout/2
+		t.Logf("%s: notifications/cancelled reached the upstream: %v, %s after the client's cancel, reason %q", tool, told, c.at.Sub(cancelAt).Round(time.Millisecond), c.reason)
+	}
+	r.rec = d.record(t, tool, before)
+	r.fast, r.notFound = fastCalls.Load()-f0, d.wire.notFoundCount()-nf0
+	return r
+}
+
+// diffMessages returns the JSON-RPC response in body (JSON, or the last
+// message of an event stream) and the messages before it on the stream.
+func diffMessages(t *testing.T, tool, body string) (resp map[string]any, notes []map[string]any) {
+	t.Helper()
+	var msgs []string
+	if strings.HasPrefix(strings.TrimSpace(body), "event:") || strings.HasPrefix(strings.TrimSpace(body), "data:") || strings.HasPrefix(strings.TrimSpace(body), "id:") {
+		for _, ev := range strings.Split(strings.ReplaceAll(body, "\r\n", "\n"), "\n\n") {
+			var data []string
+			for _, l := range strings.Split(ev, "\n") {
+				if v, ok := strings.CutPrefix(l, "data:"); ok {
+					data = append(data, strings.TrimPrefix(v, " "))
+				}
+			}
+			if len(data) > 0 {
+				msgs = append(msgs, strings.Join(data, "\n"))
+			}
+		}
+	} else if strings.TrimSpace(body) != "" {
+		msgs = []string{body}
+	}
+	for i, m := range msgs {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(m), &v); err != nil {
+			t.Fatalf("%s: message %q: %v", tool, m, err)
+		}
+		if i == len(msgs)-1 && v["id"] != nil {
+			resp = v
+			break
+		}
+		notes = append(notes, v)
 	}
 	if e, ok := resp["error"].(map[string]any); ok {
 		delete(e, "data") // compared below where it matters
+		e["message"] = diffRetryAfter.ReplaceAllString(fmt.Sprint(e["message"]), "${1}N$2")
 	}
-	lines := d.env.audit.Lines()
+	return resp, notes
+}
+
+// diffRetryAfter matches the seconds of a rate-limit refusal, which depend on
+// when each side's burst was spent (a timing field).
+var diffRetryAfter = regexp.MustCompile(`(retry after )[0-9]+(s)`)
+
+// record waits for the one tools/call audit record written since before
+// and returns it without timing, ids and the IdP's issuer.
+func (d *diffSide) record(t *testing.T, tool string, before int) map[string]any {
+	t.Helper()
 	var recs []map[string]any
-	for _, l := range lines[before:] {
-		if l["method"] == "tools/call" {
-			recs = append(recs, l)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		recs = recs[:0]
+		for _, l := range d.env.audit.Lines()[before:] {
+			if l["method"] == "tools/call" {
+				recs = append(recs, l)
+			}
+		}
+		if len(recs) > 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if len(recs) != 1 {
 		t.Fatalf("%s: %d tools/call audit records, want 1: %v", tool, len(recs), recs)
 	}
-	rec = recs[0]
+	rec := recs[0]
 	if u, ok := rec["user"].(map[string]any); ok {
 		delete(u, "issuer") // each side has its own IdP
 	}
 	for _, k := range []string{"time", "latency_ms", "request_id", "session_id", "seq", "prev_hash", "hash"} {
 		delete(rec, k)
 	}
-	return resp, rec, fast
+	if e, ok := rec["error"].(string); ok {
+		rec["error"] = diffRetryAfter.ReplaceAllString(e, "${1}N$2")
+	}
+	return rec
 }
 
 // health is the side's /readyz upstream health, timestamps reduced to
@@ -191,45 +489,104 @@ func (d *diffSide) health(t *testing.T) map[string]any {
 
 // TestFastPathMatchesSDKPath is the differential test of the tools/call
 // fast path: every case runs once on a session the fast path serves and
-// once on a session the go-sdk path serves (logging set), each on its own
-// gateway and upstream, and must give the same client-visible answer, the
-// same audit record (timing and ids aside) and the same /readyz upstream
-// health afterwards. Cases that reach the upstream must really have taken
-// the fast path on the first side (fastCalls), and never on the second.
+// once on a session the go-sdk path serves (see startDiffSide), each on
+// its own gateway and upstream, and must give the same client-visible
+// answer (the response and the notifications before it on the request's
+// stream), the same audit record (timing and ids aside), the same news to
+// the upstream of a cancelled call and the same /readyz upstream health
+// afterwards. Cases that reach the upstream must really have taken the
+// fast path on the first side (fastCalls), and never on the second.
+//
+// The cases share one pair of sides, in order; a case marked fresh starts
+// a new pair (new gateways and upstreams), so that health an earlier case
+// left behind does not carry into it.
 func TestFastPathMatchesSDKPath(t *testing.T) {
-	fastSide := startDiffSide(t, false)
-	sdkSide := startDiffSide(t, true)
+	const progress = `,"_meta":{"progressToken":"p-1"}`
+	var fastSide, sdkSide *diffSide
 	for _, tc := range []struct {
 		name, tool string
 		fast       bool   // the forwarding path takes it (refusals too: one pipeline answers both)
 		failure    string // the upstream's fault: in /readyz's last_error
-		check      func(t *testing.T, resp, rec map[string]any)
+		check      func(t *testing.T, r diffResult)
+		// Optional: the params spliced into the call, what the client does,
+		// logging/setLevel on both sides (needs fresh), start new sides,
+		// and what happens to each side's upstream before the call.
+		extra  string
+		client int
+		level  mcp.LoggingLevel
+		fresh  bool
+		before func(d *diffSide)
 	}{
-		{"success", "diff_ok", true, "", outcome("ok", "")},
-		{"isError result", "diff_fails", true, "", outcome("error", "tool_error")},
-		{"result holding an error object", "diff_errobj", true, "", outcome("ok", "")},
-		{"upstream JSON-RPC error", "diff_rpcerr", true, "", rpcError(-32050, "upstream diff: quota exhausted")},
-		{"upstream 401", "diff_http401", true, "", rpcError(upstreams.CodeUpstreamUnauthorized, "HTTP 401")},
-		{"upstream 403", "diff_http403", true, "", rpcError(upstreams.CodeUpstreamUnauthorized, "HTTP 403")},
-		{"oversized answer", "diff_big", true, "max_result_bytes", rpcError(upstreams.CodeResultTooLarge, "max_result_bytes")},
-		{"timeout", "diff_slow", true, "timed out after 1s", rpcError(upstreams.CodeUpstreamTimeout, "upstream diff: timed out after 1s")},
-		{"policy deny", "diff_forbidden", true, "", rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_forbidden"`)},
-		{"unknown tool", "diff_nosuch", true, "", rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_nosuch"`)},
-		{"rate limited", "docs_who", true, "", rpcError(upstreams.CodeRateLimited, "rate limit")},
+		{name: "success", tool: "diff_ok", fast: true, check: outcome("ok", ""), fresh: true},
+		{name: "isError result", tool: "diff_fails", fast: true, check: outcome("error", "tool_error")},
+		{name: "result holding an error object", tool: "diff_errobj", fast: true, check: outcome("ok", "")},
+		{name: "upstream JSON-RPC error", tool: "diff_rpcerr", fast: true, check: rpcError(-32050, "upstream diff: quota exhausted")},
+		{name: "upstream 401", tool: "diff_http401", fast: true, check: rpcError(upstreams.CodeUpstreamUnauthorized, "HTTP 401")},
+		{name: "upstream 403", tool: "diff_http403", fast: true, check: rpcError(upstreams.CodeUpstreamUnauthorized, "HTTP 403")},
+		{name: "oversized answer", tool: "diff_big", fast: true, failure: "max_result_bytes", check: rpcError(upstreams.CodeResultTooLarge, "max_result_bytes")},
+		{name: "timeout", tool: "diff_slow", fast: true, failure: "timed out after 1s", check: rpcError(upstreams.CodeUpstreamTimeout, "upstream diff: timed out after 1s")},
+		{name: "policy deny", fast: true, tool: "diff_forbidden", check: rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_forbidden"`)},
+		{name: "unknown tool", fast: true, tool: "diff_nosuch", check: rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_nosuch"`)},
+		{name: "rate limited", fast: true, tool: "docs_who", check: rpcError(upstreams.CodeRateLimited, "rate limit")},
+
+		// Notifications during the call: the upstream logs (without being
+		// asked to, and at level error) and, when the call has a progress
+		// token, reports progress before its result.
+		{name: "notifications during a call, no setLevel", tool: "diff_notes", fast: true, check: outcome("ok", "", diffNotes())},
+		{name: "notifications during a call, progress token", tool: "diff_notes", extra: progress,
+			check: outcome("ok", "", diffNotes("notifications/progress"))},
+		{name: "notifications during a call, setLevel info", tool: "diff_notes", level: "info", fresh: true,
+			check: outcome("ok", "", diffNotes("notifications/message"))},
+		{name: "notifications during a call, setLevel info and progress token", tool: "diff_notes", extra: progress,
+			check: outcome("ok", "", diffNotes("notifications/progress", "notifications/message"))},
+
+		// Client cancel: the upstream is told and the record says cancelled.
+		{name: "client cancel (notifications/cancelled)", tool: "wait_block", fast: true, client: diffClientCancels, fresh: true, check: diffCancelled},
+		{name: "client cancel (HTTP request closed)", tool: "wait_block", fast: true, client: diffClientDisconnects, fresh: true, check: diffCancelled},
+
+		// Upstream restarted: the process goes away between calls.
+		{name: "upstream restarted (old session id: 404)", tool: "diff_ok", fast: true, fresh: true, check: outcome("ok", "", diffSessionLost),
+			before: func(d *diffSide) { d.fs.setHandler(d.restart()) }},
+		{name: "upstream down", tool: "diff_ok", fast: true, failure: "refused", check: rpcError(upstreams.CodeUpstreamUnavailable, "upstream diff"),
+			before: func(d *diffSide) { d.fs.down() }},
+		{name: "upstream back on the same address, restarted", tool: "diff_ok", fast: true, check: outcome("ok", ""),
+			before: func(d *diffSide) { d.fs.setHandler(d.restart()); d.fs.up() }},
 	} {
+		if tc.fresh {
+			fastSide, sdkSide = startDiffSide(t, false, tc.level), startDiffSide(t, true, tc.level)
+		}
 		t.Run(tc.name, func(t *testing.T) {
-			fResp, fRec, fFast := fastSide.call(t, tc.tool)
-			sResp, sRec, sFast := sdkSide.call(t, tc.tool)
-			if want := map[bool]uint64{true: 1, false: 0}[tc.fast]; fFast != want || sFast != 0 {
-				t.Fatalf("fast-path calls: %d on the fast side (want %d), %d on the go-sdk side (want 0)", fFast, want, sFast)
+			if tc.before != nil {
+				tc.before(fastSide)
+				tc.before(sdkSide)
 			}
-			tc.check(t, sResp, sRec)
-			if diff := cmp.Diff(sResp, fResp); diff != "" {
+			f := fastSide.call(t, tc.tool, tc.extra, tc.client)
+			s := sdkSide.call(t, tc.tool, tc.extra, tc.client)
+			if want := map[bool]uint64{true: 1, false: 0}[tc.fast]; f.fast != want || s.fast != 0 {
+				t.Errorf("fast-path calls: %d on the fast side (want %d), %d on the go-sdk side (want 0)", f.fast, want, s.fast)
+			}
+			if diff := cmp.Diff(s.resp, f.resp); diff != "" {
 				t.Errorf("client-visible answer differs (-go-sdk path +fast path):\n%s", diff)
 			}
-			if diff := cmp.Diff(sRec, fRec); diff != "" {
+			if diff := cmp.Diff(s.notes, f.notes); diff != "" {
+				t.Errorf("notifications before the answer differ (-go-sdk path +fast path):\n%s", diff)
+			}
+			if diff := cmp.Diff(s.rec, f.rec); diff != "" {
 				t.Errorf("audit record differs (-go-sdk path +fast path):\n%s", diff)
 			}
+			if tc.client != diffClientWaits && f.told != s.told {
+				t.Errorf("notifications/cancelled reached the upstream in time: %v on the go-sdk path (reason %q), %v on the fast path (reason %q)", s.told, s.why, f.told, f.why)
+			}
+			// The same answer on both paths, and the right one.
+			t.Run("go-sdk path", func(t *testing.T) { tc.check(t, s) })
+			t.Run("fast path", func(t *testing.T) { tc.check(t, f) })
+			// Both are valid Streamable HTTP; a subtest of their own, so that
+			// a case that differs only here shows as such.
+			t.Run("framing", func(t *testing.T) {
+				if s.framing != f.framing {
+					t.Errorf("HTTP status and media type of the answer: %q on the go-sdk path, %q on the fast path", s.framing, f.framing)
+				}
+			})
 			fHealth := fastSide.health(t)
 			if diff := cmp.Diff(sdkSide.health(t), fHealth); diff != "" {
 				t.Errorf("/readyz upstream health differs (-go-sdk path +fast path):\n%s", diff)
@@ -242,26 +599,64 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 	}
 }
 
-// outcome checks the audit record's outcome and error class of a result.
-func outcome(out, class string) func(*testing.T, map[string]any, map[string]any) {
-	return func(t *testing.T, resp, rec map[string]any) {
+// outcome checks a result's audit outcome and error class, and then more.
+func outcome(out, class string, more ...func(*testing.T, diffResult)) func(*testing.T, diffResult) {
+	return func(t *testing.T, r diffResult) {
 		t.Helper()
-		if resp["result"] == nil {
-			t.Fatalf("no result: %v", resp)
+		if r.resp["result"] == nil {
+			t.Fatalf("no result: %v", r.resp)
 		}
-		if rec["outcome"] != out || (rec["error_class"] != nil && rec["error_class"] != class) || (class != "" && rec["error_class"] != class) {
-			t.Fatalf("audit outcome %v / %v, want %s / %q", rec["outcome"], rec["error_class"], out, class)
+		if r.rec["outcome"] != out || (r.rec["error_class"] != nil && r.rec["error_class"] != class) || (class != "" && r.rec["error_class"] != class) {
+			t.Fatalf("audit outcome %v / %v, want %s / %q", r.rec["outcome"], r.rec["error_class"], out, class)
+		}
+		for _, f := range more {
+			f(t, r)
+		}
+	}
+}
+
+// diffNotes checks the methods of the notifications before the answer.
+func diffNotes(methods ...string) func(*testing.T, diffResult) {
+	return func(t *testing.T, r diffResult) {
+		t.Helper()
+		var got []string
+		for _, n := range r.notes {
+			got = append(got, fmt.Sprint(n["method"]))
+		}
+		if !slices.Equal(got, methods) {
+			t.Errorf("notifications before the answer: %v, want %v (%v)", got, methods, r.notes)
 		}
 	}
 }
 
 // rpcError checks the JSON-RPC error's code and part of its message.
-func rpcError(code int64, msg string) func(*testing.T, map[string]any, map[string]any) {
-	return func(t *testing.T, resp, _ map[string]any) {
+func rpcError(code int64, msg string) func(*testing.T, diffResult) {
+	return func(t *testing.T, r diffResult) {
 		t.Helper()
-		e, _ := resp["error"].(map[string]any)
+		e, _ := r.resp["error"].(map[string]any)
 		if e == nil || e["code"] != float64(code) || !strings.Contains(e["message"].(string), msg) {
-			t.Fatalf("answer %v, want error %d containing %q", resp, code, msg)
+			t.Fatalf("answer %v, want error %d containing %q", r.resp, code, msg)
 		}
+	}
+}
+
+// diffSessionLost checks that the upstream refused the old session id (404)
+// during the call.
+func diffSessionLost(t *testing.T, r diffResult) {
+	t.Helper()
+	if r.notFound == 0 {
+		t.Errorf("the upstream answered no request with 404: the old session was not tried")
+	}
+}
+
+// diffCancelled checks that the upstream was told and the call was audited as
+// cancelled.
+func diffCancelled(t *testing.T, r diffResult) {
+	t.Helper()
+	if !r.told {
+		t.Errorf("notifications/cancelled did not reach the upstream within %s of the client's cancel", diffWaitTimeout/2)
+	}
+	if r.rec["outcome"] != "error" || r.rec["error_class"] != "cancelled" {
+		t.Errorf("audit outcome %v / %v, want error / cancelled", r.rec["outcome"], r.rec["error_class"])
 	}
 }
