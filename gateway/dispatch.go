@@ -276,6 +276,12 @@ func (g *Gateway) invoke(ctx context.Context, c *call, sess upstreams.Session, r
 	cctx, done := g.upstreamCall(cctx, c, c.u, c.method, target)
 	res, isError, err := run(cctx, sess)
 	done(err)
+	if err != nil && ctx.Err() != nil {
+		// The client cancelled (notifications/cancelled) or went away:
+		// however the adapter worded it, the call was cancelled.
+		c.outcome, c.errClass, c.errMsg = audit.OutcomeError, "cancelled", "request cancelled"
+		return nil, &jsonrpc.Error{Code: CodeUpstream, Message: c.errMsg}
+	}
 	if err != nil {
 		return c.failed(g, err)
 	}

@@ -56,6 +56,10 @@ func (g *Gateway) fastPath(c *gin.Context) {
 		}
 	}()
 	env := in.env
+	if env.Method == "notifications/cancelled" {
+		d.cancelForwarded(env.Params["requestId"]) // go-sdk answers the notification
+		return
+	}
 	cur := d.id.Load()
 	if cur == nil || cur.Key() != in.id.Key() || d.ss == nil || d.logLevel.Load() != nil ||
 		clientSupports(d.ss, "sampling") || clientSupports(d.ss, "elicitation") {
@@ -94,7 +98,11 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if ip := d.ss.InitializeParams(); ip != nil {
 		o.proto = ip.ProtocolVersion
 	}
-	ctx := identity.NewContext(c.Request.Context(), in.id)
+	// notifications/cancelled for this id cancels the call (go-sdk, which
+	// does not know the request, cannot).
+	ctx, stop := d.forwarding(c.Request.Context(), env.ID)
+	defer stop()
+	ctx = identity.NewContext(ctx, in.id)
 	ctx, o.info = callinfo.NewContext(ctx)
 	ctx = g.startSpan(ctx, o, c.Request.Header, rawMetaTrace(meta))
 
@@ -125,9 +133,11 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	c.Header("Mcp-Session-Id", sid)
 	switch {
 	case err != nil:
-		c.AbortWithStatusJSON(http.StatusOK, rpcErrorBody(env.ID, err))
+		msg, _ := json.Marshal(rpcErrorBody(env.ID, err))
+		writeEvent(c, msg)
 	case res != nil:
-		c.AbortWithStatusJSON(http.StatusOK, gin.H{"jsonrpc": "2.0", "id": env.ID, "result": res})
+		msg, _ := json.Marshal(gin.H{"jsonrpc": "2.0", "id": env.ID, "result": res})
+		writeEvent(c, msg)
 	default:
 		writeResult(c, env.ID, raw)
 	}
@@ -163,8 +173,7 @@ func forwardBody(env *envelope, tool string) (body, upID []byte, err error) {
 	return append(out, '}'), upID, nil
 }
 
-// writeResult frames a forwarded result with the client's id: one event
-// when the upstream answered with an event stream, else JSON.
+// writeResult frames a forwarded result with the client's id.
 func writeResult(c *gin.Context, id json.RawMessage, res upstreams.RawResult) {
 	msg := make([]byte, 0, len(res.Result)+len(id)+40)
 	msg = append(msg, `{"jsonrpc":"2.0","id":`...)
@@ -172,16 +181,18 @@ func writeResult(c *gin.Context, id json.RawMessage, res upstreams.RawResult) {
 	msg = append(msg, `,"result":`...)
 	msg = append(msg, res.Result...)
 	msg = append(msg, '}')
-	if res.EventStream {
-		c.Header("Content-Type", "text/event-stream")
-		c.Header("Cache-Control", "no-cache")
-		c.Status(http.StatusOK)
-		_, _ = c.Writer.Write([]byte("event: message\ndata: "))
-		_, _ = c.Writer.Write(msg)
-		_, _ = c.Writer.Write([]byte("\n\n"))
-	} else {
-		c.Data(http.StatusOK, "application/json", msg)
-	}
+	writeEvent(c, msg)
+}
+
+// writeEvent answers with one JSON-RPC message as an event stream of one
+// event, as go-sdk answers a request (results and errors alike).
+func writeEvent(c *gin.Context, msg []byte) {
+	c.Header("Content-Type", "text/event-stream")
+	c.Header("Cache-Control", "no-cache")
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.Write([]byte("event: message\ndata: "))
+	_, _ = c.Writer.Write(msg)
+	_, _ = c.Writer.Write([]byte("\n\n"))
 	c.Abort()
 }
 

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -40,7 +42,8 @@ type dsession struct {
 	inflightMu sync.Mutex
 	inflight   map[string]*inflightCall // by progress token
 	calls      map[*inflightCall]struct{}
-	subs       map[string]bool // subscribed resource URIs
+	subs       map[string]bool                    // subscribed resource URIs
+	forwarded  map[string]context.CancelCauseFunc // forwarding-path calls by JSON-RPC id
 }
 
 // inflightCall is a downstream request being served, for routing upstream
@@ -311,5 +314,42 @@ func (d *dsession) subscribed(uri string, on bool) {
 		d.subs[uri] = true
 	} else {
 		delete(d.subs, uri)
+	}
+}
+
+// errCancelledByClient is the cause of a forwarded call the client
+// cancelled with notifications/cancelled.
+var errCancelledByClient = errors.New("the client cancelled the request")
+
+// forwarding registers a forwarding-path call under its JSON-RPC id so that
+// the client's notifications/cancelled can cancel it; stop unregisters it.
+func (d *dsession) forwarding(ctx context.Context, id json.RawMessage) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	key := string(id)
+	d.inflightMu.Lock()
+	if d.forwarded == nil {
+		d.forwarded = map[string]context.CancelCauseFunc{}
+	}
+	d.forwarded[key] = cancel
+	d.inflightMu.Unlock()
+	return ctx, func() {
+		d.inflightMu.Lock()
+		delete(d.forwarded, key)
+		d.inflightMu.Unlock()
+		cancel(nil)
+	}
+}
+
+// cancelForwarded cancels the forwarding-path call whose JSON-RPC id is
+// id (as the client sent it in notifications/cancelled), if any.
+func (d *dsession) cancelForwarded(id json.RawMessage) {
+	if len(id) == 0 {
+		return
+	}
+	d.inflightMu.Lock()
+	cancel := d.forwarded[string(id)]
+	d.inflightMu.Unlock()
+	if cancel != nil {
+		cancel(errCancelledByClient)
 	}
 }
