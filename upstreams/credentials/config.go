@@ -14,15 +14,6 @@ import (
 	"github.com/mandate-gw/mandate/internal/secret"
 )
 
-// Flow names (Config.Flow).
-const (
-	FlowTokenExchange     = "token_exchange"
-	FlowEntraOBO          = "entra_obo"
-	FlowJWTBearer         = "jwt_bearer"
-	FlowClientCredentials = "client_credentials"
-	FlowNone              = "none"
-)
-
 // Client authentication methods (Config.ClientAuth).
 const (
 	AuthClientSecretBasic = "client_secret_basic"

@@ -252,8 +252,10 @@ func entraEnv(t *testing.T) contractEnv {
 	})
 	cfg := Config{Flow: FlowEntraOBO, TokenURL: ts.TokenURL(), ClientID: "mandate-app", ClientSecret: "entra-secret-1", Scopes: []string{"api://crm/.default"}}
 	return contractEnv{
-		cfg:   cfg,
-		login: func(_ *testing.T, u string) context.Context { return user(context.Background(), u, time.Now().Add(time.Hour)) },
+		cfg: cfg,
+		login: func(_ *testing.T, u string) context.Context {
+			return user(context.Background(), u, time.Now().Add(time.Hour))
+		},
 		owner: func(_ *testing.T, tok *Token) string {
 			return subjectOf(jwtClaims(tok.AccessToken.Reveal()), "preferred_username")
 		},
@@ -273,8 +275,10 @@ func salesforceEnv(t *testing.T) contractEnv {
 		AssertionAudience: "https://login.salesforce.com", Subject: "{{ .Subject }}@acme.com",
 	}
 	return contractEnv{
-		cfg:   cfg,
-		login: func(_ *testing.T, u string) context.Context { return user(context.Background(), u, time.Now().Add(time.Hour)) },
+		cfg: cfg,
+		login: func(_ *testing.T, u string) context.Context {
+			return user(context.Background(), u, time.Now().Add(time.Hour))
+		},
 		owner: func(_ *testing.T, tok *Token) string {
 			return strings.TrimPrefix(tok.AccessToken.Reveal(), "00Dxx!")
 		},
@@ -355,8 +359,10 @@ func clientCredentialsEnv(t *testing.T) contractEnv {
 	})
 	cfg := Config{Flow: FlowClientCredentials, TokenURL: ts.TokenURL(), ClientID: "svc", ClientSecret: "svc-secret-1", Audience: "https://reports"}
 	return contractEnv{
-		cfg:   cfg,
-		login: func(_ *testing.T, u string) context.Context { return user(context.Background(), u, time.Now().Add(time.Hour)) },
+		cfg: cfg,
+		login: func(_ *testing.T, u string) context.Context {
+			return user(context.Background(), u, time.Now().Add(time.Hour))
+		},
 		owner: func(_ *testing.T, tok *Token) string {
 			if strings.HasPrefix(tok.AccessToken.Reveal(), "svc-token-") {
 				return "svc"

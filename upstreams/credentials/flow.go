@@ -42,7 +42,8 @@ type Flow interface {
 // (FlowType.Parse builds it from a valid Config). The cache key of a
 // Source is a digest of its JSON encoding — every field, so a field added
 // later cannot be left out of the key; give secrets the tag json:"-" (a
-// rotated secret keeps the users' cached tokens).
+// rotated secret keeps the users' cached tokens). Its unexported methods
+// keep flows inside this package, next to the endpoint client they share.
 type FlowConfig interface {
 	// FlowName is the flow's credentials.flow value.
 	FlowName() string
@@ -56,8 +57,10 @@ type FlowConfig interface {
 
 // FlowType registers one flow: its name, which of the flow-specific keys
 // it reads, what it requires, and how its FlowConfig is parsed. Adding a
-// flow: a file with its FlowConfig, Flow and FlowType, one line in
-// flowTypes, a case in the contract suite (contract_test.go) and the docs.
+// flow: a file flow_<name>.go with its name constant, FlowConfig, Flow and
+// FlowType; one line in flowTypes; its cases in contractCases
+// (contract_test.go); new keys, if any, in Config (with their doc comments)
+// and docs/configuration.md.
 type FlowType struct {
 	// Name is the credentials.flow value.
 	Name string

@@ -7,6 +7,9 @@ import (
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
+// FlowClientCredentials is the credentials.flow value of this flow.
+const FlowClientCredentials = "client_credentials"
+
 // ClientCredentialsConfig is the configuration of flow client_credentials
 // (RFC 6749 §4.4): Mandate's own service account, the same token for every
 // user.

@@ -9,6 +9,9 @@ import (
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
+// FlowEntraOBO is the credentials.flow value of this flow.
+const FlowEntraOBO = "entra_obo"
+
 // EntraOBOConfig is the configuration of flow entra_obo (Microsoft Entra
 // On-Behalf-Of): the user's inbound token is the assertion.
 type EntraOBOConfig struct {

@@ -11,6 +11,9 @@ import (
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
+// FlowJWTBearer is the credentials.flow value of this flow.
+const FlowJWTBearer = "jwt_bearer"
+
 // JWTBearerConfig is the configuration of flow jwt_bearer (RFC 7523 §2.1):
 // Mandate signs an assertion naming the platform user.
 type JWTBearerConfig struct {

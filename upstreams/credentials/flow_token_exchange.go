@@ -9,6 +9,9 @@ import (
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
+// FlowTokenExchange is the credentials.flow value of this flow.
+const FlowTokenExchange = "token_exchange"
+
 // TokenExchangeConfig is the configuration of flow token_exchange (RFC
 // 8693): the user's inbound token is the subject token.
 type TokenExchangeConfig struct {
