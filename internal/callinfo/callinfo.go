@@ -1,6 +1,9 @@
-// Package callinfo carries facts about one upstream call from the layers
-// that learn them (credentials, adapters) to the layer that records them
-// (the gateway's audit and tracing). It is a leaf package.
+// Package callinfo carries facts about one upstream call from the layer
+// that learns them to the layer that records them (the gateway's audit and
+// tracing). The credential facts are written in one place: package
+// upstreams/credentials, when it attaches a token to an upstream request
+// (credentials.Transport, credentials.Authorize); adapters do not write
+// them (a test in upstreams/credentials enforces it). It is a leaf package.
 package callinfo
 
 import (
@@ -18,7 +21,8 @@ type Info struct {
 	exchanges       int
 }
 
-// Credential records the credential used for the call.
+// Credential records the credential used for the call. Only package
+// upstreams/credentials calls it (tests may, to stage a record).
 func (i *Info) Credential(flow, platformSubject string, serviceAccount, cacheHit bool) {
 	if i == nil {
 		return

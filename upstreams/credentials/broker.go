@@ -9,9 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +21,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mandate-gw/mandate/internal/identity"
-	"github.com/mandate-gw/mandate/internal/secret"
 )
 
 // Broker defaults.
@@ -159,135 +155,59 @@ func (b *Broker) Purge(issuer, subject string) int {
 // Len returns the number of cached entries (tokens and remembered errors).
 func (b *Broker) Len() int { return b.cache.Len() }
 
-// flow is one grant: it obtains a fresh token for id (nil for
-// client_credentials). Implementations return *Error for token endpoint
-// failures.
-type flow interface {
-	exchange(ctx context.Context, id *identity.Identity) (*Token, error)
-}
-
 // Source builds the credentials source of one upstream. It validates cfg,
-// reads the secret, key, certificate and subject map files, and compiles the
-// subject template; call it again on reload. The returned Source shares the
-// broker's cache and single-flight group.
+// looks its flow up in the registry (flowTypes), parses the flow's own
+// configuration and builds the flow, which reads the secret, key,
+// certificate and subject map files and compiles the subject template; call
+// it again on reload. The returned Source shares the broker's cache and
+// single-flight group.
 func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 	path := "upstreams[" + upstream + "].credentials"
 	if err := cfg.Validate(path); err != nil {
 		return nil, err
 	}
-	s := &source{
-		b:           b,
-		upstream:    upstream,
-		flowName:    cfg.Flow,
-		perUser:     cfg.Flow != FlowClientCredentials,
-		skew:        orDuration(cfg.CacheSkew, DefaultCacheSkew),
-		timeout:     orDuration(cfg.Timeout, DefaultTimeout),
-		defLifetime: orDuration(cfg.DefaultLifetime, DefaultTokenLifetime),
-		endpoint:    endpointLabel(cfg.tokenURL()),
-	}
-	if cfg.Flow == FlowNone {
+	ft := lookupFlow(cfg.Flow) // not nil after Validate
+	s := &source{b: b, upstream: upstream, flowName: ft.Name, perUser: !ft.ServiceAccount}
+	fc := ft.Parse(ft, &cfg)
+	if fc == nil { // flow none
 		return s, nil
 	}
-	fail := func(key string, err error) (Source, error) {
-		return nil, fmt.Errorf("%s.%s: %w", path, key, err)
+	t := fc.timing()
+	s.skew, s.timeout, s.defLifetime = t.CacheSkew, t.Timeout, t.DefaultLifetime
+	if cc := clientOf(fc); cc != nil {
+		s.endpoint = endpointLabel(cc.TokenURL)
 	}
-
-	// client secret
-	sec := cfg.ClientSecret
-	if cfg.ClientSecretFile != "" {
-		data, err := secret.ReadFile(cfg.ClientSecretFile)
-		if err != nil {
-			return fail("client_secret_file", err)
-		}
-		sec = secret.String(strings.TrimSpace(string(data)))
-		if sec.IsZero() {
-			return fail("client_secret_file", errors.New("file is empty"))
-		}
+	fl, err := fc.newFlow(&flowEnv{b: b, upstream: upstream, src: s})
+	if err != nil {
+		return nil, buildError(path, err)
 	}
-	// signing key
-	var signer *assertionSigner
-	if cfg.PrivateKeyFile != "" {
-		key, err := loadPrivateKey(cfg.PrivateKeyFile)
-		if err != nil {
-			return fail("private_key_file", err)
-		}
-		var cert []byte
-		if cfg.CertificateFile != "" {
-			if cert, err = secret.ReadFile(cfg.CertificateFile); err != nil {
-				return fail("certificate_file", err)
-			}
-		}
-		signer, err = newAssertionSigner(key, cfg.Algorithm, cfg.KeyID, cert, orDuration(cfg.AssertionLifetime, DefaultAssertionLifetime))
-		if err != nil {
-			return fail("private_key_file", err)
-		}
-	}
-	auth := cfg.ClientAuth
-	if auth == "" && !sec.IsZero() {
-		auth = AuthClientSecretBasic
-		if cfg.Flow == FlowEntraOBO {
-			auth = AuthClientSecretPost
-		}
-	}
-	var mapData []byte // the subject map file's bytes, as parsed
-	ep := &endpoint{url: cfg.tokenURL(), clientID: cfg.ClientID, auth: auth, secret: sec, signer: signer, client: b.client, now: b.now}
-
-	switch cfg.Flow {
-	case FlowTokenExchange:
-		f := &tokenExchangeFlow{ep: ep, cfg: cfg}
-		if cfg.ActorToken {
-			actor := *s
-			actor.flowName, actor.perUser = FlowClientCredentials, false
-			actor.fl = &clientCredentialsFlow{ep: ep}
-			actor.prefix = configHash(upstream+"#actor", Config{Flow: FlowClientCredentials, TokenURL: cfg.tokenURL(), ClientID: cfg.ClientID}, nil)
-			f.actor = &actor
-		}
-		s.fl = f
-	case FlowEntraOBO:
-		s.fl = &entraOBOFlow{ep: ep, cfg: cfg}
-	case FlowJWTBearer:
-		// The map file is read once: the cache key digests the bytes parsed.
-		if cfg.SubjectMapFile != "" {
-			var err error
-			if mapData, err = os.ReadFile(cfg.SubjectMapFile); err != nil {
-				return fail("subject_map_file", err)
-			}
-		}
-		m, err := newSubjectMapper(cfg.Subject, cfg.SubjectMapFile, mapData)
-		if err != nil {
-			if cfg.SubjectMapFile != "" {
-				return fail("subject_map_file", err)
-			}
-			return fail("subject", err)
-		}
-		s.fl = &jwtBearerFlow{ep: ep, cfg: cfg, mapper: m, signer: signer, aud: orString(cfg.AssertionAudience, cfg.tokenURL())}
-	case FlowClientCredentials:
-		s.fl = &clientCredentialsFlow{ep: ep, cfg: cfg}
-	default: // unreachable after Validate
-		return fail("flow", fmt.Errorf("unknown flow %q", cfg.Flow))
-	}
-	s.prefix = configHash(upstream, cfg, mapData)
+	s.fl, s.flowName, s.perUser = fl, fl.Name(), !fl.ServiceAccount()
+	s.prefix = cacheKey(upstream, fc) // after newFlow: it records what it read
 	return s, nil
 }
 
-// configHash digests the whole flow configuration (every field, defaults
-// applied, scopes sorted) and the subject map bytes that were parsed, so a
-// changed configuration misses the cache. The client secret is left out:
-// cache keys hold no secret, and rotating one keeps the cached tokens.
-func configHash(upstream string, cfg Config, mapData []byte) [32]byte {
-	cfg.ClientSecret = ""
-	cfg.TokenURL = cfg.tokenURL()
-	cfg.Scopes = slices.Clone(cfg.Scopes)
-	slices.Sort(cfg.Scopes)
-	cfg.RequestedTokenType = orString(cfg.RequestedTokenType, DefaultRequestedTokenType)
-	cfg.Subject = orString(cfg.Subject, DefaultSubject)
-	j, err := json.Marshal(cfg)
-	if err != nil { // plain strings, bools, durations and lists: cannot fail
+// clientOf returns the ClientConfig embedded in fc, or nil.
+func clientOf(fc FlowConfig) *ClientConfig {
+	if c, ok := fc.(interface{ client() *ClientConfig }); ok {
+		return c.client()
+	}
+	return nil
+}
+
+func (c *ClientConfig) client() *ClientConfig { return c }
+
+// cacheKey digests the upstream, the flow's name and its whole parsed
+// configuration (every field of its FlowConfig, defaults applied, as JSON;
+// fields tagged json:"-", the secrets, are left out so that rotating a
+// client secret keeps the users' cached tokens), so a changed configuration
+// misses the cache.
+func cacheKey(upstream string, fc FlowConfig) [32]byte {
+	j, err := json.Marshal(fc)
+	if err != nil { // plain strings, bools, durations, lists and bytes: cannot fail
 		panic("credentials: encoding the configuration for its cache key: " + err.Error())
 	}
-	mapSum := sha256.Sum256(mapData)
 	h := sha256.New()
-	for _, b := range [][]byte{[]byte("mandate-credentials-v2"), []byte(upstream), j, mapSum[:]} {
+	for _, b := range [][]byte{[]byte("mandate-credentials-v3"), []byte(upstream), []byte(fc.FlowName()), j} {
 		h.Write(b)
 		h.Write([]byte{0})
 	}
@@ -313,7 +233,7 @@ type source struct {
 	flowName    string
 	perUser     bool
 	prefix      [32]byte
-	fl          flow // nil for flow none
+	fl          Flow // nil for flow none
 	skew        time.Duration
 	timeout     time.Duration
 	defLifetime time.Duration
@@ -429,7 +349,7 @@ func (s *source) fetch(callerCtx context.Context, id *identity.Identity, key [32
 	defer span.End()
 	start := time.Now()
 
-	tok, err := s.fl.exchange(ctx, id)
+	tok, err := s.fl.Exchange(ctx, id)
 	elapsed := time.Since(start)
 	if err != nil {
 		var oe *Error

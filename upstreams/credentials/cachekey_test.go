@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,43 +64,77 @@ func TestCacheKeyCoversWholeConfig(t *testing.T) {
 	}
 }
 
-// Every field of Config but the client secret is part of the cache key, so
-// a key added to Config later cannot be forgotten in the hash.
-func TestConfigHashCoversEveryField(t *testing.T) {
+// Every field of every registered flow's configuration, but its secrets,
+// is part of the cache key: the test walks the fields by reflection (through
+// the embedded ClientConfig and CacheConfig), so a field added to a flow's
+// config later cannot be left out of the key.
+func TestCacheKeyCoversEveryFlowConfigField(t *testing.T) {
 	t.Parallel()
-	base := Config{Flow: FlowJWTBearer}
-	h0 := configHash("u", base, nil)
-	v := reflect.ValueOf(&base).Elem()
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		cfg := base
-		fv := reflect.ValueOf(&cfg).Elem().Field(i)
-		switch fv.Interface().(type) {
-		case secret.String:
-			fv.SetString("s3cret")
-			if configHash("u", cfg, nil) != h0 {
-				t.Errorf("%s changes the cache key: rotating a secret would drop every cached token", f.Name)
+	for _, ft := range flowTypes {
+		fc := ft.Parse(ft, &Config{Flow: ft.Name, TokenURL: "https://idp/token", ClientID: "m", ClientSecret: "s"})
+		if fc == nil {
+			if !ft.Bare {
+				t.Errorf("flow %s: Parse returned no configuration", ft.Name)
 			}
 			continue
-		case string:
-			fv.SetString("x")
-		case bool:
-			fv.SetBool(true)
-		case time.Duration:
-			fv.SetInt(int64(time.Second))
-		case []string:
-			fv.Set(reflect.ValueOf([]string{"x"}))
-		default:
-			t.Fatalf("field %s: type %s not handled by this test", f.Name, f.Type)
 		}
-		if configHash("u", cfg, nil) == h0 {
-			t.Errorf("field %s (%s) is not part of the cache key", f.Name, f.Tag.Get("yaml"))
+		if fc.FlowName() != ft.Name {
+			t.Errorf("flow %s: its config says %s", ft.Name, fc.FlowName())
 		}
-	}
-	if configHash("u", base, []byte("a: b")) == h0 {
-		t.Error("the subject map's bytes are not part of the cache key")
-	}
-	if configHash("v", base, nil) == h0 {
-		t.Error("the upstream is not part of the cache key")
+		k0 := cacheKey("u", fc)
+		if cacheKey("v", fc) == k0 {
+			t.Errorf("flow %s: the upstream is not part of the cache key", ft.Name)
+		}
+		n := 0
+		var walk func(v reflect.Value, path string)
+		walk = func(v reflect.Value, path string) {
+			for i := range v.NumField() {
+				f, fv := v.Type().Field(i), v.Field(i)
+				name := path + f.Name
+				if !f.IsExported() {
+					t.Errorf("flow %s: field %s is unexported: the cache key (JSON) cannot see it", ft.Name, name)
+					continue
+				}
+				if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() && f.Anonymous {
+					walk(fv, name+".")
+					continue
+				}
+				old := reflect.New(f.Type).Elem()
+				old.Set(fv)
+				switch fv.Interface().(type) {
+				case secret.String:
+					fv.SetString("rotated-" + fv.String())
+					if cacheKey("u", fc) != k0 {
+						t.Errorf("flow %s: secret %s changes the cache key: rotating it would drop every cached token", ft.Name, name)
+					}
+					fv.Set(old)
+					continue
+				case string:
+					fv.SetString(fv.String() + "x")
+				case bool:
+					fv.SetBool(!fv.Bool())
+				case time.Duration:
+					fv.SetInt(fv.Int() + int64(time.Second))
+				case []string:
+					fv.Set(reflect.ValueOf(append(slices.Clone(fv.Interface().([]string)), "x")))
+				case []byte:
+					fv.SetBytes(append(slices.Clone(fv.Bytes()), 'x'))
+				default:
+					t.Fatalf("flow %s: field %s: type %s not handled by this test", ft.Name, name, f.Type)
+				}
+				n++
+				if cacheKey("u", fc) == k0 {
+					t.Errorf("flow %s: field %s is not part of the cache key", ft.Name, name)
+				}
+				fv.Set(old)
+				if cacheKey("u", fc) != k0 {
+					t.Fatalf("flow %s: restoring %s did not restore the key", ft.Name, name)
+				}
+			}
+		}
+		walk(reflect.ValueOf(fc).Elem(), "")
+		if n < 10 {
+			t.Errorf("flow %s: only %d fields walked", ft.Name, n)
+		}
 	}
 }

@@ -6,20 +6,12 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/mandate-gw/mandate/internal/secret"
-)
-
-// Flow names (Config.Flow).
-const (
-	FlowTokenExchange     = "token_exchange"
-	FlowEntraOBO          = "entra_obo"
-	FlowJWTBearer         = "jwt_bearer"
-	FlowClientCredentials = "client_credentials"
-	FlowNone              = "none"
 )
 
 // Client authentication methods (Config.ClientAuth).
@@ -171,9 +163,10 @@ func (c *Config) Validate(path string) error {
 		errs = append(errs, fmt.Errorf("%s: %s", p, fmt.Sprintf(format, args...)))
 	}
 	flow := c.Flow
+	ft := lookupFlow(flow)
 	switch {
 	case flow == "":
-		bad("flow", "required; one of token_exchange, entra_obo, jwt_bearer, client_credentials, none")
+		bad("flow", "required; one of %s", flowNames())
 		return errors.Join(errs...)
 	case forbiddenFlows[strings.ToLower(flow)]:
 		if strings.ToLower(flow) == "password" {
@@ -182,40 +175,28 @@ func (c *Config) Validate(path string) error {
 			bad("flow", "%q is not supported: the MCP authorization spec forbids passing the user's inbound token to an upstream (token passthrough makes the gateway a confused deputy: the upstream cannot tell who the token was meant for, and audience checks break). Use token_exchange (RFC 8693), entra_obo, or jwt_bearer so the upstream receives a token issued for it", flow)
 		}
 		return errors.Join(errs...)
-	case flow != FlowTokenExchange && flow != FlowEntraOBO && flow != FlowJWTBearer &&
-		flow != FlowClientCredentials && flow != FlowNone:
-		bad("flow", "unknown flow %q; one of token_exchange, entra_obo, jwt_bearer, client_credentials, none", flow)
+	case ft == nil:
+		bad("flow", "unknown flow %q; one of %s", flow, flowNames())
 		return errors.Join(errs...)
 	}
 
-	if flow == FlowNone {
+	if ft.Bare {
 		for _, f := range c.setKeys() {
-			bad(f, "has no effect with flow none; remove it")
+			bad(f, "has no effect with flow %s; remove it", flow)
 		}
 		return errors.Join(errs...)
 	}
 
-	// token_url
+	// token_url (a flow with DefaultTokenURL checks its own alternative)
 	switch {
-	case flow == FlowEntraOBO && c.Tenant != "" && c.TokenURL != "":
-		bad("tenant", "set tenant or token_url, not both")
-	case flow == FlowEntraOBO && c.Tenant != "":
-		if !tenantRE.MatchString(c.Tenant) {
-			bad("tenant", "%q is not a tenant id or domain", c.Tenant)
-		}
 	case c.TokenURL == "":
-		if flow == FlowEntraOBO {
-			bad("token_url", "required (or set tenant)")
-		} else {
+		if ft.DefaultTokenURL == nil {
 			bad("token_url", "required for flow %s", flow)
 		}
-	default:
+	case ft.DefaultTokenURL == nil || ft.DefaultTokenURL(c) == "":
 		if err := checkEndpoint(c.TokenURL); err != nil {
 			bad("token_url", "%v", err)
 		}
-	}
-	if c.Tenant != "" && flow != FlowEntraOBO {
-		bad("tenant", "applies only to flow entra_obo")
 	}
 	if c.ClientID == "" {
 		bad("client_id", "required for flow %s", flow)
@@ -236,7 +217,7 @@ func (c *Config) Validate(path string) error {
 	}
 	switch c.ClientAuth {
 	case "":
-		if !hasSecret && flow != FlowJWTBearer {
+		if !hasSecret && !ft.ClientAuthOptional {
 			bad("client_secret", "flow %s needs client authentication: set client_secret (or client_secret_file), or client_auth: private_key_jwt with private_key_file", flow)
 		}
 	case AuthClientSecretBasic, AuthClientSecretPost:
@@ -255,12 +236,9 @@ func (c *Config) Validate(path string) error {
 	}
 
 	// keys
-	if flow == FlowJWTBearer && c.PrivateKeyFile == "" {
-		bad("private_key_file", "required for flow jwt_bearer (the key that signs assertions)")
-	}
 	if c.PrivateKeyFile != "" {
-		if flow != FlowJWTBearer && c.ClientAuth != AuthPrivateKeyJWT {
-			bad("private_key_file", "is used only by flow jwt_bearer or client_auth private_key_jwt")
+		if !ft.SignsAssertions && c.ClientAuth != AuthPrivateKeyJWT {
+			bad("private_key_file", "is used only by %s or client_auth private_key_jwt", flowsReading(func(t *FlowType) bool { return t.SignsAssertions }))
 		}
 		statFile(bad, "private_key_file", c.PrivateKeyFile)
 	}
@@ -282,25 +260,18 @@ func (c *Config) Validate(path string) error {
 		bad("key_id", "has no effect without private_key_file")
 	}
 
-	// flow-specific keys
-	if c.RequestedTokenType != "" {
-		if flow != FlowTokenExchange {
-			bad("requested_token_type", "applies only to flow token_exchange")
-		} else if !strings.HasPrefix(c.RequestedTokenType, "urn:") {
-			bad("requested_token_type", "%q is not a token type URN (e.g. %s)", c.RequestedTokenType, TokenTypeAccessToken)
+	// flow-specific keys: set only for a flow that reads them
+	for _, k := range c.setKeys() {
+		hint, specific := flowSpecificKeys[k]
+		if specific && !ft.reads(k) {
+			bad(k, "applies only to %s%s", flowsReading(func(t *FlowType) bool { return t.reads(k) }), hint)
 		}
 	}
-	if c.ActorToken && flow != FlowTokenExchange {
-		bad("actor_token", "applies only to flow token_exchange")
+	if ft.ServiceAccount && (c.Subject != "" || c.SubjectMapFile != "") {
+		bad("flow", "%s is a service account; it does not act as the user", flow)
 	}
-	if c.Audience != "" && flow != FlowTokenExchange && flow != FlowClientCredentials {
-		bad("audience", "applies only to flows token_exchange and client_credentials (entra_obo takes the resource in scopes, jwt_bearer uses assertion_audience)")
-	}
-	if c.AssertionAudience != "" && flow != FlowJWTBearer {
-		bad("assertion_audience", "applies only to flow jwt_bearer")
-	}
-	if c.ScopesInAssertion && flow != FlowJWTBearer {
-		bad("scopes_in_assertion", "applies only to flow jwt_bearer")
+	if c.RequestedTokenType != "" && ft.reads("requested_token_type") && !strings.HasPrefix(c.RequestedTokenType, "urn:") {
+		bad("requested_token_type", "%q is not a token type URN (e.g. %s)", c.RequestedTokenType, TokenTypeAccessToken)
 	}
 	if c.ScopesInAssertion && len(c.Scopes) == 0 {
 		bad("scopes_in_assertion", "needs scopes (they go into the assertion's scope claim)")
@@ -316,9 +287,6 @@ func (c *Config) Validate(path string) error {
 	if c.AssertionLifetime != 0 && c.PrivateKeyFile == "" {
 		bad("assertion_lifetime", "has no effect without private_key_file")
 	}
-	if flow == FlowEntraOBO && len(c.Scopes) == 0 {
-		bad("scopes", "required for flow entra_obo (one resource's scopes, e.g. api://crm/.default)")
-	}
 	for i, s := range c.Scopes {
 		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
 			bad(fmt.Sprintf("scopes[%d]", i), "%q is not a valid scope token", s)
@@ -327,16 +295,6 @@ func (c *Config) Validate(path string) error {
 	for i, r := range c.Resource {
 		if u, err := url.Parse(r); err != nil || u.Scheme == "" || u.Fragment != "" {
 			bad(fmt.Sprintf("resource[%d]", i), "%q is not an absolute URI without fragment (RFC 8707)", r)
-		}
-	}
-	if c.Subject != "" || c.SubjectMapFile != "" {
-		if flow != FlowJWTBearer {
-			if c.Subject != "" {
-				bad("subject", "applies only to flow jwt_bearer (other flows take the user from the token server)")
-			}
-			if c.SubjectMapFile != "" {
-				bad("subject_map_file", "applies only to flow jwt_bearer")
-			}
 		}
 	}
 	if c.Subject != "" {
@@ -349,8 +307,8 @@ func (c *Config) Validate(path string) error {
 	if c.SubjectMapFile != "" {
 		statFile(bad, "subject_map_file", c.SubjectMapFile)
 	}
-	if flow == FlowClientCredentials && (c.Subject != "" || c.SubjectMapFile != "") {
-		bad("flow", "client_credentials is a service account; it does not act as the user")
+	if ft.Validate != nil {
+		ft.Validate(c, bad)
 	}
 
 	// durations
@@ -371,7 +329,7 @@ func (c *Config) Validate(path string) error {
 // users whose email the IdP verified. Nil when there is none or the
 // template does not parse (Validate reports that).
 func (c *Config) EmailRefs() []string {
-	if c.Flow != FlowJWTBearer || c.Subject == "" {
+	if ft := lookupFlow(c.Flow); ft == nil || !ft.reads("subject") || c.Subject == "" {
 		return nil
 	}
 	t, err := parseSubjectTemplate(c.Subject)
@@ -381,36 +339,20 @@ func (c *Config) EmailRefs() []string {
 	return emailRefs(t)
 }
 
-// setKeys lists the yaml keys of c that are set, apart from flow.
+// setKeys lists the yaml keys of c that are set (not zero), apart from
+// flow, in field order. It walks the fields, so a key added to Config is
+// covered.
 func (c *Config) setKeys() []string {
 	var ks []string
-	add := func(set bool, k string) {
-		if set {
+	v := reflect.ValueOf(c).Elem()
+	for i := range v.NumField() {
+		k := strings.Split(v.Type().Field(i).Tag.Get("yaml"), ",")[0]
+		f := v.Field(i)
+		empty := f.IsZero() || (f.Kind() == reflect.Slice && f.Len() == 0)
+		if k != "flow" && k != "" && k != "-" && !empty {
 			ks = append(ks, k)
 		}
 	}
-	add(c.TokenURL != "", "token_url")
-	add(c.ClientID != "", "client_id")
-	add(!c.ClientSecret.IsZero(), "client_secret")
-	add(c.ClientSecretFile != "", "client_secret_file")
-	add(c.ClientAuth != "", "client_auth")
-	add(c.PrivateKeyFile != "", "private_key_file")
-	add(c.CertificateFile != "", "certificate_file")
-	add(c.KeyID != "", "key_id")
-	add(c.Algorithm != "", "algorithm")
-	add(c.Audience != "", "audience")
-	add(len(c.Resource) > 0, "resource")
-	add(len(c.Scopes) > 0, "scopes")
-	add(c.RequestedTokenType != "", "requested_token_type")
-	add(c.ActorToken, "actor_token")
-	add(c.AssertionAudience != "", "assertion_audience")
-	add(c.AssertionLifetime != 0, "assertion_lifetime")
-	add(c.Subject != "", "subject")
-	add(c.SubjectMapFile != "", "subject_map_file")
-	add(c.Tenant != "", "tenant")
-	add(c.CacheSkew != 0, "cache_skew")
-	add(c.Timeout != 0, "timeout")
-	add(c.DefaultLifetime != 0, "default_lifetime")
 	return ks
 }
 
@@ -450,14 +392,6 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// tokenURL returns the effective token endpoint.
-func (c *Config) tokenURL() string {
-	if c.TokenURL == "" && c.Flow == FlowEntraOBO && c.Tenant != "" {
-		return fmt.Sprintf(EntraTokenURLFormat, url.PathEscape(c.Tenant))
-	}
-	return c.TokenURL
-}
-
 func orDuration(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def
@@ -470,4 +404,13 @@ func orString(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// tokenURL returns the effective token endpoint: token_url, or the one the
+// flow builds when it is empty (entra_obo from tenant).
+func (c *Config) tokenURL() string {
+	if ft := lookupFlow(c.Flow); c.TokenURL == "" && ft != nil && ft.DefaultTokenURL != nil {
+		return ft.DefaultTokenURL(c)
+	}
+	return c.TokenURL
 }

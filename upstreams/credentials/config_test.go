@@ -137,3 +137,18 @@ resource: [https://a]
 		t.Error("secret marshalled")
 	}
 }
+
+// Every key set with flow none is reported, booleans included
+// (scopes_in_assertion was once accepted silently); an empty list is not set.
+func TestFlowNoneRefusesEveryKey(t *testing.T) {
+	t.Parallel()
+	err := (&Config{Flow: "none", ScopesInAssertion: true, ActorToken: true}).Validate("p")
+	for _, k := range []string{"p.scopes_in_assertion: has no effect", "p.actor_token: has no effect"} {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("err = %v, want %q", err, k)
+		}
+	}
+	if err := (&Config{Flow: "none", Scopes: []string{}, Resource: []string{}}).Validate("p"); err != nil {
+		t.Errorf("empty lists: %v", err)
+	}
+}

@@ -9,7 +9,13 @@
 // the subject token of an RFC 8693 token exchange or as the assertion of an
 // Entra On-Behalf-Of request. No password grant exists.
 //
-// Flows (Config.Flow, chosen by one switch in Broker.Source):
+// Flows (Config.Flow). Each implements the Flow interface in its own file
+// (flow_<name>.go) with its own configuration type (TokenExchangeConfig,
+// EntraOBOConfig, JWTBearerConfig, ClientCredentialsConfig) parsed from the
+// flat YAML section, and is registered by one line in flowTypes (flow.go);
+// Broker.Source looks the flow up there. The contract suite
+// (contract_test.go) runs every registered flow and fails for one it has no
+// case for:
 //
 //   - token_exchange: RFC 8693, subject_token = the user's inbound token,
 //     optional actor_token = the gateway's own client_credentials token.
@@ -24,10 +30,11 @@
 // A Source is a decorator stack, in the manner of oauth2.ReuseTokenSource:
 // flow → single-flight (one exchange in flight per key, with its own timeout
 // so one cancelled caller does not fail the others) → bounded LRU cache keyed
-// by a SHA-256 of the upstream, its whole credentials configuration (all but
-// the client secret), the subject map bytes parsed, and the user's issuer and
-// subject. A cached token lives until
-// min(issued expiry, the user's inbound token expiry) minus cache_skew.
+// by a SHA-256 of the upstream, the flow's whole parsed configuration (its
+// FlowConfig as JSON: every field but the client secret, defaults applied,
+// the subject map bytes parsed included), and the user's issuer and
+// subject. A cached token lives until min(issued expiry, the user's inbound
+// token expiry) minus cache_skew.
 //
 // Usage from an adapter:
 //

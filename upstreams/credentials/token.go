@@ -150,7 +150,7 @@ func (e *Error) Error() string {
 	case e.Code == "invalid_scope":
 		b.WriteString("the token service refused the requested scopes; ask the platform team to review this upstream's credentials.scopes")
 	case e.Code == "invalid_grant":
-		if e.Flow == FlowJWTBearer {
+		if ft := lookupFlow(e.Flow); ft != nil && ft.reads("subject") { // Mandate named the platform user
 			b.WriteString("the platform refused to issue a token for your platform account (it may not exist, be inactive, or not be pre-authorised for the Mandate integration); ask the platform's administrators")
 		} else {
 			b.WriteString("the token service refused your sign-in token (it may be expired or revoked); sign in to Mandate again, then retry")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/mandate-gw/mandate/internal/callinfo"
 )
 
 // ErrAuthorizationPresent is returned by Transport when the outgoing request
@@ -14,7 +16,9 @@ import (
 var ErrAuthorizationPresent = errors.New("credentials: outgoing request already carries an Authorization header; refusing to send it")
 
 // Transport returns a RoundTripper that sends each request with
-// "Authorization: Bearer <platform token>" from src.Token(req.Context()).
+// "Authorization: Bearer <platform token>" from src.Token(req.Context()),
+// and records the credential used in the request's callinfo (see
+// Authorize).
 // On a 401 from the upstream it invalidates that token, obtains a new one and
 // retries once (requests with a body are retried only when req.GetBody is
 // set, as http.NewRequest does for in-memory bodies). For flow none it adds
@@ -45,7 +49,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if res.Token == nil { // flow none
 		return t.base.RoundTrip(req)
 	}
-	r1 := withToken(req, res.Token)
+	r1 := withToken(req, res)
 	resp, err := t.base.RoundTrip(r1)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
@@ -60,7 +64,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return resp, nil // keep the upstream's 401; the caller sees why
 	}
-	r2 := withToken(req, res2.Token)
+	r2 := withToken(req, res2)
 	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
@@ -73,10 +77,28 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r2)
 }
 
-func withToken(req *http.Request, tok *Token) *http.Request {
+func withToken(req *http.Request, res Result) *http.Request {
 	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", "Bearer "+tok.AccessToken.Reveal())
+	Authorize(r, res)
 	return r
+}
+
+// Authorize sets "Authorization: Bearer <token>" on req from res (a Result
+// of Source.Token) and records the credential facts — flow, platform
+// subject, service account, cache hit — in the operation's callinfo
+// (callinfo.FromContext(req.Context())), which the gateway's audit record
+// and spans read. It is the one place those facts are written: Transport
+// uses it, and adapters that must see the token before they can build the
+// request (a REST platform whose API base comes with the token) call it
+// instead of setting the header themselves. A nil res.Token (flow none)
+// sets and records nothing.
+func Authorize(req *http.Request, res Result) {
+	tok := res.Token
+	if tok == nil {
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken.Reveal())
+	callinfo.FromContext(req.Context()).Credential(tok.Flow, tok.PlatformSubject, tok.ServiceAccount, res.CacheHit)
 }
 
 func closeBody(req *http.Request) {

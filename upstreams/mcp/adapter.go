@@ -121,7 +121,7 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 	}
 	a.next = base
 	if a.src != nil {
-		a.next = credentials.Transport(recordingSource{a.src}, base)
+		a.next = credentials.Transport(a.src, base)
 	}
 	if deps.TracerProvider != nil {
 		a.tracer = deps.TracerProvider.Tracer("github.com/mandate-gw/mandate/upstreams/mcp")

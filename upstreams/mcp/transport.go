@@ -13,9 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
-	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
 // callState collects what the HTTP layer learned about one upstream
@@ -86,7 +84,7 @@ func callStateFrom(ctx context.Context) *callState {
 //     progress/log notifications in event streams (see notes.go).
 type sessionTransport struct {
 	s    *session
-	next http.RoundTripper // credentials.Transport(recordingSource, base)
+	next http.RoundTripper // credentials.Transport(src, base): attaches the token, records the credential
 }
 
 func (t *sessionTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -282,20 +280,4 @@ func (b *limitedBody) count(p []byte) {
 	if n > 0 {
 		b.notes.seen.Add(int64(n))
 	}
-}
-
-// recordingSource decorates a credentials.Source to record the credential
-// used into the operation's callinfo (credentials.Transport does not).
-type recordingSource struct {
-	credentials.Source
-}
-
-func (r recordingSource) Token(ctx context.Context) (credentials.Result, error) {
-	res, err := r.Source.Token(ctx)
-	if err == nil && res.Token != nil {
-		if info := callinfo.FromContext(ctx); info != nil {
-			info.Credential(res.Token.Flow, res.Token.PlatformSubject, res.Token.ServiceAccount, res.CacheHit)
-		}
-	}
-	return res, err
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
@@ -94,8 +93,8 @@ type Deps struct {
 // token on every request, one retry with a fresh token after a 401,
 // responses bounded by max_result_bytes, calls bounded by the upstream's
 // timeout, errors mapped to the JSON-RPC codes of package upstreams, the
-// credential recorded in callinfo. It also opens the upstream's Sessions
-// (Open). Safe for concurrent use.
+// credential recorded in callinfo (by credentials.Authorize). It also opens
+// the upstream's Sessions (Open). Safe for concurrent use.
 type Client struct {
 	name     string
 	p        Platform
@@ -239,7 +238,6 @@ func (c *Call) Do(method, path string, query url.Values, body any) (*Response, e
 		if res.Token == nil {
 			return nil, cl.noToken
 		}
-		callinfo.FromContext(c.ctx).Credential(res.Token.Flow, res.Token.PlatformSubject, res.Token.ServiceAccount, res.CacheHit)
 		c.tok = res.Token
 		u := cl.base
 		if cl.p.InstanceURL != nil {
@@ -259,7 +257,7 @@ func (c *Call) Do(method, path string, query url.Values, body any) (*Response, e
 		if err != nil {
 			return nil, fmt.Errorf("building request: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+res.Token.AccessToken.Reveal())
+		credentials.Authorize(req, res) // the header, and the credential in callinfo
 		req.Header.Set("Accept", "application/json")
 		if payload != nil {
 			req.Header.Set("Content-Type", "application/json")
