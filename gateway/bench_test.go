@@ -45,8 +45,8 @@ func BenchmarkRoute(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		u, name, ok := st.route("docs_t3")
-		if has, err := g.hasTool(ctx, d, st, u, name); !ok || name != "t3" || !has || err != nil {
+		u, name, ok := st.Route("docs_t3")
+		if has, err := g.catalog.HasTool(ctx, d, st.State, u, name); !ok || name != "t3" || !has || err != nil {
 			b.Fatal("docs_t3 not routed")
 		}
 	}
@@ -181,7 +181,7 @@ func BenchmarkHotPathPieces(b *testing.B) {
 	}
 	b.Run("policy", func(b *testing.B) {
 		run(b, noMetrics, Options{}, func(g *Gateway, o *call, st *state) {
-			if d := st.policy.Evaluate(context.Background(), policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"}); !d.Allow {
+			if d := st.Policy.Evaluate(context.Background(), policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"}); !d.Allow {
 				b.Fatal("denied")
 			}
 		})

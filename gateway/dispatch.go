@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
@@ -57,7 +58,7 @@ type call struct {
 
 	// What the steps found.
 	st         *state
-	u          *upstream
+	u          *catalog.Upstream
 	policyKind string // the policy method: tools/call, prompts/get or resources/read
 	builtin    bool   // Mandate's own whoami tool
 	upstream   string
@@ -111,46 +112,46 @@ func (g *Gateway) route(ctx context.Context, c *call) error {
 	switch c.method {
 	case "tools/call":
 		c.policyKind = "tools/call"
-		if st.isWhoAmI(c.name) {
+		if st.IsWhoAmI(c.name) {
 			c.builtin = true
 			c.upstream, c.tool, c.exposed = "mandate", whoamiTool.Name, c.name
 			return nil
 		}
-		u, inner, ok := st.route(c.name)
+		u, inner, ok := st.Route(c.name)
 		if !ok {
 			return c.notFound()
 		}
-		c.u, c.upstream, c.tool, c.exposed = u, u.name, inner, c.name
+		c.u, c.upstream, c.tool, c.exposed = u, u.Name, inner, c.name
 	case "prompts/get":
 		c.policyKind = "prompts/get"
-		u, inner, ok := st.route(c.name)
+		u, inner, ok := st.Route(c.name)
 		if !ok {
 			return c.notFound()
 		}
-		c.u, c.upstream, c.prompt, c.exposed = u, u.name, inner, c.name
+		c.u, c.upstream, c.prompt, c.exposed = u, u.Name, inner, c.name
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		c.policyKind, c.resource = "resources/read", c.uri
 		u, ok := g.routeURI(ctx, st, c, c.uri)
 		if !ok {
 			return c.notFound()
 		}
-		c.u, c.upstream = u, u.name
+		c.u, c.upstream = u, u.Name
 	case "completion/complete":
 		// route of a completion: the prompt or resource it completes
 		// (policyKind was set from the ref by the caller).
 		if c.policyKind == "prompts/get" {
-			u, inner, ok := st.route(c.name)
+			u, inner, ok := st.Route(c.name)
 			if !ok {
 				return c.notFound()
 			}
-			c.u, c.upstream, c.prompt = u, u.name, inner
+			c.u, c.upstream, c.prompt = u, u.Name, inner
 		} else {
 			c.resource = c.uri
 			u, ok := g.routeURI(ctx, st, c, c.uri)
 			if !ok {
 				return c.notFound()
 			}
-			c.u, c.upstream = u, u.name
+			c.u, c.upstream = u, u.Name
 		}
 	default:
 		return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not routed: " + c.method}
@@ -181,13 +182,13 @@ func (g *Gateway) authorize(ctx context.Context, c *call) (mcp.Result, error) {
 		if err := upstreams.CheckArguments(c.rawArgs); err != nil {
 			return nil, invalidArguments(c, err)
 		}
-		if (c.st.usesArgs || c.u.cfg.AuditArguments) && len(c.rawArgs) > 0 {
+		if (c.st.UsesArgs || c.u.Cfg.AuditArguments) && len(c.rawArgs) > 0 {
 			if err := json.Unmarshal(c.rawArgs, &args); err != nil {
 				return nil, invalidArguments(c, err)
 			}
 		}
-		if c.u.cfg.AuditArguments && args != nil {
-			c.args = audit.Redact(args, c.u.cfg.AuditRedact)
+		if c.u.Cfg.AuditArguments && args != nil {
+			c.args = audit.Redact(args, c.u.Cfg.AuditRedact)
 		}
 	case "prompts/get":
 		args = make(map[string]any, len(c.promptArgs))
@@ -204,7 +205,7 @@ func (g *Gateway) authorize(ctx context.Context, c *call) (mcp.Result, error) {
 			args[k] = v
 		}
 	}
-	in := policy.Input{User: policy.UserFrom(c.id), Upstream: c.u.name, Method: c.policyKind,
+	in := policy.Input{User: policy.UserFrom(c.id), Upstream: c.u.Name, Method: c.policyKind,
 		Tool: c.tool, Prompt: c.prompt, Resource: c.resource, Arguments: args}
 	dec := g.evaluate(ctx, c, c.st, in)
 	c.decision = &dec
@@ -222,7 +223,7 @@ func (g *Gateway) authorize(ctx context.Context, c *call) (mcp.Result, error) {
 // anything.
 func (g *Gateway) admit(ctx context.Context, c *call) (mcp.Result, error) {
 	if c.method == "tools/call" {
-		has, lerr := g.hasTool(ctx, c.d, c.st, c.u, c.tool)
+		has, lerr := g.catalog.HasTool(ctx, c.d, c.st.State, c.u, c.tool)
 		if !has && lerr != nil {
 			// Credential failures become actionable tool errors (the call
 			// would fail on the same credentials).
@@ -252,7 +253,7 @@ func (g *Gateway) admit(ctx context.Context, c *call) (mcp.Result, error) {
 // openSession returns the user's session on the upstream, opening it on
 // first use.
 func (g *Gateway) openSession(ctx context.Context, c *call) (upstreams.Session, error) {
-	return c.d.upstream(ctx, c.st, c.u)
+	return c.d.Upstream(ctx, c.st.State, c.u)
 }
 
 // invoke runs the call upstream, bounded by the upstream's timeout (whose
@@ -261,10 +262,10 @@ func (g *Gateway) openSession(ctx context.Context, c *call) (upstreams.Session, 
 // upstream's notifications travel on this request's stream.
 func (g *Gateway) invoke(ctx context.Context, c *call, sess upstreams.Session, run invoker) (mcp.Result, error) {
 	if c.method != "resources/subscribe" && c.method != "resources/unsubscribe" && c.method != "completion/complete" {
-		_, end := c.d.begin(ctx, c.ss, c.u.name, c.progressToken)
+		_, end := c.d.begin(ctx, c.ss, c.u.Name, c.progressToken)
 		defer end()
 	}
-	cctx, cancel := context.WithTimeoutCause(ctx, c.u.cfg.Timeout, upstreams.ErrTimeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, c.u.Cfg.Timeout, upstreams.ErrTimeout)
 	defer cancel()
 	target := c.tool
 	switch {

@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
-	"github.com/mandate-gw/mandate/upstreams"
 )
 
 // ExplainRequest is what `mandate explain` asks about.
@@ -42,18 +42,18 @@ func Explain(cfg *Config, req ExplainRequest, w io.Writer) (bool, error) {
 		in.Method, exposed = "prompts/get", req.Prompt
 	case req.Resource != "":
 		in.Method, in.Resource, in.Upstream = "resources/read", req.Resource, req.Upstream
-		if _, ok := findUpstream(cfg, req.Upstream); !ok {
+		if catalog.Routes(cfg.Upstreams, cfg.Catalog.Separator).Lookup(req.Upstream) == nil {
 			return false, fmt.Errorf("--upstream %q is not configured", req.Upstream)
 		}
 	default:
 		return false, fmt.Errorf("name a --tool, --prompt or --resource")
 	}
 	if exposed != "" {
-		up, name, ok := routeName(cfg, exposed)
+		u, name, ok := catalog.Routes(cfg.Upstreams, cfg.Catalog.Separator).Route(exposed) // the gateway's own routing
 		if !ok {
 			return false, fmt.Errorf("%q does not belong to any configured upstream (names are <upstream>%s<name>)", exposed, cfg.Catalog.Separator)
 		}
-		in.Upstream = up
+		in.Upstream = u.Name
 		if in.Method == "tools/call" {
 			in.Tool = name
 		} else {
@@ -111,35 +111,4 @@ func explainIdentity(cfg *Config, claims map[string]any) (*identity.Identity, *a
 		return nil, refused
 	}
 	return id, nil
-}
-
-func findUpstream(cfg *Config, name string) (upstreams.Config, bool) {
-	for _, u := range cfg.Upstreams {
-		if u.Name == name {
-			return u, true
-		}
-	}
-	return upstreams.Config{}, false
-}
-
-// routeName applies the same namespacing rule as the router (state.route).
-func routeName(cfg *Config, exposed string) (string, string, bool) {
-	best, never := "", ""
-	for _, u := range cfg.Upstreams {
-		if u.Prefix == upstreams.PrefixNever {
-			never = u.Name
-			continue
-		}
-		p := u.Name + cfg.Catalog.Separator
-		if strings.HasPrefix(exposed, p) && len(exposed) > len(p) && len(u.Name) > len(best) {
-			best = u.Name
-		}
-	}
-	if best != "" {
-		return best, exposed[len(best)+len(cfg.Catalog.Separator):], true
-	}
-	if never != "" {
-		return never, exposed, true
-	}
-	return "", "", false
 }

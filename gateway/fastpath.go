@@ -75,7 +75,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	}
 	var name string
 	st := g.state.Load()
-	if json.Unmarshal(env.Params["name"], &name) != nil || st.isWhoAmI(name) {
+	if json.Unmarshal(env.Params["name"], &name) != nil || st.IsWhoAmI(name) {
 		return
 	}
 	meta := env.Params["_meta"]
@@ -86,7 +86,7 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if hasArgs && !jsonObject(args) {
 		return // go-sdk's decoding answers with invalid params
 	}
-	if u, _, ok := st.route(name); !ok || u.cfg.Kind != upstreams.KindMCP {
+	if u, _, ok := st.Route(name); !ok || u.Cfg.Kind != upstreams.KindMCP {
 		return
 	}
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
@@ -76,7 +77,7 @@ type Gateway struct {
 
 	// Process-wide parts that survive reloads.
 	broker     *credentials.Broker
-	catalog    *catalogCache
+	catalog    *catalog.Cache
 	limiter    *policy.Limiter
 	audit      *audit.Logger
 	newAdapter AdapterFactory
@@ -139,7 +140,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		TracerProvider: g.tel.tp,
 		OnExchange:     g.tel.onExchange,
 	})
-	g.catalog = newCatalogCache()
+	g.catalog = catalog.NewCache(opts.Logger)
 	g.newAdapter = opts.NewAdapter
 	if g.newAdapter == nil {
 		g.newAdapter = g.defaultAdapter
@@ -218,7 +219,7 @@ func (g *Gateway) Close() error {
 		return true
 	})
 	if st := g.state.Load(); st != nil {
-		st.close()
+		st.Close()
 	}
 	g.tel.close(context.Background())
 	g.authAudit.FlushNow() // counted authentication failures, before the log closes
@@ -241,9 +242,9 @@ func (g *Gateway) upstreamHealth() map[string]bool {
 	if st == nil {
 		return out
 	}
-	for _, u := range st.ups {
-		if h, ok := u.adapter.(*mcpup.Adapter); ok {
-			out[u.name] = h.Health().Healthy()
+	for _, u := range st.Ups {
+		if h, ok := u.Adapter.(*mcpup.Adapter); ok {
+			out[u.Name] = h.Health().Healthy()
 		}
 	}
 	return out
@@ -256,13 +257,13 @@ func (g *Gateway) upstreamDetails() map[string]any {
 	if st == nil {
 		return out
 	}
-	for _, u := range st.ups {
-		if h, ok := u.adapter.(*mcpup.Adapter); ok {
+	for _, u := range st.Ups {
+		if h, ok := u.Adapter.(*mcpup.Adapter); ok {
 			hs := h.Health()
 			hs.LastError = errtext.StripAddrs(hs.LastError) // /readyz is unauthenticated
-			out[u.name] = hs
+			out[u.Name] = hs
 		} else {
-			out[u.name] = map[string]any{"upstream": u.name, "kind": u.cfg.Kind}
+			out[u.Name] = map[string]any{"upstream": u.Name, "kind": u.Cfg.Kind}
 		}
 	}
 	return out

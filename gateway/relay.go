@@ -7,6 +7,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/upstreams"
 )
 
@@ -14,7 +15,7 @@ import (
 // downstream session: notifications, and sampling/elicitation requests.
 type relay struct {
 	d *dsession
-	u *upstream
+	u *catalog.Upstream
 }
 
 var _ upstreams.EventHandler = (*relay)(nil)
@@ -32,7 +33,7 @@ func (r *relay) target(progressToken any) (context.Context, *mcp.ServerSession) 
 			return c.ctx, c.ss
 		}
 	}
-	if c := d.callFor(r.u.name); c != nil {
+	if c := d.callFor(r.u.Name); c != nil {
 		return c.ctx, c.ss
 	}
 	if d.ss != nil {
@@ -61,13 +62,13 @@ func (r *relay) Notify(ctx context.Context, method string, params mcp.Params) {
 			// Downstream level filtering happens in go-sdk (the client's
 			// logging/setLevel reaches both the upstream and this session).
 			if p.Logger == "" {
-				p.Logger = r.u.name
+				p.Logger = r.u.Name
 			}
 			_ = ss.Log(tctx, p)
 		}
 	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
 		if id := r.d.id.Load(); id != nil {
-			g.catalog.invalidate(id.Key(), r.u.name, listKindOf(method))
+			g.catalog.Invalidate(id.Key(), r.u.Name, catalog.KindOf(method))
 		}
 		if ss := r.d.ss; ss != nil {
 			g.sendNotification(context.Background(), ss, method)

@@ -46,16 +46,16 @@ func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 		return warnings, err
 	}
 	if err := g.limiter.Update(merged.Policy.RateLimits); err != nil {
-		st.close()
+		st.Close()
 		return warnings, err
 	}
 	g.state.Store(st)
 	// Old adapters finish in-flight calls, then close.
 	grace := time.Duration(0)
-	for _, u := range old.ups {
-		grace = max(grace, u.cfg.Timeout)
+	for _, u := range old.Ups {
+		grace = max(grace, u.Cfg.Timeout)
 	}
-	time.AfterFunc(grace+time.Second, old.close)
+	time.AfterFunc(grace+time.Second, old.Close)
 	// Tell every stateful session its lists may have changed.
 	g.sessions.Range(func(_, v any) bool {
 		if d := v.(*dsession); d.ss != nil {
@@ -65,7 +65,7 @@ func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 		}
 		return true
 	})
-	g.log.Info("configuration reloaded", "generation", st.gen, "upstreams", len(st.ups))
+	g.log.Info("configuration reloaded", "generation", st.Gen, "upstreams", len(st.Ups))
 	return warnings, nil
 }
 
@@ -140,7 +140,7 @@ func (g *Gateway) purgeUser(c *gin.Context) {
 	issuer := c.DefaultQuery("issuer", g.cfg.Identity.Issuer)
 	key := issuer + "\x00" + subject
 	// Listings first: none fetched across this point is cached later.
-	g.purgeListings(key)
+	g.catalog.Purge(key)
 	tokens := g.broker.Purge(issuer, subject)
 	sessions := 0
 	g.sessions.Range(func(_, v any) bool {
@@ -170,38 +170,6 @@ func (g *Gateway) purgeUser(c *gin.Context) {
 		RemoteAddr: c.ClientIP(), Method: "admin/purge_user", Target: &audit.UserRef{Issuer: issuer, Subject: subject},
 		Outcome: audit.OutcomeOK, LatencyMS: float64(time.Since(start).Microseconds()) / 1000})
 	c.JSON(http.StatusOK, gin.H{"issuer": issuer, "subject": subject, "tokens_dropped": tokens, "sessions_closed": sessions})
-}
-
-// purgeListings removes a user's cached listings and makes every listing
-// fetch in flight skip its cache write (cacheListing), so a purge is not
-// undone by a fetch that started before it.
-func (g *Gateway) purgeListings(userKey string) {
-	g.purgeMu.Lock()
-	defer g.purgeMu.Unlock()
-	g.purgeGen++
-	for _, k := range g.catalog.c.Keys() {
-		if k.user == userKey {
-			g.catalog.c.Remove(k)
-		}
-	}
-}
-
-// purgeGeneration is read before a listing fetch and passed to cacheListing.
-func (g *Gateway) purgeGeneration() uint64 {
-	g.purgeMu.Lock()
-	defer g.purgeMu.Unlock()
-	return g.purgeGen
-}
-
-// cacheListing caches a fetched listing unless a purge happened since the
-// fetch began (gen from purgeGeneration). Any user's purge counts: a
-// listing not cached is only fetched again.
-func (g *Gateway) cacheListing(key catalogKey, e *catalogEntry, gen uint64) {
-	g.purgeMu.Lock()
-	defer g.purgeMu.Unlock()
-	if g.purgeGen == gen {
-		g.catalog.c.Add(key, e)
-	}
 }
 
 // reloadHandler: POST /admin/reload re-reads the configuration file.

@@ -14,6 +14,7 @@ import (
 	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
@@ -84,7 +85,7 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			return nil, aerr
 		}
 		if err == nil && res != nil {
-			res = shapeResult(c.st, c.proto, res)
+			res = catalog.ShapeResult(c.st.State, c.proto, res)
 		}
 		return res, err
 	}
@@ -254,21 +255,21 @@ func (g *Gateway) listTools(ctx context.Context, st *state, o *call, p *mcp.List
 	user := policy.UserFrom(o.id)
 	var builtin []*mcp.Tool
 	taken := map[string]string{}
-	if st.whoami != nil {
-		builtin, taken[st.whoami.Name] = []*mcp.Tool{st.whoami}, "mandate"
+	if st.WhoAmI != nil {
+		builtin, taken[st.WhoAmI.Name] = []*mcp.Tool{st.WhoAmI}, "mandate"
 	}
-	tools := mergeListings(g, ctx, st, o, kindTools, builtin, taken,
-		func(e *catalogEntry) []*mcp.Tool { return e.tools },
-		func(u *upstream, t *mcp.Tool) (*mcp.Tool, string, bool) {
-			name := u.exposedName(t.Name)
-			if !st.visible(user, u, "tools/call", t.Name, "", "") || g.shadowed(st, u, "tool", t.Name, name) {
+	tools := mergeListings(g, ctx, st, o, catalog.Tools, builtin, taken,
+		func(e *catalog.Entry) []*mcp.Tool { return e.Tools },
+		func(u *catalog.Upstream, t *mcp.Tool) (*mcp.Tool, string, bool) {
+			name := u.ExposedName(t.Name)
+			if !st.Visible(user, u, "tools/call", t.Name, "", "") || g.shadowed(st, u, "tool", t.Name, name) {
 				return nil, "", false
 			}
 			c := *t
 			c.Name = name
 			return &c, name, true
 		})
-	return pageResult(tools, st.gen, p.Cursor, func(items []*mcp.Tool, next string) mcp.Result {
+	return pageResult(tools, st.Gen, p.Cursor, func(items []*mcp.Tool, next string) mcp.Result {
 		return &mcp.ListToolsResult{Tools: items, NextCursor: next}
 	})
 }
@@ -283,7 +284,7 @@ func credentialsFailure(err error) bool {
 
 // toolFailure turns a credentials failure into an actionable tool error
 // (the user can act on it) and anything else into a JSON-RPC error.
-func (g *Gateway) toolFailure(o *call, u *upstream, err error) (mcp.Result, error) {
+func (g *Gateway) toolFailure(o *call, u *catalog.Upstream, err error) (mcp.Result, error) {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "credentials_"+orStr(ce.Code, "error"), ce.Error()
@@ -308,7 +309,7 @@ func orStr(s, def string) string {
 
 // upstreamError classifies err for the audit record and returns a JSON-RPC
 // error that names the upstream.
-func (g *Gateway) upstreamError(o *call, u *upstream, err error) error {
+func (g *Gateway) upstreamError(o *call, u *catalog.Upstream, err error) error {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
 		o.errClass, o.errMsg = "credentials_"+orStr(ce.Code, "error"), ce.Error()
@@ -317,20 +318,20 @@ func (g *Gateway) upstreamError(o *call, u *upstream, err error) error {
 	var je *jsonrpc.Error
 	if errors.As(err, &je) {
 		o.errClass, o.errMsg = fmt.Sprintf("jsonrpc_%d", je.Code), je.Message
-		if !strings.Contains(je.Message, u.name) && je.Code <= -32000 && je.Code >= -32099 {
-			return &jsonrpc.Error{Code: je.Code, Message: "upstream " + u.name + ": " + je.Message, Data: je.Data}
+		if !strings.Contains(je.Message, u.Name) && je.Code <= -32000 && je.Code >= -32099 {
+			return &jsonrpc.Error{Code: je.Code, Message: "upstream " + u.Name + ": " + je.Message, Data: je.Data}
 		}
 		return je
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		o.errClass = "upstream_timeout"
-		o.errMsg = fmt.Sprintf("upstream %s: timed out after %s", u.name, u.cfg.Timeout)
+		o.errMsg = fmt.Sprintf("upstream %s: timed out after %s", u.Name, u.Cfg.Timeout)
 	case errors.Is(err, context.Canceled):
 		o.errClass, o.errMsg = "cancelled", "request cancelled"
 	default:
 		o.errClass = "upstream_error"
-		o.errMsg = fmt.Sprintf("upstream %s: %s", u.name, upstreams.DescribeError(err)) // no URL, no address
+		o.errMsg = fmt.Sprintf("upstream %s: %s", u.Name, upstreams.DescribeError(err)) // no URL, no address
 	}
 	return &jsonrpc.Error{Code: CodeUpstream, Message: o.errMsg}
 }
@@ -345,17 +346,17 @@ func unknownTool(name string) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 }
 
-func (g *Gateway) rateLimit(o *call, u *upstream) error {
+func (g *Gateway) rateLimit(o *call, u *catalog.Upstream) error {
 	if g.limiter == nil {
 		return nil
 	}
-	ok, retry := g.limiter.Allow(o.id.Key(), u.name)
+	ok, retry := g.limiter.Allow(o.id.Key(), u.Name)
 	if ok {
 		return nil
 	}
 	o.outcome, o.errClass = audit.OutcomeDenied, "rate_limited"
 	secs := max(1, int(retry.Round(time.Second)/time.Second))
-	o.errMsg = fmt.Sprintf("rate limit for upstream %s exceeded; retry after %ds", u.name, secs)
+	o.errMsg = fmt.Sprintf("rate limit for upstream %s exceeded; retry after %ds", u.Name, secs)
 	return &jsonrpc.Error{Code: CodeRateLimited, Message: o.errMsg,
 		Data: json.RawMessage(fmt.Sprintf(`{"retryAfterSeconds":%d}`, secs))}
 }
@@ -364,18 +365,18 @@ func (g *Gateway) rateLimit(o *call, u *upstream) error {
 
 func (g *Gateway) listPrompts(ctx context.Context, st *state, o *call, p *mcp.ListPromptsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	prompts := mergeListings(g, ctx, st, o, kindPrompts, nil, map[string]string{},
-		func(e *catalogEntry) []*mcp.Prompt { return e.prompts },
-		func(u *upstream, pr *mcp.Prompt) (*mcp.Prompt, string, bool) {
-			name := u.exposedName(pr.Name)
-			if !st.visible(user, u, "prompts/get", "", "", pr.Name) || g.shadowed(st, u, "prompt", pr.Name, name) {
+	prompts := mergeListings(g, ctx, st, o, catalog.Prompts, nil, map[string]string{},
+		func(e *catalog.Entry) []*mcp.Prompt { return e.Prompts },
+		func(u *catalog.Upstream, pr *mcp.Prompt) (*mcp.Prompt, string, bool) {
+			name := u.ExposedName(pr.Name)
+			if !st.Visible(user, u, "prompts/get", "", "", pr.Name) || g.shadowed(st, u, "prompt", pr.Name, name) {
 				return nil, "", false
 			}
 			c := *pr
 			c.Name = name
 			return &c, name, true
 		})
-	return pageResult(prompts, st.gen, p.Cursor, func(items []*mcp.Prompt, next string) mcp.Result {
+	return pageResult(prompts, st.Gen, p.Cursor, func(items []*mcp.Prompt, next string) mcp.Result {
 		return &mcp.ListPromptsResult{Prompts: items, NextCursor: next}
 	})
 }
@@ -384,24 +385,24 @@ func (g *Gateway) listPrompts(ctx context.Context, st *state, o *call, p *mcp.Li
 
 func (g *Gateway) listResources(ctx context.Context, st *state, o *call, p *mcp.ListResourcesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	out := mergeListings(g, ctx, st, o, kindResources, nil, map[string]string{},
-		func(e *catalogEntry) []*mcp.Resource { return e.resources },
-		func(u *upstream, r *mcp.Resource) (*mcp.Resource, string, bool) {
-			return r, r.URI, st.visible(user, u, "resources/read", "", r.URI, "")
+	out := mergeListings(g, ctx, st, o, catalog.Resources, nil, map[string]string{},
+		func(e *catalog.Entry) []*mcp.Resource { return e.Resources },
+		func(u *catalog.Upstream, r *mcp.Resource) (*mcp.Resource, string, bool) {
+			return r, r.URI, st.Visible(user, u, "resources/read", "", r.URI, "")
 		})
-	return pageResult(out, st.gen, p.Cursor, func(items []*mcp.Resource, next string) mcp.Result {
+	return pageResult(out, st.Gen, p.Cursor, func(items []*mcp.Resource, next string) mcp.Result {
 		return &mcp.ListResourcesResult{Resources: items, NextCursor: next}
 	})
 }
 
 func (g *Gateway) listTemplates(ctx context.Context, st *state, o *call, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
-	out := mergeListings(g, ctx, st, o, kindTemplates, nil, map[string]string{},
-		func(e *catalogEntry) []*mcp.ResourceTemplate { return e.templates },
-		func(u *upstream, t *mcp.ResourceTemplate) (*mcp.ResourceTemplate, string, bool) {
-			return t, t.URITemplate, st.visible(user, u, "resources/read", "", t.URITemplate, "")
+	out := mergeListings(g, ctx, st, o, catalog.Templates, nil, map[string]string{},
+		func(e *catalog.Entry) []*mcp.ResourceTemplate { return e.Templates },
+		func(u *catalog.Upstream, t *mcp.ResourceTemplate) (*mcp.ResourceTemplate, string, bool) {
+			return t, t.URITemplate, st.Visible(user, u, "resources/read", "", t.URITemplate, "")
 		})
-	return pageResult(out, st.gen, p.Cursor, func(items []*mcp.ResourceTemplate, next string) mcp.Result {
+	return pageResult(out, st.Gen, p.Cursor, func(items []*mcp.ResourceTemplate, next string) mcp.Result {
 		return &mcp.ListResourceTemplatesResult{ResourceTemplates: items, NextCursor: next}
 	})
 }
@@ -411,22 +412,22 @@ func (g *Gateway) listTemplates(ctx context.Context, st *state, o *call, p *mcp.
 // its key (exposed name or URI), or false to leave it out (hidden by
 // policy, or shadowed); an item whose key is already taken is left out
 // with a log line. out and seen hold what is listed before the upstreams.
-func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, kind listKind, out []T, seen map[string]string,
-	items func(*catalogEntry) []T, expose func(*upstream, T) (T, string, bool)) []T {
-	for _, l := range g.listAll(ctx, o.d, st, kind) {
-		if l.e == nil {
+func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, kind catalog.Kind, out []T, seen map[string]string,
+	items func(*catalog.Entry) []T, expose func(*catalog.Upstream, T) (T, string, bool)) []T {
+	for _, l := range g.catalog.ListAll(ctx, o.d, st.State, kind) {
+		if l.E == nil {
 			continue
 		}
-		for _, it := range items(l.e) {
-			shown, key, ok := expose(l.u, it)
+		for _, it := range items(l.E) {
+			shown, key, ok := expose(l.U, it)
 			if !ok {
 				continue
 			}
 			if prev, dup := seen[key]; dup {
-				g.log.Warn("listing collision: hidden", "kind", kind.String(), "upstream", l.u.name, "key", key, "already_from", prev)
+				g.log.Warn("listing collision: hidden", "kind", kind.String(), "upstream", l.U.Name, "key", key, "already_from", prev)
 				continue
 			}
-			seen[key] = l.u.name
+			seen[key] = l.U.Name
 			out = append(out, shown)
 		}
 	}
@@ -435,17 +436,17 @@ func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, k
 
 // shadowed reports (and logs) an item of the unprefixed upstream whose
 // exposed name routes to a prefixed upstream instead.
-func (g *Gateway) shadowed(st *state, u *upstream, what, name, exposed string) bool {
-	other := st.shadowed(u, exposed)
+func (g *Gateway) shadowed(st *state, u *catalog.Upstream, what, name, exposed string) bool {
+	other := st.Shadowed(u, exposed)
 	if other != nil {
-		g.log.Warn(what+" name collision: hidden", "upstream", u.name, what, name, "shadowed_by", other.name)
+		g.log.Warn(what+" name collision: hidden", "upstream", u.Name, what, name, "shadowed_by", other.Name)
 	}
 	return other != nil
 }
 
 // pageResult answers one page of a listing, or invalid params for a bad cursor.
 func pageResult[T any](all []T, gen uint64, cursor string, result func([]T, string) mcp.Result) (mcp.Result, error) {
-	items, next, err := page(all, gen, cursor)
+	items, next, err := catalog.Page(all, gen, cursor)
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
@@ -455,34 +456,34 @@ func pageResult[T any](all []T, gen uint64, cursor string, result func([]T, stri
 // routeURI finds the upstream serving a resource URI for this user: an
 // exact match in a listing, then a template match, then — if exactly one
 // upstream lists resources at all — that one.
-func (g *Gateway) routeURI(ctx context.Context, st *state, o *call, uri string) (*upstream, bool) {
-	if len(st.ups) == 1 {
-		return st.ups[0], true
+func (g *Gateway) routeURI(ctx context.Context, st *state, o *call, uri string) (*catalog.Upstream, bool) {
+	if len(st.Ups) == 1 {
+		return st.Ups[0], true
 	}
-	var withResources []*upstream
-	for _, l := range g.listAll(ctx, o.d, st, kindResources) {
-		if l.e == nil {
+	var withResources []*catalog.Upstream
+	for _, l := range g.catalog.ListAll(ctx, o.d, st.State, catalog.Resources) {
+		if l.E == nil {
 			continue
 		}
-		if len(l.e.resources) > 0 {
-			withResources = append(withResources, l.u)
+		if len(l.E.Resources) > 0 {
+			withResources = append(withResources, l.U)
 		}
-		for _, r := range l.e.resources {
+		for _, r := range l.E.Resources {
 			if r.URI == uri {
-				return l.u, true
+				return l.U, true
 			}
 		}
 	}
-	for _, l := range g.listAll(ctx, o.d, st, kindTemplates) {
-		if l.e == nil {
+	for _, l := range g.catalog.ListAll(ctx, o.d, st.State, catalog.Templates) {
+		if l.E == nil {
 			continue
 		}
-		if len(l.e.templates) > 0 && !containsUp(withResources, l.u) {
-			withResources = append(withResources, l.u)
+		if len(l.E.Templates) > 0 && !containsUp(withResources, l.U) {
+			withResources = append(withResources, l.U)
 		}
-		for _, t := range l.e.templates {
+		for _, t := range l.E.Templates {
 			if tpl, err := uritemplate.New(t.URITemplate); err == nil && tpl.Match(uri) != nil {
-				return l.u, true
+				return l.U, true
 			}
 		}
 	}
@@ -492,7 +493,7 @@ func (g *Gateway) routeURI(ctx context.Context, st *state, o *call, uri string) 
 	return nil, false
 }
 
-func containsUp(list []*upstream, u *upstream) bool {
+func containsUp(list []*catalog.Upstream, u *catalog.Upstream) bool {
 	for _, x := range list {
 		if x == u {
 			return true

@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams"
 )
@@ -56,7 +57,7 @@ type inflightCall struct {
 
 // upSession is one upstream session of a dsession, opened at first use.
 type upSession struct {
-	u    *upstream
+	u    *catalog.Upstream
 	gen  uint64
 	once sync.Once
 	sess upstreams.Session
@@ -65,7 +66,7 @@ type upSession struct {
 }
 
 const (
-	sessionlessProtocol     = "2026-07-28"
+	sessionlessProtocol     = catalog.SessionlessProtocol
 	upstreamSessionProtocol = "2025-11-25"
 )
 
@@ -186,22 +187,26 @@ func (g *Gateway) reapIdle(ctx context.Context) {
 	}
 }
 
-// upstream returns the session on u, opening it on first use. A session
-// built for an older state (before a reload) is replaced.
-func (d *dsession) upstream(ctx context.Context, st *state, u *upstream) (upstreams.Session, error) {
+// User is the identity key of the session's user (catalog.Opener).
+func (d *dsession) User() string { return d.id.Load().Key() }
+
+// Upstream returns the session on u, opening it on first use
+// (catalog.Opener). A session built for an older state (before a reload)
+// is replaced.
+func (d *dsession) Upstream(ctx context.Context, st *catalog.State, u *catalog.Upstream) (upstreams.Session, error) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("session closed")
 	}
-	us := d.ups[u.name]
+	us := d.ups[u.Name]
 	var stale *upSession
-	if us != nil && (us.gen != st.gen || us.u != u) {
+	if us != nil && (us.gen != st.Gen || us.u != u) {
 		stale, us = us, nil
 	}
 	if us == nil {
-		us = &upSession{u: u, gen: st.gen, done: make(chan struct{})}
-		d.ups[u.name] = us
+		us = &upSession{u: u, gen: st.Gen, done: make(chan struct{})}
+		d.ups[u.Name] = us
 	}
 	d.mu.Unlock()
 	if stale != nil {
@@ -210,9 +215,9 @@ func (d *dsession) upstream(ctx context.Context, st *state, u *upstream) (upstre
 	us.once.Do(func() {
 		defer close(us.done)
 		octx := identity.NewContext(context.WithoutCancel(ctx), d.id.Load())
-		octx, cancel := context.WithTimeout(octx, u.cfg.Timeout)
+		octx, cancel := context.WithTimeout(octx, u.Cfg.Timeout)
 		defer cancel()
-		us.sess, us.err = u.adapter.Open(octx, upstreams.OpenOptions{
+		us.sess, us.err = u.Adapter.Open(octx, upstreams.OpenOptions{
 			ProtocolVersion: d.proto,
 			Events:          &relay{d: d, u: u},
 		})
@@ -228,8 +233,8 @@ func (d *dsession) upstream(ctx context.Context, st *state, u *upstream) (upstre
 	if us.err != nil {
 		// Don't keep a failed open: the next request tries again.
 		d.mu.Lock()
-		if d.ups[u.name] == us {
-			delete(d.ups, u.name)
+		if d.ups[u.Name] == us {
+			delete(d.ups, u.Name)
 		}
 		d.mu.Unlock()
 		return nil, us.err

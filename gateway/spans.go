@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/policy"
 )
 
@@ -94,11 +95,11 @@ func (g *Gateway) startSpan(ctx context.Context, o *call, hdr http.Header, tm tr
 // evaluate runs the policy, inside a child span when tracing is on.
 func (g *Gateway) evaluate(ctx context.Context, o *call, st *state, in policy.Input) policy.Decision {
 	if o.span == nil {
-		return st.policy.Evaluate(ctx, in)
+		return st.Policy.Evaluate(ctx, in)
 	}
 	_, span := g.tel.tracer.Start(trace.ContextWithSpan(ctx, o.span), "policy.evaluate", trace.WithAttributes(
 		attribute.String("mandate.upstream", in.Upstream)))
-	d := st.policy.Evaluate(ctx, in)
+	d := st.Policy.Evaluate(ctx, in)
 	span.SetAttributes(attribute.Bool("mandate.policy.allow", d.Allow), attribute.String("mandate.policy.rule", d.Rule),
 		attribute.String("mandate.policy.reason", d.Reason))
 	span.End()
@@ -166,20 +167,20 @@ func (g *Gateway) observe(ctx context.Context, o *call, err error) {
 // that make none themselves (native kinds; the mcp adapter makes its own
 // and propagates trace context), and the mcp.client.operation.duration
 // metric for all.
-func (g *Gateway) upstreamCall(ctx context.Context, o *call, u *upstream, method, target string) (context.Context, func(error)) {
+func (g *Gateway) upstreamCall(ctx context.Context, o *call, u *catalog.Upstream, method, target string) (context.Context, func(error)) {
 	start := time.Now()
 	var span trace.Span
-	if o.span != nil && (u.cfg.Kind != "mcp" || o.fast) {
+	if o.span != nil && (u.Cfg.Kind != "mcp" || o.fast) {
 		name := method
 		if target != "" {
 			name += " " + target
 		}
 		ctx, span = g.tel.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-			attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.name),
-			attribute.String("server.address", u.cfg.URL)))
+			attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.Name),
+			attribute.String("server.address", u.Cfg.URL)))
 	}
 	return ctx, func(err error) {
-		attrs := []attribute.KeyValue{attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.name)}
+		attrs := []attribute.KeyValue{attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.Name)}
 		if err != nil {
 			attrs = append(attrs, attribute.String("error.type", "upstream_error"))
 		}

@@ -29,8 +29,8 @@ func TestStateUsesArgsFromPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tt.when, err)
 		}
-		if st.usesArgs != tt.want {
-			t.Errorf("%q: usesArgs = %v, want %v", tt.when, st.usesArgs, tt.want)
+		if st.UsesArgs != tt.want {
+			t.Errorf("%q: usesArgs = %v, want %v", tt.when, st.UsesArgs, tt.want)
 		}
 	}
 }

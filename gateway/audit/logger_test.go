@@ -177,7 +177,7 @@ func TestReopenAfterRename(t *testing.T) {
 	}
 	const workers, per = 8, 250
 	var wg sync.WaitGroup
-	started := make(chan struct{})
+	started, reopened := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -188,8 +188,9 @@ func TestReopenAfterRename(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if i == 50 {
+				if i == 50 { // every worker waits here until the reopen: both files get lines
 					once.Do(func() { close(started) })
+					<-reopened
 				}
 			}
 		}()
@@ -201,6 +202,7 @@ func TestReopenAfterRename(t *testing.T) {
 	if err := l.Reopen(); err != nil {
 		t.Fatal(err)
 	}
+	close(reopened)
 	wg.Wait()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

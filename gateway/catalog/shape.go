@@ -1,4 +1,4 @@
-package gateway
+package catalog
 
 import (
 	"encoding/json"
@@ -18,15 +18,19 @@ import (
 
 const cacheScopePrivate = "private"
 
-// shapeResult fills in the cache hints for the request's protocol
+// SessionlessProtocol is the first protocol revision without sessions
+// (and with cache hints).
+const SessionlessProtocol = "2026-07-28"
+
+// ShapeResult fills in the cache hints for the request's protocol
 // revision and makes every list an array, never null.
-func shapeResult(st *state, proto string, res mcp.Result) mcp.Result {
-	newProto := proto >= sessionlessProtocol
+func ShapeResult(st *State, proto string, res mcp.Result) mcp.Result {
+	newProto := proto >= SessionlessProtocol
 	listTTL := func() int {
 		var ttl time.Duration
-		for i, u := range st.ups {
-			if i == 0 || u.cfg.CatalogTTL < ttl {
-				ttl = u.cfg.CatalogTTL
+		for i, u := range st.Ups {
+			if i == 0 || u.Cfg.CatalogTTL < ttl {
+				ttl = u.Cfg.CatalogTTL
 			}
 		}
 		return int(ttl.Milliseconds())
