@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,14 +29,7 @@ func BenchmarkRoute(b *testing.B) {
 		b.Fatal(err)
 	}
 	g := env.gw.g
-	var d *dsession
-	g.sessions.Range(func(k, v any) bool {
-		if strings.HasPrefix(k.(string), "sid:") {
-			d = v.(*dsession)
-			return false
-		}
-		return true
-	})
+	d, _ := g.sessions.Lookup(alice.ID())
 	if d == nil {
 		b.Fatal("no downstream session")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/catalog"
+	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
@@ -42,7 +43,7 @@ type call struct {
 	start     time.Time
 	method    string
 	id        *identity.Identity
-	d         *dsession
+	d         *sessions.Session
 	ss        *mcp.ServerSession // nil on the forwarding path
 	requestID string
 	rpcID     string // the JSON-RPC id as sent ("" when unknown); spans
@@ -262,7 +263,7 @@ func (g *Gateway) openSession(ctx context.Context, c *call) (upstreams.Session, 
 // upstream's notifications travel on this request's stream.
 func (g *Gateway) invoke(ctx context.Context, c *call, sess upstreams.Session, run invoker) (mcp.Result, error) {
 	if c.method != "resources/subscribe" && c.method != "resources/unsubscribe" && c.method != "completion/complete" {
-		_, end := c.d.begin(ctx, c.ss, c.u.Name, c.progressToken)
+		_, end := c.d.Begin(ctx, c.ss, c.u.Name, c.progressToken)
 		defer end()
 	}
 	cctx, cancel := context.WithTimeoutCause(ctx, c.u.Cfg.Timeout, upstreams.ErrTimeout)

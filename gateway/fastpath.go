@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/internal/callinfo"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams"
@@ -44,30 +45,29 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	if sid == "" {
 		return
 	}
-	v, ok := g.sessions.Load("sid:" + sid)
+	d, ok := g.sessions.Lookup(sid)
 	if !ok {
 		return
 	}
-	d := v.(*dsession)
 	handled := false
 	defer func() {
 		if !handled { // go-sdk serves this request: its idle timer restarts
-			d.sdkSeen.Store(time.Now().UnixNano())
+			d.MarkSDK()
 		}
 	}()
 	env := in.env
 	if env.Method == "notifications/cancelled" {
-		d.cancelForwarded(env.Params["requestId"]) // go-sdk answers the notification
+		d.CancelForwarded(env.Params["requestId"]) // go-sdk answers the notification
 		return
 	}
-	cur := d.id.Load()
-	if cur == nil || cur.Key() != in.id.Key() || d.ss == nil || d.logLevel.Load() != nil ||
-		clientSupports(d.ss, "sampling") || clientSupports(d.ss, "elicitation") {
+	cur, ss := d.Identity(), d.ServerSession()
+	if cur == nil || cur.Key() != in.id.Key() || ss == nil || d.LogLevel() != nil ||
+		sessions.ClientSupports(ss, "sampling") || sessions.ClientSupports(ss, "elicitation") {
 		return
 	}
 	// go-sdk closes sessions that see no requests for idle_timeout: let one
 	// request through it now and then to keep the downstream session alive.
-	if time.Since(time.Unix(0, d.sdkSeen.Load())) > g.cfg.Server.Session.IdleTimeout/4 {
+	if time.Since(d.SDKSeen()) > g.cfg.Server.Session.IdleTimeout/4 {
 		return
 	}
 	if env.JSONRPC != "2.0" || env.Method != "tools/call" || env.Params == nil || !plainID(env.ID) {
@@ -92,15 +92,15 @@ func (g *Gateway) fastPath(c *gin.Context) {
 
 	handled = true
 	fastCalls.Add(1)
-	d.touch(in.id)
-	o := &call{start: time.Now(), method: "tools/call", id: in.id, d: d, ss: d.ss, st: st,
+	d.Touch(in.id)
+	o := &call{start: time.Now(), method: "tools/call", id: in.id, d: d, ss: ss, st: st,
 		requestID: in.requestID, rpcID: in.rpcID(), sessionID: sid, name: name, rawArgs: args, fast: true}
-	if ip := d.ss.InitializeParams(); ip != nil {
+	if ip := ss.InitializeParams(); ip != nil {
 		o.proto = ip.ProtocolVersion
 	}
 	// notifications/cancelled for this id cancels the call (go-sdk, which
 	// does not know the request, cannot).
-	ctx, stop := d.forwarding(c.Request.Context(), env.ID)
+	ctx, stop := d.Forwarding(c.Request.Context(), env.ID)
 	defer stop()
 	ctx = identity.NewContext(ctx, in.id)
 	ctx, o.info = callinfo.NewContext(ctx)

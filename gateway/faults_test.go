@@ -648,7 +648,7 @@ func TestFaultAbandonedSessionsReaped(t *testing.T) {
 					fail("tools/list %d: %v %v", i, err, resp)
 					continue
 				}
-				if c := tg.g.sessionCount.Load(); c > peak.Load() {
+				if c := tg.g.sessions.Count(); c > peak.Load() {
 					peak.Store(c)
 				}
 			}
@@ -672,10 +672,10 @@ func TestFaultAbandonedSessionsReaped(t *testing.T) {
 
 	// Reaped: registry empty, ids unknown.
 	deadline := time.Now().Add(idle + 10*time.Second)
-	for tg.g.sessionCount.Load() != 0 && time.Now().Before(deadline) {
+	for tg.g.sessions.Count() != 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if c := tg.g.sessionCount.Load(); c != 0 {
+	if c := tg.g.sessions.Count(); c != 0 {
 		t.Fatalf("%d sessions still in the registry %s after the last one was opened (idle timeout %s)", c, time.Since(start)-opened, idle)
 	}
 	for _, i := range []int{0, 1, n / 3, n / 2, n - 2, n - 1} {

@@ -27,6 +27,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/gateway/front"
+	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -83,19 +84,14 @@ type Gateway struct {
 	newAdapter AdapterFactory
 	upTrans    http.RoundTripper
 
-	tel          *telemetry
-	configPath   string
-	reloadMu     sync.Mutex
-	purgeMu      sync.Mutex // purgeGen, and catalog writes racing a purge
-	purgeGen     uint64     // purges so far (purgeListings)
-	state        atomic.Pointer[state]
-	gen          atomic.Uint64
-	stateless    bool
-	peers        *front.Peers // nil unless server.session.peer_url is set
-	sessions     sync.Map     // key → *dsession
-	sessionCount atomic.Int64
-	byUser       userSessions // stateful sessions per user (server.session.max_per_user)
-	sendHandler  mcp.MethodHandler
+	tel        *telemetry
+	configPath string
+	reloadMu   sync.Mutex
+	state      atomic.Pointer[state]
+	gen        atomic.Uint64
+	stateless  bool
+	peers      *front.Peers // nil unless server.session.peer_url is set
+	sessions   *sessions.Store
 
 	origin     string // scheme://host of public_url
 	publicHost string // host name of public_url
@@ -130,6 +126,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		t.MaxIdleConnsPerHost = 256
 		g.upTrans = t
 	}
+	g.catalog = catalog.NewCache(opts.Logger)
+	g.sessions = sessions.NewStore(sessions.Options{Stateless: g.stateless, IdleTimeout: cfg.Server.Session.IdleTimeout,
+		MaxPerUser: cfg.Server.Session.MaxPerUser, Logger: opts.Logger, Catalog: g.catalog})
 	if err := g.setupTelemetry(ctx, cfg.Telemetry, opts); err != nil {
 		cancel()
 		return nil, err
@@ -140,7 +139,6 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		TracerProvider: g.tel.tp,
 		OnExchange:     g.tel.onExchange,
 	})
-	g.catalog = catalog.NewCache(opts.Logger)
 	g.newAdapter = opts.NewAdapter
 	if g.newAdapter == nil {
 		g.newAdapter = g.defaultAdapter
@@ -167,7 +165,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 	}
 	g.auth.Start(ctx)
 	if g.stateless {
-		go g.reapIdle(ctx)
+		go g.sessions.ReapIdle(ctx)
 	}
 
 	if sc := cfg.Server.Session; sc.PeerURL != "" && !g.stateless {
@@ -214,10 +212,7 @@ func (g *Gateway) Ready() bool { return g.auth.Ready() }
 // Close stops background work, closes upstream sessions and flushes the audit log.
 func (g *Gateway) Close() error {
 	g.cancel()
-	g.sessions.Range(func(_, v any) bool {
-		g.dropSession(v.(*dsession))
-		return true
-	})
+	g.sessions.CloseAll()
 	if st := g.state.Load(); st != nil {
 		st.Close()
 	}

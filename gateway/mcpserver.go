@@ -60,7 +60,7 @@ func (g *Gateway) newMCPServer() *mcp.Server {
 	// Capture go-sdk's sending path so that per-session notifications
 	// (list_changed, resources/updated) can be sent to one session.
 	s.AddSendingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
-		g.sendHandler = next
+		g.sessions.SetSender(next)
 		return next
 	})
 	s.AddReceivingMiddleware(g.middleware)

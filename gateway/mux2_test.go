@@ -162,7 +162,7 @@ func TestSessionsCloseUpstreamSessions(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before+5 {
 		t.Fatalf("goroutines: %d before, %d after 10 closed sessions", before, n)
 	}
-	if n := env.gw.g.sessionCount.Load(); n != 1 {
+	if n := env.gw.g.sessions.Count(); n != 1 {
 		t.Fatalf("%d downstream sessions tracked, want 1", n)
 	}
 }

@@ -57,14 +57,7 @@ func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 	}
 	time.AfterFunc(grace+time.Second, old.Close)
 	// Tell every stateful session its lists may have changed.
-	g.sessions.Range(func(_, v any) bool {
-		if d := v.(*dsession); d.ss != nil {
-			for _, n := range []string{"notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"} {
-				g.sendNotification(context.Background(), d.ss, n)
-			}
-		}
-		return true
-	})
+	g.sessions.NotifyListsChanged()
 	g.log.Info("configuration reloaded", "generation", st.Gen, "upstreams", len(st.Ups))
 	return warnings, nil
 }
@@ -142,28 +135,7 @@ func (g *Gateway) purgeUser(c *gin.Context) {
 	// Listings first: none fetched across this point is cached later.
 	g.catalog.Purge(key)
 	tokens := g.broker.Purge(issuer, subject)
-	sessions := 0
-	g.sessions.Range(func(_, v any) bool {
-		d := v.(*dsession)
-		if id := d.id.Load(); id != nil && id.Key() == key {
-			sessions++
-			// The session is closed for calls at once (the purge's answer
-			// means it). Closing a go-sdk session waits for its requests
-			// in flight: close the upstream sessions first (they end those
-			// requests), and do not make the admin wait for either.
-			ups := d.shut()
-			go func() {
-				for _, us := range ups {
-					us.close()
-				}
-				g.dropSession(d)
-				if d.ss != nil {
-					_ = d.ss.Close()
-				}
-			}()
-		}
-		return true
-	})
+	sessions := g.sessions.CloseUser(key)
 	g.auth.Forget(issuer, subject)
 	g.log.Info("user purged", "issuer", issuer, "subject", subject, "tokens", tokens, "sessions", sessions, "remote", c.ClientIP())
 	g.auditAdmin(c.Request.Context(), &audit.Record{Time: start, RequestID: c.GetString(RequestIDHeader), User: adminUser,

@@ -74,7 +74,7 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		if ip := ss.InitializeParams(); ip != nil {
 			c.proto = ip.ProtocolVersion
 		}
-		c.d = g.sessionFor(ctx, ss, in.id)
+		c.d = g.sessions.For(ctx, ss, in.id)
 		ctx, stop := requestScoped(ctx, in)
 		defer stop()
 		ctx = identity.NewContext(ctx, in.id)
@@ -114,7 +114,7 @@ func (g *Gateway) initialize(ctx context.Context, method string, req mcp.Request
 	}
 	ss, _ := req.GetSession().(*mcp.ServerSession)
 	if in := inboundOf(req); ss != nil && in != nil && in.id != nil {
-		g.sessionFor(ctx, ss, in.id)
+		g.sessions.For(ctx, ss, in.id)
 	}
 	return res, err
 }
@@ -199,7 +199,7 @@ func (g *Gateway) serve(ctx context.Context, c *call, req mcp.Request, next mcp.
 		}); err != nil {
 			return nil, err
 		}
-		c.d.subscribed(p.URI, true)
+		c.d.Subscribed(p.URI, true)
 		return next(ctx, c.method, req)
 	case *mcp.UnsubscribeParams:
 		if p == nil {
@@ -211,7 +211,7 @@ func (g *Gateway) serve(ctx context.Context, c *call, req mcp.Request, next mcp.
 		}); err != nil {
 			return nil, err
 		}
-		c.d.subscribed(p.URI, false)
+		c.d.Subscribed(p.URI, false)
 		return next(ctx, c.method, req)
 	case *mcp.CompleteParams:
 		if p == nil {
@@ -513,9 +513,8 @@ func resourceNotFound(uri string) error {
 // relayed log messages by it) and passes it to every upstream session,
 // including those opened later.
 func (g *Gateway) setLevel(ctx context.Context, o *call, p *mcp.SetLoggingLevelParams, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
-	lv := p.Level
-	o.d.logLevel.Store(&lv)
-	for _, s := range o.d.openSessions() {
+	o.d.SetLogLevel(p.Level)
+	for _, s := range o.d.OpenSessions() {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = s.SetLoggingLevel(cctx, p)
 		cancel()

@@ -31,10 +31,10 @@ func TestSessionCaps(t *testing.T) {
 	alice = append(alice, connect(t, env.gw.mcpURL, env.aliceTk))
 
 	deadline := time.Now().Add(5 * time.Second)
-	for env.gw.g.byUser.count(aliceKey(t, env)) != 3 && time.Now().Before(deadline) {
+	for env.gw.g.sessions.UserCount(aliceKey(t, env)) != 3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := env.gw.g.byUser.count(aliceKey(t, env)); n != 3 {
+	if n := env.gw.g.sessions.UserCount(aliceKey(t, env)); n != 3 {
 		t.Fatalf("alice has %d sessions, want 3", n)
 	}
 	if _, err := alice[1].CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami"}); err == nil {
@@ -56,7 +56,7 @@ func TestSessionCaps(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "session limit") {
 		t.Fatalf("new session at max_total: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
-	if n := env.gw.g.sessionCount.Load(); n != 5 {
+	if n := env.gw.g.sessions.Count(); n != 5 {
 		t.Errorf("%d sessions after the refusal, want 5", n)
 	}
 	// Existing sessions are not affected.
@@ -68,12 +68,10 @@ func TestSessionCaps(t *testing.T) {
 func aliceKey(t *testing.T, env *muxEnv) string {
 	t.Helper()
 	var key string
-	env.gw.g.byUser.mu.Lock()
-	for k := range env.gw.g.byUser.m {
+	for _, k := range env.gw.g.sessions.Users() {
 		if strings.Contains(k, "user-alice") {
 			key = k
 		}
 	}
-	env.gw.g.byUser.mu.Unlock()
 	return key
 }

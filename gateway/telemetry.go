@@ -126,7 +126,7 @@ func (g *Gateway) setupTelemetry(ctx context.Context, cfg TelemetryConfig, opts 
 	errs = append(errs, err)
 	t.sessionsUp, err = m.Int64ObservableGauge("mandate.sessions", metric.WithDescription("Open downstream MCP sessions"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(g.sessionCount.Load())
+			o.Observe(g.sessions.Count())
 			return nil
 		}))
 	errs = append(errs, err)

@@ -1,4 +1,4 @@
-package gateway
+package sessions
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // relay carries what one upstream session sends on its own to the
 // downstream session: notifications, and sampling/elicitation requests.
 type relay struct {
-	d *dsession
+	d *Session
 	u *catalog.Upstream
 }
 
@@ -43,7 +43,7 @@ func (r *relay) target(progressToken any) (context.Context, *mcp.ServerSession) 
 }
 
 func (r *relay) Notify(ctx context.Context, method string, params mcp.Params) {
-	g := r.d.g
+	g := r.d.store
 	switch method {
 	case "notifications/progress":
 		p, ok := params.(*mcp.ProgressNotificationParams)
@@ -71,7 +71,7 @@ func (r *relay) Notify(ctx context.Context, method string, params mcp.Params) {
 			g.catalog.Invalidate(id.Key(), r.u.Name, catalog.KindOf(method))
 		}
 		if ss := r.d.ss; ss != nil {
-			g.sendNotification(context.Background(), ss, method)
+			g.Notify(context.Background(), ss, method)
 		}
 	case "notifications/resources/updated":
 		p, ok := params.(*mcp.ResourceUpdatedNotificationParams)
@@ -89,7 +89,7 @@ func (r *relay) Notify(ctx context.Context, method string, params mcp.Params) {
 
 func (r *relay) CreateMessage(ctx context.Context, p *mcp.CreateMessageParams) (*mcp.CreateMessageResult, error) {
 	tctx, ss := r.target(nil)
-	if ss == nil || !clientSupports(ss, "sampling") {
+	if ss == nil || !ClientSupports(ss, "sampling") {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "the MCP client did not advertise sampling"}
 	}
 	return ss.CreateMessage(tctx, p)
@@ -97,13 +97,15 @@ func (r *relay) CreateMessage(ctx context.Context, p *mcp.CreateMessageParams) (
 
 func (r *relay) Elicit(ctx context.Context, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
 	tctx, ss := r.target(nil)
-	if ss == nil || !clientSupports(ss, "elicitation") {
+	if ss == nil || !ClientSupports(ss, "elicitation") {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "the MCP client did not advertise elicitation"}
 	}
 	return ss.Elicit(tctx, p)
 }
 
-func clientSupports(ss *mcp.ServerSession, what string) bool {
+// ClientSupports reports whether the client of ss offered sampling or
+// elicitation.
+func ClientSupports(ss *mcp.ServerSession, what string) bool {
 	ip := ss.InitializeParams()
 	if ip == nil || ip.Capabilities == nil {
 		return false
@@ -117,8 +119,8 @@ func clientSupports(ss *mcp.ServerSession, what string) bool {
 	return false
 }
 
-// sendNotification sends a parameterless list_changed notification to one session.
-func (g *Gateway) sendNotification(ctx context.Context, ss *mcp.ServerSession, method string) {
+// Notify sends a parameterless list_changed notification to one session.
+func (g *Store) Notify(ctx context.Context, ss *mcp.ServerSession, method string) {
 	var err error
 	switch method {
 	case "notifications/tools/list_changed":
@@ -138,7 +140,7 @@ func (g *Gateway) sendNotification(ctx context.Context, ss *mcp.ServerSession, m
 // send delivers one message to one downstream session through go-sdk's
 // sending path (captured at server construction), so that per-session
 // notifications need no server-wide broadcast.
-func (g *Gateway) send(ctx context.Context, ss *mcp.ServerSession, method string, p mcp.Params) error {
+func (g *Store) send(ctx context.Context, ss *mcp.ServerSession, method string, p mcp.Params) error {
 	if g.sendHandler == nil {
 		return fmt.Errorf("no sending handler")
 	}

@@ -1,4 +1,10 @@
-package gateway
+// Package sessions is Mandate's per-client state: one Session per
+// downstream MCP session (per user and protocol revision in stateless
+// mode) holding the user's upstream sessions, opened lazily, the calls in
+// flight (so that an upstream's notifications travel on the right request's
+// stream), resource subscriptions and the per-user session caps. It relays
+// what upstream sessions send on their own to the client (relay).
+package sessions
 
 import (
 	"context"
@@ -16,16 +22,16 @@ import (
 	"github.com/mandate-gw/mandate/upstreams"
 )
 
-// dsession is Mandate's state for one downstream MCP session: the caller,
+// Session is Mandate's state for one downstream MCP session: the caller,
 // their upstream sessions (opened lazily), and the calls in flight so that
 // upstream notifications reach the right request stream.
 //
 // In stateful mode there is one per Mcp-Session-Id, closed with it. In
 // stateless mode every HTTP request is its own go-sdk session, so Mandate
-// keeps one dsession per (user, protocol version) and reaps it after
+// keeps one Session per (user, protocol version) and reaps it after
 // server.session.idle_timeout without requests.
-type dsession struct {
-	g     *Gateway
+type Session struct {
+	store *Store
 	key   string
 	ss    *mcp.ServerSession // nil in stateless mode
 	proto string
@@ -43,7 +49,7 @@ type dsession struct {
 	inflightMu sync.Mutex
 	inflight   map[string]*inflightCall // by progress token
 	calls      map[*inflightCall]struct{}
-	subs       map[string]bool                    // subscribed resource URIs
+	subs       map[string]bool                    // Subscribed resource URIs
 	forwarded  map[string]context.CancelCauseFunc // forwarding-path calls by JSON-RPC id
 }
 
@@ -55,7 +61,7 @@ type inflightCall struct {
 	upstream string
 }
 
-// upSession is one upstream session of a dsession, opened at first use.
+// upSession is one upstream session of a Session, opened at first use.
 type upSession struct {
 	u    *catalog.Upstream
 	gen  uint64
@@ -70,7 +76,8 @@ const (
 	upstreamSessionProtocol = "2025-11-25"
 )
 
-func (g *Gateway) sessionFor(ctx context.Context, ss *mcp.ServerSession, id *identity.Identity) *dsession {
+// For returns the session of ss for id, creating it on first use.
+func (g *Store) For(ctx context.Context, ss *mcp.ServerSession, id *identity.Identity) *Session {
 	proto := ""
 	if ip := ss.InitializeParams(); ip != nil {
 		proto = ip.ProtocolVersion
@@ -87,50 +94,51 @@ func (g *Gateway) sessionFor(ctx context.Context, ss *mcp.ServerSession, id *ide
 	} else {
 		key = "sid:" + ss.ID()
 	}
-	if v, ok := g.sessions.Load(key); ok {
-		d := v.(*dsession)
-		d.touch(id)
+	if v, ok := g.m.Load(key); ok {
+		d := v.(*Session)
+		d.Touch(id)
 		return d
 	}
-	d := &dsession{g: g, key: key, proto: proto,
+	d := &Session{store: g, key: key, proto: proto,
 		ups: map[string]*upSession{}, inflight: map[string]*inflightCall{},
 		calls: map[*inflightCall]struct{}{}, subs: map[string]bool{}}
 	if !g.stateless {
 		d.ss = ss
 	}
 	d.sdkSeen.Store(time.Now().UnixNano())
-	d.touch(id)
-	if v, loaded := g.sessions.LoadOrStore(key, d); loaded {
-		d = v.(*dsession)
-		d.touch(id)
+	d.Touch(id)
+	if v, loaded := g.m.LoadOrStore(key, d); loaded {
+		d = v.(*Session)
+		d.Touch(id)
 		return d
 	}
-	g.sessionCount.Add(1)
+	g.count.Add(1)
 	if !g.stateless {
 		d.user = id.Key()
-		for _, old := range g.byUser.add(d.user, d, g.cfg.Server.Session.MaxPerUser) {
+		for _, old := range g.byUser.add(d.user, d, g.maxPerUser) {
 			g.log.Info("session closed: the user opened more than server.session.max_per_user",
-				"max_per_user", g.cfg.Server.Session.MaxPerUser, "closed_session", old.key)
+				"max_per_user", g.maxPerUser, "closed_session", old.key)
 			go old.ss.Close() // its Wait below drops it
 		}
 		go func() {
 			_ = ss.Wait()
-			g.dropSession(d)
+			g.Drop(d)
 		}()
 	}
 	return d
 }
 
-func (d *dsession) touch(id *identity.Identity) {
+func (d *Session) Touch(id *identity.Identity) {
 	d.lastUsed.Store(time.Now().UnixNano())
 	if cur := d.id.Load(); cur == nil || cur.RawToken() != id.RawToken() {
 		d.id.Store(id)
 	}
 }
 
-func (g *Gateway) dropSession(d *dsession) {
-	if g.sessions.CompareAndDelete(d.key, d) {
-		g.sessionCount.Add(-1)
+// Drop forgets d and closes its upstream sessions.
+func (g *Store) Drop(d *Session) {
+	if g.m.CompareAndDelete(d.key, d) {
+		g.count.Add(-1)
 	}
 	if d.user != "" {
 		g.byUser.remove(d.user, d)
@@ -138,7 +146,7 @@ func (g *Gateway) dropSession(d *dsession) {
 	d.close()
 }
 
-func (d *dsession) close() {
+func (d *Session) close() {
 	for _, us := range d.shut() {
 		us.close()
 	}
@@ -146,7 +154,7 @@ func (d *dsession) close() {
 
 // shut marks d closed — from now on it opens no upstream session and its
 // calls fail — and returns the upstream sessions for the caller to close.
-func (d *dsession) shut() []*upSession {
+func (d *Session) shut() []*upSession {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -162,9 +170,10 @@ func (d *dsession) shut() []*upSession {
 	return out
 }
 
-// reapIdle closes stateless pseudo-sessions idle for longer than the idle timeout.
-func (g *Gateway) reapIdle(ctx context.Context) {
-	every := g.cfg.Server.Session.IdleTimeout / 4
+// ReapIdle closes stateless pseudo-sessions idle for longer than the idle
+// timeout, until ctx is done.
+func (g *Store) ReapIdle(ctx context.Context) {
+	every := g.idle / 4
 	if every <= 0 || every > time.Minute {
 		every = time.Minute
 	}
@@ -176,11 +185,11 @@ func (g *Gateway) reapIdle(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-g.cfg.Server.Session.IdleTimeout).UnixNano()
-		g.sessions.Range(func(_, v any) bool {
-			d := v.(*dsession)
+		cutoff := time.Now().Add(-g.idle).UnixNano()
+		g.m.Range(func(_, v any) bool {
+			d := v.(*Session)
 			if d.ss == nil && d.lastUsed.Load() < cutoff {
-				g.dropSession(d)
+				g.Drop(d)
 			}
 			return true
 		})
@@ -188,12 +197,12 @@ func (g *Gateway) reapIdle(ctx context.Context) {
 }
 
 // User is the identity key of the session's user (catalog.Opener).
-func (d *dsession) User() string { return d.id.Load().Key() }
+func (d *Session) User() string { return d.id.Load().Key() }
 
 // Upstream returns the session on u, opening it on first use
 // (catalog.Opener). A session built for an older state (before a reload)
 // is replaced.
-func (d *dsession) Upstream(ctx context.Context, st *catalog.State, u *catalog.Upstream) (upstreams.Session, error) {
+func (d *Session) Upstream(ctx context.Context, st *catalog.State, u *catalog.Upstream) (upstreams.Session, error) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -249,8 +258,8 @@ func (us *upSession) close() {
 	}
 }
 
-// openSessions returns the upstream sessions opened so far.
-func (d *dsession) openSessions() []upstreams.Session {
+// OpenSessions returns the upstream sessions opened so far.
+func (d *Session) OpenSessions() []upstreams.Session {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []upstreams.Session
@@ -266,8 +275,8 @@ func (d *dsession) openSessions() []upstreams.Session {
 	return out
 }
 
-// begin registers an in-flight call; end must be called when it returns.
-func (d *dsession) begin(ctx context.Context, ss *mcp.ServerSession, upstream string, progressToken any) (*inflightCall, func()) {
+// Begin registers an in-flight call; end must be called when it returns.
+func (d *Session) Begin(ctx context.Context, ss *mcp.ServerSession, upstream string, progressToken any) (*inflightCall, func()) {
 	c := &inflightCall{ctx: ctx, ss: ss, upstream: upstream}
 	key := progressKey(progressToken)
 	d.inflightMu.Lock()
@@ -299,7 +308,7 @@ func progressKey(tok any) string {
 
 // callFor returns an in-flight call on upstream (for log messages and
 // server→client requests), or nil.
-func (d *dsession) callFor(upstream string) *inflightCall {
+func (d *Session) callFor(upstream string) *inflightCall {
 	d.inflightMu.Lock()
 	defer d.inflightMu.Unlock()
 	for c := range d.calls {
@@ -310,9 +319,9 @@ func (d *dsession) callFor(upstream string) *inflightCall {
 	return nil
 }
 
-// subscribed records (on) or forgets a resource subscription of the
+// Subscribed records (on) or forgets a resource subscription of the
 // session: resources/updated from the upstream is relayed only for these.
-func (d *dsession) subscribed(uri string, on bool) {
+func (d *Session) Subscribed(uri string, on bool) {
 	d.inflightMu.Lock()
 	defer d.inflightMu.Unlock()
 	if on {
@@ -326,9 +335,9 @@ func (d *dsession) subscribed(uri string, on bool) {
 // cancelled with notifications/cancelled.
 var errCancelledByClient = errors.New("the client cancelled the request")
 
-// forwarding registers a forwarding-path call under its JSON-RPC id so that
+// Forwarding registers a forwarding-path call under its JSON-RPC id so that
 // the client's notifications/cancelled can cancel it; stop unregisters it.
-func (d *dsession) forwarding(ctx context.Context, id json.RawMessage) (context.Context, func()) {
+func (d *Session) Forwarding(ctx context.Context, id json.RawMessage) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	key := string(id)
 	d.inflightMu.Lock()
@@ -345,9 +354,9 @@ func (d *dsession) forwarding(ctx context.Context, id json.RawMessage) (context.
 	}
 }
 
-// cancelForwarded cancels the forwarding-path call whose JSON-RPC id is
+// CancelForwarded cancels the forwarding-path call whose JSON-RPC id is
 // id (as the client sent it in notifications/cancelled), if any.
-func (d *dsession) cancelForwarded(id json.RawMessage) {
+func (d *Session) CancelForwarded(id json.RawMessage) {
 	if len(id) == 0 {
 		return
 	}
@@ -358,3 +367,23 @@ func (d *dsession) cancelForwarded(id json.RawMessage) {
 		cancel(errCancelledByClient)
 	}
 }
+
+// Identity is the session's user as last authenticated.
+func (d *Session) Identity() *identity.Identity { return d.id.Load() }
+
+// ServerSession is the go-sdk session (nil in stateless mode).
+func (d *Session) ServerSession() *mcp.ServerSession { return d.ss }
+
+// LogLevel is the level the client set (logging/setLevel), or nil.
+func (d *Session) LogLevel() *mcp.LoggingLevel { return d.logLevel.Load() }
+
+// SetLogLevel records the client's logging level; upstream sessions opened
+// later get it too.
+func (d *Session) SetLogLevel(lv mcp.LoggingLevel) { d.logLevel.Store(&lv) }
+
+// SDKSeen is when go-sdk last served a request of the session (its idle
+// timer restarted).
+func (d *Session) SDKSeen() time.Time { return time.Unix(0, d.sdkSeen.Load()) }
+
+// MarkSDK records that go-sdk serves a request of the session now.
+func (d *Session) MarkSDK() { d.sdkSeen.Store(time.Now().UnixNano()) }
