@@ -3,19 +3,15 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mandate-gw/mandate/internal/callinfo"
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/policy"
 )
 
@@ -91,7 +87,7 @@ func BenchmarkCachedCall(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				fast := fastCalls.Load()
+				fast := dispatch.ForwardedCalls()
 				args := map[string]any{"text": "hello"}
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -115,83 +111,10 @@ func BenchmarkCachedCall(b *testing.B) {
 				}
 				wg.Wait()
 				b.StopTimer()
-				if got := fastCalls.Load() - fast; got < uint64(b.N)/2 {
+				if got := dispatch.ForwardedCalls() - fast; got < uint64(b.N)/2 {
 					b.Fatalf("only %d of %d calls took the fast path", got, b.N)
 				}
 			})
 		}
 	}
-}
-
-// BenchmarkHotPathPieces measures Mandate's optional per-call work on a
-// cached tools/call, on the gateway's own objects (no HTTP, no upstream):
-//
-//	policy   the CEL decision the fast path makes (two rules, default deny)
-//	none     finish() with metrics none, the audit record encoded and
-//	         hash-chained but written to io.Discard: the floor
-//	metrics  record() with Prometheus metrics (record to io.Discard)
-//	audit-file  record() with the record written to a file (fsync none)
-//	tracing  none + the server span with the policy child span and an
-//	         upstream client span, sampled, into a no-op batch exporter
-//
-// Audit cannot be switched off in Mandate; the difference between
-// audit-file and none is the cost of writing the record.
-func BenchmarkHotPathPieces(b *testing.B) {
-	run := func(b *testing.B, mutate func(*Config), opts Options, body func(g *Gateway, o *call, st *state)) {
-		opts.AuditOutput = io.Discard
-		env := startMuxOpts(b, mutate, opts)
-		alice := connect(b, env.gw.mcpURL, env.aliceTk)
-		if _, err := callJSON(b, alice, "crm_echo", map[string]any{"text": "warm"}); err != nil {
-			b.Fatal(err)
-		}
-		g := env.gw.g
-		st := g.state.Load()
-		id, e := g.auth.Authenticate(context.Background(), []string{"Bearer " + env.aliceTk})
-		if e != nil {
-			b.Fatal(e)
-		}
-		_, info := callinfo.NewContext(context.Background())
-		info.Credential("token_exchange", "user-alice", false, true)
-		b.ReportAllocs()
-		for b.Loop() {
-			o := &call{start: time.Now(), method: "tools/call", id: id, upstream: "crm", tool: "echo", exposed: "crm_echo", info: info, fast: true}
-			body(g, o, st)
-		}
-	}
-	noMetrics := func(c *Config) { c.Telemetry.Metrics = "none" }
-	fileAudit := func(b *testing.B) func(c *Config) {
-		dir := b.TempDir()
-		return func(c *Config) {
-			c.Telemetry.Metrics = "none"
-			c.Audit.Sink, c.Audit.Path = "file", filepath.Join(dir, "audit.jsonl")
-		}
-	}
-	finish := func(g *Gateway, o *call, _ *state) {
-		if err := g.record(context.Background(), o, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Run("policy", func(b *testing.B) {
-		run(b, noMetrics, Options{}, func(g *Gateway, o *call, st *state) {
-			if d := st.Policy.Evaluate(context.Background(), policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"}); !d.Allow {
-				b.Fatal("denied")
-			}
-		})
-	})
-	b.Run("none", func(b *testing.B) { run(b, noMetrics, Options{}, finish) })
-	b.Run("metrics", func(b *testing.B) { run(b, nil, Options{}, finish) })
-	b.Run("audit-file", func(b *testing.B) { run(b, fileAudit(b), Options{}, finish) })
-	b.Run("tracing", func(b *testing.B) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-		defer tp.Shutdown(context.Background())
-		hdr := http.Header{}
-		run(b, noMetrics, Options{TracerProvider: tp}, func(g *Gateway, o *call, st *state) {
-			o.sessionID, o.proto, o.rpcID = "s1", "2025-11-25", "7"
-			ctx := g.startSpan(context.Background(), o, hdr, traceMeta{})
-			g.evaluate(ctx, o, st, policy.Input{User: policy.UserFrom(o.id), Upstream: "crm", Method: "tools/call", Tool: "echo"})
-			_, cs := g.tel.tracer.Start(ctx, "tools/call echo", trace.WithSpanKind(trace.SpanKindClient))
-			cs.End()
-			g.observe(ctx, o, nil)
-		})
-	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -314,7 +315,7 @@ type diffResult struct {
 func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult) {
 	t.Helper()
 	before := len(d.env.audit.Lines())
-	f0, nf0 := fastCalls.Load(), d.wire.notFoundCount()
+	f0, nf0 := dispatch.ForwardedCalls(), d.wire.notFoundCount()
 	for len(d.started) > 0 {
 		<-d.started
 	}
@@ -383,7 +384,7 @@ func (d *diffSide) call(t *testing.T, tool, extra string, how int) (r diffResult
 		t.Logf("%s: notifications/cancelled reached the upstream: %v, %s after the client's cancel, reason %q", tool, told, c.at.Sub(cancelAt).Round(time.Millisecond), c.reason)
 	}
 	r.rec = d.record(t, tool, before)
-	r.fast, r.notFound = fastCalls.Load()-f0, d.wire.notFoundCount()-nf0
+	r.fast, r.notFound = dispatch.ForwardedCalls()-f0, d.wire.notFoundCount()-nf0
 	return r
 }
 

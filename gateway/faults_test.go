@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
 )
 
@@ -389,7 +390,7 @@ func TestFaultClientDisconnect(t *testing.T) {
 			for k, v := range sessionHeaders(env.aliceTk, alice) {
 				req.Header.Set(k, v)
 			}
-			fastBefore := fastCalls.Load()
+			fastBefore := dispatch.ForwardedCalls()
 			errc := make(chan error, 1)
 			go func() {
 				resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
@@ -407,7 +408,7 @@ func TestFaultClientDisconnect(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the call never reached the upstream tool")
 			}
-			if took := fastCalls.Load() - fastBefore; (took == 1) != tc.fast {
+			if took := dispatch.ForwardedCalls() - fastBefore; (took == 1) != tc.fast {
 				t.Fatalf("fast-path calls: %d, want fast=%v", took, tc.fast)
 			}
 			cancel() // the client goes away

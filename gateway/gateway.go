@@ -1,6 +1,10 @@
-// Package gateway is Mandate's HTTP server: inbound authentication, MCP
-// sessions, catalog and routing across upstreams, audit and telemetry
-// wiring, and configuration loading. It is the only package that imports gin.
+// Package gateway assembles Mandate: it loads and validates the
+// configuration, builds the parts — the HTTP front (gateway/front),
+// authentication (gateway/authn), the catalog (gateway/catalog), sessions
+// (gateway/sessions), the dispatch pipeline (gateway/dispatch), audit
+// (gateway/audit) and telemetry — wires them into one http.Handler, and
+// runs it: serving, reloads, admin endpoints, readiness, shutdown. It is
+// the only package that builds gin engines.
 package gateway
 
 import (
@@ -26,6 +30,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/gateway/catalog"
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/internal/errtext"
@@ -92,6 +97,7 @@ type Gateway struct {
 	stateless  bool
 	peers      *front.Peers // nil unless server.session.peer_url is set
 	sessions   *sessions.Store
+	dispatch   *dispatch.Dispatcher
 
 	origin     string // scheme://host of public_url
 	publicHost string // host name of public_url
@@ -175,6 +181,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 			return nil, err
 		}
 	}
+	g.dispatch = &dispatch.Dispatcher{State: func() *catalog.State { return g.state.Load().State },
+		Catalog: g.catalog, Sessions: g.sessions, Audit: g.audit, Limiter: g.limiter, Log: g.log,
+		Stateless: g.stateless, IdleTimeout: cfg.Server.Session.IdleTimeout, Tel: dispatch.Telemetry{
+			TP: g.tel.tp, Tracer: g.tel.tracer, Prop: g.tel.prop,
+			ServerDur: g.tel.serverDur, ClientDur: g.tel.clientDur, Denials: g.tel.denials}}
 	g.server = g.newMCPServer()
 	g.mcpHandler = g.tokenInfoBridge(mcp.NewStreamableHTTPHandler(
 		func(*http.Request) *mcp.Server { return g.server },

@@ -15,6 +15,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 )
 
 type testGW struct {
@@ -253,7 +255,7 @@ func connect(t testing.TB, endpoint, token string) *mcp.ClientSession {
 	return cs
 }
 
-func callWhoAmI(t testing.TB, cs *mcp.ClientSession) WhoAmI {
+func callWhoAmI(t testing.TB, cs *mcp.ClientSession) dispatch.WhoAmI {
 	t.Helper()
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami"})
 	if err != nil {
@@ -262,7 +264,7 @@ func callWhoAmI(t testing.TB, cs *mcp.ClientSession) WhoAmI {
 	if res.IsError {
 		t.Fatalf("whoami failed: %+v", res.Content)
 	}
-	var w WhoAmI
+	var w dispatch.WhoAmI
 	b, _ := json.Marshal(res.StructuredContent)
 	if err := json.Unmarshal(b, &w); err != nil {
 		t.Fatal(err)

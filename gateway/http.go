@@ -2,16 +2,14 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/modelcontextprotocol/go-sdk/auth"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/internal/identity"
@@ -39,7 +37,7 @@ func (g *Gateway) routes() (main, admin *gin.Engine) {
 	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodOptions} {
 		r.Handle(m, g.mcpPath(), g.front(g.authenticate, mcpH)...)
 	}
-	r.POST(g.mcpPath(), g.front(g.authenticate, g.admitSession, readMessage, g.fastPath, mcpH)...)
+	r.POST(g.mcpPath(), g.front(g.authenticate, g.admitSession, dispatch.ReadMessage, g.dispatch.Forward, mcpH)...)
 	return r, admin
 }
 
@@ -101,8 +99,8 @@ func (g *Gateway) authenticate(c *gin.Context) {
 		g.challenge(c, aerr)
 		return
 	}
-	in := &inbound{ctx: c.Request.Context(), header: c.Request.Header, id: id, requestID: c.GetString(RequestIDHeader)}
-	c.Request = c.Request.WithContext(context.WithValue(identity.NewContext(c.Request.Context(), id), inboundKey{}, in))
+	in := dispatch.NewInbound(c.Request.Context(), c.Request.Header, id, c.GetString(RequestIDHeader))
+	c.Request = c.Request.WithContext(dispatch.WithInbound(identity.NewContext(c.Request.Context(), id), in))
 	c.Next()
 }
 
@@ -167,92 +165,6 @@ func (g *Gateway) readyz(c *gin.Context) {
 	c.JSON(status, gin.H{"ready": ready, "checks": checks, "upstreams": g.upstreamDetails()})
 }
 
-// inbound is what the HTTP front knows about one authenticated request to
-// the MCP endpoint: the verified identity, the request id, the HTTP
-// request's context (done when the client goes away) and, for a POST, the
-// message, read and decoded once. It reaches go-sdk's handler through
-// TokenInfo.Extra, go-sdk's per-request channel (tokenInfoBridge), and the
-// forwarding path through the request's context.
-type inbound struct {
-	ctx       context.Context
-	header    http.Header
-	id        *identity.Identity
-	requestID string
-	body      []byte
-	env       *envelope // nil when the body is not one JSON-RPC object
-}
-
-type inboundKey struct{}
-
-// envelope is a JSON-RPC message with its params kept raw.
-type envelope struct {
-	JSONRPC string                     `json:"jsonrpc"`
-	ID      json.RawMessage            `json:"id"`
-	Method  string                     `json:"method"`
-	Params  map[string]json.RawMessage `json:"params"`
-}
-
-// rpcID is the message's JSON-RPC id as text (spans), "" when it has none
-// or an odd one.
-func (in *inbound) rpcID() string {
-	if in == nil || in.env == nil || !plainID(in.env.ID) {
-		return ""
-	}
-	return strings.Trim(string(in.env.ID), `"`)
-}
-
-func inboundOfGin(c *gin.Context) *inbound {
-	in, _ := c.Request.Context().Value(inboundKey{}).(*inbound)
-	return in
-}
-
-// inboundOf returns the inbound request of one go-sdk request.
-func inboundOf(req mcp.Request) *inbound {
-	ex := req.GetExtra()
-	if ex == nil || ex.TokenInfo == nil {
-		return nil
-	}
-	in, _ := ex.TokenInfo.Extra[inboundExtra].(*inbound)
-	return in
-}
-
-// readMessage reads a POST's body once (bounded by limitBody) and decodes
-// its envelope once, for the forwarding path and spans; go-sdk reads the
-// same bytes from memory.
-func readMessage(c *gin.Context) {
-	in := inboundOfGin(c)
-	if in == nil {
-		return
-	}
-	body, ok := front.ReadBody(c)
-	if !ok {
-		return
-	}
-	in.body = body
-	var env envelope
-	if json.Unmarshal(body, &env) == nil {
-		in.env = &env
-	}
-}
-
-// requestScoped returns ctx, cancelled as well when the client's HTTP
-// request for this message ends; stop releases it. In stateful mode go-sdk
-// does not cancel a handler when the client's POST goes away (it keeps the
-// stream for resumption, which needs an event store Mandate does not
-// keep), so the router cancels the routed call itself, and the upstream is
-// told (notifications/cancelled) instead of running on for nobody.
-func requestScoped(ctx context.Context, in *inbound) (_ context.Context, stop func()) {
-	if in == nil || in.ctx == nil {
-		return ctx, func() {}
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	unhook := context.AfterFunc(in.ctx, func() { cancel(errClientGone) })
-	return ctx, func() { unhook(); cancel(nil) }
-}
-
-// errClientGone is the cause of a call cancelled because its client left.
-var errClientGone = errors.New("the client closed the request")
-
 // tokenInfoBridge hands the identity Mandate verified to the go-sdk
 // handler, which binds sessions to TokenInfo.UserID (another user's token on
 // the session gets 403), and the inbound request to Mandate's handlers
@@ -260,17 +172,16 @@ var errClientGone = errors.New("the client closed the request")
 // this never sees an unverified request.
 func (g *Gateway) tokenInfoBridge(next http.Handler) http.Handler {
 	return auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
-		in, _ := r.Context().Value(inboundKey{}).(*inbound)
-		if in == nil || in.id == nil {
+		in := dispatch.InboundFrom(r.Context())
+		if in == nil || in.Identity() == nil {
 			return nil, errors.Join(auth.ErrInvalidToken, errors.New("unauthenticated"))
 		}
+		id := in.Identity()
 		return &auth.TokenInfo{
-			UserID:     in.id.Key(),
-			Scopes:     in.id.Scopes,
-			Expiration: in.id.Expiry,
-			Extra:      map[string]any{inboundExtra: in},
+			UserID:     id.Key(),
+			Scopes:     id.Scopes,
+			Expiration: id.Expiry,
+			Extra:      map[string]any{dispatch.InboundExtra: in},
 		}, nil
 	}, &auth.RequireBearerTokenOptions{ClockSkew: g.cfg.Identity.ClockSkew})(next)
 }
-
-const inboundExtra = "mandate.inbound"

@@ -19,6 +19,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
 	"github.com/mandate-gw/mandate/internal/testenv/testjaeger"
 	"github.com/mandate-gw/mandate/policy"
@@ -129,7 +130,7 @@ func TestJaegerToolCallTrace(t *testing.T) {
 	// The first call carries a progress token, so go-sdk's path serves it
 	// (the forwarding path answers with one message only); the second
 	// takes the forwarding path.
-	fastBefore := fastCalls.Load()
+	fastBefore := dispatch.ForwardedCalls()
 	for i := range 2 {
 		p := &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}
 		if i == 0 {
@@ -139,7 +140,7 @@ func TestJaegerToolCallTrace(t *testing.T) {
 		if err != nil || res.IsError {
 			t.Fatalf("call %d: %v %+v", i, err, res)
 		}
-		if took := fastCalls.Load() - fastBefore; took != uint64(i) {
+		if took := dispatch.ForwardedCalls() - fastBefore; took != uint64(i) {
 			t.Fatalf("after call %d the forwarding path served %d calls, want %d", i, took, i)
 		}
 	}

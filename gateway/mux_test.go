@@ -17,6 +17,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
@@ -262,7 +263,7 @@ func TestMultiplexAsEachUser(t *testing.T) {
 	}
 	// Repeated calls on a warm session take the fast path (no go-sdk
 	// decode/encode); the assertions below hold on it too.
-	fastBefore := fastCalls.Load()
+	fastBefore := dispatch.ForwardedCalls()
 	// Arguments pass through byte-faithfully.
 	raw := json.RawMessage(`{"b":[1,2.50,{"z":null}],"a":"é\u00e9"}`)
 	res, err := callJSON(t, alice, "crm_echo", raw)
@@ -272,7 +273,7 @@ func TestMultiplexAsEachUser(t *testing.T) {
 	if txt := res.Content[0].(*mcp.TextContent).Text; txt != string(raw) {
 		t.Errorf("arguments changed in transit:\n got %s\nwant %s", txt, raw)
 	}
-	if fastCalls.Load() == fastBefore {
+	if dispatch.ForwardedCalls() == fastBefore {
 		t.Error("the warm echo call did not take the fast path")
 	}
 	// A denied call looks exactly like an unknown tool.

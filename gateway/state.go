@@ -6,6 +6,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-gw/mandate/gateway/catalog"
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
@@ -27,7 +28,7 @@ type AdapterFactory func(cfg upstreams.Config, src credentials.Source) (upstream
 func (g *Gateway) buildState(cfg *Config, gen uint64) (*state, error) {
 	var who *mcp.Tool
 	if w := cfg.Catalog.WhoAmI; !w.Disabled {
-		t := *whoamiTool
+		t := *dispatch.WhoAmITool
 		t.Name = w.Name
 		who = &t
 	}

@@ -12,6 +12,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mandate-gw/mandate/gateway/dispatch"
 )
 
 func attr(s sdktrace.ReadOnlySpan, key string) (string, bool) {
@@ -36,20 +38,20 @@ func TestTraceTiesIdentities(t *testing.T) {
 	ctx, clientSpan, cs := tracedClient(t, env, env.aliceTk)
 	traceID := clientSpan.SpanContext().TraceID()
 	// With a progress token, go-sdk's path serves the call.
-	fastBefore := fastCalls.Load()
+	fastBefore := dispatch.ForwardedCalls()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}, Meta: mcp.Meta{"progressToken": "p1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if fastCalls.Load() != fastBefore {
+	if dispatch.ForwardedCalls() != fastBefore {
 		t.Fatal("the first call took the forwarding path")
 	}
 	// A second call takes the forwarding path: it must make the same
 	// spans in the same trace.
-	fastBefore = fastCalls.Load()
+	fastBefore = dispatch.ForwardedCalls()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "crm_who", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
-	if fastCalls.Load() == fastBefore {
+	if dispatch.ForwardedCalls() == fastBefore {
 		t.Fatal("the second call did not take the fast path")
 	}
 	clientSpan.End()

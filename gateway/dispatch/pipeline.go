@@ -1,4 +1,4 @@
-package gateway
+package dispatch
 
 import (
 	"context"
@@ -58,7 +58,7 @@ type call struct {
 	progressToken any
 
 	// What the steps found.
-	st         *state
+	st         *catalog.State
 	u          *catalog.Upstream
 	policyKind string // the policy method: tools/call, prompts/get or resources/read
 	builtin    bool   // Mandate's own whoami tool
@@ -84,7 +84,7 @@ type invoker func(ctx context.Context, sess upstreams.Session) (res mcp.Result, 
 
 // dispatch runs a routed call through the pipeline up to invoke; the
 // caller records it (record) once it has its answer.
-func (g *Gateway) dispatch(ctx context.Context, c *call, invoke invoker) (mcp.Result, error) {
+func (g *Dispatcher) dispatch(ctx context.Context, c *call, invoke invoker) (mcp.Result, error) {
 	if err := g.admitAudit(c); err != nil {
 		return nil, err
 	}
@@ -108,14 +108,14 @@ func (g *Gateway) dispatch(ctx context.Context, c *call, invoke invoker) (mcp.Re
 }
 
 // route finds the upstream that serves the call and the name it knows.
-func (g *Gateway) route(ctx context.Context, c *call) error {
+func (g *Dispatcher) route(ctx context.Context, c *call) error {
 	st := c.st
 	switch c.method {
 	case "tools/call":
 		c.policyKind = "tools/call"
 		if st.IsWhoAmI(c.name) {
 			c.builtin = true
-			c.upstream, c.tool, c.exposed = "mandate", whoamiTool.Name, c.name
+			c.upstream, c.tool, c.exposed = "mandate", WhoAmITool.Name, c.name
 			return nil
 		}
 		u, inner, ok := st.Route(c.name)
@@ -176,7 +176,7 @@ func (c *call) notFound() error {
 // read the same object: what parsers disagree on is refused before
 // anything looks at them), decodes them when a rule or the audit record
 // needs them, and evaluates policy. A denial answers as notFound.
-func (g *Gateway) authorize(ctx context.Context, c *call) (mcp.Result, error) {
+func (g *Dispatcher) authorize(ctx context.Context, c *call) (mcp.Result, error) {
 	var args map[string]any
 	switch c.method {
 	case "tools/call":
@@ -222,9 +222,9 @@ func (g *Gateway) authorize(ctx context.Context, c *call) (mcp.Result, error) {
 // it), and the user's rate limit on the upstream. The audit sink's part of
 // admission (admitAudit) comes first of all, before any upstream is asked
 // anything.
-func (g *Gateway) admit(ctx context.Context, c *call) (mcp.Result, error) {
+func (g *Dispatcher) admit(ctx context.Context, c *call) (mcp.Result, error) {
 	if c.method == "tools/call" {
-		has, lerr := g.catalog.HasTool(ctx, c.d, c.st.State, c.u, c.tool)
+		has, lerr := g.Catalog.HasTool(ctx, c.d, c.st, c.u, c.tool)
 		if !has && lerr != nil {
 			// Credential failures become actionable tool errors (the call
 			// would fail on the same credentials).
@@ -253,15 +253,15 @@ func (g *Gateway) admit(ctx context.Context, c *call) (mcp.Result, error) {
 
 // openSession returns the user's session on the upstream, opening it on
 // first use.
-func (g *Gateway) openSession(ctx context.Context, c *call) (upstreams.Session, error) {
-	return c.d.Upstream(ctx, c.st.State, c.u)
+func (g *Dispatcher) openSession(ctx context.Context, c *call) (upstreams.Session, error) {
+	return c.d.Upstream(ctx, c.st, c.u)
 }
 
 // invoke runs the call upstream, bounded by the upstream's timeout (whose
 // cause says it was the upstream's), with the client span and metric.
 // Calls that can carry progress are registered on the session so that the
 // upstream's notifications travel on this request's stream.
-func (g *Gateway) invoke(ctx context.Context, c *call, sess upstreams.Session, run invoker) (mcp.Result, error) {
+func (g *Dispatcher) invoke(ctx context.Context, c *call, sess upstreams.Session, run invoker) (mcp.Result, error) {
 	if c.method != "resources/subscribe" && c.method != "resources/unsubscribe" && c.method != "completion/complete" {
 		_, end := c.d.Begin(ctx, c.ss, c.u.Name, c.progressToken)
 		defer end()
@@ -296,7 +296,7 @@ func (g *Gateway) invoke(ctx context.Context, c *call, sess upstreams.Session, r
 // failed maps an upstream or credentials failure to the answer: for
 // tools/call a credentials failure is an actionable tool error, anything
 // else a JSON-RPC error naming the upstream.
-func (c *call) failed(g *Gateway, err error) (mcp.Result, error) {
+func (c *call) failed(g *Dispatcher, err error) (mcp.Result, error) {
 	if c.method == "tools/call" {
 		return g.toolFailure(c, c.u, err)
 	}

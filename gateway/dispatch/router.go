@@ -1,4 +1,4 @@
-package gateway
+package dispatch
 
 import (
 	"context"
@@ -44,10 +44,10 @@ var routedMethods = map[string]bool{
 	"completion/complete": true, "logging/setLevel": true,
 }
 
-// middleware is go-sdk receiving middleware: Mandate answers the catalog
+// Middleware is go-sdk receiving middleware: Mandate answers the catalog
 // and routed methods for the calling user; everything else (initialize,
 // ping, notifications) goes to go-sdk.
-func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
+func (g *Dispatcher) Middleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
 		if method == "initialize" {
 			return g.initialize(ctx, method, req, next)
@@ -60,7 +60,7 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		// the audited recovery below takes over.
 		defer func() {
 			if rec := recover(); rec != nil {
-				g.log.Error("panic serving MCP request", "method", method, "panic", rec, "stack", string(debug.Stack()))
+				g.Log.Error("panic serving MCP request", "method", method, "panic", rec, "stack", string(debug.Stack()))
 				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
 			}
 		}()
@@ -69,12 +69,12 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		if in == nil || in.id == nil || ss == nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unauthenticated"}
 		}
-		c := &call{start: time.Now(), method: method, id: in.id, ss: ss, st: g.state.Load(),
+		c := &call{start: time.Now(), method: method, id: in.id, ss: ss, st: g.State(),
 			requestID: in.requestID, rpcID: in.rpcID(), sessionID: ss.ID()}
 		if ip := ss.InitializeParams(); ip != nil {
 			c.proto = ip.ProtocolVersion
 		}
-		c.d = g.sessions.For(ctx, ss, in.id)
+		c.d = g.Sessions.For(ctx, ss, in.id)
 		ctx, stop := requestScoped(ctx, in)
 		defer stop()
 		ctx = identity.NewContext(ctx, in.id)
@@ -85,7 +85,7 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			return nil, aerr
 		}
 		if err == nil && res != nil {
-			res = catalog.ShapeResult(c.st.State, c.proto, res)
+			res = catalog.ShapeResult(c.st, c.proto, res)
 		}
 		return res, err
 	}
@@ -93,10 +93,10 @@ func (g *Gateway) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 
 // guard runs f; a panic in it (a bug) costs this call, never the process:
 // it answers a JSON-RPC internal error and is recorded as one.
-func (g *Gateway) guard(c *call, f func() (mcp.Result, error)) (res mcp.Result, err error) {
+func (g *Dispatcher) guard(c *call, f func() (mcp.Result, error)) (res mcp.Result, err error) {
 	defer func() {
 		if rec := recover(); rec != nil {
-			g.log.Error("panic serving MCP request", "method", c.method, "panic", rec, "stack", string(debug.Stack()))
+			g.Log.Error("panic serving MCP request", "method", c.method, "panic", rec, "stack", string(debug.Stack()))
 			res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
 			c.errClass = "internal_error"
 		}
@@ -107,14 +107,14 @@ func (g *Gateway) guard(c *call, f func() (mcp.Result, error)) (res mcp.Result, 
 // initialize lets go-sdk answer, then counts the new session for its user
 // at once (server.session.max_per_user holds for sessions that never make
 // a call).
-func (g *Gateway) initialize(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+func (g *Dispatcher) initialize(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	res, err := next(ctx, method, req)
-	if err != nil || g.stateless {
+	if err != nil || g.Stateless {
 		return res, err
 	}
 	ss, _ := req.GetSession().(*mcp.ServerSession)
 	if in := inboundOf(req); ss != nil && in != nil && in.id != nil {
-		g.sessions.For(ctx, ss, in.id)
+		g.Sessions.For(ctx, ss, in.id)
 	}
 	return res, err
 }
@@ -122,7 +122,7 @@ func (g *Gateway) initialize(ctx context.Context, method string, req mcp.Request
 // serve answers one routed method on the go-sdk path: listings are merged
 // here; everything addressed to one upstream goes through dispatch with a
 // typed invoke.
-func (g *Gateway) serve(ctx context.Context, c *call, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+func (g *Dispatcher) serve(ctx context.Context, c *call, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	missing := func() (mcp.Result, error) {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + c.method}
 	}
@@ -251,7 +251,7 @@ func orNew[T any](p *T) *T {
 
 // --- tools ---
 
-func (g *Gateway) listTools(ctx context.Context, st *state, o *call, p *mcp.ListToolsParams) (mcp.Result, error) {
+func (g *Dispatcher) listTools(ctx context.Context, st *catalog.State, o *call, p *mcp.ListToolsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	var builtin []*mcp.Tool
 	taken := map[string]string{}
@@ -284,7 +284,7 @@ func credentialsFailure(err error) bool {
 
 // toolFailure turns a credentials failure into an actionable tool error
 // (the user can act on it) and anything else into a JSON-RPC error.
-func (g *Gateway) toolFailure(o *call, u *catalog.Upstream, err error) (mcp.Result, error) {
+func (g *Dispatcher) toolFailure(o *call, u *catalog.Upstream, err error) (mcp.Result, error) {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
 		o.outcome, o.errClass, o.errMsg = audit.OutcomeError, "credentials_"+orStr(ce.Code, "error"), ce.Error()
@@ -309,7 +309,7 @@ func orStr(s, def string) string {
 
 // upstreamError classifies err for the audit record and returns a JSON-RPC
 // error that names the upstream.
-func (g *Gateway) upstreamError(o *call, u *catalog.Upstream, err error) error {
+func (g *Dispatcher) upstreamError(o *call, u *catalog.Upstream, err error) error {
 	var ce *credentials.Error
 	if errors.As(err, &ce) {
 		o.errClass, o.errMsg = "credentials_"+orStr(ce.Code, "error"), ce.Error()
@@ -346,11 +346,11 @@ func unknownTool(name string) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 }
 
-func (g *Gateway) rateLimit(o *call, u *catalog.Upstream) error {
-	if g.limiter == nil {
+func (g *Dispatcher) rateLimit(o *call, u *catalog.Upstream) error {
+	if g.Limiter == nil {
 		return nil
 	}
-	ok, retry := g.limiter.Allow(o.id.Key(), u.Name)
+	ok, retry := g.Limiter.Allow(o.id.Key(), u.Name)
 	if ok {
 		return nil
 	}
@@ -363,7 +363,7 @@ func (g *Gateway) rateLimit(o *call, u *catalog.Upstream) error {
 
 // --- prompts ---
 
-func (g *Gateway) listPrompts(ctx context.Context, st *state, o *call, p *mcp.ListPromptsParams) (mcp.Result, error) {
+func (g *Dispatcher) listPrompts(ctx context.Context, st *catalog.State, o *call, p *mcp.ListPromptsParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	prompts := mergeListings(g, ctx, st, o, catalog.Prompts, nil, map[string]string{},
 		func(e *catalog.Entry) []*mcp.Prompt { return e.Prompts },
@@ -383,7 +383,7 @@ func (g *Gateway) listPrompts(ctx context.Context, st *state, o *call, p *mcp.Li
 
 // --- resources ---
 
-func (g *Gateway) listResources(ctx context.Context, st *state, o *call, p *mcp.ListResourcesParams) (mcp.Result, error) {
+func (g *Dispatcher) listResources(ctx context.Context, st *catalog.State, o *call, p *mcp.ListResourcesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	out := mergeListings(g, ctx, st, o, catalog.Resources, nil, map[string]string{},
 		func(e *catalog.Entry) []*mcp.Resource { return e.Resources },
@@ -395,7 +395,7 @@ func (g *Gateway) listResources(ctx context.Context, st *state, o *call, p *mcp.
 	})
 }
 
-func (g *Gateway) listTemplates(ctx context.Context, st *state, o *call, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
+func (g *Dispatcher) listTemplates(ctx context.Context, st *catalog.State, o *call, p *mcp.ListResourceTemplatesParams) (mcp.Result, error) {
 	user := policy.UserFrom(o.id)
 	out := mergeListings(g, ctx, st, o, catalog.Templates, nil, map[string]string{},
 		func(e *catalog.Entry) []*mcp.ResourceTemplate { return e.Templates },
@@ -412,9 +412,9 @@ func (g *Gateway) listTemplates(ctx context.Context, st *state, o *call, p *mcp.
 // its key (exposed name or URI), or false to leave it out (hidden by
 // policy, or shadowed); an item whose key is already taken is left out
 // with a log line. out and seen hold what is listed before the upstreams.
-func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, kind catalog.Kind, out []T, seen map[string]string,
+func mergeListings[T any](g *Dispatcher, ctx context.Context, st *catalog.State, o *call, kind catalog.Kind, out []T, seen map[string]string,
 	items func(*catalog.Entry) []T, expose func(*catalog.Upstream, T) (T, string, bool)) []T {
-	for _, l := range g.catalog.ListAll(ctx, o.d, st.State, kind) {
+	for _, l := range g.Catalog.ListAll(ctx, o.d, st, kind) {
 		if l.E == nil {
 			continue
 		}
@@ -424,7 +424,7 @@ func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, k
 				continue
 			}
 			if prev, dup := seen[key]; dup {
-				g.log.Warn("listing collision: hidden", "kind", kind.String(), "upstream", l.U.Name, "key", key, "already_from", prev)
+				g.Log.Warn("listing collision: hidden", "kind", kind.String(), "upstream", l.U.Name, "key", key, "already_from", prev)
 				continue
 			}
 			seen[key] = l.U.Name
@@ -436,10 +436,10 @@ func mergeListings[T any](g *Gateway, ctx context.Context, st *state, o *call, k
 
 // shadowed reports (and logs) an item of the unprefixed upstream whose
 // exposed name routes to a prefixed upstream instead.
-func (g *Gateway) shadowed(st *state, u *catalog.Upstream, what, name, exposed string) bool {
+func (g *Dispatcher) shadowed(st *catalog.State, u *catalog.Upstream, what, name, exposed string) bool {
 	other := st.Shadowed(u, exposed)
 	if other != nil {
-		g.log.Warn(what+" name collision: hidden", "upstream", u.Name, what, name, "shadowed_by", other.Name)
+		g.Log.Warn(what+" name collision: hidden", "upstream", u.Name, what, name, "shadowed_by", other.Name)
 	}
 	return other != nil
 }
@@ -456,12 +456,12 @@ func pageResult[T any](all []T, gen uint64, cursor string, result func([]T, stri
 // routeURI finds the upstream serving a resource URI for this user: an
 // exact match in a listing, then a template match, then — if exactly one
 // upstream lists resources at all — that one.
-func (g *Gateway) routeURI(ctx context.Context, st *state, o *call, uri string) (*catalog.Upstream, bool) {
+func (g *Dispatcher) routeURI(ctx context.Context, st *catalog.State, o *call, uri string) (*catalog.Upstream, bool) {
 	if len(st.Ups) == 1 {
 		return st.Ups[0], true
 	}
 	var withResources []*catalog.Upstream
-	for _, l := range g.catalog.ListAll(ctx, o.d, st.State, catalog.Resources) {
+	for _, l := range g.Catalog.ListAll(ctx, o.d, st, catalog.Resources) {
 		if l.E == nil {
 			continue
 		}
@@ -474,7 +474,7 @@ func (g *Gateway) routeURI(ctx context.Context, st *state, o *call, uri string) 
 			}
 		}
 	}
-	for _, l := range g.catalog.ListAll(ctx, o.d, st.State, catalog.Templates) {
+	for _, l := range g.Catalog.ListAll(ctx, o.d, st, catalog.Templates) {
 		if l.E == nil {
 			continue
 		}
@@ -512,7 +512,7 @@ func resourceNotFound(uri string) error {
 // setLevel records the level on the downstream session (go-sdk filters
 // relayed log messages by it) and passes it to every upstream session,
 // including those opened later.
-func (g *Gateway) setLevel(ctx context.Context, o *call, p *mcp.SetLoggingLevelParams, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+func (g *Dispatcher) setLevel(ctx context.Context, o *call, p *mcp.SetLoggingLevelParams, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	o.d.SetLogLevel(p.Level)
 	for _, s := range o.d.OpenSessions() {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

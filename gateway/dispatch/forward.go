@@ -1,4 +1,4 @@
-package gateway
+package dispatch
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 // the forwarding path served (tests).
 var fastSeq, fastCalls atomic.Uint64
 
-// fastPath is the forwarding path's envelope handling: for the common
+// Forward is the forwarding path's envelope handling: for the common
 // tools/call it skips decoding and re-encoding the message through go-sdk
 // on both legs. It takes a call only when the envelope alone shows that
 // the answer is one JSON-RPC message (a stateful session of the same
@@ -36,16 +36,16 @@ var fastSeq, fastCalls atomic.Uint64
 // the name and id rewritten and returns the result's bytes and isError.
 // The gateway frames the result with the client's id, as JSON or as one
 // event, like go-sdk does. Everything else goes to go-sdk.
-func (g *Gateway) fastPath(c *gin.Context) {
+func (g *Dispatcher) Forward(c *gin.Context) {
 	in := inboundOfGin(c)
-	if g.stateless || in == nil || in.env == nil {
+	if g.Stateless || in == nil || in.env == nil {
 		return
 	}
 	sid := c.GetHeader("Mcp-Session-Id")
 	if sid == "" {
 		return
 	}
-	d, ok := g.sessions.Lookup(sid)
+	d, ok := g.Sessions.Lookup(sid)
 	if !ok {
 		return
 	}
@@ -67,14 +67,14 @@ func (g *Gateway) fastPath(c *gin.Context) {
 	}
 	// go-sdk closes sessions that see no requests for idle_timeout: let one
 	// request through it now and then to keep the downstream session alive.
-	if time.Since(d.SDKSeen()) > g.cfg.Server.Session.IdleTimeout/4 {
+	if time.Since(d.SDKSeen()) > g.IdleTimeout/4 {
 		return
 	}
 	if env.JSONRPC != "2.0" || env.Method != "tools/call" || env.Params == nil || !plainID(env.ID) {
 		return
 	}
 	var name string
-	st := g.state.Load()
+	st := g.State()
 	if json.Unmarshal(env.Params["name"], &name) != nil || st.IsWhoAmI(name) {
 		return
 	}
@@ -242,3 +242,7 @@ func plainID(id json.RawMessage) bool {
 	}
 	return false
 }
+
+// ForwardedCalls is how many calls the forwarding path has served in this
+// process (tests use it to tell which path served a call).
+func ForwardedCalls() uint64 { return fastCalls.Load() }

@@ -1,4 +1,4 @@
-package gateway
+package dispatch
 
 import (
 	"bytes"
@@ -53,19 +53,19 @@ func rawMetaTrace(meta json.RawMessage) traceMeta {
 // startSpan opens the server span of one MCP operation, continuing the
 // client's trace from the HTTP traceparent header or params._meta. With
 // traces off it does nothing.
-func (g *Gateway) startSpan(ctx context.Context, o *call, hdr http.Header, tm traceMeta) context.Context {
-	if g.tel.tp == nil {
+func (g *Dispatcher) startSpan(ctx context.Context, o *call, hdr http.Header, tm traceMeta) context.Context {
+	if g.Tel.TP == nil {
 		return ctx
 	}
 	if hdr != nil {
-		ctx = g.tel.prop.Extract(ctx, propagation.HeaderCarrier(hdr))
+		ctx = g.Tel.Prop.Extract(ctx, propagation.HeaderCarrier(hdr))
 	}
 	if tm.parent != "" {
 		carrier := propagation.MapCarrier{"traceparent": tm.parent}
 		if tm.state != "" {
 			carrier["tracestate"] = tm.state
 		}
-		ctx = g.tel.prop.Extract(ctx, carrier)
+		ctx = g.Tel.Prop.Extract(ctx, carrier)
 	}
 	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs,
@@ -87,17 +87,17 @@ func (g *Gateway) startSpan(ctx context.Context, o *call, hdr http.Header, tm tr
 	if o.fast {
 		attrs = append(attrs, attribute.String("mandate.path", "fast"))
 	}
-	ctx, o.span = g.tel.tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...),
+	ctx, o.span = g.Tel.Tracer.Start(ctx, o.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...),
 		trace.WithTimestamp(o.start))
 	return ctx
 }
 
 // evaluate runs the policy, inside a child span when tracing is on.
-func (g *Gateway) evaluate(ctx context.Context, o *call, st *state, in policy.Input) policy.Decision {
+func (g *Dispatcher) evaluate(ctx context.Context, o *call, st *catalog.State, in policy.Input) policy.Decision {
 	if o.span == nil {
 		return st.Policy.Evaluate(ctx, in)
 	}
-	_, span := g.tel.tracer.Start(trace.ContextWithSpan(ctx, o.span), "policy.evaluate", trace.WithAttributes(
+	_, span := g.Tel.Tracer.Start(trace.ContextWithSpan(ctx, o.span), "policy.evaluate", trace.WithAttributes(
 		attribute.String("mandate.upstream", in.Upstream)))
 	d := st.Policy.Evaluate(ctx, in)
 	span.SetAttributes(attribute.Bool("mandate.policy.allow", d.Allow), attribute.String("mandate.policy.rule", d.Rule),
@@ -107,7 +107,7 @@ func (g *Gateway) evaluate(ctx context.Context, o *call, st *state, in policy.In
 }
 
 // endSpan completes the server span and records metrics for o.
-func (g *Gateway) observe(ctx context.Context, o *call, err error) {
+func (g *Dispatcher) observe(ctx context.Context, o *call, err error) {
 	target := o.exposed
 	if target == "" {
 		target = o.resource
@@ -120,9 +120,9 @@ func (g *Gateway) observe(ctx context.Context, o *call, err error) {
 	if o.errClass != "" {
 		mattrs = append(mattrs, attribute.String("error.type", errorTypeLabel(o.errClass)))
 	}
-	g.tel.serverDur.Record(ctx, dur, metric.WithAttributes(mattrs...))
+	g.Tel.ServerDur.Record(ctx, dur, metric.WithAttributes(mattrs...))
 	if o.outcome == "denied" {
-		g.tel.denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", errorTypeLabel(o.errClass))))
+		g.Tel.Denials.Add(ctx, 1, metric.WithAttributes(attribute.String("mandate.upstream", o.upstream), attribute.String("reason", errorTypeLabel(o.errClass))))
 	}
 	if o.span == nil {
 		return
@@ -167,7 +167,7 @@ func (g *Gateway) observe(ctx context.Context, o *call, err error) {
 // that make none themselves (native kinds; the mcp adapter makes its own
 // and propagates trace context), and the mcp.client.operation.duration
 // metric for all.
-func (g *Gateway) upstreamCall(ctx context.Context, o *call, u *catalog.Upstream, method, target string) (context.Context, func(error)) {
+func (g *Dispatcher) upstreamCall(ctx context.Context, o *call, u *catalog.Upstream, method, target string) (context.Context, func(error)) {
 	start := time.Now()
 	var span trace.Span
 	if o.span != nil && (u.Cfg.Kind != "mcp" || o.fast) {
@@ -175,7 +175,7 @@ func (g *Gateway) upstreamCall(ctx context.Context, o *call, u *catalog.Upstream
 		if target != "" {
 			name += " " + target
 		}
-		ctx, span = g.tel.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		ctx, span = g.Tel.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 			attribute.String("mcp.method.name", method), attribute.String("mandate.upstream", u.Name),
 			attribute.String("server.address", u.Cfg.URL)))
 	}
@@ -184,7 +184,7 @@ func (g *Gateway) upstreamCall(ctx context.Context, o *call, u *catalog.Upstream
 		if err != nil {
 			attrs = append(attrs, attribute.String("error.type", "upstream_error"))
 		}
-		g.tel.clientDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+		g.Tel.ClientDur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
 		if span != nil {
 			if s := o.info.Snapshot(); s.Flow != "" {
 				span.SetAttributes(attribute.String("mandate.platform.subject", s.PlatformSubject))
