@@ -81,6 +81,8 @@ if [[ -n $REF ]]; then
   rm -rf "$SRC"; mkdir -p "$SRC"
   git -C "$ROOT" archive "$REF" | tar -x -C "$SRC"
   rm -rf "$SRC/internal/app/bench"; cp -r "$ROOT/internal/app/bench" "$SRC/internal/app/bench"
+  # Revisions before internal/ was regrouped keep the dev IdP at internal/devidp.
+  [[ -d $SRC/internal/app/devidp ]] || cp -r "$ROOT/internal/app/devidp" "$SRC/internal/app/devidp"
 fi
 REV=$(git -C "$ROOT" rev-parse --short "${REF:-HEAD}")
 DIRTY=""
