@@ -2,6 +2,13 @@
 // (remote MCP servers, native Salesforce and ServiceNow adapters) and holds
 // one subpackage per kind, plus the per-user credential flows.
 //
+// Kinds register themselves: each kind's package calls RegisterKind in its
+// init, and package upstreams/kinds imports every built-in kind for that
+// side effect. NewAdapter builds an upstream's adapter by its kind, and
+// Config.Validate accepts the registered kinds (Kinds). Optional
+// capabilities are interfaces an Adapter or Session may implement:
+// HealthReporter (read with HealthOf) and RawCaller.
+//
 // Upstream adapters never import the gateway. They receive the caller's
 // identity in the context of every call (identity.FromContext) and obtain a
 // platform token for that user from their credentials.Source.

@@ -43,7 +43,7 @@ type Config struct {
 	// exposed as <name><separator><tool>. Required, unique.
 	Name string `yaml:"name"`
 	// Kind is mcp (a remote MCP server over streamable HTTP), salesforce or
-	// servicenow. Required.
+	// servicenow: one of the kinds registered in this build (Kinds). Required.
 	Kind string `yaml:"kind"`
 	// URL is the upstream's endpoint: the MCP endpoint for kind mcp, the
 	// instance URL for salesforce (overridden by the token's instance_url)
