@@ -35,8 +35,8 @@ import (
 	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
+	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
-	mcpup "github.com/mandate-gw/mandate/upstreams/mcp"
 )
 
 // Version is the build version, set by the linker (-X) or "dev".
@@ -249,8 +249,8 @@ func (g *Gateway) upstreamHealth() map[string]bool {
 		return out
 	}
 	for _, u := range st.Ups {
-		if h, ok := u.Adapter.(*mcpup.Adapter); ok {
-			out[u.Name] = h.Health().Healthy()
+		if h, ok := upstreams.HealthOf(u.Adapter); ok {
+			out[u.Name] = h.Healthy()
 		}
 	}
 	return out
@@ -264,8 +264,7 @@ func (g *Gateway) upstreamDetails() map[string]any {
 		return out
 	}
 	for _, u := range st.Ups {
-		if h, ok := u.Adapter.(*mcpup.Adapter); ok {
-			hs := h.Health()
+		if hs, ok := upstreams.HealthOf(u.Adapter); ok {
 			hs.LastError = errtext.StripAddrs(hs.LastError) // /readyz is unauthenticated
 			out[u.Name] = hs
 		} else {

@@ -2,6 +2,13 @@
 // (remote MCP servers, native Salesforce and ServiceNow adapters) and holds
 // one subpackage per kind, plus the per-user credential flows.
 //
+// Kinds register themselves: each kind's package calls RegisterKind in its
+// init, and package upstreams/kinds imports every built-in kind for that
+// side effect. NewAdapter builds an upstream's adapter by its kind, and
+// Config.Validate accepts the registered kinds (Kinds). Optional
+// capabilities are interfaces an Adapter or Session may implement:
+// HealthReporter (read with HealthOf) and RawCaller.
+//
 // Upstream adapters never import the gateway. They receive the caller's
 // identity in the context of every call (identity.FromContext) and obtain a
 // platform token for that user from their credentials.Source.
@@ -92,6 +99,13 @@ type RawCaller interface {
 	// returns the upstream's result. A JSON-RPC error the upstream answered
 	// comes back as the error, as from CallTool.
 	CallToolRaw(ctx context.Context, name string, id, body []byte) (RawResult, error)
+}
+
+// RawForwarder is an optional capability of an Adapter: every session it
+// opens is a RawCaller, so the gateway may choose the forwarding path for
+// a call before the session exists.
+type RawForwarder interface {
+	ForwardsRaw() bool
 }
 
 // RawResult is the outcome of a RawCaller call.

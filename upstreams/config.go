@@ -11,7 +11,9 @@ import (
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
-// Upstream kinds.
+// The built-in upstream kinds (package upstreams/kinds links them all).
+// Each kind's package registers its name with RegisterKind; the valid
+// values of `kind:` are the registered ones (Kinds).
 const (
 	KindMCP        = "mcp"
 	KindSalesforce = "salesforce"
@@ -41,7 +43,7 @@ type Config struct {
 	// exposed as <name><separator><tool>. Required, unique.
 	Name string `yaml:"name"`
 	// Kind is mcp (a remote MCP server over streamable HTTP), salesforce or
-	// servicenow. Required.
+	// servicenow: one of the kinds registered in this build (Kinds). Required.
 	Kind string `yaml:"kind"`
 	// URL is the upstream's endpoint: the MCP endpoint for kind mcp, the
 	// instance URL for salesforce (overridden by the token's instance_url)
@@ -125,8 +127,8 @@ func (c *Config) Validate(path string) error {
 	if !NameRE.MatchString(c.Name) {
 		bad("name", "must match %s (lowercase letters, digits, dashes), got %q", NameRE, c.Name)
 	}
-	if !slices.Contains([]string{KindMCP, KindSalesforce, KindServiceNow}, c.Kind) {
-		bad("kind", "must be mcp, salesforce or servicenow, got %q", c.Kind)
+	if _, ok := LookupKind(c.Kind); !ok {
+		bad("kind", "must be %s, got %q", kindList(), c.Kind)
 	}
 	if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("url", "must be an absolute http(s) URL, got %q", c.URL)
@@ -155,37 +157,14 @@ func (c Config) WithKind(kind string) *Config {
 	return &c
 }
 
-// salesforceAPIVersion is the shape of a Salesforce REST API version.
-var salesforceAPIVersion = regexp.MustCompile(`^v[0-9]{2,3}\.[0-9]$`)
-
-// ValidateKind reports the problems specific to the upstream's kind (the
-// instance URL and options of the native adapters), with key paths under
-// path. Validate includes it; the native adapters call it too.
+// ValidateKind reports the problems specific to the upstream's kind (for
+// the native adapters: the instance URL and their options), with key paths
+// under path: the registered Kind's Validate hook, nothing for a kind
+// without one or one not registered (Validate reports that). Validate
+// includes it; the native adapters call it too.
 func (c *Config) ValidateKind(path string) error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
+	if k, ok := LookupKind(c.Kind); ok && k.Validate != nil {
+		return k.Validate(c, path)
 	}
-	u, err := url.Parse(c.URL)
-	instance := err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
-	switch c.Kind {
-	case KindSalesforce:
-		if !instance {
-			bad("url", "must be the Salesforce instance URL (https://…my.salesforce.com), got %q", c.URL)
-		}
-		if !salesforceAPIVersion.MatchString(c.Salesforce.APIVersion) {
-			bad("salesforce.api_version", "must look like v62.0, got %q", c.Salesforce.APIVersion)
-		}
-		if c.Salesforce.MaxRecords < 1 || c.Salesforce.MaxRecords > 50000 {
-			bad("salesforce.max_records", "must be 1..50000, got %d", c.Salesforce.MaxRecords)
-		}
-	case KindServiceNow:
-		if !instance || (u.Path != "" && u.Path != "/") {
-			bad("url", "must be the ServiceNow instance URL (https://<instance>.service-now.com), got %q", c.URL)
-		}
-		if c.ServiceNow.MaxRecords < 1 || c.ServiceNow.MaxRecords > 10000 {
-			bad("servicenow.max_records", "must be 1..10000, got %d", c.ServiceNow.MaxRecords)
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -36,7 +36,10 @@ type Upstream struct {
 	Cfg     upstreams.Config
 	Adapter upstreams.Adapter
 	Creds   credentials.Source
-	prefix  string // name + separator; "" for prefix: never
+	// Raw: the adapter's sessions forward tools/call as bytes
+	// (upstreams.RawForwarder), so the forwarding path may take its calls.
+	Raw    bool
+	prefix string // name + separator; "" for prefix: never
 }
 
 // Build is what a State is built from.
@@ -66,6 +69,9 @@ func NewState(b Build) (*State, error) {
 			continue
 		}
 		u := &Upstream{Name: uc.Name, Cfg: uc, Adapter: ad, Creds: src}
+		if rf, ok := ad.(upstreams.RawForwarder); ok {
+			u.Raw = rf.ForwardsRaw()
+		}
 		if uc.Prefix != upstreams.PrefixNever {
 			u.prefix = uc.Name + b.Separator
 		} else {

@@ -86,7 +86,7 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 	if hasArgs && !jsonObject(args) {
 		return // go-sdk's decoding answers with invalid params
 	}
-	if u, _, ok := st.Route(name); !ok || u.Cfg.Kind != upstreams.KindMCP {
+	if u, _, ok := st.Route(name); !ok || !u.Raw {
 		return
 	}
 

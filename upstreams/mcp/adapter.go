@@ -80,7 +80,22 @@ type Adapter struct {
 	health Health
 }
 
-var _ upstreams.Adapter = (*Adapter)(nil)
+var (
+	_ upstreams.Adapter        = (*Adapter)(nil)
+	_ upstreams.HealthReporter = (*Adapter)(nil)
+)
+
+func init() {
+	upstreams.RegisterKind(upstreams.KindMCP, upstreams.Kind{
+		New: func(cfg upstreams.Config, deps upstreams.Deps) (upstreams.Adapter, error) {
+			a, err := New(cfg, Deps{Credentials: deps.Credentials, HTTPClient: deps.HTTPClient, Logger: deps.Logger, TracerProvider: deps.TracerProvider})
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		},
+	})
+}
 
 // New builds the adapter for cfg (kind mcp). It does not contact the
 // upstream: sessions connect on first use.
@@ -177,25 +192,13 @@ func (a *Adapter) forget(s *session) {
 	a.mu.Unlock()
 }
 
-// Health is the upstream's recent health, for /readyz details and metrics.
-// Only failures that are the upstream's fault count (unreachable, broken
-// connection, timeout, invalid or oversized response); a JSON-RPC error from
-// the upstream is an answer and counts as success; credential refusals and
-// caller cancellations count as neither.
-type Health struct {
-	Upstream            string    `json:"upstream"`
-	LastSuccess         time.Time `json:"last_success,omitzero"`
-	LastFailure         time.Time `json:"last_failure,omitzero"`
-	LastError           string    `json:"last_error,omitempty"`
-	ConsecutiveFailures int       `json:"consecutive_failures"`
-	OpenSessions        int       `json:"open_sessions"`
-}
+// Health is the upstream's recent health (upstreams.Health; the adapter
+// implements upstreams.HealthReporter). A JSON-RPC error from the upstream
+// is an answer and counts as success.
+type Health = upstreams.Health
 
-// Healthy reports whether the last counted outcome was a success (or none
-// was counted yet).
-func (h Health) Healthy() bool { return h.ConsecutiveFailures == 0 }
-
-// Health returns a snapshot of the upstream's health.
+// Health returns a snapshot of the upstream's health
+// (upstreams.HealthReporter).
 func (a *Adapter) Health() Health {
 	a.mu.Lock()
 	n := len(a.sessions)

@@ -75,6 +75,10 @@ func TestUpstreamDownAtFirstCall(t *testing.T) {
 	if h := a.Health(); h.Healthy() || h.ConsecutiveFailures != 1 || !strings.Contains(h.LastError, "connection refused") {
 		t.Errorf("health after failure: %+v", h)
 	}
+	// What the gateway reads, through the optional interface.
+	if h, ok := upstreams.HealthOf(a); !ok || h.Upstream != "crm" || h.ConsecutiveFailures != 1 || h.OpenSessions != 1 {
+		t.Errorf("upstreams.HealthOf(the mcp adapter) = %+v, %v; want its health", h, ok)
+	}
 
 	// The upstream comes up: the same session works (the failure was not remembered).
 	u := newUpstream(t, upstreamOptions{})

@@ -19,7 +19,14 @@ import (
 	"github.com/mandate-gw/mandate/upstreams"
 )
 
-var _ upstreams.RawCaller = (*session)(nil)
+var (
+	_ upstreams.RawCaller    = (*session)(nil)
+	_ upstreams.RawForwarder = (*Adapter)(nil)
+)
+
+// ForwardsRaw implements upstreams.RawForwarder: every session of the mcp
+// adapter forwards tools/call messages as bytes (CallToolRaw).
+func (a *Adapter) ForwardsRaw() bool { return true }
 
 // CallToolRaw implements upstreams.RawCaller: the gateway's fast path for
 // tools/call. The message goes as bytes on this session's upstream MCP

@@ -109,6 +109,14 @@ type Client struct {
 	closed   atomic.Bool
 }
 
+// ParseInstanceURL parses the configured URL of a native upstream: an
+// absolute http(s) URL with a host and no query or fragment. ok is false
+// when raw is not one; the kinds' Validate hooks word the message.
+func ParseInstanceURL(raw string) (u *url.URL, ok bool) {
+	u, err := url.Parse(raw)
+	return u, err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
+}
+
 // New validates cfg as an upstream of kind p.Kind (cfg's zero fields take
 // their defaults, upstreams.Config.WithDefaults) and builds its Client.
 // Every problem is reported, joined.

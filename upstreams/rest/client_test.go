@@ -391,8 +391,47 @@ func TestNewValidation(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	_, err = New(upstreams.Config{Name: "sn", URL: "https://x.service-now.com/path"}, Platform{Kind: upstreams.KindServiceNow}, Deps{Credentials: &fakeSource{}})
-	if err == nil || !strings.Contains(err.Error(), "upstreams[sn].url") {
-		t.Errorf("kind-specific validation missing: %v", err)
+	_, err = New(upstreams.Config{Name: "sn", URL: "https://x.service-now.com/path"}, Platform{Kind: testKind}, Deps{Credentials: &fakeSource{}})
+	if err == nil || !strings.Contains(err.Error(), "upstreams[sn].url: test kind: no path, got") {
+		t.Errorf("kind-specific validation (the kind's registered Validate hook) missing: %v", err)
+	}
+}
+
+// testKind is registered with a Validate hook, as the native kinds
+// register theirs, so that New's kind-specific check can be seen here
+// (the real kinds import this package and cannot be linked into its tests).
+const testKind = "rest-test"
+
+func init() {
+	upstreams.RegisterKind(testKind, upstreams.Kind{
+		New: func(upstreams.Config, upstreams.Deps) (upstreams.Adapter, error) {
+			return nil, errors.New("not built in tests")
+		},
+		Validate: func(c *upstreams.Config, path string) error {
+			if u, ok := ParseInstanceURL(c.URL); !ok || (u.Path != "" && u.Path != "/") {
+				return fmt.Errorf("%s.url: test kind: no path, got %q", path, c.URL)
+			}
+			return nil
+		},
+	})
+}
+
+func TestParseInstanceURL(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]bool{
+		"https://acme.my.salesforce.com": true,
+		"http://127.0.0.1:8080/":         true,
+		"https://x.service-now.com/path": true, // a path is the kind's business
+		"https://x.example.com/?q=1":     false,
+		"https://x.example.com/#f":       false,
+		"ftp://x.example.com":            false,
+		"/relative":                      false,
+		"":                               false,
+		"https://":                       false,
+		"https://x.example.com/%zz":      false,
+	} {
+		if _, ok := ParseInstanceURL(raw); ok != want {
+			t.Errorf("ParseInstanceURL(%q) ok = %v, want %v", raw, ok, want)
+		}
 	}
 }

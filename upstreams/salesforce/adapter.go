@@ -2,6 +2,9 @@ package salesforce
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"regexp"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -17,6 +20,41 @@ import (
 // HTTPClient calls the REST API (redirects are never followed); Logger
 // receives one debug record per REST call (never a token or a query text).
 type Deps = rest.Deps
+
+func init() {
+	upstreams.RegisterKind(upstreams.KindSalesforce, upstreams.Kind{
+		New: func(cfg upstreams.Config, deps upstreams.Deps) (upstreams.Adapter, error) {
+			a, err := New(cfg, Deps{Credentials: deps.Credentials, HTTPClient: deps.HTTPClient, Logger: deps.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		},
+		Validate: validate,
+	})
+}
+
+// apiVersion is the shape of a Salesforce REST API version.
+var apiVersion = regexp.MustCompile(`^v[0-9]{2,3}\.[0-9]$`)
+
+// validate is the kind's config check (upstreams.Kind.Validate): the
+// instance URL and the salesforce options block.
+func validate(c *upstreams.Config, path string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
+	}
+	if _, ok := rest.ParseInstanceURL(c.URL); !ok {
+		bad("url", "must be the Salesforce instance URL (https://…my.salesforce.com), got %q", c.URL)
+	}
+	if !apiVersion.MatchString(c.Salesforce.APIVersion) {
+		bad("salesforce.api_version", "must look like v62.0, got %q", c.Salesforce.APIVersion)
+	}
+	if c.Salesforce.MaxRecords < 1 || c.Salesforce.MaxRecords > 50000 {
+		bad("salesforce.max_records", "must be 1..50000, got %d", c.Salesforce.MaxRecords)
+	}
+	return errors.Join(errs...)
+}
 
 // Adapter is a configured Salesforce upstream. Safe for concurrent use.
 type Adapter struct {

@@ -2,6 +2,8 @@ package servicenow
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -20,6 +22,35 @@ import (
 // never followed); Logger receives one debug record per REST call (never a
 // token, query or record content).
 type Deps = rest.Deps
+
+func init() {
+	upstreams.RegisterKind(upstreams.KindServiceNow, upstreams.Kind{
+		New: func(cfg upstreams.Config, deps upstreams.Deps) (upstreams.Adapter, error) {
+			a, err := New(cfg, Deps{Credentials: deps.Credentials, HTTPClient: deps.HTTPClient, Logger: deps.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		},
+		Validate: validate,
+	})
+}
+
+// validate is the kind's config check (upstreams.Kind.Validate): the
+// instance URL (no path) and the servicenow options block.
+func validate(c *upstreams.Config, path string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
+	}
+	if u, ok := rest.ParseInstanceURL(c.URL); !ok || (u.Path != "" && u.Path != "/") {
+		bad("url", "must be the ServiceNow instance URL (https://<instance>.service-now.com), got %q", c.URL)
+	}
+	if c.ServiceNow.MaxRecords < 1 || c.ServiceNow.MaxRecords > 10000 {
+		bad("servicenow.max_records", "must be 1..10000, got %d", c.ServiceNow.MaxRecords)
+	}
+	return errors.Join(errs...)
+}
 
 // Adapter is a configured ServiceNow upstream. Safe for concurrent use.
 type Adapter struct {

@@ -3,7 +3,6 @@ package servicenow
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 	sb "github.com/mandate-gw/mandate/upstreams/servicenow/sandbox"
-	"github.com/mandate-gw/mandate/upstreams/upstreamstest"
 )
 
 var (
@@ -26,45 +24,6 @@ var (
 	agentActive   = []string{sb.IncLaptop, sb.IncVPN, sb.IncCRMReport, sb.IncDashboard, sb.IncPrinter}
 	agentAsCaller = []string{sb.IncDashboard, sb.IncPrinter}
 )
-
-func wantIncidents(want []string) func(*mcp.CallToolResult) error {
-	return func(res *mcp.CallToolResult) error {
-		if res.IsError {
-			return fmt.Errorf("tool error: %s", upstreamstest.ResultText(res))
-		}
-		v, err := upstreamstest.Structured(res)
-		if err != nil {
-			return err
-		}
-		m, _ := v.(map[string]any)
-		recs, _ := m["records"].([]any)
-		got := []string{}
-		for _, r := range recs {
-			rm, _ := r.(map[string]any)
-			id, _ := rm["sys_id"].(string)
-			got = append(got, id)
-		}
-		if !slices.Equal(got, want) {
-			return fmt.Errorf("incidents %v, want %v", got, want)
-		}
-		return nil
-	}
-}
-
-func TestContract(t *testing.T) {
-	t.Parallel()
-	upstreamstest.Run(t, upstreamstest.Harness{
-		New: func(t *testing.T) upstreams.Adapter {
-			e := newEnv(t, envOptions{})
-			return e.adapter(t, e.config(e.jwtBearer()))
-		},
-		Users: [2]upstreamstest.User{
-			{Identity: rita, Want: wantIncidents(repIncidents)},
-			{Identity: ivy, Want: wantIncidents(allIncidents)},
-		},
-		Call: mcp.CallToolParams{Name: ToolMyIncidents},
-	})
-}
 
 // ServiceNow's ACLs decide: exact record sets per user over jwt_bearer.
 func TestMyIncidentsRecordSets(t *testing.T) {

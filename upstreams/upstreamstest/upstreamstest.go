@@ -2,18 +2,22 @@
 // (mcp, salesforce, servicenow) runs: generic guarantees the gateway relies
 // on, independent of what the upstream serves.
 //
-// Usage, from an adapter's _test.go:
+// Every registered kind runs it from one table, the contracts map in
+// upstreams/kinds/contract_test.go (TestEveryKindHasAContract fails for a
+// registered kind without a case there). A case builds its adapter through
+// the registry, as the gateway does:
 //
-//	func TestContract(t *testing.T) {
-//		upstreamstest.Run(t, upstreamstest.Harness{
-//			New: func(t *testing.T) upstreams.Adapter { return newAdapterAgainstSandbox(t) },
+//	upstreams.KindSalesforce: func(t *testing.T) upstreamstest.Harness {
+//		… start the sandbox …
+//		return upstreamstest.Harness{
+//			New: func(t *testing.T) upstreams.Adapter { a, _ := upstreams.NewAdapter(cfg, deps); return a },
 //			Users: [2]upstreamstest.User{
 //				{Identity: rita, Want: wantRecords("006…1", "006…2")},
-//				{Identity: oscar, Want: wantRecords()},
+//				{Identity: morgan, Want: wantRecords("006…1", "006…2", "006…3")},
 //			},
 //			Call: mcp.CallToolParams{Name: "my_pipeline"},
-//		})
-//	}
+//		}
+//	},
 //
 // What Run checks (each a subtest):
 //
