@@ -80,7 +80,7 @@ if [[ -n $REF ]]; then
   SRC=$OUT/src
   rm -rf "$SRC"; mkdir -p "$SRC"
   git -C "$ROOT" archive "$REF" | tar -x -C "$SRC"
-  rm -rf "$SRC/internal/app/bench"; cp -r "$ROOT/internal/app/bench" "$SRC/internal/app/bench"
+  rm -rf "$SRC/internal/app/bench"; mkdir -p "$SRC/internal/app"; cp -r "$ROOT/internal/app/bench" "$SRC/internal/app/bench"
   # Revisions before internal/ was regrouped keep the dev IdP at internal/devidp.
   [[ -d $SRC/internal/app/devidp ]] || cp -r "$ROOT/internal/app/devidp" "$SRC/internal/app/devidp"
 fi
