@@ -111,8 +111,11 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 		return g.dispatch(ctx, o, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
 			rc, ok := sess.(upstreams.RawCaller)
 			if !ok {
-				// Not a forwarding session after all: the typed call, whose
+				// Not a forwarding session after all: the typed call
+				// (bounded here: invoke leaves that to RawCallers), whose
 				// result is encoded here as go-sdk would.
+				ctx, cancel := context.WithTimeoutCause(ctx, o.u.Cfg.Timeout, upstreams.ErrTimeout)
+				defer cancel()
 				res, err := sess.CallTool(ctx, &mcp.CallToolParams{Meta: hopMeta(rawMeta(meta)), Name: o.tool, Arguments: args})
 				if err != nil {
 					return nil, false, err
@@ -149,10 +152,7 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 func forwardBody(env *envelope, tool string) (body, upID []byte, err error) {
 	var idBuf [24]byte
 	upID = append(strconv.AppendUint(append(idBuf[:0], `"mx-`...), fastSeq.Add(1), 36), '"')
-	params := make(map[string]json.RawMessage, len(env.Params))
-	for k, v := range env.Params {
-		params[k] = v
-	}
+	params := env.Params // the request's own: nothing reads it after this
 	params["name"], _ = json.Marshal(tool)
 	if raw, ok := params["_meta"]; ok && bytes.Contains(raw, []byte(`"io.modelcontextprotocol/`)) {
 		var meta mcp.Meta

@@ -262,12 +262,21 @@ func (g *Dispatcher) openSession(ctx context.Context, c *call) (upstreams.Sessio
 // Calls that can carry progress are registered on the session so that the
 // upstream's notifications travel on this request's stream.
 func (g *Dispatcher) invoke(ctx context.Context, c *call, sess upstreams.Session, run invoker) (mcp.Result, error) {
-	if c.method != "resources/subscribe" && c.method != "resources/unsubscribe" && c.method != "completion/complete" {
-		_, end := c.d.Begin(ctx, c.ss, c.u.Name, c.progressToken)
-		defer end()
+	// The forwarding path registers nothing in flight (it takes only calls
+	// whose answer is one message: no progress token, no logging level, no
+	// sampling or elicitation to route to its stream) and leaves the
+	// timeout to the RawCaller, which bounds every call by the upstream's
+	// timeout itself (upstreams.RawCaller).
+	cctx := ctx
+	if !c.fast {
+		if c.method != "resources/subscribe" && c.method != "resources/unsubscribe" && c.method != "completion/complete" {
+			_, end := c.d.Begin(ctx, c.ss, c.u.Name, c.progressToken)
+			defer end()
+		}
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeoutCause(ctx, c.u.Cfg.Timeout, upstreams.ErrTimeout)
+		defer cancel()
 	}
-	cctx, cancel := context.WithTimeoutCause(ctx, c.u.Cfg.Timeout, upstreams.ErrTimeout)
-	defer cancel()
 	target := c.tool
 	switch {
 	case c.prompt != "":
