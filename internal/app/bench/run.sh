@@ -15,6 +15,8 @@
 #                 value needs root and shields the measurement from other work on the machine)
 #     -t RATIO    trace sampling of the mandate targets: parent-based trace-ID ratio with a
 #                 discarding exporter (default 0.1); "none" = telemetry.traces none
+#     -A REF      add a target mandate-base: Mandate all-on built from git REF, run
+#                 interleaved with the others (before/after in one run)
 #     -B          add a 4th target, mandate-bare (auth + token exchange only: no policy
 #                 rules, audit records discarded, no traces, no metrics)
 #     -x LIST     extra scenario groups (default "cold fanout idle"; "" for none):
@@ -37,12 +39,12 @@
 set -euo pipefail
 
 DUR=5s WARM=2s ROUNDS=3 SESSIONS="1 8 64" OUT="" REF="" PROFILE=1 PDUR=10s NICE=0
-SAMPLE=0.1 BARE=0 EXTRA="cold fanout idle" IDLE=10000 COLD="" LISTOBJ=()
-while getopts "d:w:r:s:o:g:Pp:n:t:Bx:I:C:Lh" opt; do
+SAMPLE=0.1 BARE=0 BASEREF="" EXTRA="cold fanout idle" IDLE=10000 COLD="" LISTOBJ=()
+while getopts "d:w:r:s:o:g:Pp:n:t:A:Bx:I:C:Lh" opt; do
   case $opt in
     d) DUR=$OPTARG ;; w) WARM=$OPTARG ;; r) ROUNDS=$OPTARG ;; s) SESSIONS=$OPTARG ;;
     o) OUT=$OPTARG ;; g) REF=$OPTARG ;; P) PROFILE=0 ;; p) PDUR=$OPTARG ;; n) NICE=$OPTARG ;;
-    t) SAMPLE=$OPTARG ;; B) BARE=1 ;; x) EXTRA=$OPTARG ;; I) IDLE=$OPTARG ;; C) COLD=$OPTARG ;; L) LISTOBJ=(-list-params-object) ;;
+    t) SAMPLE=$OPTARG ;; A) BASEREF=$OPTARG ;; B) BARE=1 ;; x) EXTRA=$OPTARG ;; I) IDLE=$OPTARG ;; C) COLD=$OPTARG ;; L) LISTOBJ=(-list-params-object) ;;
     *) sed -n '2,35p' "$0"; exit 2 ;;
   esac
 done
@@ -61,7 +63,7 @@ mkdir -p "$OUT/bin" "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 BASE=${BENCH_PORT_BASE:-19100}
 P_ECHO=$((BASE+1)) P_RPROXY=$((BASE+2)) P_MANDATE=$((BASE+3)) P_BARE=$((BASE+4)) P_FAN=$((BASE+5))
-P_MIDLE=$((BASE+6)) P_IDP=$((BASE+10)) P_FANECHO=$((BASE+20)) P_EIDLE=$((BASE+26)) P_EIDLE2=$((BASE+27))
+P_MIDLE=$((BASE+6)) P_BASEREV=$((BASE+7)) P_IDP=$((BASE+10)) P_FANECHO=$((BASE+20)) P_EIDLE=$((BASE+26)) P_EIDLE2=$((BASE+27))
 P_DEBUG=$((BASE+30))
 MAXS=$(printf '%s\n' $SESSIONS 8 | sort -n | tail -1)
 
@@ -93,6 +95,15 @@ log "building from $SRC (mandate $REV$DIRTY) into $OUT/bin"
 (cd "$SRC" && go build -o "$OUT/bin/" ./internal/app/bench/cmd/... && go build -o "$OUT/bin/mandate" ./cmd/mandate)
 B=$OUT/bin
 N=(nice -n "$NICE")
+if [[ -n $BASEREF ]]; then
+  BSRC=$OUT/src-base
+  rm -rf "$BSRC"; mkdir -p "$BSRC" "$OUT/bin-base"
+  git -C "$ROOT" archive "$BASEREF" | tar -x -C "$BSRC"
+  rm -rf "$BSRC/internal/app/bench"; mkdir -p "$BSRC/internal/app"; cp -r "$ROOT/internal/app/bench" "$BSRC/internal/app/bench"
+  [[ -d $BSRC/internal/app/devidp ]] || cp -r "$ROOT/internal/app/devidp" "$BSRC/internal/app/devidp"
+  log "building the base revision $(git -C "$ROOT" rev-parse --short "$BASEREF") into $OUT/bin-base"
+  (cd "$BSRC" && go build -o "$OUT/bin-base/" ./internal/app/bench/cmd/mandateprof && go build -o "$OUT/bin-base/mandate" ./cmd/mandate)
+fi
 
 # ---- start the parts ------------------------------------------------------------
 wait_http() { # url
@@ -130,8 +141,9 @@ ISSUER=$(cat "$OUT/issuer.txt")
 export MANDATE_BENCH_CLIENT_SECRET=mandate-secret
 # idle-N opens N sessions over the few bench users: no caps in the way
 # (revisions before the caps existed refuse the keys).
-SESSIONCAPS=$'  session:\n    max_per_user: 1000000\n    max_total: 1000000'
-grep -q max_per_user "$SRC/gateway/config.go" || SESSIONCAPS=""
+CAPS=$'  session:\n    max_per_user: 1000000\n    max_total: 1000000'
+caps_for() { grep -q max_per_user "$1/gateway/config.go" && printf '%s' "$CAPS"; return 0; }
+SESSIONCAPS=$(caps_for "$SRC")
 mandate_config() {
   local name=$1 port=$2 kind=$3; shift 3
   {
@@ -221,6 +233,16 @@ if (( BARE )); then
   URL[mandate-bare]=http://127.0.0.1:$P_BARE/mcp; PID[mandate-bare]=$STARTED_PID
   TARGETS+=" mandate-bare"
 fi
+if [[ -n $BASEREF ]]; then
+  # The same all-on configuration, validated and served by the base build.
+  SAVED_B=$B SAVED_CAPS=$SESSIONCAPS
+  B=$OUT/bin-base SESSIONCAPS=$(caps_for "$BSRC")
+  mandate_config mandate-base $P_BASEREV all $P_ECHO
+  start_mandate mandate-base $P_BASEREV $((P_DEBUG+3)) "${TRACEARGS[@]}"
+  B=$SAVED_B SESSIONCAPS=$SAVED_CAPS
+  URL[mandate-base]=http://127.0.0.1:$P_BASEREV/mcp; PID[mandate-base]=$STARTED_PID
+  TARGETS+=" mandate-base"
+fi
 FAN_PIDS=""
 if has fanout; then
   fanports=()
@@ -241,6 +263,7 @@ fi
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) before the runs"
   echo "settings: duration $DUR, warm-up $WARM, rounds $ROUNDS, echo sessions: $SESSIONS, nice $NICE, extra: ${EXTRA:-none}"
   echo "targets:  direct (echoserver), rproxy (httputil.ReverseProxy), mandate (auth + token exchange + CEL policy + file audit + $TRACEDESC + Prometheus)"
+  [[ -n $BASEREF ]] && echo "          mandate-base (the same all-on configuration, built from $(git -C "$ROOT" rev-parse --short "$BASEREF"))"
   (( BARE )) && echo "          mandate-bare (auth + token exchange; policy default allow without rules, audit to io.Discard, traces none, metrics none)"
   echo "command:  internal/app/bench/run.sh $*"
 } | tee "$OUT/header.txt"

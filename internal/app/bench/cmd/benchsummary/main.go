@@ -75,7 +75,7 @@ func main() {
 	}
 }
 
-var targets = []string{"direct", "rproxy", "mandate", "mandate-bare"}
+var targets = []string{"direct", "rproxy", "mandate", "mandate-bare", "mandate-base"}
 
 // scenarioNotes describe the scenario families run.sh uses, by name prefix.
 var scenarioNotes = []struct{ prefix, note string }{
@@ -214,7 +214,8 @@ func summarize(in io.Reader, out io.Writer) error {
 	for _, v := range verdicts {
 		fmt.Fprintf(out, "  %-14s throughput %.2f× %-7s  p50 %.2f× %-7s  p99 %.2f× %s\n", v.s, v.tp, yn(v.ok1), v.p50, yn(v.ok2), v.p99, yn(v.ok3))
 	}
-	allOnOff(out, scenarios, cells)
+	pairTable(out, scenarios, cells, "mandate", "mandate-bare", "Mandate all-on / all-off (mandate / mandate-bare)", "Throughput of Mandate all-on vs all-off")
+	pairTable(out, scenarios, cells, "mandate", "mandate-base", "This revision / the base revision, both all-on (mandate / mandate-base)", "Throughput of this revision vs the base revision")
 	idleTable(out, idles)
 
 	slices.Sort(loads)
@@ -277,9 +278,10 @@ func idleNames(idles []result) []string {
 	return out
 }
 
-// allOnOff prints mandate (everything on) against mandate-bare (everything
-// that can be off, off) for the scenarios that have both.
-func allOnOff(out io.Writer, scenarios []string, cells map[string]map[string]*cell) {
+// pairTable prints target a against target b (mandate all-on against
+// mandate-bare, or this revision against mandate-base built from another
+// revision) for the scenarios that have both.
+func pairTable(out io.Writer, scenarios []string, cells map[string]map[string]*cell, a, b, title, summary string) {
 	ops := func(r result) float64 { return r.CallsPerS }
 	p50 := func(r result) float64 { return r.P50us }
 	p99 := func(r result) float64 { return r.P99us }
@@ -287,13 +289,13 @@ func allOnOff(out io.Writer, scenarios []string, cells map[string]map[string]*ce
 	header := false
 	var binding []string
 	for _, s := range scenarios {
-		on, off := cells[s]["mandate"], cells[s]["mandate-bare"]
+		on, off := cells[s][a], cells[s][b]
 		if on == nil || off == nil {
 			continue
 		}
 		if !header {
 			fmt.Fprintln(out)
-			fmt.Fprintln(out, "Mandate all-on / all-off (mandate / mandate-bare) [range of the per-round paired ratios]:")
+			fmt.Fprintln(out, title+" [range of the per-round paired ratios]:")
 			fmt.Fprintln(out)
 			fmt.Fprintln(out, "| scenario | ops/s | p50 | p99 | CPU/op |")
 			fmt.Fprintln(out, "|---|---|---|---|---|")
@@ -308,7 +310,7 @@ func allOnOff(out io.Writer, scenarios []string, cells map[string]map[string]*ce
 		}
 	}
 	if len(binding) > 0 {
-		fmt.Fprintf(out, "\nThroughput of Mandate all-on vs all-off: %s\n", strings.Join(binding, ", "))
+		fmt.Fprintf(out, "\n%s: %s\n", summary, strings.Join(binding, ", "))
 	}
 }
 
