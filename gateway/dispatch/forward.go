@@ -94,7 +94,7 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 	fastCalls.Add(1)
 	d.Touch(in.id)
 	o := &call{start: time.Now(), method: "tools/call", id: in.id, d: d, ss: ss, st: st,
-		requestID: in.requestID, rpcID: in.rpcID(), sessionID: sid, name: name, rawArgs: args, fast: true}
+		requestID: in.requestID, sessionID: sid, name: name, rawArgs: args, fast: true}
 	if ip := ss.InitializeParams(); ip != nil {
 		o.proto = ip.ProtocolVersion
 	}
@@ -104,7 +104,10 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 	defer stop()
 	ctx = identity.NewContext(ctx, in.id)
 	ctx, o.info = callinfo.NewContext(ctx)
-	ctx = g.startSpan(ctx, o, c.Request.Header, rawMetaTrace(meta))
+	if g.Tel.TP != nil {
+		o.rpcID = in.rpcID()
+		ctx = g.startSpan(ctx, o, c.Request.Header, rawMetaTrace(meta))
+	}
 
 	var raw upstreams.RawResult
 	res, err := g.guard(o, func() (mcp.Result, error) {

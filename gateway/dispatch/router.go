@@ -70,7 +70,7 @@ func (g *Dispatcher) Middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unauthenticated"}
 		}
 		c := &call{start: time.Now(), method: method, id: in.id, ss: ss, st: g.State(),
-			requestID: in.requestID, rpcID: in.rpcID(), sessionID: ss.ID()}
+			requestID: in.requestID, sessionID: ss.ID()}
 		if ip := ss.InitializeParams(); ip != nil {
 			c.proto = ip.ProtocolVersion
 		}
@@ -79,7 +79,10 @@ func (g *Dispatcher) Middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		defer stop()
 		ctx = identity.NewContext(ctx, in.id)
 		ctx, c.info = callinfo.NewContext(ctx)
-		ctx = g.startSpan(ctx, c, in.header, metaTrace(req.GetParams()))
+		if g.Tel.TP != nil {
+			c.rpcID = in.rpcID()
+			ctx = g.startSpan(ctx, c, in.header, metaTrace(req.GetParams()))
+		}
 		res, err = g.guard(c, func() (mcp.Result, error) { return g.serve(ctx, c, req, next) })
 		if aerr := g.record(ctx, c, err); aerr != nil {
 			return nil, aerr
