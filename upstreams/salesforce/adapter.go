@@ -90,7 +90,7 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 			URI:         PipelineURI,
 			Name:        "my_pipeline",
 			Title:       "My open opportunities",
-			Description: "The open opportunities Salesforce's sharing rules show you (Name, Amount, StageName, CloseDate), ordered by close date, as JSON.",
+			Description: "Your open opportunities: the ones you own in Salesforce (USING SCOPE mine), not every one you can see (Name, Amount, StageName, CloseDate), ordered by close date, as JSON.",
 			MIMEType:    "application/json",
 		}},
 		Templates: []*mcp.ResourceTemplate{{

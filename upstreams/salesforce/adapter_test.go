@@ -25,14 +25,82 @@ import (
 )
 
 var (
-	wantRep     = []string{sb.OppAcmeRenewal, sb.OppAcmeExpansion}
-	wantManager = []string{sb.OppInitechPlatform, sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion}
-	wantVP      = []string{sb.OppInitechPlatform, sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion, sb.OppUmbrellaEnt}
+	wantRep = []string{sb.OppAcmeRenewal, sb.OppAcmeExpansion}
+	// Every open opportunity, by close date: what Public Read Only shows
+	// anyone, and what the role hierarchy shows the VP.
+	wantAllOpen = []string{sb.OppInitechPlatform, sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion, sb.OppUmbrellaEnt}
+	// The VP's reports' open opportunities (scope team).
+	wantVPTeam = []string{sb.OppInitechPlatform, sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion}
 )
 
-// The platform's sharing decides: exact record sets per user, ordered by
-// close date, through the real broker's jwt_bearer flow.
+// openOppsSOQL is every open opportunity the user can see.
+const openOppsSOQL = "SELECT Id, Name, Amount, StageName, CloseDate FROM Opportunity WHERE IsClosed = false ORDER BY CloseDate"
+
+// my_pipeline lists what the user owns, not what sharing lets them see:
+// in a new org's sharing (Opportunity Public Read Only) every user sees
+// every opportunity through soql_query, yet each pipeline holds only the
+// user's own; with Private sharing the answer is the same. Exact record
+// sets, ordered by close date, through the real broker's jwt_bearer flow.
 func TestMyPipelineRecordSets(t *testing.T) {
+	t.Parallel()
+	for _, org := range []struct {
+		name    string
+		sharing map[string]sb.SharingModel
+	}{{"public read only", nil}, {"private", sb.PrivateSharing()}} {
+		t.Run(org.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{sharing: org.sharing})
+			a := e.adapter(t, e.config(e.jwtBearer()))
+			for _, tc := range []struct {
+				name string
+				id   *identity.Identity
+				want []string
+			}{
+				{"rep gets only her open opportunities", rita, wantRep},
+				{"second rep gets only his", sam, []string{sb.OppGlobexNewLogo}},
+				{"manager gets only his own, not his reports'", morgan, []string{sb.OppInitechPlatform}},
+				{"vp gets only her own", val, []string{sb.OppUmbrellaEnt}},
+				{"outsider owns none", oscar, []string{}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					res, info, err := callTool(t, a, tc.id, ToolMyPipeline, nil)
+					if err != nil || res.IsError {
+						t.Fatalf("my_pipeline: %v %s", err, text(res))
+					}
+					if diff := cmp.Diff(tc.want, pipelineIDs(t, res)); diff != "" {
+						t.Errorf("opportunities (-want +got):\n%s", diff)
+					}
+					snap := info.Snapshot()
+					if snap.Flow != credentials.FlowJWTBearer || snap.PlatformSubject != tc.id.Email || snap.ServiceAccount {
+						t.Errorf("callinfo = %+v, want flow jwt_bearer as %s, not a service account", snap, tc.id.Email)
+					}
+					if len(tc.want) == 0 && !strings.Contains(text(res), "No open opportunities you own") {
+						t.Errorf("empty pipeline text: %q", text(res))
+					}
+				})
+			}
+		})
+	}
+
+	// Under Public Read Only, rita can read everyone's open opportunities:
+	// "visible" and "mine" differ, and my_pipeline is "mine".
+	e := newEnv(t, envOptions{})
+	a := e.adapter(t, e.config(e.jwtBearer()))
+	res := mustTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": openOppsSOQL})
+	var visible QueryOutput
+	structured(t, res, &visible)
+	var ids []string
+	for _, r := range visible.Records {
+		ids = append(ids, r["Id"].(string))
+	}
+	if diff := cmp.Diff(wantAllOpen, ids); diff != "" {
+		t.Errorf("open opportunities rita can see (-want +got):\n%s", diff)
+	}
+}
+
+// scope "team" lists the open opportunities of the user's reports in the
+// role hierarchy (USING SCOPE team), without the user's own.
+func TestMyPipelineTeamScope(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	a := e.adapter(t, e.config(e.jwtBearer()))
@@ -41,28 +109,62 @@ func TestMyPipelineRecordSets(t *testing.T) {
 		id   *identity.Identity
 		want []string
 	}{
-		{"rep sees only her open opportunities", rita, wantRep},
-		{"second rep sees only his", sam, []string{sb.OppGlobexNewLogo}},
-		{"manager sees own and reports'", morgan, wantManager},
-		{"vp sees the whole hierarchy", val, wantVP},
-		{"outsider sees none", oscar, []string{}},
+		{"manager: both reps'", morgan, []string{sb.OppAcmeRenewal, sb.OppGlobexNewLogo, sb.OppAcmeExpansion}},
+		{"vp: everyone below her", val, wantVPTeam},
+		{"rep without reports: none", rita, []string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, info, err := callTool(t, a, tc.id, ToolMyPipeline, nil)
-			if err != nil || res.IsError {
-				t.Fatalf("my_pipeline: %v %s", err, text(res))
-			}
+			res := mustTool(t, a, tc.id, ToolMyPipeline, map[string]any{"scope": "team"})
 			if diff := cmp.Diff(tc.want, pipelineIDs(t, res)); diff != "" {
-				t.Errorf("opportunities (-want +got):\n%s", diff)
+				t.Errorf("team opportunities (-want +got):\n%s", diff)
 			}
-			snap := info.Snapshot()
-			if snap.Flow != credentials.FlowJWTBearer || snap.PlatformSubject != tc.id.Email || snap.ServiceAccount {
-				t.Errorf("callinfo = %+v, want flow jwt_bearer as %s, not a service account", snap, tc.id.Email)
+			var out PipelineOutput
+			structured(t, res, &out)
+			if out.Scope != PipelineScopeTeam {
+				t.Errorf("scope = %q, want team", out.Scope)
 			}
-			if len(tc.want) == 0 && !strings.Contains(text(res), "No open opportunities") {
-				t.Errorf("empty pipeline text: %q", text(res))
+			if len(tc.want) == 0 && !strings.Contains(text(res), "No open opportunities owned by your reports") {
+				t.Errorf("empty team pipeline text: %q", text(res))
+			}
+			if len(tc.want) > 0 && !strings.Contains(text(res), "owned by your reports") {
+				t.Errorf("team pipeline text does not say whose: %q", text(res))
 			}
 		})
+	}
+	res := mustTool(t, a, rita, ToolMyPipeline, map[string]any{"scope": "mine"})
+	if diff := cmp.Diff(wantRep, pipelineIDs(t, res)); diff != "" {
+		t.Errorf("explicit scope mine (-want +got):\n%s", diff)
+	}
+
+	// The tool says what "mine" means and offers team in its schema.
+	s, _ := a.Open(context.Background(), upstreams.OpenOptions{})
+	lt, err := s.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var def *mcp.Tool
+	for _, tool := range lt.Tools {
+		if tool.Name == ToolMyPipeline {
+			def = tool
+		}
+	}
+	if def == nil || !strings.Contains(def.Description, "the ones they own") || !strings.Contains(def.Description, "not every opportunity they can see") {
+		t.Errorf("my_pipeline description does not say what mine means: %+v", def)
+	}
+	schema, _ := def.InputSchema.(map[string]any)
+	props, _ := schema["properties"].(map[string]any)
+	scope, _ := props["scope"].(map[string]any)
+	if !cmp.Equal(scope["enum"], []string{"mine", "team"}) || scope["default"] != "mine" {
+		t.Errorf("scope schema = %v", scope)
+	}
+	// An unknown scope is refused before Salesforce is called.
+	before := e.RestHits.Load()
+	res, _, err = callTool(t, a, rita, ToolMyPipeline, map[string]any{"scope": "everything"})
+	if err != nil || !res.IsError || !strings.Contains(text(res), `scope "everything" is not one of`) {
+		t.Errorf("scope everything: err=%v %s", err, text(res))
+	}
+	if e.RestHits.Load() != before {
+		t.Error("a refused scope reached Salesforce")
 	}
 }
 
@@ -93,12 +195,12 @@ func TestPaginationBoundedByMaxRecords(t *testing.T) {
 	e := newEnv(t, envOptions{batchSize: 2})
 	a := e.adapter(t, e.config(e.jwtBearer()))
 
-	res := mustTool(t, a, val, ToolMyPipeline, nil)
-	if diff := cmp.Diff(wantVP, pipelineIDs(t, res)); diff != "" {
+	res := mustTool(t, a, val, ToolMyPipeline, map[string]any{"scope": "team"})
+	if diff := cmp.Diff(wantVPTeam, pipelineIDs(t, res)); diff != "" {
 		t.Errorf("all pages (-want +got):\n%s", diff)
 	}
 	before := e.RestHits.Load()
-	res = mustTool(t, a, val, ToolSOQLQuery, map[string]any{"query": PipelineSOQL, "max_records": 3})
+	res = mustTool(t, a, val, ToolSOQLQuery, map[string]any{"query": openOppsSOQL, "max_records": 3})
 	var out QueryOutput
 	structured(t, res, &out)
 	if out.TotalSize != 5 || out.Returned != 3 || !out.Truncated || len(out.Records) != 3 {
@@ -113,23 +215,23 @@ func TestPaginationBoundedByMaxRecords(t *testing.T) {
 
 	// A cap in the configuration bounds every call.
 	cfg := e.config(e.jwtBearer())
-	cfg.Salesforce.MaxRecords = 4
+	cfg.Salesforce.MaxRecords = 3
 	capped := e.adapter(t, cfg)
-	res = mustTool(t, capped, val, ToolMyPipeline, nil)
+	res = mustTool(t, capped, val, ToolMyPipeline, map[string]any{"scope": "team"})
 	var po PipelineOutput
 	structured(t, res, &po)
-	if po.Count != 4 || !po.Truncated {
-		t.Errorf("capped pipeline = %d truncated %v, want 4 true", po.Count, po.Truncated)
+	if po.Count != 3 || !po.Truncated {
+		t.Errorf("capped pipeline = %d truncated %v, want 3 true", po.Count, po.Truncated)
 	}
-	res, _, err := callTool(t, capped, val, ToolSOQLQuery, map[string]any{"query": PipelineSOQL, "max_records": 5})
-	if err != nil || !res.IsError || !strings.Contains(text(res), "between 1 and 4") {
+	res, _, err := callTool(t, capped, val, ToolSOQLQuery, map[string]any{"query": openOppsSOQL, "max_records": 4})
+	if err != nil || !res.IsError || !strings.Contains(text(res), "between 1 and 3") {
 		t.Errorf("max_records above the cap: err=%v %s", err, text(res))
 	}
 }
 
 func TestSOQLQuery(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{sharing: sb.PrivateSharing()}) // the role hierarchy decides
 	a := e.adapter(t, e.config(e.jwtBearer()))
 
 	res := mustTool(t, a, rita, ToolSOQLQuery, map[string]any{"query": "SELECT Id, Name FROM Account ORDER BY Name"})
@@ -187,7 +289,7 @@ func TestSOQLQuery(t *testing.T) {
 
 func TestGetRecord(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{sharing: sb.PrivateSharing()}) // the role hierarchy decides
 	a := e.adapter(t, e.config(e.jwtBearer()))
 
 	res := mustTool(t, a, rita, ToolGetRecord, map[string]any{"sobject": "Opportunity", "id": sb.OppAcmeRenewal, "fields": []string{"Name", "Amount"}})
@@ -222,7 +324,7 @@ func TestGetRecord(t *testing.T) {
 
 func TestSearch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{sharing: sb.PrivateSharing()}) // the role hierarchy decides
 	a := e.adapter(t, e.config(e.jwtBearer()))
 	names := func(res *mcp.CallToolResult) []string {
 		var out struct {
@@ -277,7 +379,9 @@ func TestSearch(t *testing.T) {
 
 func TestResources(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	// Accounts private, opportunities Public Read Only: the pipeline
+	// resource must still hold only rita's own.
+	e := newEnv(t, envOptions{sharing: map[string]sb.SharingModel{"Account": sb.SharingPrivate}})
 	a := e.adapter(t, e.config(e.jwtBearer()))
 	s, _ := a.Open(context.Background(), upstreams.OpenOptions{})
 	ctx, _ := ctxAs(t, rita)

@@ -14,10 +14,13 @@
 //   - get_record  {sobject, id, fields?}: GET sobjects/{type}/{id}.
 //   - search      {term, objects?, limit?}: SOSL built by BuildSOSL; the term
 //     is escaped with EscapeSOSL, so it is always searched literally.
-//   - my_pipeline {max_records?}: PipelineSOQL — the open opportunities
-//     Salesforce shows this user (own, plus reports' via the role hierarchy).
+//   - my_pipeline {scope?, max_records?}: the user's open opportunities —
+//     owned by them (PipelineSOQL, USING SCOPE mine), not merely visible:
+//     with Opportunity's usual Public Read Only org-wide default a rep can
+//     see everyone's. scope "team" (TeamPipelineSOQL, USING SCOPE team)
+//     lists those owned by the user's reports in the role hierarchy.
 //
-// Resources: salesforce://my/pipeline and the template
+// Resources: salesforce://my/pipeline (my_pipeline, scope mine) and the template
 // salesforce://sobjects/{type}/{id} (JSON).
 //
 // Calls go to the token's instance_url (fallback: the configured url) under

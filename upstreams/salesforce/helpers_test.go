@@ -61,6 +61,9 @@ type env struct {
 }
 
 type envOptions struct {
+	// sharing overrides the org-wide defaults (nil: a new org's, with
+	// opportunities Public Read Only).
+	sharing      map[string]sandbox.SharingModel
 	batchSize    int
 	requestLimit int
 	intercept    func(w http.ResponseWriter, r *http.Request) bool
@@ -69,7 +72,10 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	key := signingKey(t)
+	seed := sandbox.DefaultSeed()
+	seed.Sharing = o.sharing
 	sb, err := sandbox.New(&sandbox.Options{
+		Seed:              seed,
 		BatchSize:         o.batchSize,
 		DailyRequestLimit: o.requestLimit,
 		Apps: []sandbox.ConnectedApp{{

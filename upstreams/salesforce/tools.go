@@ -29,10 +29,43 @@ const (
 	recordURIPrefix   = "salesforce://sobjects/"
 )
 
-// PipelineSOQL is the query behind my_pipeline: "my" is what Salesforce's
-// sharing shows the calling user (their own opportunities and, through the
-// role hierarchy, their reports'), so the query has no owner filter.
-const PipelineSOQL = "SELECT Id, Name, Amount, StageName, CloseDate FROM Opportunity WHERE IsClosed = false ORDER BY CloseDate"
+// Scopes of my_pipeline (its scope argument), each a SOQL USING SCOPE
+// filterScope of Opportunity.
+const (
+	// PipelineScopeMine: opportunities the user owns (the default).
+	PipelineScopeMine = "mine"
+	// PipelineScopeTeam: opportunities owned by the user's direct and
+	// indirect reports in the role hierarchy ("My team's opportunities").
+	PipelineScopeTeam = "team"
+)
+
+// PipelineSOQL is the query behind my_pipeline and salesforce://my/pipeline:
+// open opportunities the calling user owns. "Mine" must be ownership, not
+// visibility: most orgs keep Opportunity's organization-wide default at
+// Public Read Only, so sharing alone shows a rep the whole company's
+// pipeline. USING SCOPE mine ("records owned by the user running the
+// query", SOQL reference "USING SCOPE", API v32.0+) lets Salesforce apply
+// ownership for whichever user the token runs as; an OwnerId filter would
+// need the user id from the token response's identity URL, which the
+// credential cache does not hand to the adapter, and would go wrong when a
+// token's user differs from what the adapter assumed.
+const PipelineSOQL = "SELECT Id, Name, Amount, StageName, CloseDate FROM Opportunity USING SCOPE mine WHERE IsClosed = false ORDER BY CloseDate"
+
+// TeamPipelineSOQL is my_pipeline with scope team: open opportunities owned
+// by the user's direct and indirect reports (USING SCOPE team), for
+// managers. It does not include the manager's own opportunities.
+const TeamPipelineSOQL = "SELECT Id, Name, Amount, StageName, CloseDate FROM Opportunity USING SCOPE team WHERE IsClosed = false ORDER BY CloseDate"
+
+// pipelineSOQL returns the query of a my_pipeline scope ("" = mine).
+func pipelineSOQL(scope string) (string, bool) {
+	switch scope {
+	case "", PipelineScopeMine:
+		return PipelineSOQL, true
+	case PipelineScopeTeam:
+		return TeamPipelineSOQL, true
+	}
+	return "", false
+}
 
 // maxSearchRecords is SOSL's own ceiling.
 const maxSearchRecords = 2000
@@ -124,9 +157,16 @@ func (a *Adapter) buildTools() *rest.Tools {
 		{Run: rest.Bind(a.call, (*call).myPipeline), Def: &mcp.Tool{
 			Name:  ToolMyPipeline,
 			Title: "My open opportunities",
-			Description: "Lists the open opportunities Salesforce shows the signed-in user (their own and, for managers, their reports'), ordered by close date, " +
-				"with Name, Amount, StageName and CloseDate, plus the total amount.",
-			InputSchema: rest.Object(map[string]any{"max_records": maxRec}),
+			Description: "Lists the signed-in user's open opportunities in Salesforce — the ones they own (Opportunity Owner), not every opportunity they can see " +
+				"(most orgs let everyone read every opportunity; use soql_query for those) — ordered by close date, with Name, Amount, StageName and CloseDate, plus the total amount. " +
+				"With scope \"team\", lists instead the open opportunities owned by the user's direct and indirect reports in Salesforce's role hierarchy (for managers; excludes their own).",
+			InputSchema: rest.Object(map[string]any{
+				"scope": map[string]any{
+					"type": "string", "enum": []string{PipelineScopeMine, PipelineScopeTeam}, "default": PipelineScopeMine,
+					"description": "Whose opportunities: \"mine\" (default) = owned by you; \"team\" = owned by the people who report to you in the role hierarchy.",
+				},
+				"max_records": maxRec,
+			}),
 			OutputSchema: map[string]any{
 				"type": "object",
 				"properties": map[string]any{
@@ -137,11 +177,12 @@ func (a *Adapter) buildTools() *rest.Tools {
 						"stage":     map[string]any{"type": "string"},
 						"closeDate": map[string]any{"type": "string", "description": "YYYY-MM-DD"},
 					})},
+					"scope":       map[string]any{"type": "string", "enum": []string{PipelineScopeMine, PipelineScopeTeam}, "description": "Whose opportunities these are: mine (owned by the user) or team (owned by their reports)."},
 					"count":       map[string]any{"type": "integer"},
 					"totalAmount": map[string]any{"type": "number"},
 					"truncated":   map[string]any{"type": "boolean"},
 				},
-				"required": []string{"opportunities", "count", "totalAmount", "truncated"},
+				"required": []string{"opportunities", "scope", "count", "totalAmount", "truncated"},
 			},
 			Annotations: readOnly,
 		}},
@@ -413,17 +454,22 @@ type Opportunity struct {
 // of salesforce://my/pipeline.
 type PipelineOutput struct {
 	Opportunities []Opportunity `json:"opportunities"`
-	Count         int           `json:"count"`
-	TotalAmount   float64       `json:"totalAmount"`
-	Truncated     bool          `json:"truncated"`
+	// Scope is PipelineScopeMine or PipelineScopeTeam.
+	Scope       string  `json:"scope"`
+	Count       int     `json:"count"`
+	TotalAmount float64 `json:"totalAmount"`
+	Truncated   bool    `json:"truncated"`
 }
 
-func (c *call) pipeline(max int) (*PipelineOutput, error) {
-	q, err := c.query(PipelineSOQL, max)
+// pipeline runs the query of scope (PipelineScopeMine or
+// PipelineScopeTeam, already checked).
+func (c *call) pipeline(scope string, max int) (*PipelineOutput, error) {
+	soql, _ := pipelineSOQL(scope)
+	q, err := c.query(soql, max)
 	if err != nil {
 		return nil, err
 	}
-	out := &PipelineOutput{Opportunities: []Opportunity{}, Truncated: q.Truncated}
+	out := &PipelineOutput{Opportunities: []Opportunity{}, Scope: scope, Truncated: q.Truncated}
 	for _, r := range q.Records {
 		o := Opportunity{}
 		o.ID, _ = r["Id"].(string)
@@ -444,16 +490,23 @@ func (c *call) pipeline(max int) (*PipelineOutput, error) {
 
 func (c *call) myPipeline(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	var args struct {
-		MaxRecords *int `json:"max_records"`
+		Scope      string `json:"scope"`
+		MaxRecords *int   `json:"max_records"`
 	}
 	if err := rest.DecodeArgs(ToolMyPipeline, p.Arguments, &args); err != nil {
 		return nil, err
+	}
+	if args.Scope == "" {
+		args.Scope = PipelineScopeMine
+	}
+	if _, ok := pipelineSOQL(args.Scope); !ok {
+		return rest.ToolError(fmt.Sprintf("scope %q is not one of \"mine\" (opportunities you own) or \"team\" (owned by your reports)", rest.Clip(args.Scope, 100))), nil
 	}
 	max, bad := rest.LimitArg("max_records", args.MaxRecords, c.a.maxRecords, c.a.maxRecords)
 	if bad != "" {
 		return rest.ToolError(bad), nil
 	}
-	out, err := c.pipeline(max)
+	out, err := c.pipeline(args.Scope, max)
 	if err != nil {
 		return c.ToolFailure(err)
 	}
@@ -462,8 +515,12 @@ func (c *call) myPipeline(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 
 func pipelineText(out *PipelineOutput) string {
 	var b strings.Builder
+	whose := "you own"
+	if out.Scope == PipelineScopeTeam {
+		whose = "owned by your reports"
+	}
 	if out.Count == 0 {
-		return "No open opportunities are visible to you in Salesforce."
+		return "No open opportunities " + whose + " in Salesforce."
 	}
 	fmt.Fprintf(&b, "%d open opportunit", out.Count)
 	if out.Count == 1 {
@@ -471,6 +528,7 @@ func pipelineText(out *PipelineOutput) string {
 	} else {
 		b.WriteString("ies")
 	}
+	b.WriteString(" " + whose)
 	fmt.Fprintf(&b, ", total amount %s", money(out.TotalAmount))
 	if out.Truncated {
 		b.WriteString(" (truncated: more are open)")
@@ -514,7 +572,7 @@ func (c *call) readResource(uri string) (*mcp.ReadResourceResult, error) {
 	var payload any
 	switch {
 	case uri == PipelineURI:
-		out, err := c.pipeline(c.a.maxRecords)
+		out, err := c.pipeline(PipelineScopeMine, c.a.maxRecords)
 		if err != nil {
 			return nil, c.RPCFailure(err)
 		}

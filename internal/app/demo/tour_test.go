@@ -22,31 +22,29 @@ func testCtx(t *testing.T) context.Context {
 
 // wantTable is the side-by-side part of the tour's output: what each user
 // saw. It holds no port or path, so it is exact.
-const wantTable = `                            rita                      morgan                    ivy                    oscar
-question                    sales rep                 sales manager             IT service desk        marketing
---------------------------  ------------------------  ------------------------  ---------------------  ----------------------
-email                       rep@acme.example          manager@acme.example      it.agent@acme.example  outsider@acme.example
-roles (IdP)                 sales                     sales, sales-manager      it                     (none)
-tools/list                  10 tools:                 10 tools:                 8 tools:               6 tools:
-                              kb 2                      kb 2                      kb 2                   kb 2
-                              salesforce 4              salesforce 4              servicenow 5           servicenow 3
-                              servicenow 3              servicenow 3              whoami (built-in)      whoami (built-in)
+const wantTable = `                            rita                      morgan                 ivy                    oscar
+question                    sales rep                 sales manager          IT service desk        marketing
+--------------------------  ------------------------  ---------------------  ---------------------  ----------------------
+email                       rep@acme.example          manager@acme.example   it.agent@acme.example  outsider@acme.example
+roles (IdP)                 sales                     sales, sales-manager   it                     (none)
+tools/list                  10 tools:                 10 tools:              8 tools:               6 tools:
+                              kb 2                      kb 2                   kb 2                   kb 2
+                              salesforce 4              salesforce 4           servicenow 5           servicenow 3
+                              servicenow 3              servicenow 3           whoami (built-in)      whoami (built-in)
                               whoami (built-in)         whoami (built-in)
-salesforce_my_pipeline      Acme Widgets - Renewal    Initech - Platform        denied (unknown tool)  denied (unknown tool)
-                            Acme Widgets - Expansion  Acme Widgets - Renewal
-                                                      Globex - New Logo
-                                                      Acme Widgets - Expansion
-servicenow_my_incidents     INC0010001                INC0010003                INC0010001             (no incidents visible)
-                            INC0010002                INC0010004                INC0010002
-                                                      INC0010006                INC0010003
-                                                                                INC0010004
-                                                                                INC0010005
-                                                                                INC0010006
-kb_search_articles          KB0001                    KB0001                    KB0001                 KB0001
-                            KB0002                    KB0002                    KB0002                 KB0002
-                            KB0003                    KB0003                    KB0005
+salesforce_my_pipeline      Acme Widgets - Renewal    Initech - Platform     denied (unknown tool)  denied (unknown tool)
+                            Acme Widgets - Expansion
+servicenow_my_incidents     INC0010001                INC0010003             INC0010001             (no incidents visible)
+                            INC0010002                INC0010004             INC0010002
+                                                      INC0010006             INC0010003
+                                                                             INC0010004
+                                                                             INC0010005
+                                                                             INC0010006
+kb_search_articles          KB0001                    KB0001                 KB0001                 KB0001
+                            KB0002                    KB0002                 KB0002                 KB0002
+                            KB0003                    KB0003                 KB0005
                                                       KB0004
-servicenow_update_incident  denied (unknown tool)     denied (unknown tool)     updated INC0010001     denied (unknown tool)
+servicenow_update_incident  denied (unknown tool)     denied (unknown tool)  updated INC0010001     denied (unknown tool)
   number: INC0010001
 `
 
@@ -138,7 +136,7 @@ func TestTourRecords(t *testing.T) {
 		},
 		"morgan": {
 			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 4, "servicenow": 3},
-			Pipeline:  items("Initech - Platform", "Acme Widgets - Renewal", "Globex - New Logo", "Acme Widgets - Expansion"),
+			Pipeline:  items("Initech - Platform"), // his own, not his reports'
 			Incidents: items("INC0010003", "INC0010004", "INC0010006"),
 			Articles:  items("KB0001", "KB0002", "KB0003", "KB0004"),
 			Update:    denied,
@@ -203,6 +201,40 @@ func TestTourRecords(t *testing.T) {
 	}
 	if calls != 16 {
 		t.Errorf("%d tools/call records, want 16 (4 users × 4 questions)", calls)
+	}
+
+	// "My pipeline" is what rita owns, though the org's sharing (Opportunity
+	// Public Read Only, as in most orgs) lets her read everyone's open
+	// opportunities, which soql_query shows.
+	var rita User
+	for _, u := range d.Users {
+		if u.Name == "rita" {
+			rita = u
+		}
+	}
+	cs, err := d.Connect(ctx, rita)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	var visible struct {
+		Records []struct {
+			Name string `json:"Name"`
+		} `json:"records"`
+	}
+	got2 := call(ctx, cs, "salesforce_soql_query", map[string]any{"query": "SELECT Name FROM Opportunity WHERE IsClosed = false ORDER BY CloseDate"}, &visible, func() []string {
+		var s []string
+		for _, r := range visible.Records {
+			s = append(s, r.Name)
+		}
+		return s
+	})
+	wantVisible := items("Initech - Platform", "Acme Widgets - Renewal", "Globex - New Logo", "Acme Widgets - Expansion", "Umbrella - Enterprise")
+	if diff := cmp.Diff(wantVisible, got2); diff != "" {
+		t.Errorf("open opportunities rita can read (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want["rita"].Pipeline, got["rita"].Pipeline); diff != "" {
+		t.Errorf("rita's pipeline is not only hers (-want +got):\n%s", diff)
 	}
 }
 

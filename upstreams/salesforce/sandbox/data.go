@@ -30,8 +30,10 @@ func (u *User) canRead(typ string) bool {
 	return false
 }
 
-// visibleLocked reports whether u may see the record (owner, or owner's role
-// below u's role). Callers hold s.mu.
+// visibleLocked reports whether u may see the record: the object's
+// organization-wide default (Server.sharing, see SharingModel), then
+// ownership and the role hierarchy, which add access under every model.
+// Callers hold s.mu.
 func (s *Server) visibleLocked(u *User, typ string, rec map[string]any) bool {
 	if typ == "User" {
 		return true
@@ -39,11 +41,30 @@ func (s *Server) visibleLocked(u *User, typ string, rec map[string]any) bool {
 	if !u.canRead(typ) {
 		return false
 	}
-	owner, _ := rec["OwnerId"].(string)
-	if owner == u.ID {
+	switch s.sharing[typ] {
+	case SharingRead, SharingReadWrite, SharingReadWriteTransfer:
+		// "Public Read Only: All users can view all records for the object."
 		return true
+	case SharingControlledByParent:
+		// "Controlled by Parent: A user can perform an action (such as view
+		// …) on a contact … based on whether he or she can perform that same
+		// action on the record associated with it." A contact without an
+		// account is private to its owner (and the hierarchy above).
+		if acct, _ := rec["AccountId"].(string); acct != "" {
+			if parent := s.records[acct]; parent != nil && s.types[acct] == "Account" {
+				return s.visibleLocked(u, "Account", parent)
+			}
+		}
 	}
-	ou := s.users[owner]
+	owner, _ := rec["OwnerId"].(string)
+	return owner == u.ID || s.aboveLocked(u, owner)
+}
+
+// aboveLocked reports whether u's role is above the role of the user
+// ownerID in the role hierarchy (transitively): the owner is one of u's
+// direct or indirect reports. Callers hold s.mu.
+func (s *Server) aboveLocked(u *User, ownerID string) bool {
+	ou := s.users[ownerID]
 	if ou == nil || ou.RoleID == "" || u.RoleID == "" {
 		return false
 	}
@@ -55,6 +76,20 @@ func (s *Server) visibleLocked(u *User, typ string, rec map[string]any) bool {
 		role = s.roles[role.ParentID]
 	}
 	return false
+}
+
+// inScopeLocked applies a query's USING SCOPE filter (see parseScope) to a
+// record u can see. Scopes narrow a result; they never widen sharing.
+// Callers hold s.mu.
+func (s *Server) inScopeLocked(u *User, scope string, rec map[string]any) bool {
+	owner, _ := rec["OwnerId"].(string)
+	switch scope {
+	case scopeMine:
+		return owner == u.ID
+	case scopeTeam:
+		return s.aboveLocked(u, owner)
+	}
+	return true // "", everything
 }
 
 func (s *Server) evalCtxLocked(u *User) *evalCtx {
@@ -180,13 +215,13 @@ func (s *Server) projectLocked(ctx *evalCtx, version, typ string, rec map[string
 	return out
 }
 
-// selectLocked runs a filter/order/offset/limit over one object's records as
-// seen by u.
-func (s *Server) selectLocked(u *User, ctx *evalCtx, obj *sobject, where expr, orderBy []orderItem, offset, limit int) []map[string]any {
+// selectLocked runs a scope/filter/order/offset/limit over one object's
+// records as seen by u.
+func (s *Server) selectLocked(u *User, ctx *evalCtx, obj *sobject, scope string, where expr, orderBy []orderItem, offset, limit int) []map[string]any {
 	var rows []map[string]any
 	for _, id := range s.order[obj.name] {
 		rec := s.records[id]
-		if s.visibleLocked(u, obj.name, rec) && ctx.match(rec, where) {
+		if s.visibleLocked(u, obj.name, rec) && s.inScopeLocked(u, scope, rec) && ctx.match(rec, where) {
 			rows = append(rows, rec)
 		}
 	}
@@ -242,6 +277,11 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, u *User, ve
 		return
 	}
 	q, qerr := parseSOQL(src)
+	if qerr == nil && q.scope != "" && !scopeVersion(version) {
+		// "With API version 32.0 and later, you can use USING SCOPE"; an
+		// older version's grammar has no USING.
+		qerr = malformed(q.scopePos, "unexpected token: 'USING'")
+	}
 	if qerr != nil {
 		writeQueryError(w, src, qerr)
 		return
@@ -261,7 +301,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, u *User, ve
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ctx := s.evalCtxLocked(u)
-	rows := s.selectLocked(u, ctx, q.obj, q.where, q.orderBy, q.offset, q.limit)
+	rows := s.selectLocked(u, ctx, q.obj, q.scope, q.where, q.orderBy, q.offset, q.limit)
 	if q.count {
 		writeJSON(w, http.StatusOK, queryResponse{TotalSize: len(rows), Done: true, Records: []*orderedObj{}})
 		return
@@ -374,7 +414,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, u *User, v
 			return
 		}
 		fields := searchFields(ret.obj, q.scope)
-		rows := s.selectLocked(u, ctx, ret.obj, ret.where, ret.orderBy, 0, -1)
+		rows := s.selectLocked(u, ctx, ret.obj, "", ret.where, ret.orderBy, 0, -1)
 		n := 0
 		for _, rec := range rows {
 			if len(out) >= limit || (ret.limit >= 0 && n >= ret.limit) {

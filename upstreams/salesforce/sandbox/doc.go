@@ -25,12 +25,22 @@
 //     query?q=SOQL, query/{locator} (nextRecordsUrl pages), search?q=SOSL,
 //     sobjects/{type}/{id}[?fields=a,b].
 //
-// Sharing follows Salesforce's private organization-wide default plus the
-// role hierarchy: a user sees the records they own and the records owned by
-// users whose role is below theirs (transitively). Peers in the same role do
-// not see each other's records. A record a user cannot see is absent from
-// query and search results, and GET by id answers 404 NOT_FOUND (Salesforce
-// does not disclose that it exists). Users are readable by everyone.
+// Sharing follows Salesforce's organization-wide defaults (Seed.Sharing,
+// SharingModel) plus ownership and the role hierarchy. By default the org
+// has a new org's defaults (DefaultSharing): opportunities Public Read
+// Only, accounts Public Read/Write, cases Public Read/Write/Transfer,
+// contacts Controlled by Parent — so every user reads every opportunity,
+// as in most real orgs. Under Private (PrivateSharing) a user sees the
+// records they own and the records owned by users whose role is below
+// theirs (transitively); peers in the same role do not see each other's
+// records. A record a user cannot see is absent from query and search
+// results, and GET by id answers 404 NOT_FOUND (Salesforce does not
+// disclose that it exists). Users are readable by everyone.
+//
+// SOQL's USING SCOPE narrows a query within what the user may see: mine
+// (records the user owns), team (records owned by the user's direct and
+// indirect reports in the role hierarchy; Account and Opportunity) and
+// everything; API version 32.0 and later.
 //
 // Object permissions come from User.Objects: nil means every object, a
 // non-nil empty slice means none — the "Minimum Access - API Only

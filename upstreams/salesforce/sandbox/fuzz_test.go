@@ -13,6 +13,8 @@ func FuzzParseSOQL(f *testing.F) {
 		"SELECT COUNT() FROM Account WHERE CreatedDate > 2025-05-01T00:00:00Z OFFSET 3",
 		"SELECT Id FROM Account WHERE Name = 'it\\'s \\u00e9'",
 		"SELECT Id FROM User WHERE ManagerId = null ORDER BY Name DESC NULLS LAST",
+		"SELECT Id FROM Opportunity USING SCOPE mine WHERE IsClosed = false ORDER BY CloseDate",
+		"SELECT COUNT() FROM Account USING SCOPE Team", "SELECT Id FROM Case USING SCOPE team", "SELECT Id FROM User USING",
 		"", "SELECT", "SELECT Id FROM Account WHERE ((((Name = 'x'", "'", "\\",
 	} {
 		f.Add(s)
@@ -36,7 +38,7 @@ func FuzzParseSOQL(f *testing.F) {
 		u := sb.users[UserVP]
 		ctx := sb.evalCtxLocked(u)
 		ctx.now = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
-		for _, rec := range sb.selectLocked(u, ctx, q.obj, q.where, q.orderBy, q.offset, q.limit) {
+		for _, rec := range sb.selectLocked(u, ctx, q.obj, q.scope, q.where, q.orderBy, q.offset, q.limit) {
 			_ = sb.projectLocked(ctx, "v62.0", q.obj.name, rec, q.fields)
 		}
 	})

@@ -59,6 +59,15 @@ func newEnv(t *testing.T, opts *Options) *env {
 	return &env{sb: sb, ts: ts, key: key}
 }
 
+// privateOrg is the seed org with every organization-wide default Private
+// (contacts controlled by their account), so that what a user sees follows
+// ownership and the role hierarchy only.
+func privateOrg() *Options {
+	seed := DefaultSeed()
+	seed.Sharing = PrivateSharing()
+	return &Options{Seed: seed}
+}
+
 func sign(t *testing.T, key any, alg jose.SignatureAlgorithm, claims map[string]any) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
@@ -289,10 +298,11 @@ func TestClientCredentialsServiceAccountIsRefusedUserData(t *testing.T) {
 	}
 }
 
-// The exact record sets each seed user sees; adapter tests assert the same.
+// The exact record sets each seed user sees when every org-wide default is
+// Private: ownership plus the role hierarchy.
 func TestSharingRecordSets(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, privateOrg())
 	tests := []struct {
 		user                        string
 		allOpps, openOpps, accounts []string
@@ -455,7 +465,7 @@ func TestQueryErrors(t *testing.T) {
 
 func TestGetRecord(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, privateOrg())
 	rep := e.token(t, "rep@acme.example")
 	mgr := e.token(t, "manager@acme.example")
 	path := func(typ, id string) string { return "/services/data/" + testVersion + "/sobjects/" + typ + "/" + id }
@@ -634,7 +644,7 @@ func TestRoutingErrors(t *testing.T) {
 
 func TestSOSL(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, privateOrg())
 	search := func(tok, sosl string) (int, []map[string]any, []byte) {
 		status, b := e.get(t, tok, "/services/data/"+testVersion+"/search?q="+url.QueryEscape(sosl))
 		var sr struct {
@@ -779,5 +789,144 @@ func TestSeedValidation(t *testing.T) {
 	}
 	if _, err := New(nil); err != nil {
 		t.Errorf("zero options: %v", err)
+	}
+	for _, sharing := range []map[string]SharingModel{
+		{"Opportunity": SharingControlledByParent}, // contacts only
+		{"Account": SharingReadWriteTransfer},      // cases and leads only
+		{"Opportunity": "PublicReadOnly"},
+		{"Lead": SharingPrivate},
+		{"User": SharingPrivate},
+	} {
+		seed := DefaultSeed()
+		seed.Sharing = sharing
+		if _, err := New(&Options{Seed: seed}); err == nil {
+			t.Errorf("sharing %v was accepted", sharing)
+		}
+	}
+}
+
+// A new org's organization-wide defaults (DefaultSharing): opportunities
+// Public Read Only, accounts Public Read/Write, cases Public
+// Read/Write/Transfer, contacts controlled by their account. Every user
+// reads every record; the outsider too. Object permissions still apply.
+func TestOrgWideDefaults(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	allOpps := []string{OppAcmeRenewal, OppAcmeExpansion, OppAcmePilot, OppGlobexNewLogo, OppGlobexServices, OppInitechPlatform, OppUmbrellaEnt}
+	for _, user := range []string{"rep@acme.example", "outsider@acme.example"} {
+		tok := e.token(t, user)
+		for _, q := range []struct {
+			soql string
+			want []string
+		}{
+			{"SELECT Id FROM Opportunity", allOpps},
+			{"SELECT Id FROM Account", []string{AccountAcme, AccountGlobex, AccountInitech, AccountUmbrella}},
+			{"SELECT Id FROM Contact", []string{ContactAcme, ContactGlobex, ContactInitech}},
+			{"SELECT Id FROM Case", []string{CaseAcme, CaseGlobex}},
+		} {
+			status, qr, raw := e.query(t, tok, q.soql)
+			if status != 200 {
+				t.Fatalf("%s as %s: %d %s", q.soql, user, status, raw)
+			}
+			if diff := cmp.Diff(sorted(q.want...), sorted(ids(qr.Records)...)); diff != "" {
+				t.Errorf("%s as %s (-want +got):\n%s", q.soql, user, diff)
+			}
+		}
+	}
+	rep := e.token(t, "rep@acme.example")
+	if status, b := e.get(t, rep, "/services/data/"+testVersion+"/sobjects/Opportunity/"+OppUmbrellaEnt); status != 200 {
+		t.Errorf("rep get the VP's opportunity under Public Read Only: %d %s", status, b)
+	}
+
+	// Controlled by Parent: with accounts Private, a contact follows its
+	// account, and a contact without an account is private to its owner.
+	seed := DefaultSeed()
+	seed.Sharing = map[string]SharingModel{"Account": SharingPrivate}
+	seed.Records = append(seed.Records, Record{Type: "Contact", Fields: map[string]any{
+		"Id": "003000000000009AAA", "LastName": "Orphan", "Name": "Olive Orphan", "OwnerId": UserRep2}})
+	e2 := newEnv(t, &Options{Seed: seed})
+	for _, tc := range []struct {
+		user string
+		want []string
+	}{
+		{"rep@acme.example", []string{ContactAcme}},
+		{"rep2@acme.example", []string{ContactGlobex, "003000000000009AAA"}},
+		{"manager@acme.example", []string{ContactAcme, ContactGlobex, ContactInitech, "003000000000009AAA"}},
+		{"outsider@acme.example", []string{}},
+	} {
+		status, qr, raw := e2.query(t, e2.token(t, tc.user), "SELECT Id FROM Contact")
+		if status != 200 {
+			t.Fatalf("%d %s", status, raw)
+		}
+		if diff := cmp.Diff(sorted(tc.want...), sorted(ids(qr.Records)...)); diff != "" {
+			t.Errorf("contacts of %s with private accounts (-want +got):\n%s", tc.user, diff)
+		}
+	}
+}
+
+// USING SCOPE narrows a query to what the user owns (mine) or what their
+// reports own (team), within what sharing lets them see.
+func TestUsingScope(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts *Options
+		user string
+		soql string
+		want []string
+	}{
+		{"mine: own records only, though all are visible", nil, "rep@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE mine", []string{OppAcmeRenewal, OppAcmeExpansion, OppAcmePilot}},
+		{"mine with WHERE and ORDER BY, scope name in any case", nil, "rep@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE Mine WHERE IsClosed = false ORDER BY CloseDate", []string{OppAcmeRenewal, OppAcmeExpansion}},
+		{"everything is what sharing shows", nil, "rep@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE everything WHERE IsClosed = false ORDER BY CloseDate",
+			[]string{OppInitechPlatform, OppAcmeRenewal, OppGlobexNewLogo, OppAcmeExpansion, OppUmbrellaEnt}},
+		{"team: the manager's reports' records, not the manager's own", nil, "manager@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE team WHERE IsClosed = false ORDER BY CloseDate", []string{OppAcmeRenewal, OppGlobexNewLogo, OppAcmeExpansion}},
+		{"team of the VP: every level below", nil, "vp@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE team WHERE IsClosed = false ORDER BY CloseDate", []string{OppInitechPlatform, OppAcmeRenewal, OppGlobexNewLogo, OppAcmeExpansion}},
+		{"team of a rep without reports is empty", nil, "rep@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE team", []string{}},
+		{"mine on accounts", nil, "rep2@acme.example", "SELECT Id FROM Account USING SCOPE mine", []string{AccountGlobex}},
+		{"mine of the outsider", nil, "outsider@acme.example", "SELECT Id FROM Opportunity USING SCOPE mine", []string{}},
+		{"everything never widens private sharing", privateOrg(), "rep@acme.example",
+			"SELECT Id FROM Opportunity USING SCOPE everything", []string{OppAcmeRenewal, OppAcmeExpansion, OppAcmePilot}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.opts)
+			status, qr, raw := e.query(t, e.token(t, tc.user), tc.soql)
+			if status != 200 {
+				t.Fatalf("%d %s", status, raw)
+			}
+			if diff := cmp.Diff(tc.want, ids(qr.Records)); diff != "" || qr.TotalSize != len(tc.want) {
+				t.Errorf("%s: totalSize %d (-want +got):\n%s", tc.soql, qr.TotalSize, diff)
+			}
+		})
+	}
+
+	e := newEnv(t, nil)
+	tok := e.token(t, "rep@acme.example")
+	status, b := e.get(t, tok, "/services/data/"+testVersion+"/query?q="+url.QueryEscape("SELECT COUNT() FROM Opportunity USING SCOPE mine WHERE IsClosed = false"))
+	if status != 200 || string(b) != `{"totalSize":2,"done":true,"records":[]}`+"\n" {
+		t.Errorf("COUNT() USING SCOPE mine: %d %s", status, b)
+	}
+	for _, tc := range []struct{ soql, msgPart string }{
+		{"SELECT Id FROM Case USING SCOPE team", "Invalid scope: team is not a supported scope for Case"},
+		{"SELECT Id FROM Opportunity USING SCOPE nobody", "Invalid scope: nobody"},
+		{"SELECT Id FROM Opportunity USING SCOPE", "unexpected token: <EOF>"},
+		{"SELECT Id FROM Opportunity USING mine", "unexpected token: 'mine'"},
+		{"SELECT Id FROM Opportunity WHERE IsClosed = false USING SCOPE mine", "unexpected token: 'USING'"},
+	} {
+		status, _, raw := e.query(t, tok, tc.soql)
+		if got := decodeAPIErr(t, raw); status != 400 || got.ErrorCode != "MALFORMED_QUERY" || !strings.Contains(got.Message, tc.msgPart) {
+			t.Errorf("%s: %d %+v, want MALFORMED_QUERY containing %q", tc.soql, status, got, tc.msgPart)
+		}
+	}
+	// API versions before 32.0 have no USING SCOPE.
+	status, b = e.get(t, tok, "/services/data/v31.0/query?q="+url.QueryEscape("SELECT Id FROM Opportunity USING SCOPE mine"))
+	if got := decodeAPIErr(t, b); status != 400 || got.ErrorCode != "MALFORMED_QUERY" || !strings.Contains(got.Message, "unexpected token: 'USING'") {
+		t.Errorf("USING SCOPE on v31.0: %d %+v", status, got)
 	}
 }

@@ -14,6 +14,74 @@ type Seed struct {
 	// Records of the supported sObject types (Account, Contact,
 	// Opportunity, Case). Users are served from Users, not from Records.
 	Records []Record
+	// Sharing is the organization-wide default (internal access) per
+	// sObject type. Types not listed take DefaultSharing's value, the
+	// defaults of a new Salesforce org. User records are always readable.
+	Sharing map[string]SharingModel
+}
+
+// SharingModel is an object's organization-wide default, named like the
+// Metadata API's sharingModel values. Salesforce Help, "Organization-Wide
+// Sharing Defaults" and "Organization-Wide Default Access Settings"
+// (https://help.salesforce.com/s/articleView?id=platform.sharing_model_fields.htm):
+//
+//   - Private: only the owner and users above the owner's role in the role
+//     hierarchy see a record.
+//   - Read (Public Read Only), ReadWrite (Public Read/Write) and
+//     ReadWriteTransfer (Public Read/Write/Transfer, cases and leads only):
+//     every user sees every record (the sandbox serves reads only, so the
+//     three differ only in which objects accept them).
+//   - ControlledByParent (contacts): a user sees a contact when they can
+//     see its account; a contact without an account is private.
+//
+// The role hierarchy and ownership add access on top of every model; they
+// never take any away.
+type SharingModel string
+
+// The organization-wide default access levels.
+const (
+	SharingPrivate            SharingModel = "Private"
+	SharingRead               SharingModel = "Read"
+	SharingReadWrite          SharingModel = "ReadWrite"
+	SharingReadWriteTransfer  SharingModel = "ReadWriteTransfer"
+	SharingControlledByParent SharingModel = "ControlledByParent"
+)
+
+// DefaultSharing returns the organization-wide defaults of a new org, per
+// Salesforce Help "Default Organization-Wide Sharing Settings": Account
+// Public Read/Write, Contact Controlled by Parent, Opportunity Public Read
+// Only, Case Public Read/Write/Transfer. Most orgs keep Opportunity at
+// Public Read Only, so a rep can read every opportunity in the org: what a
+// user can see is not what they own.
+func DefaultSharing() map[string]SharingModel {
+	return map[string]SharingModel{
+		"Account":     SharingReadWrite,
+		"Contact":     SharingControlledByParent,
+		"Opportunity": SharingRead,
+		"Case":        SharingReadWriteTransfer,
+	}
+}
+
+// PrivateSharing returns organization-wide defaults that make sharing
+// follow ownership and the role hierarchy only (Private everywhere,
+// contacts controlled by their account), for tests of the role hierarchy.
+func PrivateSharing() map[string]SharingModel {
+	return map[string]SharingModel{
+		"Account":     SharingPrivate,
+		"Contact":     SharingControlledByParent,
+		"Opportunity": SharingPrivate,
+		"Case":        SharingPrivate,
+	}
+}
+
+// sharingModels are the access levels each object accepts, as Setup's
+// Sharing Settings offers them (Public Read/Write/Transfer for cases and
+// leads only; Controlled by Parent for contacts among the objects here).
+var sharingModels = map[string][]SharingModel{
+	"Account":     {SharingPrivate, SharingRead, SharingReadWrite},
+	"Contact":     {SharingPrivate, SharingRead, SharingReadWrite, SharingControlledByParent},
+	"Opportunity": {SharingPrivate, SharingRead, SharingReadWrite},
+	"Case":        {SharingPrivate, SharingRead, SharingReadWrite, SharingReadWriteTransfer},
 }
 
 // Role is a node of the role hierarchy.
@@ -92,7 +160,9 @@ const (
 
 // DefaultSeed returns the deterministic demo org: a sales hierarchy
 // (VP → manager → two reps), an outsider in an unrelated role, and an
-// API-only integration user without object permissions.
+// API-only integration user without object permissions. Its sharing is a
+// new org's (DefaultSharing): everyone reads every opportunity, account
+// and case; set Sharing to PrivateSharing() to see the role hierarchy.
 func DefaultSeed() *Seed {
 	opp := func(id, name, acct, owner string, amount float64, stage, close string, closed, won bool, prob float64) Record {
 		return Record{Type: "Opportunity", Fields: map[string]any{

@@ -130,6 +130,7 @@ type Server struct {
 	records   map[string]map[string]any
 	types     map[string]string   // id → sObject type
 	order     map[string][]string // type → ids in id order
+	sharing   map[string]SharingModel
 	apps      map[string]*ConnectedApp
 	sessions  map[string]*session
 	cursors   map[string]*cursor
@@ -163,6 +164,7 @@ func New(opts *Options) (*Server, error) {
 		records:   map[string]map[string]any{},
 		types:     map[string]string{},
 		order:     map[string][]string{},
+		sharing:   DefaultSharing(),
 		apps:      map[string]*ConnectedApp{},
 		sessions:  map[string]*session{},
 		cursors:   map[string]*cursor{},
@@ -200,6 +202,16 @@ func New(opts *Options) (*Server, error) {
 var reID = regexp.MustCompile(`^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$`)
 
 func (s *Server) load(seed *Seed) error {
+	for typ, m := range seed.Sharing {
+		obj := schema[strings.ToLower(typ)]
+		if obj == nil || sharingModels[obj.name] == nil {
+			return fmt.Errorf("sandbox seed: sharing for unsupported sObject type %q", typ)
+		}
+		if !slices.Contains(sharingModels[obj.name], m) {
+			return fmt.Errorf("sandbox seed: sharing model %q is not available for %s (one of %v)", m, obj.name, sharingModels[obj.name])
+		}
+		s.sharing[obj.name] = m
+	}
 	for i := range seed.Roles {
 		r := seed.Roles[i]
 		if r.ID == "" {

@@ -15,6 +15,7 @@ import (
 //
 //	SELECT field[, field…] | COUNT()
 //	FROM Account|Contact|Opportunity|Case|User
+//	[USING SCOPE everything|mine|team]   (see supportedScopes; API v32.0+)
 //	[WHERE cond]          cond: field op value | field [NOT] IN (v, …) |
 //	                      field LIKE 'pat%' | NOT cond | cond AND/OR cond | (cond)
 //	                      op: = != <> < <= > >=
