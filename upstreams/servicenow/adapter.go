@@ -57,6 +57,7 @@ type Adapter struct {
 	cl         *rest.Client
 	maxRecords int
 	svc        *rest.Service
+	dict       *dictCache // field lists of tables, for checking queries
 }
 
 var _ upstreams.Adapter = (*Adapter)(nil)
@@ -77,7 +78,7 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Adapter{cl: cl, maxRecords: cfg.ServiceNow.MaxRecords}
+	a := &Adapter{cl: cl, maxRecords: cfg.ServiceNow.MaxRecords, dict: newDictCache()}
 	a.svc = &rest.Service{
 		Tools: a.buildTools(),
 		Templates: []*mcp.ResourceTemplate{{

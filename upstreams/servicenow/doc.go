@@ -18,7 +18,7 @@
 //
 // Tools:
 //
-//   - my_incidents    {relation?, active_only?, limit?} (read-only)
+//   - my_incidents    {relation?, active_only?, limit?, offset?} (read-only)
 //   - get_incident    {number | sys_id, display_values?} (read-only)
 //   - create_incident {short_description, description?, urgency?, impact?,
 //     category?, caller?} (not read-only, not destructive)
@@ -29,6 +29,29 @@
 //
 // Resource template: servicenow://table/{table}/{sys_id} (JSON with value
 // and display value of every field).
+//
+// How ServiceNow really behaves, and what the adapter does about it:
+//
+//   - Paging: ServiceNow cuts the page (sysparm_offset, sysparm_limit)
+//     before its ACLs remove the rows the user may not read, and
+//     X-Total-Count counts rows before ACLs. List results therefore carry
+//     limit, hidden (rows of the page the ACLs removed) and next_offset =
+//     offset + limit; a page whose rows were all hidden says so and where
+//     the next page starts, never "nothing matched".
+//   - Queries: ServiceNow silently ignores a condition on an unknown field
+//     (returning MORE rows). query_table reads the table's fields from
+//     sys_db_object (following super_class) and sys_dictionary as the
+//     user, caches them per upstream and table for 10 minutes, and refuses
+//     a query naming an unknown field, dot-walking a non-reference, or
+//     holding a part it cannot read as a condition or ORDERBY, with a tool
+//     error naming the field. A user who may not read the dictionary gets a
+//     tool error instead of an unchecked query.
+//   - References: with sysparm_input_display_value=false ServiceNow stores
+//     a written reference as given, so create_incident's caller and
+//     update_incident's assigned_to and assignment_group are resolved to a
+//     sys_id first (sys_user by sys_id, user_name or email; sys_user_group
+//     by sys_id or name), as the user; no match or several matches are tool
+//     errors and nothing is written.
 //
 // A 401 invalidates the cached token, re-exchanges once and retries once.
 // 403 and 404 (a record ACLs hide) become tool errors that say ServiceNow

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,11 +51,24 @@ type env struct {
 	ts      *httptest.Server
 	keyFile string
 	logs    *resttest.SyncBuffer
+
+	mu     sync.Mutex
+	tables map[string]int // Table API requests per path after /api/now/table/
+}
+
+// hits returns how many Table API requests went to table (list requests;
+// a path with a sys_id counts under table/sys_id).
+func (e *env) hits(table string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tables[table]
 }
 
 type envOptions struct {
 	rateLimit int
 	oidc      []sandbox.OIDCProvider
+	seed      *sandbox.Seed
+	dictRoles []string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -62,6 +77,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	sb, err := sandbox.New(&sandbox.Options{
 		RateLimitPerHour: o.rateLimit,
 		OIDCProviders:    o.oidc,
+		Seed:             o.seed,
+		DictionaryRoles:  o.dictRoles,
 		Apps: []sandbox.OAuthApp{{
 			Name: "Mandate", ClientID: clientID, ClientSecret: clientSecret,
 			JWTKeys: []crypto.PublicKey{&key.PublicKey}, UserField: "email", RunAsUser: "svc.integration",
@@ -70,9 +87,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sb: sb, logs: &resttest.SyncBuffer{}, Recorder: &resttest.Recorder{
+	e := &env{sb: sb, logs: &resttest.SyncBuffer{}, tables: map[string]int{}}
+	e.Recorder = &resttest.Recorder{
 		IsToken: func(r *http.Request) bool { return r.URL.Path == "/oauth_token.do" },
-	}}
+		Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+			e.mu.Lock()
+			e.tables[strings.TrimPrefix(r.URL.Path, "/api/now/table/")]++
+			e.mu.Unlock()
+			return false
+		},
+	}
 	e.ts = httptest.NewServer(e.Handler(sb))
 	t.Cleanup(e.ts.Close)
 	der, err := x509.MarshalPKCS8PrivateKey(key)

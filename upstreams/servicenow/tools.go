@@ -70,12 +70,15 @@ func withDesc(m map[string]any, d string) map[string]any {
 var listOutputSchema = map[string]any{
 	"type": "object",
 	"properties": map[string]any{
-		"table":     map[string]any{"type": "string"},
-		"records":   map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
-		"returned":  map[string]any{"type": "integer"},
-		"total":     map[string]any{"type": "integer", "description": "How many records matched (X-Total-Count); -1 when ServiceNow did not say."},
-		"offset":    map[string]any{"type": "integer"},
-		"truncated": map[string]any{"type": "boolean", "description": "True when more records matched than were returned; page with offset."},
+		"table":       map[string]any{"type": "string"},
+		"records":     map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
+		"returned":    map[string]any{"type": "integer"},
+		"total":       map[string]any{"type": "integer", "description": "How many records the query matched (X-Total-Count), counted before ServiceNow's ACLs removed those you may not read; -1 when ServiceNow did not say."},
+		"offset":      map[string]any{"type": "integer"},
+		"limit":       map[string]any{"type": "integer", "description": "The page size asked for."},
+		"hidden":      map[string]any{"type": "integer", "description": "Records of this page that ServiceNow's ACLs removed (the limit is applied before ACLs, so a page can be short or empty while later pages still hold records you may read)."},
+		"truncated":   map[string]any{"type": "boolean", "description": "True when more pages follow; ask for the next one with offset = next_offset."},
+		"next_offset": map[string]any{"type": "integer", "description": "The offset of the next page (offset + limit), when truncated."},
 	},
 	"required": []string{"table", "records", "returned", "total", "offset", "truncated"},
 }
@@ -120,6 +123,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 				"relation":    map[string]any{"type": "string", "enum": []string{"any", "caller", "assigned_to", "opened_by"}, "description": "any (default): every incident you can read; caller: you raised it; assigned_to: assigned to you; opened_by: you opened it."},
 				"active_only": map[string]any{"type": "boolean", "description": "Only incidents that are not closed or canceled (default false)."},
 				"limit":       limit(50),
+				"offset":      map[string]any{"type": "integer", "minimum": 0, "maximum": maxOffset, "description": "Records to skip, for paging: the next_offset of the previous page (default 0)."},
 			}),
 			OutputSchema: listOutputSchema,
 			Annotations:  readOnly,
@@ -160,13 +164,14 @@ func (a *Adapter) buildTools() *rest.Tools {
 			Name:  ToolQueryTable,
 			Title: "Query a ServiceNow table",
 			Description: "Reads records of any table you may read (e.g. incident, problem, sys_user) with a ServiceNow encoded query, as the signed-in user. " +
-				"Example query: active=true^priority<=2^ORDERBYDESCopened_at. Conditions join with ^ (AND), ^OR, ^NQ; javascript:gs.getUserID() means you, javascript:getMyGroups() your groups (no other javascript: values are allowed).",
+				"Example query: active=true^priority<=2^ORDERBYDESCopened_at. Conditions join with ^ (AND), ^OR, ^NQ; javascript:gs.getUserID() means you, javascript:getMyGroups() your groups (no other javascript: values are allowed). " +
+				"Field names are checked against the table's dictionary and unknown ones refused. ServiceNow hides records you may not read after cutting the page, so a page can be short or empty: continue with next_offset.",
 			InputSchema: rest.Object(map[string]any{
 				"table":          map[string]any{"type": "string", "pattern": reTable.String(), "description": "Table name, e.g. incident, problem, change_request, sys_user."},
 				"query":          map[string]any{"type": "string", "maxLength": MaxEncodedQueryLength, "description": "Encoded query (sysparm_query); empty for all records you may read."},
 				"fields":         map[string]any{"type": "array", "maxItems": 50, "uniqueItems": true, "items": map[string]any{"type": "string", "pattern": reField.String()}, "description": "Fields to return (one level of dot-walking allowed, e.g. caller_id.email); default all."},
 				"limit":          limit(20),
-				"offset":         map[string]any{"type": "integer", "minimum": 0, "maximum": maxOffset, "description": "Records to skip, for paging (default 0)."},
+				"offset":         map[string]any{"type": "integer", "minimum": 0, "maximum": maxOffset, "description": "Records to skip, for paging: the next_offset of the previous page (default 0)."},
 				"display_values": ref["display"],
 			}, "table"),
 			OutputSchema: listOutputSchema,
@@ -189,14 +194,23 @@ func checkText(name, s string, maxLen int) string {
 	return ""
 }
 
-// ListOutput is the structured result of list tools.
+// ListOutput is the structured result of list tools. ServiceNow applies
+// sysparm_limit before ACLs: it cuts the page, then removes the rows the
+// user may not read (ServiceNow KB3047115), and X-Total-Count counts rows
+// before ACLs. So Returned can be below Limit on any page, even 0 while
+// later pages hold readable rows: the next page is always at Offset+Limit
+// (NextOffset), never Offset+Returned, and Hidden says how many rows of
+// this page the ACLs removed.
 type ListOutput struct {
-	Table     string           `json:"table"`
-	Records   []map[string]any `json:"records"`
-	Returned  int              `json:"returned"`
-	Total     int              `json:"total"`
-	Offset    int              `json:"offset"`
-	Truncated bool             `json:"truncated"`
+	Table      string           `json:"table"`
+	Records    []map[string]any `json:"records"`
+	Returned   int              `json:"returned"`
+	Total      int              `json:"total"`
+	Offset     int              `json:"offset"`
+	Limit      int              `json:"limit"`
+	Hidden     int              `json:"hidden"`
+	Truncated  bool             `json:"truncated"`
+	NextOffset int              `json:"next_offset,omitempty"`
 }
 
 func displayParam(display bool) url.Values {
@@ -232,22 +246,25 @@ func (c *call) list(table, query string, fields []string, limit, offset int, dis
 	if err := c.DecodeJSON(resp.Body, &body); err != nil {
 		return nil, err
 	}
-	out := &ListOutput{Table: table, Records: body.Result, Offset: offset, Total: -1}
+	out := &ListOutput{Table: table, Records: body.Result, Offset: offset, Limit: limit, Total: -1}
 	if out.Records == nil {
 		out.Records = []map[string]any{}
 	}
 	if len(out.Records) > limit { // never trust the server with our bound
 		out.Records = out.Records[:limit]
-		out.Truncated = true
 	}
 	out.Returned = len(out.Records)
 	if n, err := strconv.Atoi(resp.Header.Get("X-Total-Count")); err == nil && n >= 0 {
 		out.Total = n
-		if n > offset+out.Returned {
-			out.Truncated = true
-		}
-	} else if out.Returned == limit {
-		out.Truncated = true // possibly more
+		// The page covered rows offset..offset+limit of the n matches;
+		// those not returned were removed by ACLs.
+		out.Hidden = max(min(n-offset, limit)-out.Returned, 0)
+		out.Truncated = n > offset+limit
+	} else {
+		out.Truncated = out.Returned == limit // possibly more
+	}
+	if out.Truncated {
+		out.NextOffset = offset + limit
 	}
 	return out, nil
 }
@@ -281,17 +298,33 @@ func incidentLine(r map[string]any) string {
 
 func listText(out *ListOutput, noun string) string {
 	var b strings.Builder
-	if out.Returned == 0 {
+	if out.Returned == 0 && out.Hidden == 0 && !out.Truncated {
 		fmt.Fprintf(&b, "No %s visible to you matched.", noun)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "%d %s", out.Returned, noun)
+	if out.Returned == 0 {
+		fmt.Fprintf(&b, "No %s visible to you on this page", noun)
+	} else {
+		fmt.Fprintf(&b, "%d %s", out.Returned, noun)
+	}
+	var notes []string
+	if out.Hidden > 0 {
+		notes = append(notes, fmt.Sprintf("ServiceNow's ACLs hid %d matching record(s) of this page (records %d-%d) from you", out.Hidden, out.Offset+1, out.Offset+out.Limit))
+	}
 	if out.Truncated {
-		if out.Total >= 0 {
-			fmt.Fprintf(&b, " (of %d matching; more with offset %d)", out.Total, out.Offset+out.Returned)
-		} else {
-			b.WriteString(" (more may match)")
+		switch {
+		case out.Total >= 0:
+			notes = append(notes, fmt.Sprintf("%d matched before ACLs; next page with offset %d", out.Total, out.NextOffset))
+		default:
+			notes = append(notes, fmt.Sprintf("more may match; next page with offset %d", out.NextOffset))
 		}
+	}
+	if len(notes) > 0 {
+		b.WriteString(" (" + strings.Join(notes, "; ") + ")")
+	}
+	if out.Returned == 0 {
+		b.WriteString(".")
+		return b.String()
 	}
 	b.WriteString(":\n")
 	for _, r := range out.Records {
@@ -337,6 +370,7 @@ func (c *call) myIncidents(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 		Relation   string `json:"relation"`
 		ActiveOnly bool   `json:"active_only"`
 		Limit      *int   `json:"limit"`
+		Offset     int    `json:"offset"`
 	}
 	if err := rest.DecodeArgs(ToolMyIncidents, p.Arguments, &args); err != nil {
 		return nil, err
@@ -345,11 +379,14 @@ func (c *call) myIncidents(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	if bad != "" {
 		return rest.ToolError(bad), nil
 	}
+	if args.Offset < 0 || args.Offset > maxOffset {
+		return rest.ToolError(fmt.Sprintf("offset must be between 0 and %d", maxOffset)), nil
+	}
 	q, err := MyIncidentsQuery(args.Relation, args.ActiveOnly)
 	if err != nil {
 		return rest.ToolError(err.Error()), nil
 	}
-	out, err := c.list("incident", q, IncidentFields, limit, 0, true)
+	out, err := c.list("incident", q, IncidentFields, limit, args.Offset, true)
 	if err != nil {
 		return c.ToolFailure(err)
 	}
@@ -460,6 +497,12 @@ func (c *call) createIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 	if bad := checkFields(fields); bad != "" {
 		return rest.ToolError(bad), nil
 	}
+	if bad, err := c.resolveRefs(fields, refArgNames); bad != "" || err != nil {
+		if err != nil {
+			return c.ToolFailure(err)
+		}
+		return rest.ToolError(bad), nil
+	}
 	q := displayParam(true)
 	q.Set("sysparm_fields", strings.Join(IncidentFields, ","))
 	rec, err := c.record(http.MethodPost, "incident", "", q, fields)
@@ -468,6 +511,10 @@ func (c *call) createIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 	}
 	return recordResult(rec, fmt.Sprintf("Created incident %s (sys_id %s): %s", str(rec["number"]), str(rec["sys_id"]), str(rec["short_description"]))), nil
 }
+
+// refArgNames are the tool argument names of the reference fields, for
+// messages.
+var refArgNames = map[string]string{"caller_id": "caller", "assigned_to": "assigned_to", "assignment_group": "assignment_group"}
 
 // checkFields validates incident field values before they are sent.
 func checkFields(fields map[string]string) string {
@@ -542,6 +589,12 @@ func (c *call) updateIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 	id, res, err := c.incidentRef(args.Number, args.SysID)
 	if res != nil || err != nil {
 		return res, err
+	}
+	if bad, err := c.resolveRefs(fields, refArgNames); bad != "" || err != nil {
+		if err != nil {
+			return c.ToolFailure(err)
+		}
+		return rest.ToolError(bad), nil
 	}
 	q := displayParam(true)
 	q.Set("sysparm_fields", strings.Join(IncidentFields, ","))
@@ -646,6 +699,14 @@ func (c *call) queryTable(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	limit, bad := rest.LimitArg("limit", args.Limit, c.a.maxRecords, 20)
 	if bad != "" {
 		return rest.ToolError(bad), nil
+	}
+	if args.Query != "" {
+		if err := c.checkQueryFields(args.Table, args.Query); err != nil {
+			if d, ok := asDictError(err); ok {
+				return rest.ToolError(d.msg), nil
+			}
+			return c.ToolFailure(err)
+		}
 	}
 	display := args.DisplayValues == nil || *args.DisplayValues
 	out, err := c.list(args.Table, args.Query, args.Fields, limit, args.Offset, display)

@@ -33,10 +33,18 @@
 // debug level (never the assertion).
 //
 // Table API: GET /api/now/table/{table} (incident, sys_user, sys_user_group,
-// sys_user_grmember) with sysparm_query, sysparm_fields (dot-walking one
+// sys_user_grmember, and the schema tables sys_db_object and
+// sys_dictionary: incident extends task, whose fields sys_dictionary lists
+// under name=task) with sysparm_query, sysparm_fields (dot-walking one
 // level, e.g. caller_id.email), sysparm_limit (default and cap 10000),
-// sysparm_offset, sysparm_display_value (false|true|all) and
-// sysparm_exclude_reference_link; X-Total-Count and Link headers.
+// sysparm_offset, sysparm_display_value (false|true|all),
+// sysparm_exclude_reference_link and sysparm_input_display_value; X-Total-Count
+// and Link headers. As on the platform, the page is cut (offset, limit)
+// before ACLs remove the rows the user may not read, so a page can be short
+// or empty while later pages hold readable rows; X-Total-Count counts the
+// query's rows before ACLs. Written reference values are stored as given
+// (a user name stays a user name: a broken reference) unless
+// sysparm_input_display_value=true, which looks up the display value.
 // GET /api/now/table/{table}/{sys_id}; POST /api/now/table/incident (201);
 // PATCH/PUT /api/now/table/incident/{sys_id}; DELETE (refused by ACL).
 //
@@ -45,10 +53,13 @@
 // with ^ (AND), ^OR (binds tighter than AND) and ^NQ (a new OR'd query),
 // plus ORDERBYfield / ORDERBYDESCfield; dot-walking one level
 // (caller_id.email=…); the value javascript:gs.getUserID() (and
-// gs.getUserName()) resolve to the caller. Unlike ServiceNow's default
-// (which silently drops conditions on unknown fields and so returns MORE
-// rows), the sandbox answers 400 for an unknown field or malformed
-// condition, so adapter mistakes surface in tests.
+// gs.getUserName()) resolve to the caller. Like ServiceNow by default
+// (glide.invalid_query.returns_no_rows=false), a condition on an unknown
+// field, a malformed condition or an ORDERBY on an unknown field is
+// silently dropped and the rest runs, returning MORE rows;
+// Options.InvalidQueryReturnsNoRows makes such queries return none. Other
+// javascript: values, over-long queries and more than 200 conditions
+// answer 400 "Invalid query".
 //
 // ACLs: incidents are readable by users with role itil or admin, and
 // otherwise only by their caller (caller_id), opener (opened_by), assignee
@@ -58,7 +69,9 @@
 // update their own; anyone else who can read it gets 403. Any user may
 // create an incident; opened_by is always the creator and, without itil,
 // so is caller_id. sys_user, sys_user_group and sys_user_grmember are
-// readable by every authenticated user and writable by nobody here.
+// readable by every authenticated user and writable by nobody here;
+// sys_db_object and sys_dictionary likewise, unless Options.DictionaryRoles
+// restricts them to some roles.
 //
 // Errors use the documented body {"error":{"message":…,"detail":…},
 // "status":"failure"}: 401 "User Not Authenticated" / "Required to provide

@@ -172,6 +172,9 @@ func (s *Server) handleTable(w http.ResponseWriter, r *http.Request) {
 // ---- ACLs ----
 
 func (s *Server) canReadLocked(u *User, table string, rec map[string]string) bool {
+	if schemaTables[table] {
+		return s.dictRoles == nil || u.hasRole(s.dictRoles...)
+	}
 	if table != "incident" {
 		return true
 	}

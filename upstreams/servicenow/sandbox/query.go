@@ -33,11 +33,21 @@ type orderSpec struct {
 type encodedQuery struct {
 	groups  [][]orClause // OR'd (^NQ) groups of AND'd clauses
 	orderBy []orderSpec
+	// invalid counts the parts that were dropped: conditions on unknown
+	// fields, malformed conditions, ORDERBY on unknown fields.
+	invalid int
 }
 
-// queryError is an invalid encoded query; ServiceNow's body uses message
-// "Invalid query" with this detail.
-type queryError struct{ detail string }
+// queryError is a query the sandbox refuses outright (too long, too many
+// conditions, a script it cannot run); ServiceNow's body uses message
+// "Invalid query" with this detail. Invalid parts of an otherwise
+// acceptable query are not errors: they are dropped (encodedQuery.invalid).
+type queryError struct {
+	detail string
+	// invalidPart marks an invalid part of a query (unknown field,
+	// malformed condition), which the platform ignores.
+	invalidPart bool
+}
 
 func (e *queryError) Error() string { return "invalid query: " + e.detail }
 
@@ -56,6 +66,18 @@ func isFieldChar(c byte) bool {
 }
 
 // parseEncodedQuery parses sysparm_query against table t.
+//
+// Like ServiceNow, invalid parts are ignored rather than refused: a
+// condition on a field the table does not have, a malformed condition or an
+// ORDERBY on an unknown field is dropped and the rest of the query runs, so
+// the answer has MORE rows, not an error. The syntax follows ServiceNow's
+// "Encoded query strings" documentation; the dropping follows its system
+// property glide.invalid_query.returns_no_rows (docs: "Available system
+// properties"; ServiceNow Developer blog "Use this glide sys property to
+// prevent data loss"): false by default, in which case the invalid part of
+// the query condition is ignored and the results are based on the valid
+// part. Options.InvalidQueryReturnsNoRows turns the property on. The count
+// of dropped parts is encodedQuery.invalid.
 func parseEncodedQuery(t *tableSpec, src string) (*encodedQuery, *queryError) {
 	if len(src) > maxQueryLength {
 		return nil, qerr("query longer than %d characters", maxQueryLength)
@@ -74,20 +96,12 @@ func parseEncodedQuery(t *tableSpec, src string) (*encodedQuery, *queryError) {
 			if n++; n > maxConditions {
 				return nil, qerr("more than %d conditions", maxConditions)
 			}
-			switch {
-			case strings.HasPrefix(term, "ORDERBYDESC"):
-				f := term[len("ORDERBYDESC"):]
-				if err := checkField(t, f); err != nil {
-					return nil, err
+			if f, desc, ok := orderByTerm(term); ok {
+				if checkField(t, f) != nil {
+					q.invalid++
+					continue
 				}
-				q.orderBy = append(q.orderBy, orderSpec{field: f, desc: true})
-				continue
-			case strings.HasPrefix(term, "ORDERBY"):
-				f := term[len("ORDERBY"):]
-				if err := checkField(t, f); err != nil {
-					return nil, err
-				}
-				q.orderBy = append(q.orderBy, orderSpec{field: f})
+				q.orderBy = append(q.orderBy, orderSpec{field: f, desc: desc})
 				continue
 			}
 			or := strings.HasPrefix(term, "OR") && len(term) > 2 && isFieldChar(term[2])
@@ -96,14 +110,16 @@ func parseEncodedQuery(t *tableSpec, src string) (*encodedQuery, *queryError) {
 			}
 			c, err := parseCondition(t, term)
 			if err != nil {
+				if err.invalidPart {
+					q.invalid++
+					continue
+				}
 				return nil, err
 			}
-			if or {
-				if len(group) == 0 {
-					return nil, qerr("^OR without a preceding condition: %s", clip(term))
-				}
+			if or && len(group) > 0 {
 				group[len(group)-1] = append(group[len(group)-1], c)
 			} else {
+				// An ^OR whose left side was dropped stands alone.
 				group = append(group, orClause{c})
 			}
 		}
@@ -115,6 +131,16 @@ func parseEncodedQuery(t *tableSpec, src string) (*encodedQuery, *queryError) {
 		return nil, qerr("more than %d ORDERBY terms", maxOrderBy)
 	}
 	return q, nil
+}
+
+func orderByTerm(term string) (field string, desc, ok bool) {
+	switch {
+	case strings.HasPrefix(term, "ORDERBYDESC"):
+		return term[len("ORDERBYDESC"):], true, true
+	case strings.HasPrefix(term, "ORDERBY"):
+		return term[len("ORDERBY"):], false, true
+	}
+	return "", false, false
 }
 
 func clip(s string) string {
@@ -131,7 +157,7 @@ func parseCondition(t *tableSpec, term string) (condition, *queryError) {
 	}
 	field, rest := term[:i], term[i:]
 	if field == "" {
-		return condition{}, qerr("malformed condition: %s", clip(term))
+		return condition{}, invalidPart("malformed condition: %s", clip(term))
 	}
 	if err := checkField(t, field); err != nil {
 		return condition{}, err
@@ -154,7 +180,13 @@ func parseCondition(t *tableSpec, term string) (condition, *queryError) {
 		}
 		return c, nil
 	}
-	return condition{}, qerr("malformed condition: %s", clip(term))
+	return condition{}, invalidPart("malformed condition: %s", clip(term))
+}
+
+func invalidPart(format string, args ...any) *queryError {
+	e := qerr(format, args...)
+	e.invalidPart = true
+	return e
 }
 
 func isKnownScript(v string) bool {
@@ -170,16 +202,16 @@ func checkField(t *tableSpec, name string) *queryError {
 	base, sub, dotted := strings.Cut(name, ".")
 	f := t.field(base)
 	if f == nil {
-		return qerr("Unknown field %s in table %s", clip(name), t.name)
+		return invalidPart("Unknown field %s in table %s", clip(name), t.name)
 	}
 	if !dotted {
 		return nil
 	}
 	if f.kind != kRef || strings.Contains(sub, ".") {
-		return qerr("Unknown field %s in table %s", clip(name), t.name)
+		return invalidPart("Unknown field %s in table %s", clip(name), t.name)
 	}
 	if tables[f.ref].field(sub) == nil {
-		return qerr("Unknown field %s in table %s", clip(name), t.name)
+		return invalidPart("Unknown field %s in table %s", clip(name), t.name)
 	}
 	return nil
 }

@@ -26,9 +26,12 @@ type renderOptions struct {
 	fields      []string // nil: all
 	display     displayMode
 	excludeLink bool
-	query       *encodedQuery
-	limit       int
-	offset      int
+	// inputDisplay is sysparm_input_display_value: written reference
+	// values are display values to look up (else stored as given).
+	inputDisplay bool
+	query        *encodedQuery
+	limit        int
+	offset       int
 }
 
 func parseRenderOptions(t *tableSpec, q url.Values) (*renderOptions, *queryError) {
@@ -58,6 +61,7 @@ func parseRenderOptions(t *tableSpec, q url.Values) (*renderOptions, *queryError
 		o.display = displayAll
 	}
 	o.excludeLink = strings.EqualFold(q.Get("sysparm_exclude_reference_link"), "true")
+	o.inputDisplay = strings.EqualFold(q.Get("sysparm_input_display_value"), "true")
 	if l := q.Get("sysparm_limit"); l != "" {
 		if n, err := strconv.Atoi(l); err == nil && n > 0 {
 			o.limit = min(n, MaxLimit)

@@ -290,8 +290,10 @@ func TestIncidentACLRecordSets(t *testing.T) {
 			if diff := cmp.Diff(tc.want, sysIDs(rows)); diff != "" {
 				t.Errorf("incidents (-want +got):\n%s", diff)
 			}
-			if got := h.Get("X-Total-Count"); got != itoa(len(tc.want)) {
-				t.Errorf("X-Total-Count %s", got)
+			// The count is the query's, before ACLs (ServiceNow counts
+			// rows, then removes those the user may not read).
+			if got := h.Get("X-Total-Count"); got != itoa(len(all)) {
+				t.Errorf("X-Total-Count %s, want %d", got, len(all))
 			}
 			for _, id := range all {
 				status, _, raw := e.do(t, http.MethodGet, tok, "/api/now/table/incident/"+id, nil)
@@ -357,12 +359,48 @@ func TestEncodedQueries(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tc.query, diff)
 		}
 	}
-	for _, q := range []string{"nosuchfield=1", "caller_id.nosuch=x", "short_description~vpn", "state=1^ORnosuch=2", "caller_id=javascript:gs.sleep(1000)", "ORDERBYnosuch", "=5"} {
+	// Invalid parts are ignored, as on the platform (with
+	// glide.invalid_query.returns_no_rows off, its default): the rest of
+	// the query runs and the answer has MORE rows.
+	all := []string{IncLaptop, IncVPN, IncCRMReport, IncDashboard, IncPrinter, IncEmail}
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"nosuchfield=1", all},
+		{"caller_id.nosuch=x", all},
+		{"short_description~vpn", all},
+		{"=5", all},
+		{"state=1^ORnosuch=2^ORDERBYnumber", []string{IncVPN, IncCRMReport}},
+		{"nosuch=2^ORstate=1^ORDERBYnumber", []string{IncVPN, IncCRMReport}},
+		{"short_descriptionLIKEvpn^ORDERBYnosuch", []string{IncVPN}},
+		{"caller_id=" + UserRep + "^assigned_too=" + UserITAgent, []string{IncLaptop, IncVPN}},
+	} {
+		status, h, rows, raw := e.list(t, agent, "incident", url.Values{"sysparm_query": {tc.query}})
+		if status != 200 || h.Get("X-Total-Count") != itoa(len(tc.want)) {
+			t.Errorf("%s: %d %s", tc.query, status, raw)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, sysIDs(rows)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.query, diff)
+		}
+	}
+	// With the property on, a query with an invalid part returns nothing.
+	strict := newEnv(t, &Options{InvalidQueryReturnsNoRows: true})
+	strictAgent, _ := strict.sb.IssueToken("it.agent")
+	for q, want := range map[string][]string{"nosuchfield=1": {}, "state=1^ORnosuch=2": {}, "state=7": {IncEmail}} {
+		status, h, rows, raw := strict.list(t, strictAgent, "incident", url.Values{"sysparm_query": {q}})
+		if status != 200 || !cmp.Equal(want, sysIDs(rows)) || h.Get("X-Total-Count") != itoa(len(want)) {
+			t.Errorf("returns_no_rows %s: %d %s", q, status, raw)
+		}
+	}
+	// What the sandbox cannot run is refused outright.
+	for _, q := range []string{"caller_id=javascript:gs.sleep(1000)", strings.Repeat("state=1^", 201)} {
 		status, _, _, raw := e.list(t, agent, "incident", url.Values{"sysparm_query": {q}})
 		var body errorBody
 		_ = json.Unmarshal(raw, &body)
 		if status != 400 || body.Error.Message != "Invalid query" || body.Status != "failure" || body.Error.Detail == nil {
-			t.Errorf("%s: %d %s", q, status, raw)
+			t.Errorf("%s: %d %.200s", q, status, raw)
 		}
 	}
 }
@@ -474,7 +512,7 @@ func TestCreateAndUpdate(t *testing.T) {
 	_ = json.Unmarshal(raw, &created)
 	r := created.Result
 	if status != 201 || r["number"] != "INC0010007" || r["caller_id"] != UserRep || r["opened_by"] != UserRep ||
-		r["priority"] != "2" || r["state"] != "1" || r["active"] != "true" || r["assignment_group"] != GroupServiceDesk ||
+		r["priority"] != "2" || r["state"] != "1" || r["active"] != "true" || r["assignment_group"] != "Service Desk" ||
 		r["opened_at"] != "2026-11-02 09:30:00" || r["sys_created_by"] != "rep" || r["sys_id"] == "ffffffffffffffffffffffffffffffff" {
 		t.Fatalf("create: %d %s", status, raw)
 	}
@@ -490,12 +528,22 @@ func TestCreateAndUpdate(t *testing.T) {
 		t.Errorf("outsider sees the new incident: %d", status)
 	}
 
-	// itil may file for someone else.
-	status, _, raw = e.do(t, http.MethodPost, agent, "/api/now/table/incident?sysparm_exclude_reference_link=true", map[string]any{"short_description": "Badge reader broken", "caller_id": "manager@acme.example"})
+	// itil may file for someone else. A reference written as a user name
+	// or email is stored as that raw string (sysparm_input_display_value
+	// defaults to false: no lookup), a broken reference.
+	status, _, raw = e.do(t, http.MethodPost, agent, "/api/now/table/incident?sysparm_exclude_reference_link=true", map[string]any{"short_description": "Badge reader broken", "caller_id": "manager@acme.example", "assigned_to": "it.agent"})
 	created.Result = nil
 	_ = json.Unmarshal(raw, &created)
-	if status != 201 || created.Result["caller_id"] != UserManager || created.Result["opened_by"] != UserITAgent || created.Result["number"] != "INC0010008" {
+	if status != 201 || created.Result["caller_id"] != "manager@acme.example" || created.Result["assigned_to"] != "it.agent" || created.Result["opened_by"] != UserITAgent || created.Result["number"] != "INC0010008" {
 		t.Errorf("agent create: %d %s", status, raw)
+	}
+	// A sys_id is stored as is; with sysparm_input_display_value=true a
+	// display value (the user's name, not user_name or email) is looked up.
+	status, _, raw = e.do(t, http.MethodPost, agent, "/api/now/table/incident?sysparm_exclude_reference_link=true&sysparm_input_display_value=true", map[string]any{"short_description": "Dock broken", "caller_id": UserManager, "assigned_to": "Ivy Agent", "assignment_group": "Service Desk"})
+	created.Result = nil
+	_ = json.Unmarshal(raw, &created)
+	if status != 201 || created.Result["caller_id"] != UserManager || created.Result["assigned_to"] != UserITAgent || created.Result["assignment_group"] != GroupServiceDesk {
+		t.Errorf("agent create with display values: %d %s", status, raw)
 	}
 
 	clk.Advance(10 * time.Minute)

@@ -108,6 +108,9 @@ type tableSpec struct {
 	fields  []fieldSpec
 	byName  map[string]*fieldSpec
 	display string // field used as the record's display value
+	// super is the table this one extends (sys_db_object.super_class);
+	// fields in superFields[super] are defined there.
+	super string
 }
 
 func (t *tableSpec) field(name string) *fieldSpec { return t.byName[name] }
@@ -169,17 +172,49 @@ var tables = func() map[string]*tableSpec {
 			fieldSpec{name: "name"}, fieldSpec{name: "description"},
 			fieldSpec{name: "manager", kind: kRef, ref: "sys_user"}, fieldSpec{name: "active", kind: kBool},
 		),
+		// The schema: one sys_db_object row per table, one sys_dictionary
+		// row per field (name = the table that defines it, element = the
+		// field; element empty for the table's own "collection" row).
+		newTable("sys_db_object", "label",
+			fieldSpec{name: "name"}, fieldSpec{name: "label"},
+			fieldSpec{name: "super_class", kind: kRef, ref: "sys_db_object"},
+		),
+		newTable("sys_dictionary", "column_label",
+			fieldSpec{name: "name"}, fieldSpec{name: "element"}, fieldSpec{name: "column_label"},
+			fieldSpec{name: "internal_type"}, fieldSpec{name: "reference", kind: kRef, ref: "sys_db_object"},
+			fieldSpec{name: "max_length"}, fieldSpec{name: "active", kind: kBool},
+		),
 		newTable("sys_user_grmember", "sys_id",
 			fieldSpec{name: "user", kind: kRef, ref: "sys_user"},
 			fieldSpec{name: "group", kind: kRef, ref: "sys_user_group"},
 		),
 	}
+	ts[0].super = "task"
 	m := map[string]*tableSpec{}
 	for _, t := range ts {
 		m[t.name] = t
 	}
 	return m
 }()
+
+// superFields are the fields a served table inherits from a table the
+// sandbox does not serve itself: incident extends task, which defines
+// number, short_description, state, assigned_to, the journal fields and
+// the sys_ fields (ServiceNow docs: "Task table"). sys_dictionary lists
+// them under name=task, as on an instance, so a client that reads a table's
+// fields must follow sys_db_object.super_class.
+var superFields = map[string]map[string]bool{
+	"task": {
+		"number": true, "short_description": true, "description": true, "opened_by": true, "opened_at": true,
+		"assigned_to": true, "assignment_group": true, "state": true, "impact": true, "urgency": true,
+		"priority": true, "active": true, "closed_at": true, "close_notes": true, "comments": true, "work_notes": true,
+		"sys_id": true, "sys_created_on": true, "sys_created_by": true, "sys_updated_on": true, "sys_updated_by": true, "sys_mod_count": true,
+	},
+}
+
+// schemaTables are the tables that describe the others; their rows are
+// generated from tables by loadSchema.
+var schemaTables = map[string]bool{"sys_db_object": true, "sys_dictionary": true}
 
 // priorityMatrix is ServiceNow's default impact × urgency → priority lookup.
 func priorityMatrix(impact, urgency string) string {

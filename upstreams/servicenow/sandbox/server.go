@@ -51,6 +51,16 @@ type Options struct {
 	// (a rate limit rule); beyond it the API answers 429 with Retry-After.
 	// 0 means unlimited.
 	RateLimitPerHour int
+	// InvalidQueryReturnsNoRows is the instance's system property
+	// glide.invalid_query.returns_no_rows: when true, a query with an
+	// invalid part (an unknown field, a malformed condition) returns no
+	// rows. ServiceNow's default, false, drops the invalid part and runs
+	// the rest, which returns MORE rows.
+	InvalidQueryReturnsNoRows bool
+	// DictionaryRoles, when set, restricts reading the schema tables
+	// (sys_db_object, sys_dictionary) to users with one of these roles; nil
+	// lets every authenticated user read them.
+	DictionaryRoles []string
 	// HTTPClient fetches OIDC discovery documents and JWKS; nil means a
 	// client with a 10 s timeout.
 	HTTPClient *http.Client
@@ -80,8 +90,11 @@ type Server struct {
 	sessions  map[string]*session
 	rateLimit int
 	rateHour  int64
-	rateCount map[string]int
-	incSeq    int
+	// invalidNoRows is glide.invalid_query.returns_no_rows.
+	invalidNoRows bool
+	dictRoles     []string
+	rateCount     map[string]int
+	incSeq        int
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -110,6 +123,9 @@ func New(opts *Options) (*Server, error) {
 		sessions:  map[string]*session{},
 		rateLimit: opts.RateLimitPerHour,
 		rateCount: map[string]int{},
+
+		invalidNoRows: opts.InvalidQueryReturnsNoRows,
+		dictRoles:     slices.Clone(opts.DictionaryRoles),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -129,6 +145,7 @@ func New(opts *Options) (*Server, error) {
 	if err := s.load(seed); err != nil {
 		return nil, err
 	}
+	s.loadSchema()
 	for _, a := range opts.Apps {
 		if err := s.RegisterApp(a); err != nil {
 			return nil, err
@@ -347,4 +364,96 @@ func (u *User) hasRole(roles ...string) bool {
 		}
 	}
 	return false
+}
+
+// loadSchema fills sys_db_object and sys_dictionary from the table specs,
+// as an instance describes itself: one sys_db_object row per table (with
+// super_class for tables that extend another) and one sys_dictionary row
+// per field, under the table that defines it, plus each table's
+// "collection" row (element empty). ServiceNow docs: "Table
+// administration" (sys_db_object) and "Data dictionary tables"
+// (sys_dictionary).
+func (s *Server) loadSchema() {
+	names := make([]string, 0, len(tables)+len(superFields))
+	for name := range tables {
+		names = append(names, name)
+	}
+	for name := range superFields {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	objID := map[string]string{}
+	for i, name := range names {
+		objID[name] = fmt.Sprintf("db0b%028x", i+1)
+	}
+	for _, name := range names {
+		super := ""
+		if t := tables[name]; t != nil && t.super != "" {
+			super = objID[t.super]
+		}
+		s.insert("sys_db_object", map[string]string{"sys_id": objID[name], "name": name, "label": label(name), "super_class": super})
+	}
+	seq := 0
+	add := func(table, element, internalType, ref string) {
+		seq++
+		s.insert("sys_dictionary", map[string]string{
+			"sys_id": fmt.Sprintf("d1c7%028x", seq), "name": table, "element": element, "column_label": label(element),
+			"internal_type": internalType, "reference": objID[ref], "max_length": "40", "active": "true",
+		})
+	}
+	for _, name := range names {
+		add(name, "", "collection", "")
+		t := tables[name]
+		if t == nil { // a super table: its fields come from the tables that extend it
+			for _, sub := range names {
+				if st := tables[sub]; st != nil && st.super == name {
+					for _, f := range st.fields {
+						if superFields[name][f.name] {
+							add(name, f.name, internalType(&f), f.ref)
+						}
+					}
+				}
+			}
+			continue
+		}
+		for _, f := range t.fields {
+			if !superFields[t.super][f.name] {
+				add(name, f.name, internalType(&f), f.ref)
+			}
+		}
+	}
+}
+
+func internalType(f *fieldSpec) string {
+	switch f.kind {
+	case kRef:
+		return "reference"
+	case kBool:
+		return "boolean"
+	case kDateTime:
+		return "glide_date_time"
+	case kSysID:
+		return "GUID"
+	case kChoice:
+		for v := range f.choices {
+			if _, err := strconv.Atoi(v); err != nil {
+				return "string"
+			}
+		}
+		return "integer"
+	}
+	if f.name == "comments" || f.name == "work_notes" {
+		return "journal_input"
+	}
+	return "string"
+}
+
+// label turns a field or table name into a label: short_description →
+// Short description.
+func label(name string) string {
+	if name == "" {
+		return ""
+	}
+	l := strings.ReplaceAll(strings.TrimSuffix(name, "_id"), "_", " ")
+	return strings.ToUpper(l[:1]) + l[1:]
 }

@@ -19,15 +19,26 @@ import (
 
 // ---- handlers ----
 
+// list answers GET /api/now/table/{table} the way the platform does: the
+// query runs, the page (sysparm_offset, sysparm_limit) is cut, and only then
+// are rows the user may not read removed. So a page can hold fewer rows
+// than the limit, or none, while later pages still have readable rows, and
+// X-Total-Count counts the rows the query matched before ACLs (ServiceNow
+// KB3047115 "Inbound Web Services — Empty or Incomplete Results": ACLs
+// filter rows after the query runs, so sysparm_limit=36 can return 12
+// records; the UI's "Number of rows removed from this list by Security
+// constraints" is the same effect). The Link header pages by the limit,
+// not by what was returned.
 func (s *Server) list(w http.ResponseWriter, r *http.Request, u *User, t *tableSpec, o *renderOptions) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ev := &evaluator{table: t, lookup: s.lookupLocked, me: u}
 	var rows []map[string]string
-	for _, id := range s.order[t.name] {
-		rec := s.rows[t.name][id]
-		if s.canReadLocked(u, t.name, rec) && ev.match(rec, o.query) {
-			rows = append(rows, rec)
+	if o.query.invalid == 0 || !s.invalidNoRows {
+		for _, id := range s.order[t.name] {
+			if rec := s.rows[t.name][id]; ev.match(rec, o.query) {
+				rows = append(rows, rec)
+			}
 		}
 	}
 	if len(o.query.orderBy) > 0 {
@@ -56,7 +67,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, u *User, t *tableS
 	if o.offset < total {
 		end := min(o.offset+o.limit, total)
 		for _, rec := range rows[o.offset:end] {
-			page = append(page, s.renderLocked(s.base(r), t, rec, o))
+			if s.canReadLocked(u, t.name, rec) { // ACLs after the limit
+				page = append(page, s.renderLocked(s.base(r), t, rec, o))
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, resultBody{Result: page})
@@ -139,16 +152,21 @@ func readBody(w http.ResponseWriter, r *http.Request, t *tableSpec) (map[string]
 	return out, nil
 }
 
-// resolveRefLocked accepts a sys_id or, like ServiceNow, a display value
-// (for users also user_name or email) for a reference field.
-func (s *Server) resolveRefLocked(f *fieldSpec, v string) string {
-	if v == "" || s.rows[f.ref][v] != nil {
+// refValueLocked is what a reference field stores for input v. With
+// sysparm_input_display_value=false (the default) the platform stores the
+// value as given, without manipulation: a user name or an email in
+// assigned_to is stored as that string, not resolved to a sys_id, and the
+// reference is broken. With sysparm_input_display_value=true the input is
+// a display value (for sys_user the name, e.g. "Ivy Agent") and is looked
+// up. ServiceNow docs: Table API, sysparm_input_display_value ("false:
+// Treats input values as actual values and stores them in the database
+// without manipulation").
+func (s *Server) refValueLocked(f *fieldSpec, v string, inputDisplay bool) string {
+	if !inputDisplay || v == "" || s.rows[f.ref][v] != nil {
 		return v
 	}
 	for _, id := range s.order[f.ref] {
-		rec := s.rows[f.ref][id]
-		if strings.EqualFold(rec[tables[f.ref].display], v) ||
-			(f.ref == "sys_user" && (strings.EqualFold(rec["user_name"], v) || strings.EqualFold(rec["email"], v))) {
+		if rec := s.rows[f.ref][id]; strings.EqualFold(rec[tables[f.ref].display], v) {
 			return id
 		}
 	}
@@ -158,11 +176,11 @@ func (s *Server) resolveRefLocked(f *fieldSpec, v string) string {
 func (s *Server) nowString() string { return s.now().UTC().Format("2006-01-02 15:04:05") }
 
 // applyLocked writes values into rec and maintains derived incident fields.
-func (s *Server) applyLocked(u *User, t *tableSpec, rec, values map[string]string) {
+func (s *Server) applyLocked(u *User, t *tableSpec, rec, values map[string]string, o *renderOptions) {
 	for k, v := range values {
 		f := t.field(k)
 		if f.kind == kRef {
-			v = s.resolveRefLocked(f, v)
+			v = s.refValueLocked(f, v, o.inputDisplay)
 		}
 		if k == "caller_id" && !u.hasRole("itil", "admin") {
 			continue // only fulfillers may set the caller to someone else
@@ -208,7 +226,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, u *User, t *tabl
 		"state": "1", "impact": "3", "urgency": "3", "category": "inquiry",
 		"sys_created_on": now, "sys_created_by": u.UserName,
 	}
-	s.applyLocked(u, t, rec, values)
+	s.applyLocked(u, t, rec, values, o)
 	rec["priority"] = priorityMatrix(rec["impact"], rec["urgency"])
 	s.insert("incident", rec)
 	s.log.Info("servicenow sandbox: incident created", "number", rec["number"], "user", u.UserName)
@@ -233,7 +251,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, u *User, t *tabl
 		writeError(w, http.StatusForbidden, "Operation Failed", "ACL restricts the record update")
 		return
 	}
-	s.applyLocked(u, t, rec, values)
+	s.applyLocked(u, t, rec, values, o)
 	n, _ := strconv.Atoi(rec["sys_mod_count"])
 	rec["sys_mod_count"] = strconv.Itoa(n + 1)
 	s.log.Info("servicenow sandbox: record updated", "table", t.name, "sys_id", sysID, "user", u.UserName)
