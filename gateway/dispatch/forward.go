@@ -46,7 +46,7 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 		return
 	}
 	d, ok := g.Sessions.Lookup(sid)
-	if !ok {
+	if !ok || d.Closed() {
 		return
 	}
 	handled := false

@@ -83,7 +83,13 @@ func (g *Dispatcher) Middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			c.rpcID = in.rpcID()
 			ctx = g.startSpan(ctx, c, in.header, metaTrace(req.GetParams()))
 		}
-		res, err = g.guard(c, func() (mcp.Result, error) { return g.serve(ctx, c, req, next) })
+		res, err = g.guard(c, func() (mcp.Result, error) {
+			if c.d.Closed() { // evicted or purged: its go-sdk session is closing
+				c.errClass = "session_closed"
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "session closed; start a new session"}
+			}
+			return g.serve(ctx, c, req, next)
+		})
 		if aerr := g.record(ctx, c, err); aerr != nil {
 			return nil, aerr
 		}

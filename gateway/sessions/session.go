@@ -118,7 +118,16 @@ func (g *Store) For(ctx context.Context, ss *mcp.ServerSession, id *identity.Ide
 		for _, old := range g.byUser.add(d.user, d, g.maxPerUser) {
 			g.log.Info("session closed: the user opened more than server.session.max_per_user",
 				"max_per_user", g.maxPerUser, "closed_session", old.key)
-			go old.ss.Close() // its Wait below drops it
+			// Closed for calls at once (its next request is refused), then
+			// closed for good in the background: its upstream sessions, and
+			// the go-sdk session, whose Wait below drops it.
+			ups := old.shut()
+			go func() {
+				for _, us := range ups {
+					us.close()
+				}
+				_ = old.ss.Close()
+			}()
 		}
 		go func() {
 			_ = ss.Wait()
@@ -387,3 +396,11 @@ func (d *Session) SDKSeen() time.Time { return time.Unix(0, d.sdkSeen.Load()) }
 
 // MarkSDK records that go-sdk serves a request of the session now.
 func (d *Session) MarkSDK() { d.sdkSeen.Store(time.Now().UnixNano()) }
+
+// Closed reports whether the session was closed for calls (evicted,
+// purged or shut down); its go-sdk session may still be closing.
+func (d *Session) Closed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closed
+}
