@@ -91,7 +91,9 @@ type ServiceNowOptions struct {
 // DefaultSalesforceAPIVersion is the REST API version used when none is configured.
 const DefaultSalesforceAPIVersion = "v62.0"
 
-// WithDefaults returns c with unset fields at their defaults.
+// WithDefaults returns c with unset fields at their defaults, and
+// Credentials.Platform set to Kind (the platform's credential defaults:
+// jwt_bearer's aud, client authentication and limits).
 func (c Config) WithDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -114,6 +116,7 @@ func (c Config) WithDefaults() Config {
 	if c.ServiceNow.MaxRecords == 0 {
 		c.ServiceNow.MaxRecords = 100
 	}
+	c.Credentials.Platform = c.Kind
 	return c
 }
 
@@ -145,7 +148,9 @@ func (c *Config) Validate(path string) error {
 	if err := c.ValidateKind(path); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.Credentials.Validate(path + ".credentials"); err != nil {
+	creds := c.Credentials
+	creds.Platform = c.Kind // the kind's credential defaults and limits (WithDefaults sets it too)
+	if err := creds.Validate(path + ".credentials"); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

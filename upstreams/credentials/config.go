@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/mandate-gw/mandate/internal/secret"
 )
@@ -67,7 +68,8 @@ type Config struct {
 	// whitespace trimmed), read when the source is built (at each reload).
 	ClientSecretFile string `yaml:"client_secret_file"`
 	// ClientAuth is client_secret_basic (default when a secret is set; for
-	// entra_obo the default is client_secret_post, as Microsoft documents) |
+	// entra_obo, and jwt_bearer on a servicenow upstream, the default is
+	// client_secret_post, as Microsoft and ServiceNow document) |
 	// client_secret_post | private_key_jwt (RFC 7523 client assertion signed
 	// with PrivateKeyFile, aud = token URL). With none of these and no secret,
 	// jwt_bearer sends no client authentication (Salesforce).
@@ -100,15 +102,21 @@ type Config struct {
 	// token as actor_token, so servers that support delegation record an
 	// act claim naming Mandate.
 	ActorToken bool `yaml:"actor_token"`
-	// AssertionAudience is the aud of jwt_bearer assertions (Salesforce:
-	// https://login.salesforce.com); default TokenURL.
+	// AssertionAudience is the aud of jwt_bearer assertions, a URL or any
+	// other string. Default: on a servicenow upstream the client id
+	// (ServiceNow requires aud = Client ID); on a salesforce upstream
+	// https://login.salesforce.com, or https://test.salesforce.com when
+	// token_url is a sandbox org's login host (test.salesforce.com,
+	// *.sandbox.my.salesforce.com, *.scratch.my.salesforce.com); otherwise
+	// TokenURL.
 	AssertionAudience string `yaml:"assertion_audience"`
 	// ScopesInAssertion (jwt_bearer only) puts Scopes into the assertion's
 	// scope claim instead of the token request's scope parameter, as
 	// Google's domain-wide delegation requires.
 	ScopesInAssertion bool `yaml:"scopes_in_assertion"`
-	// AssertionLifetime is how long a signed assertion is valid; default 2m
-	// (Salesforce accepts at most 3m), at most 1h.
+	// AssertionLifetime is how long a signed assertion is valid; default 2m,
+	// at most 1h (on a salesforce upstream at most 3m, as Salesforce
+	// requires).
 	AssertionLifetime time.Duration `yaml:"assertion_lifetime"`
 	// Subject (jwt_bearer only) is a Go text/template over the identity that
 	// yields the platform username: fields .Issuer .Subject .Email .Roles
@@ -137,6 +145,12 @@ type Config struct {
 	// DefaultLifetime is how long to cache a token whose response carries no
 	// expires_in (Salesforce); default 10m. Still capped by the user's token.
 	DefaultLifetime time.Duration `yaml:"default_lifetime"`
+
+	// Platform is not a YAML key: package upstreams sets it to the
+	// upstream's kind, and jwt_bearer applies that platform's defaults,
+	// limits and error explanations (PlatformSalesforce,
+	// PlatformServiceNow; other values change nothing).
+	Platform string `yaml:"-"`
 }
 
 // forbiddenFlows are names people reach for when they want the user's own
@@ -276,10 +290,10 @@ func (c *Config) Validate(path string) error {
 	if c.ScopesInAssertion && len(c.Scopes) == 0 {
 		bad("scopes_in_assertion", "needs scopes (they go into the assertion's scope claim)")
 	}
-	if c.AssertionAudience != "" {
-		if u, err := url.Parse(c.AssertionAudience); err != nil || u.Scheme == "" || u.Host == "" {
-			bad("assertion_audience", "%q is not an absolute URL", c.AssertionAudience)
-		}
+	// aud is a StringOrURI (RFC 7519 §4.1.3): ServiceNow wants its client
+	// id there, Salesforce a URL.
+	if strings.TrimSpace(c.AssertionAudience) != c.AssertionAudience || strings.IndexFunc(c.AssertionAudience, unicode.IsControl) >= 0 {
+		bad("assertion_audience", "%q has surrounding white space or control characters", c.AssertionAudience)
 	}
 	if c.AssertionLifetime < 0 || c.AssertionLifetime > MaxAssertionLifetime {
 		bad("assertion_lifetime", "%s is out of range (0 < lifetime ≤ %s; Salesforce accepts at most 3m)", c.AssertionLifetime, MaxAssertionLifetime)

@@ -19,7 +19,11 @@ const FlowJWTBearer = "jwt_bearer"
 type JWTBearerConfig struct {
 	ClientConfig
 	CacheConfig
-	// AssertionAudience is the assertions' aud (default the token URL).
+	// Platform is Config.Platform (its defaults are applied here; it picks
+	// the error explanations).
+	Platform string
+	// AssertionAudience is the assertions' aud (default: the platform's,
+	// else the token URL).
 	AssertionAudience string
 	Scopes            []string
 	ScopesInAssertion bool
@@ -41,12 +45,24 @@ var jwtBearerType = &FlowType{
 		if c.PrivateKeyFile == "" {
 			bad("private_key_file", "required for flow jwt_bearer (the key that signs assertions)")
 		}
+		if p := platformOf(c); p != nil && p.maxLifetime > 0 && c.AssertionLifetime > p.maxLifetime {
+			bad("assertion_lifetime", "%s is longer than %s accepts (at most %s)", c.AssertionLifetime, c.Platform, p.maxLifetime)
+		}
 	},
 	Parse: func(ft *FlowType, c *Config) FlowConfig {
 		cc, cache := parseClient(ft, c)
+		aud := orString(c.AssertionAudience, cc.TokenURL)
+		if p := platformOf(c); p != nil {
+			if c.AssertionAudience == "" {
+				aud = p.audience(c)
+			}
+			if c.ClientAuth == "" && cc.ClientAuth != "" && p.clientAuth != "" {
+				cc.ClientAuth = p.clientAuth
+			}
+		}
 		return &JWTBearerConfig{
-			ClientConfig: cc, CacheConfig: cache,
-			AssertionAudience: orString(c.AssertionAudience, cc.TokenURL), Scopes: c.Scopes, ScopesInAssertion: c.ScopesInAssertion,
+			ClientConfig: cc, CacheConfig: cache, Platform: c.Platform,
+			AssertionAudience: aud, Scopes: c.Scopes, ScopesInAssertion: c.ScopesInAssertion,
 			Subject: orString(c.Subject, DefaultSubject), SubjectMapFile: c.SubjectMapFile,
 		}
 	},
@@ -114,6 +130,10 @@ func (f *jwtBearerFlow) Exchange(ctx context.Context, id *identity.Identity) (*T
 	}
 	tr, err := f.ep.post(ctx, form)
 	if err != nil {
+		var oe *Error
+		if p := platforms[f.cfg.Platform]; p != nil && p.explain != nil && errors.As(err, &oe) {
+			oe.Hint = p.explain(oe, sub, mappingName(f.cfg.Subject, f.cfg.SubjectMapFile))
+		}
 		return nil, err
 	}
 	tok := newToken(tr)

@@ -117,6 +117,10 @@ type Error struct {
 	// Err is the underlying cause (network error, context error, mapping
 	// problem), if any.
 	Err error
+	// Hint, when set, is what the platform's documented answer means and
+	// who must act (the jwt_bearer flow sets it for the platforms it knows,
+	// see Config.Platform); it replaces the generic explanation.
+	Hint string
 	// redirectTo is the Location of a refused redirect (no query, fragment
 	// or user info), for the operational log; never shown to users.
 	redirectTo string
@@ -139,6 +143,8 @@ func (e *Error) Error() string {
 		what += e.Description
 	}
 	switch {
+	case e.Hint != "":
+		b.WriteString(e.Hint)
 	case e.Consent:
 		fmt.Fprintf(&b, "consent is required before Mandate may act for you on %s; ask an administrator to grant consent to the Mandate application for this upstream (or sign in again and accept the consent prompt), then retry", e.Upstream)
 	case e.Interaction:

@@ -47,7 +47,7 @@ func DebugLogger(w io.Writer) *slog.Logger {
 func BrokerSource(t *testing.T, cfg upstreams.Config, brokerLogs io.Writer) credentials.Source {
 	t.Helper()
 	broker := credentials.NewBroker(credentials.BrokerOptions{Logger: DebugLogger(brokerLogs), InvalidGrantBackoff: -1})
-	src, err := broker.Source(cfg.Name, cfg.Credentials)
+	src, err := broker.Source(cfg.Name, cfg.WithDefaults().Credentials) // as the gateway does
 	if err != nil {
 		t.Fatal(err)
 	}

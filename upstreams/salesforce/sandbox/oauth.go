@@ -99,7 +99,7 @@ func (s *Server) jwtBearer(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "invalid assertion")
 		return
 	}
-	if !s.audienceOK(r, claims.Audience) {
+	if !s.audienceOK(claims.Audience) {
 		s.log.Debug("salesforce sandbox: assertion refused", "reason", "audience", "app", app.ConsumerKey)
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "audience is invalid")
 		return
@@ -160,14 +160,13 @@ func appScope(app *ConnectedApp) string {
 	return strings.Join(app.Scopes, " ")
 }
 
-func (s *Server) audienceOK(r *http.Request, aud jwt.Audience) bool {
+// audienceOK: aud is exactly one of the org's login URLs, never the
+// instance's own URL (see DefaultAudiences).
+func (s *Server) audienceOK(aud jwt.Audience) bool {
 	if len(aud) != 1 {
 		return false
 	}
 	got := strings.TrimRight(aud[0], "/")
-	if got == s.base(r) {
-		return true
-	}
 	for _, a := range s.audiences {
 		if got == strings.TrimRight(a, "/") {
 			return true

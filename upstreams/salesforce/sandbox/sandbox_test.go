@@ -202,7 +202,12 @@ func TestJWTBearerTokenEndpoint(t *testing.T) {
 		wantDesc  string
 	}{
 		{"valid", sign(t, key, jose.RS256, with("exp", now.Add(2*time.Minute).Unix())), "", ""},
-		{"aud is the sandbox itself", sign(t, key, jose.RS256, with("aud", e.ts.URL)), "", ""},
+		// aud is the login URL, never the instance's own URL (Mandate's old
+		// default was the token URL); a production org refuses the
+		// sandbox-org login URL.
+		{"aud is the sandbox itself", sign(t, key, jose.RS256, with("aud", e.ts.URL)), "invalid_grant", "audience is invalid"},
+		{"aud is the token URL", sign(t, key, jose.RS256, with("aud", e.ts.URL+"/services/oauth2/token")), "invalid_grant", "audience is invalid"},
+		{"aud is test.salesforce.com on a production org", sign(t, key, jose.RS256, with("aud", "https://test.salesforce.com")), "invalid_grant", "audience is invalid"},
 		{"username is case-insensitive", sign(t, key, jose.RS256, with("sub", "Rep@Acme.Example")), "", ""},
 		{"unknown user", sign(t, key, jose.RS256, with("sub", "nobody@acme.example")), "invalid_grant", "user hasn't approved this consumer"},
 		{"user not pre-authorized", sign(t, key, jose.RS256, with("sub", "integration@acme.example")), "invalid_grant", "user hasn't approved this consumer"},

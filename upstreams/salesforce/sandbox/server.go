@@ -40,10 +40,17 @@ const (
 	defaultScopes = "api"
 )
 
-// DefaultAudiences are the login URLs a JWT bearer assertion may name as
-// aud when Options.Audiences is empty, in addition to the sandbox's own
-// base URL.
-var DefaultAudiences = []string{"https://login.salesforce.com", "https://test.salesforce.com"}
+// The aud a JWT bearer assertion must name when Options.Audiences is
+// empty: the login URL of a production (or Developer Edition) org, or of a
+// sandbox org when Options.SandboxOrg is set. The instance's own URL is not
+// accepted. ("OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration",
+// https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm:
+// aud is https://login.salesforce.com, https://test.salesforce.com, or an
+// Experience Cloud site's URL.)
+var (
+	DefaultAudiences    = []string{"https://login.salesforce.com"}
+	SandboxOrgAudiences = []string{"https://test.salesforce.com"}
+)
 
 // ConnectedApp is a registered connected app (consumer).
 type ConnectedApp struct {
@@ -77,8 +84,11 @@ type Options struct {
 	// Apps are the registered connected apps.
 	Apps []ConnectedApp
 	// Audiences are the accepted aud values of JWT bearer assertions; empty
-	// means DefaultAudiences plus the sandbox's own base URL.
+	// means DefaultAudiences, or SandboxOrgAudiences when SandboxOrg.
 	Audiences []string
+	// SandboxOrg makes the org a Salesforce sandbox: its users sign in at
+	// https://test.salesforce.com, which is then the assertions' aud.
+	SandboxOrg bool
 	// BaseURL is the sandbox's external URL (instance_url, identity URLs).
 	// Empty means derived from each request's Host (http://host).
 	BaseURL string
@@ -187,6 +197,9 @@ func New(opts *Options) (*Server, error) {
 	}
 	if len(s.audiences) == 0 {
 		s.audiences = DefaultAudiences
+		if opts.SandboxOrg {
+			s.audiences = SandboxOrgAudiences
+		}
 	}
 	if err := s.load(seed); err != nil {
 		return nil, err

@@ -11,7 +11,8 @@
 //     OAuth app has one) and an assertion signed by a key registered on the
 //     app's JWT provider (RS256/RS384/RS512); iss must equal the app's
 //     Issuer (default: its client id), aud one of its Audiences (default:
-//     the instance's token URL), exp present and not passed; sub is matched
+//     its client id only, as ServiceNow requires), exp present and not
+//     passed; sub is matched
 //     against the sys_user field named by UserField (user_name by default,
 //     or email, or sys_id).
 //   - POST /oauth_token.do, grant_type=client_credentials: the token runs as

@@ -40,8 +40,9 @@ type OAuthApp struct {
 	JWTKeys []crypto.PublicKey
 	// Issuer is the required iss of assertions; empty means ClientID.
 	Issuer string
-	// Audiences are the accepted aud values; empty means the instance's
-	// token URL (base URL + /oauth_token.do) or its base URL.
+	// Audiences are the accepted aud values; empty means ClientID only,
+	// as ServiceNow requires ("Create an OAuth JWT API endpoint for
+	// external clients": aud must match the value of the Client ID).
 	Audiences []string
 	// UserField is the sys_user field the assertion's sub is matched
 	// against: user_name (default), email or sys_id.
@@ -191,7 +192,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.mu.RUnlock()
 		reason = "run-as user missing"
 	case GrantTypeJWTBearer:
-		u, reason = s.verifyAssertion(r, app, r.PostForm.Get("assertion"))
+		u, reason = s.verifyAssertion(app, r.PostForm.Get("assertion"))
 	default:
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error_description": "unsupported grant type", "error": "unsupported_grant_type"})
@@ -219,7 +220,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // verifyAssertion checks a JWT bearer assertion; it returns the user or the
 // reason for refusal.
-func (s *Server) verifyAssertion(r *http.Request, app *OAuthApp, assertion string) (*User, string) {
+func (s *Server) verifyAssertion(app *OAuthApp, assertion string) (*User, string) {
 	if len(app.JWTKeys) == 0 {
 		return nil, "JWT bearer grant not enabled for this app"
 	}
@@ -248,12 +249,15 @@ func (s *Server) verifyAssertion(r *http.Request, app *OAuthApp, assertion strin
 	if claims.Issuer != iss {
 		return nil, "wrong issuer"
 	}
+	// aud must match the application's Client ID; the instance answers
+	// anything else with the same opaque access_denied as every other
+	// refusal. https://docs.servicenow.com/bundle/tokyo-platform-security/page/administer/security/task/create-jwt-endpoint.html
 	auds := app.Audiences
 	if len(auds) == 0 {
-		auds = []string{s.base(r) + "/oauth_token.do", s.base(r)}
+		auds = []string{app.ClientID}
 	}
 	if !slices.ContainsFunc(auds, func(a string) bool { return claims.Audience.Contains(a) }) {
-		return nil, "wrong audience"
+		return nil, "wrong audience (not the client id)"
 	}
 	now := s.now()
 	if claims.Expiry == nil {

@@ -74,7 +74,7 @@ func sign(t *testing.T, key any, alg jose.SignatureAlgorithm, kid string, claims
 }
 
 func (e *env) assertionClaims(sub string) map[string]any {
-	return map[string]any{"iss": "mandate", "sub": sub, "aud": e.ts.URL + "/oauth_token.do", "exp": time.Now().Add(2 * time.Minute).Unix(), "iat": time.Now().Unix()}
+	return map[string]any{"iss": "mandate", "sub": sub, "aud": "mandate", "exp": time.Now().Add(2 * time.Minute).Unix(), "iat": time.Now().Unix()}
 }
 
 func postForm(t *testing.T, u string, form url.Values) (int, map[string]any, string) {
@@ -165,14 +165,21 @@ func TestTokenEndpoint(t *testing.T) {
 		}, "rep", ""},
 		{"jwt bearer, sub = email", func(e *env) url.Values {
 			c := e.assertionClaims("manager@acme.example")
-			c["iss"] = "https://mandate.example.com"
+			c["iss"], c["aud"] = "https://mandate.example.com", "mandate-email"
 			return url.Values{"grant_type": {GrantTypeJWTBearer}, "client_id": {"mandate-email"}, "client_secret": {"s3cret"}, "assertion": {sign(t, key, jose.RS256, "", c)}}
 		}, "manager", ""},
-		{"jwt bearer, aud = instance URL, basic auth style secret in form", func(e *env) url.Values {
+		// ServiceNow requires aud = the client id: the token URL (Mandate's
+		// old default) and the instance URL are refused, opaquely.
+		{"aud = token URL", func(e *env) url.Values {
+			c := e.assertionClaims("it.agent")
+			c["aud"] = e.ts.URL + "/oauth_token.do"
+			return url.Values{"grant_type": {GrantTypeJWTBearer}, "client_id": {"mandate"}, "client_secret": {"s3cret"}, "assertion": {sign(t, key, jose.RS256, "", c)}}
+		}, "", "wrong audience (not the client id)"},
+		{"aud = instance URL", func(e *env) url.Values {
 			c := e.assertionClaims("it.agent")
 			c["aud"] = e.ts.URL
 			return url.Values{"grant_type": {GrantTypeJWTBearer}, "client_id": {"mandate"}, "client_secret": {"s3cret"}, "assertion": {sign(t, key, jose.RS256, "", c)}}
-		}, "it.agent", ""},
+		}, "", "wrong audience (not the client id)"},
 		{"client credentials", func(e *env) url.Values {
 			return url.Values{"grant_type": {"client_credentials"}, "client_id": {"mandate"}, "client_secret": {"s3cret"}}
 		}, "svc.integration", ""},
