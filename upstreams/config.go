@@ -76,7 +76,7 @@ type Config struct {
 
 // SalesforceOptions are the options of a salesforce upstream.
 type SalesforceOptions struct {
-	// APIVersion is the REST API version, e.g. "v62.0". Default: DefaultSalesforceAPIVersion.
+	// APIVersion is the REST API version, e.g. "v66.0". Default: DefaultSalesforceAPIVersion.
 	APIVersion string `yaml:"api_version"`
 	// MaxRecords bounds the records one tool call returns across pages. Default 2000.
 	MaxRecords int `yaml:"max_records"`
@@ -88,8 +88,11 @@ type ServiceNowOptions struct {
 	MaxRecords int `yaml:"max_records"`
 }
 
-// DefaultSalesforceAPIVersion is the REST API version used when none is configured.
-const DefaultSalesforceAPIVersion = "v62.0"
+// DefaultSalesforceAPIVersion is the REST API version used when none is
+// configured: Spring '26, the newest generally available release (REST API
+// Developer Guide, "API versions"; an org answers /services/data/ with the
+// versions it serves).
+const DefaultSalesforceAPIVersion = "v66.0"
 
 // WithDefaults returns c with unset fields at their defaults, and
 // Credentials.Platform set to Kind (the platform's credential defaults:

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -47,6 +48,10 @@ type Deps struct {
 	// (the mcp kind: one client span per upstream operation, with trace
 	// context propagation). Nil: no spans.
 	TracerProvider trace.TracerProvider
+	// MeterProvider, when set, lets the adapter report metrics of its own
+	// (the salesforce kind: the org's API request usage from
+	// Sforce-Limit-Info). Nil: no adapter metrics.
+	MeterProvider metric.MeterProvider
 }
 
 var registry struct {

@@ -4,27 +4,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"regexp"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/mandate-gw/mandate/upstreams"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
-// Deps are what an Adapter needs from the process (rest.Deps).
-// Credentials (required) obtains the calling user's Salesforce token (flow
-// jwt_bearer in production: sub = the Salesforce username). The adapter
-// uses whatever token the Source gives; with client_credentials the calls
-// run as that service account, and the audit record says so (callinfo).
-// HTTPClient calls the REST API (redirects are never followed); Logger
-// receives one debug record per REST call (never a token or a query text).
-type Deps = rest.Deps
+// Deps are what an Adapter needs from the process.
+type Deps struct {
+	// Credentials (required) obtains the calling user's Salesforce token
+	// (flow jwt_bearer in production: sub = the Salesforce username). The
+	// adapter uses whatever token the Source gives; with
+	// client_credentials the calls run as that service account, and the
+	// audit record says so (callinfo).
+	Credentials credentials.Source
+	// HTTPClient calls the REST API (redirects are never followed). Nil
+	// means a client over a clone of http.DefaultTransport.
+	HTTPClient *http.Client
+	// Logger receives one debug record per REST call (never a token or a
+	// query text) and the warnings about the org's API allowance. Nil
+	// discards.
+	Logger *slog.Logger
+	// MeterProvider, when set, receives the org's API request usage as
+	// gauges (mandate.salesforce.api_requests.used, .limit, .remaining,
+	// attribute mandate.upstream). Nil: no metrics.
+	MeterProvider metric.MeterProvider
+}
 
 func init() {
 	upstreams.RegisterKind(upstreams.KindSalesforce, upstreams.Kind{
 		New: func(cfg upstreams.Config, deps upstreams.Deps) (upstreams.Adapter, error) {
-			a, err := New(cfg, Deps{Credentials: deps.Credentials, HTTPClient: deps.HTTPClient, Logger: deps.Logger})
+			a, err := New(cfg, Deps{Credentials: deps.Credentials, HTTPClient: deps.HTTPClient, Logger: deps.Logger, MeterProvider: deps.MeterProvider})
 			if err != nil {
 				return nil, err
 			}
@@ -62,6 +78,7 @@ type Adapter struct {
 	version    string
 	maxRecords int
 	svc        *rest.Service
+	usage      *apiUsage
 }
 
 var _ upstreams.Adapter = (*Adapter)(nil)
@@ -70,6 +87,26 @@ var _ upstreams.Adapter = (*Adapter)(nil)
 // fields take their defaults (upstreams.Config.WithDefaults).
 func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 	cfg = cfg.WithDefaults()
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Every REST response passes through usage (Sforce-Limit-Info), also
+	// refusals and the 401 before a retry.
+	usage := &apiUsage{upstream: cfg.Name, log: log}
+	hc := &http.Client{}
+	if deps.HTTPClient != nil {
+		*hc = *deps.HTTPClient
+	}
+	next := hc.Transport
+	switch {
+	case next != nil:
+	case deps.HTTPClient != nil:
+		next = http.DefaultTransport
+	default:
+		next = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	hc.Transport = &usageTransport{next: next, usage: usage}
 	cl, err := rest.New(cfg, rest.Platform{
 		Kind:         upstreams.KindSalesforce,
 		Name:         "Salesforce",
@@ -79,11 +116,14 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 		ParseError:   parseAPIError,
 		ClassifyAPI:  classifyAPI,
 		LogAttrs:     func(_, path string) []any { return []any{"path", pathOnly(path)} },
-	}, deps)
+	}, rest.Deps{Credentials: deps.Credentials, HTTPClient: hc, Logger: deps.Logger})
 	if err != nil {
 		return nil, err
 	}
-	a := &Adapter{cl: cl, version: cfg.Salesforce.APIVersion, maxRecords: cfg.Salesforce.MaxRecords}
+	if err := usage.register(deps.MeterProvider); err != nil {
+		return nil, fmt.Errorf("salesforce adapter %s: metrics: %w", cfg.Name, err)
+	}
+	a := &Adapter{cl: cl, version: cfg.Salesforce.APIVersion, maxRecords: cfg.Salesforce.MaxRecords, usage: usage}
 	a.svc = &rest.Service{
 		Tools: a.buildTools(),
 		Resources: []*mcp.Resource{{
@@ -116,8 +156,17 @@ func (a *Adapter) Open(context.Context, upstreams.OpenOptions) (upstreams.Sessio
 // Name implements upstreams.Adapter.
 func (a *Adapter) Name() string { return a.cl.Name() }
 
-// Close implements upstreams.Adapter. Sessions fail after it; idempotent.
-func (a *Adapter) Close() error { return a.cl.Close() }
+// Close implements upstreams.Adapter. Sessions fail after it and the API
+// usage gauges are withdrawn; idempotent.
+func (a *Adapter) Close() error {
+	a.usage.close()
+	return a.cl.Close()
+}
+
+// APIUsage is the org's API request usage as its last REST response
+// reported it (Sforce-Limit-Info): requests used and the daily allowance.
+// ok is false until a response carried a well-formed header.
+func (a *Adapter) APIUsage() (used, limit int64, ok bool) { return a.usage.load() }
 
 // commonObjects complete the {type} argument of the record template.
 var commonObjects = []string{"Account", "Campaign", "Case", "Contact", "Contract", "Event", "Lead", "Opportunity", "Order", "Product2", "Task", "User"}

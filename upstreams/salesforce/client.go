@@ -27,6 +27,9 @@ type APIError struct {
 	RetryAfter time.Duration
 	// Retried is true when the refusal came after one fresh token.
 	Retried bool
+	// version is set on a 404 for a resource that exists in every org
+	// (query, search): the org does not serve this API version.
+	version string
 }
 
 func (e *APIError) Error() string {
@@ -63,6 +66,14 @@ func instanceURL(tok *credentials.Token) string {
 func (c *call) get(path string, query url.Values) ([]byte, error) {
 	resp, err := c.Do(http.MethodGet, path, query, nil)
 	if err != nil {
+		// Only sobjects/{type}/{id} can be missing for this user; a 404
+		// anywhere else means the org does not serve the API version
+		// (it answers NOT_FOUND for /services/data/vNN.N/… it does not
+		// know, REST API Developer Guide, "Status Codes and Error Responses").
+		var e *APIError
+		if errors.As(err, &e) && e.Status == http.StatusNotFound && !strings.Contains(path, "/sobjects/") {
+			e.version = c.a.version
+		}
 		return nil, err
 	}
 	return resp.Body, nil
@@ -143,6 +154,9 @@ func classifyAPI(c *rest.Call, err error) (rest.Failure, bool) {
 			usage = " (" + e.LimitInfo + ")"
 		}
 		return rest.Failure{Code: upstreams.CodeRateLimited, Message: fmt.Sprintf("Salesforce's API request limit is exhausted%s [%s]; this is the platform's limit, not a Mandate fault: %s.", usage, what, retry)}, true
+	case e.Status == http.StatusNotFound && e.version != "":
+		return rest.Failure{Code: upstreams.CodeUpstreamUnavailable, Message: fmt.Sprintf(
+			"Salesforce answered %s for a resource every org has: the org does not serve REST API version %s. Set the upstream's salesforce.api_version to one it serves (GET /services/data/ on the instance lists them; Mandate's default is %s); this is a Mandate configuration problem, not your access.", what, e.version, upstreams.DefaultSalesforceAPIVersion)}, true
 	case e.Status == http.StatusNotFound:
 		return rest.Failure{Code: mcp.CodeResourceNotFound, Message: fmt.Sprintf(
 			"Salesforce has no such record visible to %s (%s). It may not exist, or Salesforce's sharing rules do not share it with this user.%s", who(c.Token()), what, c.ServiceAccountNote())}, true

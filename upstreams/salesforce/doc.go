@@ -24,7 +24,11 @@
 // salesforce://sobjects/{type}/{id} (JSON).
 //
 // Calls go to the token's instance_url (fallback: the configured url) under
-// /services/data/{salesforce.api_version}/. A 401 (INVALID_SESSION_ID)
+// /services/data/{salesforce.api_version}/ (default v66.0). Every response's
+// Sforce-Limit-Info (the org's api-usage=used/limit) is kept: APIUsage,
+// gauges mandate.salesforce.api_requests.{used,limit,remaining} when
+// Deps.MeterProvider is set, and a warning log once each time fewer than 10%
+// of the org's daily calls are left. A 401 (INVALID_SESSION_ID)
 // invalidates the cached token, re-exchanges once and retries once. Platform
 // refusals (403, INSUFFICIENT_ACCESS, 404 for records not shared,
 // INVALID_TYPE for objects the profile cannot read) become tool errors that

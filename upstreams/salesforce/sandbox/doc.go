@@ -53,7 +53,10 @@
 // [{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]
 // (401), MALFORMED_QUERY / INVALID_FIELD / INVALID_TYPE (400),
 // INVALID_QUERY_LOCATOR (400), NOT_FOUND (404), METHOD_NOT_ALLOWED (405) and
-// REQUEST_LIMIT_EXCEEDED (403, when Options.DailyRequestLimit is exceeded).
+// REQUEST_LIMIT_EXCEEDED (403, past Options.DailyRequestLimit, default
+// DefaultDailyRequestLimit). Every authenticated REST response carries
+// Sforce-Limit-Info: api-usage=used/limit. A version outside
+// MinVersion..LatestVersion (v66.0) answers 404 NOT_FOUND.
 //
 // Usage:
 //

@@ -97,7 +97,12 @@ func writeInvalidSession(w http.ResponseWriter) {
 	writeAPIError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
 }
 
-// countRequest charges one API request; false means the limit is exhausted.
+// countRequest charges one API request and reports the day's usage in
+// Sforce-Limit-Info ("api-usage=used/limit"), as Salesforce does on every
+// REST API response except the versions resource (REST API Developer
+// Guide, "Limit Info Header",
+// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm).
+// False means the allowance is exhausted (the header still says so).
 func (s *Server) countRequest(w http.ResponseWriter) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,15 +110,16 @@ func (s *Server) countRequest(w http.ResponseWriter) bool {
 	if day != s.usageDay {
 		s.usageDay, s.used = day, 0
 	}
-	if s.limit > 0 && s.used >= s.limit {
-		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.used, s.limit))
-		return false
+	if s.limit < 0 { // unlimited (load tests)
+		s.used++
+		return true
 	}
-	s.used++
-	if s.limit > 0 {
-		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.used, s.limit))
+	ok := s.used < s.limit
+	if ok {
+		s.used++
 	}
-	return true
+	w.Header().Set("Sforce-Limit-Info", "api-usage="+strconv.Itoa(s.used)+"/"+strconv.Itoa(s.limit))
+	return ok
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
@@ -162,6 +168,10 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/services/data/")
 	version, rest, _ := strings.Cut(rest, "/")
 	if !validVersion(version) {
+		// A version the org does not serve is a resource that does not
+		// exist: 404 NOT_FOUND in the documented error body (REST API
+		// Developer Guide, "Status Codes and Error Responses",
+		// https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}

@@ -32,6 +32,11 @@ const (
 	// MinVersion up to it are accepted.
 	LatestVersion = "66.0"
 	MinVersion    = "31.0"
+	// DefaultDailyRequestLimit is the org's API request allowance when
+	// Options.DailyRequestLimit is 0: Enterprise Edition's base allocation
+	// ("API Request Limits and Allocations",
+	// https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm).
+	DefaultDailyRequestLimit = 100000
 
 	cursorTTL     = 15 * time.Minute // query locators expire after 15 minutes of inactivity
 	maxCursors    = 1000
@@ -101,8 +106,11 @@ type Options struct {
 	// DefaultBatchSize. Tests set it small to exercise nextRecordsUrl.
 	BatchSize int
 	// DailyRequestLimit is the org's API request allowance per UTC day;
-	// beyond it the REST API answers 403 REQUEST_LIMIT_EXCEEDED. 0 means
-	// unlimited.
+	// beyond it the REST API answers 403 REQUEST_LIMIT_EXCEEDED. Every
+	// authenticated REST response reports the day's usage against it in
+	// Sforce-Limit-Info. 0 means DefaultDailyRequestLimit; negative means
+	// unlimited and no Sforce-Limit-Info (for load tests — a real org
+	// always has an allowance).
 	DailyRequestLimit int
 	// Logger receives debug/info logs (never tokens); nil discards.
 	Logger *slog.Logger
@@ -178,7 +186,7 @@ func New(opts *Options) (*Server, error) {
 		apps:      map[string]*ConnectedApp{},
 		sessions:  map[string]*session{},
 		cursors:   map[string]*cursor{},
-		limit:     opts.DailyRequestLimit,
+		limit:     requestLimit(opts.DailyRequestLimit),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -351,12 +359,22 @@ func (s *Server) RevokeUser(username string) int {
 	return n
 }
 
-// SetDailyRequestLimit changes the API allowance (0 = unlimited) and
-// resets the day's usage.
+// SetDailyRequestLimit changes the API allowance (as
+// Options.DailyRequestLimit: 0 = DefaultDailyRequestLimit, negative =
+// unlimited) and resets the day's usage.
 func (s *Server) SetDailyRequestLimit(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.limit, s.used = n, 0
+	s.limit, s.used = requestLimit(n), 0
+}
+
+// requestLimit is the allowance Options.DailyRequestLimit n stands for
+// (negative: unlimited).
+func requestLimit(n int) int {
+	if n == 0 {
+		return DefaultDailyRequestLimit
+	}
+	return n
 }
 
 // IssueToken mints an access token for username without an assertion, for
