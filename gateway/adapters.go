@@ -16,5 +16,6 @@ func (g *Gateway) defaultAdapter(cfg upstreams.Config, src credentials.Source) (
 		HTTPClient:     &http.Client{Transport: g.upTrans},
 		Logger:         g.log,
 		TracerProvider: g.tel.tp,
+		MeterProvider:  g.tel.mp,
 	})
 }

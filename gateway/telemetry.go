@@ -28,6 +28,7 @@ import (
 // telemetry holds the providers and instruments of one process.
 type telemetry struct {
 	tp       trace.TracerProvider // nil when traces: none
+	mp       metric.MeterProvider // the adapters' meters (noop when metrics: none)
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
 	shutdown []func(context.Context) error
@@ -97,6 +98,7 @@ func (g *Gateway) setupTelemetry(ctx context.Context, cfg TelemetryConfig, opts 
 		p := sdkmetric.NewMeterProvider(mpOpts...)
 		mp, t.shutdown = p, append(t.shutdown, p.Shutdown)
 	}
+	t.mp = mp
 	m := mp.Meter("github.com/mandate-gw/mandate/gateway")
 	buckets := metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 	var errs []error
