@@ -68,8 +68,14 @@
 // read are absent from lists, and GET by sys_id answers 404 "No Record
 // found". itil/admin may update any incident; the caller or opener may
 // update their own; anyone else who can read it gets 403. Any user may
-// create an incident; opened_by is always the creator and, without itil,
-// so is caller_id. sys_user, sys_user_group and sys_user_grmember are
+// create an incident; opened_by is always the creator. Field-level ACLs
+// (fieldacl.go): without itil or admin a user may not write caller_id,
+// assigned_to, assignment_group, work_notes, close_code or close_notes —
+// such values are silently ignored and the request still succeeds, as on the
+// platform — nor read work_notes, which come back empty. Journal fields
+// (comments, work_notes) append an entry to the record's journal on every
+// non-empty write (journal.go); their value reads empty and their display
+// value is the journal, newest entry first. sys_user, sys_user_group and sys_user_grmember are
 // readable by every authenticated user and writable by nobody here;
 // sys_db_object and sys_dictionary likewise, unless Options.DictionaryRoles
 // restricts them to some roles.
@@ -78,8 +84,12 @@
 // "status":"failure"}: 401 "User Not Authenticated" / "Required to provide
 // Auth information", 403 "Operation Failed" / "ACL restricts the record
 // update", 404 "No Record found" / "Record doesn't exist or ACL restricts
-// the record retrieval", 400 "Invalid table …" or "Invalid query", 429 when
-// Options.RateLimitPerHour is exceeded (with Retry-After).
+// the record retrieval", 400 "Invalid table …" or "Invalid query", 429 "Too
+// Many Requests" when the rate limit rule that applies to the user
+// (Options.RateLimitPerHour for all users, Options.RateLimitRules per user
+// or role) is spent; requests a rule matches carry X-RateLimit-Limit,
+// X-RateLimit-Reset and X-RateLimit-Rule, a 429 also Retry-After
+// (ratelimit.go).
 //
 // The sandbox never logs tokens or assertions. Every exported method is safe
 // for concurrent use.

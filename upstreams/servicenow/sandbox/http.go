@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -101,32 +100,6 @@ func (s *Server) authenticate(r *http.Request) *User {
 	return nil
 }
 
-// allowRequest applies the per-user hourly rate limit.
-func (s *Server) allowRequest(w http.ResponseWriter, u *User) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rateLimit <= 0 {
-		return true
-	}
-	now := s.now()
-	hour := now.Unix() / 3600
-	if hour != s.rateHour {
-		s.rateHour = hour
-		clear(s.rateCount)
-	}
-	reset := (hour + 1) * 3600
-	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(s.rateLimit))
-	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
-	if s.rateCount[u.SysID] >= s.rateLimit {
-		w.Header().Set("Retry-After", strconv.FormatInt(max(reset-now.Unix(), 1), 10))
-		w.Header().Set("X-RateLimit-Remaining", "0")
-		return false
-	}
-	s.rateCount[u.SysID]++
-	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(s.rateLimit-s.rateCount[u.SysID]))
-	return true
-}
-
 func (s *Server) handleTable(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/api/now/table/")
 	table, sysID, _ := strings.Cut(strings.TrimSuffix(rest, "/"), "/")
@@ -136,8 +109,7 @@ func (s *Server) handleTable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.allowRequest(w, u) {
-		writeError(w, http.StatusTooManyRequests, "Too Many Requests", "Rate limit exceeded for user "+u.UserName)
-		return
+		return // 429 written (ratelimit.go)
 	}
 	t := tables[table]
 	if t == nil {
@@ -153,6 +125,7 @@ func (s *Server) handleTable(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Invalid query", qe.detail)
 		return
 	}
+	opts.user = u
 	switch {
 	case r.Method == http.MethodGet && sysID == "":
 		s.list(w, r, u, t, opts)

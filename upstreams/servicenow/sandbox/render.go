@@ -32,6 +32,8 @@ type renderOptions struct {
 	query        *encodedQuery
 	limit        int
 	offset       int
+	// user is the caller, for field-level read ACLs (fieldacl.go).
+	user *User
 }
 
 func parseRenderOptions(t *tableSpec, q url.Values) (*renderOptions, *queryError) {
@@ -140,6 +142,14 @@ func (s *Server) renderLocked(base string, t *tableSpec, rec map[string]string, 
 		v, f := ev.value(rec, name)
 		var link, display string
 		display = v
+		if !canReadField(o.user, t.name, name) {
+			// A field the read ACL denies comes back empty (fieldacl.go).
+			v, display, f = "", "", nil
+		} else if _, ok := journalFields[name]; ok && t.name == "incident" {
+			// A journal field has no value of its own; its display value
+			// is the journal (journal.go).
+			v, display = "", s.journalDisplayLocked(rec["sys_id"], name)
+		}
 		if f != nil {
 			switch f.kind {
 			case kRef:

@@ -508,7 +508,8 @@ func TestCreateAndUpdate(t *testing.T) {
 	agent, _ := e.sb.IssueToken("it.agent")
 	outsider, _ := e.sb.IssueToken("outsider")
 
-	// A non-itil caller cannot file on someone else's behalf.
+	// A non-itil caller cannot file on someone else's behalf, nor choose
+	// the assignment group (a field only fulfillers may write: ignored).
 	status, h, raw := e.do(t, http.MethodPost, rep, "/api/now/table/incident?sysparm_exclude_reference_link=true", map[string]any{
 		"short_description": "Monitor flickers", "caller_id": UserManager, "impact": 2, "urgency": "1",
 		"assignment_group": "Service Desk", "number": "INC9999999", "sys_id": "ffffffffffffffffffffffffffffffff", "bogus_field": "ignored",
@@ -519,7 +520,7 @@ func TestCreateAndUpdate(t *testing.T) {
 	_ = json.Unmarshal(raw, &created)
 	r := created.Result
 	if status != 201 || r["number"] != "INC0010007" || r["caller_id"] != UserRep || r["opened_by"] != UserRep ||
-		r["priority"] != "2" || r["state"] != "1" || r["active"] != "true" || r["assignment_group"] != "Service Desk" ||
+		r["priority"] != "2" || r["state"] != "1" || r["active"] != "true" || r["assignment_group"] != "" ||
 		r["opened_at"] != "2026-11-02 09:30:00" || r["sys_created_by"] != "rep" || r["sys_id"] == "ffffffffffffffffffffffffffffffff" {
 		t.Fatalf("create: %d %s", status, raw)
 	}
@@ -576,7 +577,10 @@ func TestCreateAndUpdate(t *testing.T) {
 			t.Errorf("%s: %d %s", tc.name, status, raw)
 		}
 	}
-	if got := e.sb.Incident(IncLaptop); got["comments"] != "Still broken" || got["priority"] != "2" || got["sys_updated_by"] != "rep" || got["sys_mod_count"] != "1" || got["sys_updated_on"] != "2026-11-02 09:40:00" {
+	if j := e.sb.Journal(IncLaptop); len(j) != 1 || j[0].Field != "comments" || j[0].Value != "Still broken" {
+		t.Errorf("laptop journal after rep's update: %+v", j)
+	}
+	if got := e.sb.Incident(IncLaptop); got["priority"] != "2" || got["sys_updated_by"] != "rep" || got["sys_mod_count"] != "1" || got["sys_updated_on"] != "2026-11-02 09:40:00" {
 		t.Errorf("laptop after rep's update: %v", got)
 	}
 	if got := e.sb.Incident(IncEmail); got["state"] != "2" || got["active"] != "true" {

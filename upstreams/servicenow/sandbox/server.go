@@ -47,10 +47,13 @@ type Options struct {
 	// TokenLifetime is how long issued access tokens stay valid; 0 means
 	// DefaultTokenLifetime.
 	TokenLifetime time.Duration
-	// RateLimitPerHour caps Table API requests per user per clock hour
-	// (a rate limit rule); beyond it the API answers 429 with Retry-After.
-	// 0 means unlimited.
+	// RateLimitPerHour caps Table API requests per user per clock hour: a
+	// rate limit rule for all users (sys_id RuleAllUsers); beyond it the
+	// API answers 429 with Retry-After. 0 means no such rule.
 	RateLimitPerHour int
+	// RateLimitRules are further rate limit rules (sys_rate_limit_rules)
+	// for single users or users with a role; see RateLimitRule.
+	RateLimitRules []RateLimitRule
 	// InvalidQueryReturnsNoRows is the instance's system property
 	// glide.invalid_query.returns_no_rows: when true, a query with an
 	// invalid part (an unknown field, a malformed condition) returns no
@@ -88,13 +91,16 @@ type Server struct {
 	apps      map[string]*OAuthApp
 	providers []*oidcProvider
 	sessions  map[string]*session
-	rateLimit int
+	rateRules []RateLimitRule
 	rateHour  int64
 	// invalidNoRows is glide.invalid_query.returns_no_rows.
 	invalidNoRows bool
 	dictRoles     []string
 	rateCount     map[string]int
 	incSeq        int
+	// journal holds the journal entries (sys_journal_field) by record
+	// sys_id, oldest first; see journal.go.
+	journal map[string][]journalEntry
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -121,7 +127,7 @@ func New(opts *Options) (*Server, error) {
 		order:     map[string][]string{},
 		apps:      map[string]*OAuthApp{},
 		sessions:  map[string]*session{},
-		rateLimit: opts.RateLimitPerHour,
+		rateRules: rateRules(opts),
 		rateCount: map[string]int{},
 
 		invalidNoRows: opts.InvalidQueryReturnsNoRows,
@@ -215,6 +221,7 @@ func (s *Server) load(seed *Seed) error {
 		if n, err := strconv.Atoi(strings.TrimPrefix(rec["number"], "INC")); err == nil && n > s.incSeq {
 			s.incSeq = n
 		}
+		s.seedJournal(rec)
 		s.insert("incident", rec)
 	}
 	return nil

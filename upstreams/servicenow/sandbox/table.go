@@ -179,11 +179,15 @@ func (s *Server) nowString() string { return s.now().UTC().Format("2006-01-02 15
 func (s *Server) applyLocked(u *User, t *tableSpec, rec, values map[string]string, o *renderOptions) {
 	for k, v := range values {
 		f := t.field(k)
+		if !canWriteField(u, t.name, k) {
+			continue // the field's write ACL silently keeps the old value (fieldacl.go)
+		}
+		if _, ok := journalFields[k]; ok && t.name == "incident" {
+			s.appendJournalLocked(u, rec["sys_id"], k, v) // appended, never overwritten
+			continue
+		}
 		if f.kind == kRef {
 			v = s.refValueLocked(f, v, o.inputDisplay)
-		}
-		if k == "caller_id" && !u.hasRole("itil", "admin") {
-			continue // only fulfillers may set the caller to someone else
 		}
 		rec[k] = v
 	}
