@@ -127,8 +127,8 @@ func TestCreateAndUpdateIncident(t *testing.T) {
 	}
 	// The caller updates her own incident.
 	mustTool(t, a, rita, ToolUpdateIncident, map[string]any{"sys_id": id, "comments": "Still flickering", "state": "2"})
-	if got := e.sb.Incident(id); got["state"] != "2" || got["comments"] != "Still flickering" {
-		t.Errorf("after update = %v", got)
+	if got, j := e.sb.Incident(id), e.sb.Journal(id); got["state"] != "2" || len(j) != 1 || j[0].Value != "Still flickering" {
+		t.Errorf("after update = %v, journal %+v", got, j)
 	}
 	// The manager can read IncDashboard (assigned to him) but may not update it.
 	res, _, err := callTool(t, a, morgan, ToolUpdateIncident, map[string]any{"number": "INC0010004", "state": "6"})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +55,7 @@ func tableOf(p string) string {
 }
 
 func parseAPIError(resp *http.Response, body []byte, retried bool) error {
-	e := &APIError{Status: resp.StatusCode, Retried: retried, RetryAfter: rest.RetryAfter(resp.Header)}
+	e := &APIError{Status: resp.StatusCode, Retried: retried, RetryAfter: retryAfter(resp.Header, time.Now())}
 	var b struct {
 		Error struct {
 			Message string `json:"message"`
@@ -72,6 +73,38 @@ func parseAPIError(resp *http.Response, body []byte, retried bool) error {
 	}
 	return e
 }
+
+// retryAfter is how long a 429 asks to wait: Retry-After, else the time
+// left until X-RateLimit-Reset (a UNIX time). ServiceNow docs, "Inbound
+// REST API rate limiting": requests a rate limit rule matches carry
+// X-RateLimit-Limit, X-RateLimit-Reset and X-RateLimit-Rule; a request over
+// the limit answers 429 Too Many Requests with Retry-After (seconds).
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	if d := rest.RetryAfter(h); d > 0 {
+		return d
+	}
+	if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64); err == nil && reset > now.Unix() {
+		return min(time.Unix(reset, 0).Sub(now), 24*time.Hour)
+	}
+	return 0
+}
+
+// rpcFailure is rest.Call.RPCFailure plus, for ServiceNow's 429, the wait
+// as JSON-RPC error data {"retryAfterSeconds":N} — the same data Mandate's
+// own per-user limit sends — so a client can back off without parsing the
+// message.
+func (c *call) rpcFailure(err error) error {
+	rerr := c.RPCFailure(err)
+	var e *APIError
+	var re *jsonrpc.Error
+	if errors.As(err, &e) && e.Status == http.StatusTooManyRequests && e.RetryAfter > 0 &&
+		errors.As(rerr, &re) && re.Code == upstreams.CodeRateLimited {
+		re.Data = json.RawMessage(fmt.Sprintf(`{"retryAfterSeconds":%d}`, retrySeconds(e.RetryAfter)))
+	}
+	return rerr
+}
+
+func retrySeconds(d time.Duration) int { return max(1, int(d.Round(time.Second)/time.Second)) }
 
 // who names the platform identity the call ran as.
 func who(tok *credentials.Token) string {
@@ -101,7 +134,7 @@ func classifyAPI(c *rest.Call, err error) (rest.Failure, bool) {
 	case e.Status == http.StatusTooManyRequests:
 		retry := "retry later"
 		if e.RetryAfter > 0 {
-			retry = fmt.Sprintf("retry after %d seconds", int(e.RetryAfter.Round(time.Second)/time.Second))
+			retry = fmt.Sprintf("retry after %d seconds", retrySeconds(e.RetryAfter))
 		}
 		return rest.Failure{Code: upstreams.CodeRateLimited, Message: fmt.Sprintf("ServiceNow's rate limit for %s is exhausted (%s); this is the platform's limit, not a Mandate fault: %s.", who(c.Token()), what, retry)}, true
 	case e.Status == http.StatusNotFound:

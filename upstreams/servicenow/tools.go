@@ -155,7 +155,8 @@ func (a *Adapter) buildTools() *rest.Tools {
 			Name:  ToolUpdateIncident,
 			Title: "Update an incident",
 			Description: "Changes fields of one incident (by number or sys_id) as the signed-in user; ServiceNow's ACLs decide whether you may (fulfillers may update any incident, callers their own). " +
-				"Fields you set replace the current values; comments and work_notes are appended.",
+				"Fields you set replace the current values; comments and work_notes add an entry to the incident's journal (earlier entries stay). " +
+				"ServiceNow silently ignores fields its field-level ACLs do not let you write; the result lists them under not_applied, and those did not change.",
 			InputSchema:  rest.Object(updateProps),
 			OutputSchema: recordOutputSchema,
 			Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: rest.BoolPtr(true), IdempotentHint: false, OpenWorldHint: rest.BoolPtr(true)},
@@ -596,13 +597,15 @@ func (c *call) updateIncident(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 		}
 		return rest.ToolError(bad), nil
 	}
-	q := displayParam(true)
-	q.Set("sysparm_fields", strings.Join(IncidentFields, ","))
+	// Ask for values and display values of every field sent, to check
+	// what ServiceNow actually changed (see notApplied).
+	q := url.Values{"sysparm_display_value": {"all"}, "sysparm_exclude_reference_link": {"true"}}
+	q.Set("sysparm_fields", strings.Join(updateResponseFields(fields), ","))
 	rec, err := c.record(http.MethodPatch, "incident", id, q, fields)
 	if err != nil {
 		return c.ToolFailure(err)
 	}
-	return recordResult(rec, fmt.Sprintf("Updated incident %s (sys_id %s).", str(rec["number"]), id)), nil
+	return updateResult(rec, fields, id), nil
 }
 
 // CheckEncodedQuery refuses encoded queries that are too long, carry
@@ -744,7 +747,7 @@ func (c *call) readResource(uri string) (*mcp.ReadResourceResult, error) {
 	q := url.Values{"sysparm_display_value": {"all"}, "sysparm_exclude_reference_link": {"true"}}
 	rec, err := c.record(http.MethodGet, table, id, q, nil)
 	if err != nil {
-		return nil, c.RPCFailure(err)
+		return nil, c.rpcFailure(err)
 	}
 	return c.JSONResource(uri, rec)
 }
