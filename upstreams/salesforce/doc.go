@@ -19,6 +19,16 @@
 //     with Opportunity's usual Public Read Only org-wide default a rep can
 //     see everyone's. scope "team" (TeamPipelineSOQL, USING SCOPE team)
 //     lists those owned by the user's reports in the role hierarchy.
+//   - describe_object {sobject}: GET sobjects/{type}/describe, kept to what
+//     a model needs (fields: name, label, type, length, nillable,
+//     createable, updateable, active picklist values, lookups' targets and
+//     relationship names; named child relationships). Field-level
+//     security applies: Salesforce leaves out fields the user cannot read.
+//   - related_records {sobject, id, relationship, fields?, max_records?}:
+//     GET sobjects/{type}/{id}/{relationship} — a lookup's parent record or
+//     the child records the user may see, following nextRecordsUrl.
+//   - recently_viewed {limit?}: GET recent, the user's recently viewed
+//     records (type, id, name), most recent first.
 //
 // Resources: salesforce://my/pipeline (my_pipeline, scope mine) and the template
 // salesforce://sobjects/{type}/{id} (JSON).

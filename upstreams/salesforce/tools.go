@@ -186,6 +186,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 			},
 			Annotations: readOnly,
 		}},
+		a.describeTool(readOnly), a.relatedTool(maxRec, readOnly), a.recentTool(readOnly), // tools_read.go
 	})
 }
 

@@ -93,7 +93,7 @@ func (s *Server) inScopeLocked(u *User, scope string, rec map[string]any) bool {
 }
 
 func (s *Server) evalCtxLocked(u *User) *evalCtx {
-	return &evalCtx{now: s.now(), related: func(rel *relation, id string) map[string]any {
+	return &evalCtx{now: s.now(), user: u, related: func(rel *relation, id string) map[string]any {
 		for rid, rec := range s.lookupLocked(id) {
 			if typ := s.types[rid]; typ == rel.target && s.visibleLocked(u, typ, rec) {
 				return rec
@@ -182,7 +182,9 @@ func (s *Server) projectLocked(ctx *evalCtx, version, typ string, rec map[string
 	if fields == nil {
 		obj := schema[strings.ToLower(typ)]
 		for _, f := range obj.fields {
-			out.set(f.name, rec[f.name])
+			if !ctx.user.hidesField(typ, f.name) {
+				out.set(f.name, rec[f.name])
+			}
 		}
 		return out
 	}
@@ -288,6 +290,10 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, u *User, ve
 	}
 	if !u.canRead(q.obj.name) {
 		writeQueryError(w, src, invalidType(q.objPos, q.obj.name))
+		return
+	}
+	if qerr := u.checkFLS(q); qerr != nil {
+		writeQueryError(w, src, qerr)
 		return
 	}
 	batch := s.batch
@@ -413,6 +419,10 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, u *User, v
 			writeQueryError(w, src, invalidType(ret.objPos, ret.obj.name))
 			return
 		}
+		if qerr := u.checkFLS(&soqlQuery{obj: ret.obj, fields: ret.fields, where: ret.where, orderBy: ret.orderBy}); qerr != nil {
+			writeQueryError(w, src, qerr)
+			return
+		}
 		fields := searchFields(ret.obj, q.scope)
 		rows := s.selectLocked(u, ctx, ret.obj, "", ret.where, ret.orderBy, 0, -1)
 		n := 0
@@ -455,7 +465,7 @@ func (s *Server) handleGetRecord(w http.ResponseWriter, r *http.Request, u *User
 		for _, name := range strings.Split(fl, ",") {
 			name = strings.TrimSpace(name)
 			f, qerr := resolveField(obj, token{kind: tIdent, text: name})
-			if qerr != nil {
+			if qerr != nil || u.hiddenRef(obj, f) {
 				writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", clip(name), obj.name))
 				return
 			}

@@ -23,7 +23,15 @@
 //     identity URL GET /id/{orgId}/{userId} returned as "id".
 //   - GET /services/data/ (versions), and under /services/data/vNN.N/:
 //     query?q=SOQL, query/{locator} (nextRecordsUrl pages), search?q=SOSL,
-//     sobjects/{type}/{id}[?fields=a,b].
+//     sobjects/{type}/{id}[?fields=a,b], sobjects/{type}/describe (fields,
+//     picklist values, child relationships; describe.go),
+//     sobjects/{type}/{id}/{relationship}[?fields=a,b] (the parent record,
+//     or the child records under sharing; related.go) and recent (the
+//     user's recently viewed records, Seed.RecentlyViewed; recent.go).
+//
+// Field-level security: User.HiddenFields are absent from describe and
+// from records read without a field list; naming one is INVALID_FIELD
+// (fls.go). DefaultSeed hides Account.AnnualRevenue from the sales reps.
 //
 // Sharing follows Salesforce's organization-wide defaults (Seed.Sharing,
 // SharingModel) plus ownership and the role hierarchy. By default the org

@@ -196,6 +196,12 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 		s.handleQueryMore(w, u, version, parts[1])
 	case len(parts) == 1 && parts[0] == "search":
 		s.handleSearch(w, r, u, version)
+	case len(parts) == 1 && parts[0] == "recent":
+		s.handleRecent(w, r, u, version)
+	case len(parts) == 3 && parts[0] == "sobjects" && parts[2] == "describe":
+		s.handleDescribe(w, u, version, parts[1])
+	case len(parts) == 4 && parts[0] == "sobjects":
+		s.handleRelationship(w, r, u, version, parts[1], parts[2], parts[3])
 	case len(parts) == 3 && parts[0] == "sobjects":
 		s.handleGetRecord(w, r, u, version, parts[1], parts[2])
 	case len(parts) == 3 && parts[0] == "chatter" && parts[1] == "users" && parts[2] == "me":

@@ -18,6 +18,10 @@ type Seed struct {
 	// sObject type. Types not listed take DefaultSharing's value, the
 	// defaults of a new Salesforce org. User records are always readable.
 	Sharing map[string]SharingModel
+	// RecentlyViewed lists, per username, the ids of the records the user
+	// viewed most recently, most recent first (the REST API's recent
+	// resource; see recent.go). Ids that name no record are refused.
+	RecentlyViewed map[string][]string
 }
 
 // SharingModel is an object's organization-wide default, named like the
@@ -111,6 +115,12 @@ type User struct {
 	// all of them; a non-nil empty slice means none (an API-only
 	// integration user). User is always readable.
 	Objects []string
+	// HiddenFields are fields the user's profile and permission sets give
+	// no read access to (field-level security), as "Object.Field", e.g.
+	// "Account.AnnualRevenue". They are absent from the object's describe,
+	// from records returned without a field list, and naming one is
+	// INVALID_FIELD (see fls.go).
+	HiddenFields []string
 }
 
 // Record is one sObject record. Fields holds API field names → values:
@@ -172,7 +182,8 @@ func DefaultSeed() *Seed {
 		}}
 	}
 	return &Seed{
-		OrgID: SeedOrgID,
+		OrgID:          SeedOrgID,
+		RecentlyViewed: seedRecentlyViewed(),
 		Roles: []Role{
 			{ID: RoleVP, Name: "VP Sales"},
 			{ID: RoleManager, Name: "Sales Manager", ParentID: RoleVP},
@@ -182,8 +193,8 @@ func DefaultSeed() *Seed {
 		Users: []User{
 			{ID: UserVP, Username: "vp@acme.example", Email: "vp@acme.example", Name: "Valerie VP", RoleID: RoleVP, Profile: "Standard User"},
 			{ID: UserManager, Username: "manager@acme.example", Email: "manager@acme.example", Name: "Morgan Manager", RoleID: RoleManager, ManagerID: UserVP, Profile: "Standard User"},
-			{ID: UserRep, Username: "rep@acme.example", Email: "rep@acme.example", Name: "Rita Rep", RoleID: RoleRep, ManagerID: UserManager, Profile: "Standard User"},
-			{ID: UserRep2, Username: "rep2@acme.example", Email: "rep2@acme.example", Name: "Sam Seller", RoleID: RoleRep, ManagerID: UserManager, Profile: "Standard User"},
+			{ID: UserRep, Username: "rep@acme.example", Email: "rep@acme.example", Name: "Rita Rep", RoleID: RoleRep, ManagerID: UserManager, Profile: "Standard User", HiddenFields: repHiddenFields},
+			{ID: UserRep2, Username: "rep2@acme.example", Email: "rep2@acme.example", Name: "Sam Seller", RoleID: RoleRep, ManagerID: UserManager, Profile: "Standard User", HiddenFields: repHiddenFields},
 			{ID: UserOutsider, Username: "outsider@acme.example", Email: "outsider@acme.example", Name: "Oscar Outsider", RoleID: RoleMktg, Profile: "Standard User"},
 			{ID: UserIntegration, Username: "integration@acme.example", Email: "integration@acme.example", Name: "Integration User", Profile: "Minimum Access - API Only Integrations", Objects: []string{}},
 		},

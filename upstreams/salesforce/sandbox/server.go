@@ -152,6 +152,7 @@ type Server struct {
 	apps      map[string]*ConnectedApp
 	sessions  map[string]*session
 	cursors   map[string]*cursor
+	viewed    map[string][]string // user id → recently viewed record ids, most recent first
 	limit     int
 	used      int
 	usageDay  string
@@ -186,6 +187,7 @@ func New(opts *Options) (*Server, error) {
 		apps:      map[string]*ConnectedApp{},
 		sessions:  map[string]*session{},
 		cursors:   map[string]*cursor{},
+		viewed:    map[string][]string{},
 		limit:     requestLimit(opts.DailyRequestLimit),
 	}
 	if s.now == nil {
@@ -292,7 +294,7 @@ func (s *Server) load(seed *Seed) error {
 	for t := range s.order {
 		sort.Strings(s.order[t])
 	}
-	return nil
+	return s.loadRecentlyViewed(seed)
 }
 
 func nilIfEmpty(s string) any {

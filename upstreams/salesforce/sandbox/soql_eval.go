@@ -16,6 +16,7 @@ import (
 type evalCtx struct {
 	now     time.Time
 	related func(rel *relation, id string) map[string]any
+	user    *User // the caller, for field-level security
 }
 
 func (c *evalCtx) value(rec map[string]any, f fieldRef) any {
