@@ -217,7 +217,7 @@ func (s *Server) load(seed *Seed) error {
 		}
 		s.insert("incident", rec)
 	}
-	return nil
+	return s.loadRecords(seed.Records)
 }
 
 func setDefault(rec map[string]string, k, v string) {
