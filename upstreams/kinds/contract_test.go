@@ -231,9 +231,10 @@ func servicenowContract(t *testing.T) upstreamstest.Harness {
 			return newAdapter(t, cfg, upstreams.Deps{Credentials: resttest.BrokerSource(t, cfg, io.Discard)})
 		},
 		Users: [2]upstreamstest.User{
-			{Identity: user("user-rita", "rep@acme.example"), Want: wantIDs("records", "sys_id", snsb.IncLaptop, snsb.IncVPN)},
-			{Identity: user("user-ivy", "it.agent@acme.example"), Want: wantIDs("records", "sys_id", snsb.IncLaptop, snsb.IncVPN, snsb.IncCRMReport, snsb.IncDashboard, snsb.IncPrinter, snsb.IncEmail)},
+			// Every incident each may read, newest first.
+			{Identity: user("user-rita", "rep@acme.example"), Want: wantIDs("records", "sys_id", snsb.IncVPN, snsb.IncLaptop)},
+			{Identity: user("user-ivy", "it.agent@acme.example"), Want: wantIDs("records", "sys_id", snsb.IncEmail, snsb.IncPrinter, snsb.IncDashboard, snsb.IncCRMReport, snsb.IncVPN, snsb.IncLaptop)},
 		},
-		Call: sdk.CallToolParams{Name: "my_incidents"},
+		Call: sdk.CallToolParams{Name: "my_incidents", Arguments: map[string]any{"relation": "any", "active_only": false}},
 	}
 }

@@ -23,6 +23,8 @@ var (
 	mgrIncidents  = []string{sb.IncCRMReport, sb.IncDashboard, sb.IncEmail}
 	agentActive   = []string{sb.IncLaptop, sb.IncVPN, sb.IncCRMReport, sb.IncDashboard, sb.IncPrinter}
 	agentAsCaller = []string{sb.IncDashboard, sb.IncPrinter}
+	// anyIncident asks my_incidents for every incident the user may read.
+	anyIncident = map[string]any{"relation": "any", "active_only": false}
 )
 
 // ServiceNow's ACLs decide: exact record sets per user over jwt_bearer.
@@ -36,22 +38,25 @@ func TestMyIncidentsRecordSets(t *testing.T) {
 		args map[string]any
 		want []string
 	}{
-		{"it agent (itil) sees all", ivy, nil, allIncidents},
-		{"rep sees only hers", rita, nil, repIncidents},
-		{"manager sees raised, assigned and group's", morgan, nil, mgrIncidents},
-		{"outsider sees none", oscar, nil, []string{}},
-		{"agent as caller", ivy, map[string]any{"relation": "caller"}, agentAsCaller},
-		{"agent active only", ivy, map[string]any{"active_only": true}, agentActive},
+		{"it agent (itil) sees all", ivy, anyIncident, allIncidents},
+		{"rep sees only hers", rita, anyIncident, repIncidents},
+		{"manager sees raised, assigned and group's", morgan, anyIncident, mgrIncidents},
+		{"outsider sees none", oscar, anyIncident, []string{}},
+		{"agent as caller", ivy, map[string]any{"relation": "caller", "active_only": false}, agentAsCaller},
+		{"agent active only", ivy, map[string]any{"relation": "any"}, agentActive},
 		{"rep assigned to nothing", rita, map[string]any{"relation": "assigned_to"}, []string{}},
 		{"manager assigned", morgan, map[string]any{"relation": "assigned_to"}, []string{sb.IncDashboard}},
-		{"agent opened", ivy, map[string]any{"relation": "opened_by", "limit": 2}, []string{sb.IncVPN, sb.IncDashboard}},
+		{"agent opened", ivy, map[string]any{"relation": "opened_by", "active_only": false, "limit": 2}, []string{sb.IncPrinter, sb.IncEmail}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, info, err := callTool(t, a, tc.id, ToolMyIncidents, tc.args)
 			if err != nil || res.IsError {
 				t.Fatalf("my_incidents: %v %s", err, text(res))
 			}
-			if diff := cmp.Diff(tc.want, sysIDs(t, res)); diff != "" {
+			// Newest first (the seed's update times follow the numbers).
+			want := slices.Clone(tc.want)
+			slices.Reverse(want)
+			if diff := cmp.Diff(want, sysIDs(t, res)); diff != "" {
 				t.Errorf("incidents (-want +got):\n%s", diff)
 			}
 			if snap := info.Snapshot(); snap.Flow != credentials.FlowJWTBearer || snap.PlatformSubject != tc.id.Email || snap.ServiceAccount {
@@ -60,14 +65,14 @@ func TestMyIncidentsRecordSets(t *testing.T) {
 		})
 	}
 	// Display values make the text readable for an AI client.
-	res := mustTool(t, a, rita, ToolMyIncidents, nil)
+	res := mustTool(t, a, rita, ToolMyIncidents, anyIncident)
 	for _, w := range []string{"INC0010001 Laptop won't boot after update", "state: In Progress", "caller: Rita Rep", "assigned_to: Ivy Agent"} {
 		if !strings.Contains(text(res), w) {
 			t.Errorf("text lacks %q:\n%s", w, text(res))
 		}
 	}
 	var out ListOutput
-	structured(t, mustTool(t, a, ivy, ToolMyIncidents, map[string]any{"relation": "opened_by", "limit": 2}), &out)
+	structured(t, mustTool(t, a, ivy, ToolMyIncidents, map[string]any{"relation": "opened_by", "active_only": false, "limit": 2}), &out)
 	if out.Total != 4 || out.Returned != 2 || !out.Truncated {
 		t.Errorf("limited list = total %d returned %d truncated %v, want 4/2/true", out.Total, out.Returned, out.Truncated)
 	}
@@ -187,6 +192,8 @@ func TestAnnotations(t *testing.T) {
 	want := map[string][2]bool{
 		ToolMyIncidents: {true, false}, ToolGetIncident: {true, false}, ToolQueryTable: {true, false},
 		ToolCreateIncident: {false, false}, ToolUpdateIncident: {false, true},
+		ToolMyGroupsQueue: {true, false}, ToolSearchKnowledge: {true, false}, ToolMyApprovals: {true, false},
+		ToolMyRequestedItems: {true, false}, ToolApprove: {false, true}, ToolReject: {false, true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("[readOnly, destructive] (-want +got):\n%s", diff)
@@ -264,11 +271,13 @@ func TestTokenExchangeWithRealIdP(t *testing.T) {
 		{"morgan", mgrIncidents},
 	} {
 		id := tx.identity(t, tc.user)
-		res, info, err := callTool(t, tx.adapter, id, ToolMyIncidents, nil)
+		res, info, err := callTool(t, tx.adapter, id, ToolMyIncidents, anyIncident)
 		if err != nil || res.IsError {
 			t.Fatalf("%s: %v %s", tc.user, err, text(res))
 		}
-		if diff := cmp.Diff(tc.want, sysIDs(t, res)); diff != "" {
+		got := sysIDs(t, res)
+		slices.Sort(got)
+		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.user, diff)
 		}
 		if snap := info.Snapshot(); snap.Flow != credentials.FlowTokenExchange || snap.PlatformSubject != id.Subject || snap.ServiceAccount {

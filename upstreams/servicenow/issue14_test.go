@@ -42,15 +42,16 @@ func TestPagingWithRowsHiddenByACLs(t *testing.T) {
 		t.Errorf("second page = %+v (-want +got):\n%s", out, diff)
 	}
 	// A page whose rows are all hidden says so and points at the next.
-	out, txt = page(ToolMyIncidents, map[string]any{"limit": 2})
-	if out.Returned != 0 || out.Hidden != 2 || out.NextOffset != 2 {
+	// Newest first: INC0010006, -5, -4, -3, -2, -1; morgan reads -6, -4, -3.
+	out, txt = page(ToolMyIncidents, map[string]any{"relation": "any", "active_only": false, "limit": 1, "offset": 1})
+	if out.Returned != 0 || out.Hidden != 1 || out.NextOffset != 2 {
 		t.Errorf("hidden page = %+v", out)
 	}
-	if strings.Contains(txt, "matched.") || !strings.Contains(txt, "ACLs hid 2") || !strings.Contains(txt, "next page with offset 2") {
+	if strings.Contains(txt, "matched.") || !strings.Contains(txt, "ACLs hid 1") || !strings.Contains(txt, "next page with offset 2") {
 		t.Errorf("hidden page text: %s", txt)
 	}
-	out, _ = page(ToolMyIncidents, map[string]any{"limit": 2, "offset": 2})
-	if diff := cmp.Diff([]string{sb.IncCRMReport, sb.IncDashboard}, ids(out)); diff != "" || out.NextOffset != 4 {
+	out, _ = page(ToolMyIncidents, map[string]any{"relation": "any", "active_only": false, "limit": 2, "offset": 2})
+	if diff := cmp.Diff([]string{sb.IncDashboard, sb.IncCRMReport}, ids(out)); diff != "" || out.NextOffset != 4 {
 		t.Errorf("my_incidents offset 2 = %+v (-want +got):\n%s", out, diff)
 	}
 	// Nothing matched at all is still said plainly.

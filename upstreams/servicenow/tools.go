@@ -113,15 +113,15 @@ func (a *Adapter) buildTools() *rest.Tools {
 		"close_code":        map[string]any{"type": "string", "maxLength": 80, "description": "Close code, when resolving or closing."},
 		"close_notes":       map[string]any{"type": "string", "maxLength": maxDescription, "description": "Close notes, when resolving or closing."},
 	}
-	return rest.NewTools([]rest.Tool{
+	return rest.NewTools(append([]rest.Tool{
 		{Run: rest.Bind(a.call, (*call).myIncidents), Def: &mcp.Tool{
 			Name:  ToolMyIncidents,
 			Title: "My incidents",
-			Description: "Lists ServiceNow incidents as the signed-in user: by default every incident ServiceNow's ACLs let you read (fulfillers with the itil role see all; others see the ones they raised, opened, are assigned, or that belong to their group). " +
-				"Narrow with relation (caller, assigned_to, opened_by) and active_only. Ordered by number.",
+			Description: "Lists ServiceNow incidents as the signed-in user: by default the active ones assigned to you, most recently updated first. " +
+				"relation widens or changes that (caller: you raised it; opened_by: you opened it; any: every incident ServiceNow's ACLs let you read — fulfillers with the itil role see all); active_only false adds closed and canceled ones. Your groups' unassigned work is my_groups_queue.",
 			InputSchema: rest.Object(map[string]any{
-				"relation":    map[string]any{"type": "string", "enum": []string{"any", "caller", "assigned_to", "opened_by"}, "description": "any (default): every incident you can read; caller: you raised it; assigned_to: assigned to you; opened_by: you opened it."},
-				"active_only": map[string]any{"type": "boolean", "description": "Only incidents that are not closed or canceled (default false)."},
+				"relation":    map[string]any{"type": "string", "enum": []string{"assigned_to", "caller", "opened_by", "any"}, "description": "assigned_to (default): assigned to you; caller: you raised it; opened_by: you opened it; any: every incident you can read."},
+				"active_only": map[string]any{"type": "boolean", "description": "Only incidents that are not closed or canceled (default true)."},
 				"limit":       limit(50),
 				"offset":      map[string]any{"type": "integer", "minimum": 0, "maximum": maxOffset, "description": "Records to skip, for paging: the next_offset of the previous page (default 0)."},
 			}),
@@ -178,7 +178,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 			OutputSchema: listOutputSchema,
 			Annotations:  readOnly,
 		}},
-	})
+	}, a.dailyTools()...)) // tools_daily.go
 }
 
 // checkText refuses control characters other than tab and line breaks and
@@ -345,14 +345,15 @@ func listResult(out *ListOutput, noun string) *mcp.CallToolResult {
 	return rest.Result(listText(out, noun), out)
 }
 
-// MyIncidentsQuery returns the encoded query of my_incidents.
+// MyIncidentsQuery returns the encoded query of my_incidents: relation ""
+// means assigned_to; most recently updated first.
 func MyIncidentsQuery(relation string, activeOnly bool) (string, error) {
 	var conds []string
 	switch relation {
-	case "", "any":
+	case "any":
 	case "caller":
 		conds = append(conds, "caller_id=javascript:gs.getUserID()")
-	case "assigned_to":
+	case "", "assigned_to":
 		conds = append(conds, "assigned_to=javascript:gs.getUserID()")
 	case "opened_by":
 		conds = append(conds, "opened_by=javascript:gs.getUserID()")
@@ -362,14 +363,14 @@ func MyIncidentsQuery(relation string, activeOnly bool) (string, error) {
 	if activeOnly {
 		conds = append(conds, "active=true")
 	}
-	conds = append(conds, "ORDERBYnumber")
+	conds = append(conds, "ORDERBYDESCsys_updated_on")
 	return strings.Join(conds, "^"), nil
 }
 
 func (c *call) myIncidents(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	var args struct {
 		Relation   string `json:"relation"`
-		ActiveOnly bool   `json:"active_only"`
+		ActiveOnly *bool  `json:"active_only"`
 		Limit      *int   `json:"limit"`
 		Offset     int    `json:"offset"`
 	}
@@ -383,7 +384,7 @@ func (c *call) myIncidents(p *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	if args.Offset < 0 || args.Offset > maxOffset {
 		return rest.ToolError(fmt.Sprintf("offset must be between 0 and %d", maxOffset)), nil
 	}
-	q, err := MyIncidentsQuery(args.Relation, args.ActiveOnly)
+	q, err := MyIncidentsQuery(args.Relation, args.ActiveOnly == nil || *args.ActiveOnly)
 	if err != nil {
 		return rest.ToolError(err.Error()), nil
 	}

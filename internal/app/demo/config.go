@@ -97,7 +97,11 @@ policy:                                    # first matching rule decides
       when: 'upstream == "servicenow" && "it" in user.roles'
     - name: everyone-reads-servicenow
       effect: allow
-      when: 'upstream == "servicenow" && !(tool in ["create_incident", "update_incident"])'
+      when: 'upstream == "servicenow" && !(tool in ["create_incident", "update_incident", "approve", "reject"])'
+    - name: approvers-decide-in-servicenow
+      effect: allow
+      when: 'upstream == "servicenow" && tool in ["approve", "reject"]'
+      description: ServiceNow lets only the approver decide an approval.
     - name: everyone-uses-kb
       effect: allow
       when: 'upstream == "kb"'

@@ -155,11 +155,14 @@ func (d *Demo) tourUser(ctx context.Context, u User) (UserView, error) {
 	var inc struct {
 		Records []map[string]any `json:"records"`
 	}
-	v.Incidents = call(ctx, cs, ToolIncidents, map[string]any{}, &inc, func() []string {
+	// Every incident the user may read (my_incidents defaults to the
+	// active ones assigned to them), listed by number.
+	v.Incidents = call(ctx, cs, ToolIncidents, map[string]any{"relation": "any", "active_only": false}, &inc, func() []string {
 		var s []string
 		for _, r := range inc.Records {
 			s = append(s, fmt.Sprint(r["number"]))
 		}
+		slices.Sort(s)
 		return s
 	})
 	var kb SearchOutput

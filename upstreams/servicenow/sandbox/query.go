@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -57,7 +58,7 @@ func qerr(format string, args ...any) *queryError {
 
 // operators in match order (longest first where prefixes overlap).
 var operators = []string{
-	"ISNOTEMPTY", "ISEMPTY", "ANYTHING", "NOT LIKE", "NOT IN", "STARTSWITH", "ENDSWITH",
+	"ISNOTEMPTY", "ISEMPTY", "ANYTHING", "DYNAMIC", "NOT LIKE", "NOT IN", "STARTSWITH", "ENDSWITH",
 	"LIKE", "IN", "!=", ">=", "<=", "=", ">", "<",
 }
 
@@ -174,6 +175,10 @@ func parseCondition(t *tableSpec, term string) (condition, *queryError) {
 			}
 		case "IN", "NOT IN":
 			c.list = strings.Split(c.value, ",")
+		case "DYNAMIC":
+			if !knownDynamic[c.value] {
+				return condition{}, invalidPart("unknown dynamic filter option %s", clip(c.value))
+			}
 		}
 		if strings.HasPrefix(c.value, "javascript:") && !isKnownScript(c.value) {
 			return condition{}, qerr("scripted values are not supported: %s", clip(c.value))
@@ -191,7 +196,7 @@ func invalidPart(format string, args ...any) *queryError {
 
 func isKnownScript(v string) bool {
 	switch strings.TrimSpace(strings.TrimPrefix(v, "javascript:")) {
-	case "gs.getUserID()", "gs.getUserID();", "gs.getUserName()", "gs.getUserName();":
+	case "gs.getUserID()", "gs.getUserID();", "gs.getUserName()", "gs.getUserName();", "getMyGroups()", "getMyGroups();":
 		return true
 	}
 	return false
@@ -274,6 +279,13 @@ func (e *evaluator) resolve(v string) string {
 
 func (e *evaluator) cond(rec map[string]string, c condition) bool {
 	v, f := e.value(rec, c.field)
+	if c.op == "DYNAMIC" {
+		return e.dynamic(v, c.value)
+	}
+	if isMyGroups(c.value) && (c.op == "=" || c.op == "!=") {
+		// getMyGroups() answers a list; = matches any of it (as IN).
+		return e.dynamic(v, DynamicOneOfMyGroups) == (c.op == "=")
+	}
 	want := e.resolve(c.value)
 	lv, lw := strings.ToLower(v), strings.ToLower(want)
 	switch c.op {
@@ -345,4 +357,35 @@ func compareValues(f *fieldSpec, a, b string) int {
 		return 0
 	}
 	return strings.Compare(strings.ToLower(a), strings.ToLower(b))
+}
+
+// Dynamic filter options (sys_filter_option_dynamic) the sandbox knows, by
+// sys_id, for the DYNAMIC operator. ServiceNow docs, "Dynamic operators":
+// "is (dynamic)" computes the condition value for the current user; the
+// default options include Me ("the reference field contains the current
+// user") and One of My Groups ("the reference field contains a group to
+// which the current user belongs"), e.g.
+// assignment_groupDYNAMICd6435e965f510100a9ad2572f2b47744.
+const (
+	DynamicMe            = "90d1921e5f510100a9ad2572f2b477fe"
+	DynamicOneOfMyGroups = "d6435e965f510100a9ad2572f2b47744"
+)
+
+var knownDynamic = map[string]bool{DynamicMe: true, DynamicOneOfMyGroups: true}
+
+func (e *evaluator) dynamic(v, option string) bool {
+	switch option {
+	case DynamicMe:
+		return v != "" && v == e.me.SysID
+	case DynamicOneOfMyGroups:
+		return v != "" && slices.Contains(e.me.Groups, v)
+	}
+	return false
+}
+
+// isMyGroups reports whether v is javascript:getMyGroups(), the global
+// function that answers the current user's groups.
+func isMyGroups(v string) bool {
+	s := strings.TrimSpace(strings.TrimPrefix(v, "javascript:"))
+	return strings.HasPrefix(v, "javascript:") && (s == "getMyGroups()" || s == "getMyGroups();")
 }

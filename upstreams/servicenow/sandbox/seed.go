@@ -9,6 +9,11 @@ type Seed struct {
 	// returns them). sys_id and number are required; reference fields hold
 	// sys_ids.
 	Incidents []map[string]string
+	// Records hold rows of the other tables a seed may fill
+	// (sc_req_item, sysapproval_approver, kb_knowledge, kb_knowledge_base,
+	// user_criteria, kb_uc_can_read_mtom, kb_uc_cannot_read_mtom), by table;
+	// see DefaultRecords.
+	Records map[string][]map[string]string
 }
 
 // User is a sys_user record plus its roles and group memberships.
@@ -81,6 +86,7 @@ func DefaultSeed() *Seed {
 			inc(IncPrinter, "INC0010005", "Printer on floor 3 jammed", UserITAgent, UserITAgent, UserITAgent, GroupServiceDesk, "6", "3", "3", "2026-10-08 16:20:00"),
 			inc(IncEmail, "INC0010006", "Email quota exceeded", UserManager, UserITAgent, UserITAgent, GroupServiceDesk, "7", "3", "2", "2026-10-09 10:05:00"),
 		},
+		Records: DefaultRecords(),
 	}
 }
 

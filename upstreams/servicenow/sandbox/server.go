@@ -224,7 +224,7 @@ func (s *Server) load(seed *Seed) error {
 		s.seedJournal(rec)
 		s.insert("incident", rec)
 	}
-	return nil
+	return s.loadRecords(seed.Records)
 }
 
 func setDefault(rec map[string]string, k, v string) {

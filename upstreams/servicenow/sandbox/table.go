@@ -255,7 +255,14 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, u *User, t *tabl
 		writeError(w, http.StatusForbidden, "Operation Failed", "ACL restricts the record update")
 		return
 	}
-	s.applyLocked(u, t, rec, values, o)
+	if rule := tableRules[t.name]; rule != nil && rule.update != nil { // daily.go
+		if status, msg, detail := rule.update(s, u, rec, values); status != 0 {
+			writeError(w, status, msg, detail)
+			return
+		}
+	} else {
+		s.applyLocked(u, t, rec, values, o)
+	}
 	n, _ := strconv.Atoi(rec["sys_mod_count"])
 	rec["sys_mod_count"] = strconv.Itoa(n + 1)
 	s.log.Info("servicenow sandbox: record updated", "table", t.name, "sys_id", sysID, "user", u.UserName)
