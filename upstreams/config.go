@@ -80,6 +80,23 @@ type SalesforceOptions struct {
 	APIVersion string `yaml:"api_version"`
 	// MaxRecords bounds the records one tool call returns across pages. Default 2000.
 	MaxRecords int `yaml:"max_records"`
+	// Writable is the allow-list of the write tools: sObject → the fields
+	// Mandate may set on it (Opportunity, Task, Contact, Lead). Nil (key
+	// absent) means DefaultSalesforceWritable; an empty map turns the
+	// write tools off. Salesforce's own sharing and field-level security
+	// still apply on top.
+	Writable map[string][]string `yaml:"writable"`
+}
+
+// DefaultSalesforceWritable returns the write allow-list used when
+// salesforce.writable is absent: what a rep changes every day.
+func DefaultSalesforceWritable() map[string][]string {
+	return map[string][]string{
+		"Opportunity": {"StageName", "CloseDate", "NextStep", "Amount"},
+		"Task":        {"Subject", "Status", "TaskSubtype", "ActivityDate", "Description", "WhatId", "WhoId"},
+		"Contact":     {"FirstName", "LastName", "Email", "Phone", "Title", "AccountId"},
+		"Lead":        {"FirstName", "LastName", "Company", "Email", "Phone", "Title"},
+	}
 }
 
 // ServiceNowOptions are the options of a servicenow upstream.
@@ -115,6 +132,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Salesforce.MaxRecords == 0 {
 		c.Salesforce.MaxRecords = 2000
+	}
+	if c.Salesforce.Writable == nil {
+		c.Salesforce.Writable = DefaultSalesforceWritable()
 	}
 	if c.ServiceNow.MaxRecords == 0 {
 		c.ServiceNow.MaxRecords = 100

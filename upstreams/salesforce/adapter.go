@@ -69,6 +69,7 @@ func validate(c *upstreams.Config, path string) error {
 	if c.Salesforce.MaxRecords < 1 || c.Salesforce.MaxRecords > 50000 {
 		bad("salesforce.max_records", "must be 1..50000, got %d", c.Salesforce.MaxRecords)
 	}
+	errs = append(errs, validateWritable(c.Salesforce.Writable, path)...)
 	return errors.Join(errs...)
 }
 
@@ -79,6 +80,7 @@ type Adapter struct {
 	maxRecords int
 	svc        *rest.Service
 	usage      *apiUsage
+	writable   map[string]*writable // salesforce.writable (tools_write.go)
 }
 
 var _ upstreams.Adapter = (*Adapter)(nil)
@@ -123,7 +125,7 @@ func New(cfg upstreams.Config, deps Deps) (*Adapter, error) {
 	if err := usage.register(deps.MeterProvider); err != nil {
 		return nil, fmt.Errorf("salesforce adapter %s: metrics: %w", cfg.Name, err)
 	}
-	a := &Adapter{cl: cl, version: cfg.Salesforce.APIVersion, maxRecords: cfg.Salesforce.MaxRecords, usage: usage}
+	a := &Adapter{cl: cl, version: cfg.Salesforce.APIVersion, maxRecords: cfg.Salesforce.MaxRecords, usage: usage, writable: newWritable(cfg.Salesforce.Writable)}
 	a.svc = &rest.Service{
 		Tools: a.buildTools(),
 		Resources: []*mcp.Resource{{

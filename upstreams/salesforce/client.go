@@ -21,9 +21,10 @@ import (
 // of its documented body [{"message":…,"errorCode":…}].
 type APIError struct {
 	Status     int
-	Code       string // errorCode, e.g. INVALID_SESSION_ID, MALFORMED_QUERY
-	Message    string // sanitised, one line
-	LimitInfo  string // Sforce-Limit-Info header (api-usage=n/m)
+	Code       string   // errorCode, e.g. INVALID_SESSION_ID, MALFORMED_QUERY
+	Message    string   // sanitised, one line
+	Fields     []string // fields, when Salesforce names them (DML errors)
+	LimitInfo  string   // Sforce-Limit-Info header (api-usage=n/m)
 	RetryAfter time.Duration
 	// Retried is true when the refusal came after one fresh token.
 	Retried bool
@@ -93,11 +94,18 @@ func pathOnly(p string) string {
 func parseAPIError(resp *http.Response, body []byte, retried bool) error {
 	e := &APIError{Status: resp.StatusCode, LimitInfo: rest.Sanitize(resp.Header.Get("Sforce-Limit-Info"), 200), Retried: retried, RetryAfter: rest.RetryAfter(resp.Header)}
 	var arr []struct {
-		Message   string `json:"message"`
-		ErrorCode string `json:"errorCode"`
+		Message   string   `json:"message"`
+		ErrorCode string   `json:"errorCode"`
+		Fields    []string `json:"fields"`
 	}
 	if json.Unmarshal(body, &arr) == nil && len(arr) > 0 {
 		e.Code, e.Message = rest.Sanitize(arr[0].ErrorCode, 100), rest.Sanitize(arr[0].Message, 1000)
+		for i, f := range arr[0].Fields {
+			if i == 20 {
+				break
+			}
+			e.Fields = append(e.Fields, rest.Sanitize(f, 100))
+		}
 		return e
 	}
 	// Some endpoints answer a single object, or OAuth-style errors.

@@ -5,7 +5,7 @@
 // whose sub is the user's Salesforce username). Salesforce's own sharing
 // rules decide what each user sees; the adapter adds no data filter.
 //
-// Tools (all read-only):
+// Read tools:
 //
 //   - soql_query  {query, max_records?}: one SOQL SELECT (ValidateSOQL
 //     refuses anything else), following nextRecordsUrl pages up to
@@ -29,6 +29,19 @@
 //     the child records the user may see, following nextRecordsUrl.
 //   - recently_viewed {limit?}: GET recent, the user's recently viewed
 //     records (type, id, name), most recent first.
+//
+// Write tools (tools_write.go), offered for the objects on the upstream's
+// salesforce.writable allow-list (default: upstreams.DefaultSalesforceWritable):
+//
+//   - update_opportunity {id, fields}: PATCH sobjects/Opportunity/{id}.
+//   - log_call {what_id?, who_id?, subject?, description?, activity_date?}:
+//     POST sobjects/Task/ with TaskSubtype Call and Status Completed.
+//   - create_contact {fields}, create_lead {fields}: POST sobjects/{type}/.
+//
+// A field outside the allow-list is refused before any call. Salesforce's
+// refusals (INSUFFICIENT_ACCESS_OR_READONLY, REQUIRED_FIELD_MISSING,
+// INVALID_FIELD_FOR_INSERT_UPDATE, FIELD_INTEGRITY_EXCEPTION, …) become tool
+// errors saying what to do.
 //
 // Resources: salesforce://my/pipeline (my_pipeline, scope mine) and the template
 // salesforce://sobjects/{type}/{id} (JSON).

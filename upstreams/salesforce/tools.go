@@ -95,7 +95,7 @@ func (a *Adapter) buildTools() *rest.Tools {
 	}
 	searchMax := min(a.maxRecords, maxSearchRecords)
 	readOnly := &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: rest.BoolPtr(true)}
-	return rest.NewTools([]rest.Tool{
+	return a.withWriteTools([]rest.Tool{
 		{Run: rest.Bind(a.call, (*call).soqlQuery), Def: &mcp.Tool{
 			Name:  ToolSOQLQuery,
 			Title: "Run a read-only SOQL query",

@@ -28,7 +28,8 @@ func TestRealClientsListDemo(t *testing.T) {
 	defer d.Close()
 
 	kb := []string{"kb_get_article", "kb_search_articles"}
-	salesforce := []string{"salesforce_get_record", "salesforce_my_pipeline", "salesforce_search", "salesforce_soql_query"}
+	salesforce := []string{"salesforce_create_contact", "salesforce_create_lead", "salesforce_get_record", "salesforce_log_call",
+		"salesforce_my_pipeline", "salesforce_search", "salesforce_soql_query", "salesforce_update_opportunity"}
 	snReads := []string{"servicenow_get_incident", "servicenow_my_incidents", "servicenow_query_table"}
 	snWrites := []string{"servicenow_create_incident", "servicenow_update_incident"}
 	cat := func(parts ...[]string) []string {

@@ -27,9 +27,9 @@ question                    sales rep                 sales manager          IT 
 --------------------------  ------------------------  ---------------------  ---------------------  ----------------------
 email                       rep@acme.example          manager@acme.example   it.agent@acme.example  outsider@acme.example
 roles (IdP)                 sales                     sales, sales-manager   it                     (none)
-tools/list                  19 tools:                 19 tools:              14 tools:              12 tools:
+tools/list                  23 tools:                 23 tools:              14 tools:              12 tools:
                               kb 2                      kb 2                   kb 2                   kb 2
-                              salesforce 7              salesforce 7           servicenow 11          servicenow 9
+                              salesforce 11             salesforce 11           servicenow 11          servicenow 9
                               servicenow 9              servicenow 9           whoami (built-in)      whoami (built-in)
                               whoami (built-in)         whoami (built-in)
 salesforce_my_pipeline      Acme Widgets - Renewal    Initech - Platform     denied (unknown tool)  denied (unknown tool)
@@ -128,14 +128,14 @@ func TestTourRecords(t *testing.T) {
 	items := func(s ...string) Answer { return Answer{Items: s} }
 	want := map[string]view{
 		"rita": {
-			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 7, "servicenow": 9},
+			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9},
 			Pipeline:  items("Acme Widgets - Renewal", "Acme Widgets - Expansion"),
 			Incidents: items("INC0010001", "INC0010002"),
 			Articles:  items("KB0001", "KB0002", "KB0003"),
 			Update:    denied,
 		},
 		"morgan": {
-			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 7, "servicenow": 9},
+			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9},
 			Pipeline:  items("Initech - Platform"), // his own, not his reports'
 			Incidents: items("INC0010003", "INC0010004", "INC0010006"),
 			Articles:  items("KB0001", "KB0002", "KB0003", "KB0004"),

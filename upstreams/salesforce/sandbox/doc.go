@@ -27,11 +27,34 @@
 //     picklist values, child relationships; describe.go),
 //     sobjects/{type}/{id}/{relationship}[?fields=a,b] (the parent record,
 //     or the child records under sharing; related.go) and recent (the
-//     user's recently viewed records, Seed.RecentlyViewed; recent.go).
+//     user's recently viewed records, Seed.RecentlyViewed; recent.go);
+//     writes (dml.go): POST
+//     sobjects/{type}/ (201 {"id","errors":[],"success":true}) and PATCH
+//     sobjects/{type}/{id} (204) for Account, Contact, Lead, Opportunity,
+//     Case and Task.
 //
 // Field-level security: User.HiddenFields are absent from describe and
 // from records read without a field list; naming one is INVALID_FIELD
 // (fls.go). DefaultSeed hides Account.AnnualRevenue from the sales reps.
+//
+// Writes run as the user. Edit access follows the organization-wide
+// default (Public Read/Write grants it; under Public Read Only and Private
+// only the owner and users above the owner's role may edit; a contact
+// under Controlled by Parent is editable when its account is), otherwise
+// 400 INSUFFICIENT_ACCESS_OR_READONLY. Field rules follow the describe:
+// system fields and fields the user's profile may only read
+// (User.ReadOnlyFields, SetReadOnlyFields: field-level security) answer
+// INVALID_FIELD_FOR_INSERT_UPDATE "Unable to create/update fields: …";
+// missing required fields (Contact LastName, Lead LastName and Company,
+// Opportunity Name/StageName/CloseDate) REQUIRED_FIELD_MISSING; a value
+// outside a restricted picklist INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST; a
+// lookup to the wrong kind of record FIELD_INTEGRITY_EXCEPTION ("id value
+// of incorrect type"), to a record the user cannot see
+// INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY; every error body is the
+// documented [{"message","errorCode","fields"}]. Object permissions are
+// User.Objects for writes too (no separate create/edit permission). Tasks
+// (activities) are private to their owner and the role hierarchy; leads
+// are Public Read/Write/Transfer. Ownership is never transferred.
 //
 // Sharing follows Salesforce's organization-wide defaults (Seed.Sharing,
 // SharingModel) plus ownership and the role hierarchy. By default the org

@@ -186,7 +186,7 @@ func (s *Server) handleData(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		methodNotAllowed(w, r, "GET,HEAD")
+		s.handleDML(w, r, u, version, parts) // dml.go
 		return
 	}
 	switch {

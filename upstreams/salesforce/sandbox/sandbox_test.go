@@ -799,7 +799,7 @@ func TestSeedValidation(t *testing.T) {
 		{"Opportunity": SharingControlledByParent}, // contacts only
 		{"Account": SharingReadWriteTransfer},      // cases and leads only
 		{"Opportunity": "PublicReadOnly"},
-		{"Lead": SharingPrivate},
+		{"Widget__c": SharingPrivate}, // no such object
 		{"User": SharingPrivate},
 	} {
 		seed := DefaultSeed()

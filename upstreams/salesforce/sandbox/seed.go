@@ -54,7 +54,7 @@ const (
 // DefaultSharing returns the organization-wide defaults of a new org, per
 // Salesforce Help "Default Organization-Wide Sharing Settings": Account
 // Public Read/Write, Contact Controlled by Parent, Opportunity Public Read
-// Only, Case Public Read/Write/Transfer. Most orgs keep Opportunity at
+// Only, Case and Lead Public Read/Write/Transfer. Most orgs keep Opportunity at
 // Public Read Only, so a rep can read every opportunity in the org: what a
 // user can see is not what they own.
 func DefaultSharing() map[string]SharingModel {
@@ -63,6 +63,7 @@ func DefaultSharing() map[string]SharingModel {
 		"Contact":     SharingControlledByParent,
 		"Opportunity": SharingRead,
 		"Case":        SharingReadWriteTransfer,
+		"Lead":        SharingReadWriteTransfer,
 	}
 }
 
@@ -121,6 +122,10 @@ type User struct {
 	// from records returned without a field list, and naming one is
 	// INVALID_FIELD (see fls.go).
 	HiddenFields []string
+	// ReadOnlyFields are fields ("Opportunity.Amount") the user's profile
+	// may read but not edit (field-level security): a create or update
+	// that sets one answers INVALID_FIELD_FOR_INSERT_UPDATE.
+	ReadOnlyFields []string
 }
 
 // Record is one sObject record. Fields holds API field names → values:
