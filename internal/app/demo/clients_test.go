@@ -28,9 +28,12 @@ func TestRealClientsListDemo(t *testing.T) {
 	defer d.Close()
 
 	kb := []string{"kb_get_article", "kb_search_articles"}
-	salesforce := []string{"salesforce_create_contact", "salesforce_create_lead", "salesforce_get_record", "salesforce_log_call",
-		"salesforce_my_pipeline", "salesforce_search", "salesforce_soql_query", "salesforce_update_opportunity"}
-	snReads := []string{"servicenow_get_incident", "servicenow_my_incidents", "servicenow_query_table"}
+	salesforce := []string{"salesforce_create_contact", "salesforce_create_lead", "salesforce_describe_object", "salesforce_get_record",
+		"salesforce_log_call", "salesforce_my_pipeline", "salesforce_recently_viewed", "salesforce_related_records", "salesforce_search",
+		"salesforce_soql_query", "salesforce_update_opportunity"}
+	// Everyone's ServiceNow tools (approve/reject: ServiceNow decides who is the approver).
+	snReads := []string{"servicenow_approve", "servicenow_get_incident", "servicenow_my_approvals", "servicenow_my_groups_queue",
+		"servicenow_my_incidents", "servicenow_my_requested_items", "servicenow_query_table", "servicenow_reject", "servicenow_search_knowledge"}
 	snWrites := []string{"servicenow_create_incident", "servicenow_update_incident"}
 	cat := func(parts ...[]string) []string {
 		var out []string

@@ -45,9 +45,12 @@ func TestInspectorAgainstDemo(t *testing.T) {
 		names = append(names, tl.Name)
 	}
 	sort.Strings(names)
-	want := []string{"kb_get_article", "kb_search_articles", "salesforce_create_contact", "salesforce_create_lead", "salesforce_get_record",
-		"salesforce_log_call", "salesforce_my_pipeline", "salesforce_search", "salesforce_soql_query", "salesforce_update_opportunity",
-		"servicenow_get_incident", "servicenow_my_incidents", "servicenow_query_table", "whoami"}
+	want := []string{"kb_get_article", "kb_search_articles", "salesforce_create_contact", "salesforce_create_lead",
+		"salesforce_describe_object", "salesforce_get_record", "salesforce_log_call", "salesforce_my_pipeline",
+		"salesforce_recently_viewed", "salesforce_related_records", "salesforce_search", "salesforce_soql_query",
+		"salesforce_update_opportunity", "servicenow_approve", "servicenow_get_incident", "servicenow_my_approvals",
+		"servicenow_my_groups_queue", "servicenow_my_incidents", "servicenow_my_requested_items", "servicenow_query_table",
+		"servicenow_reject", "servicenow_search_knowledge", "whoami"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("rita's tools via the Inspector (-want +got):\n%s", diff)
 	}

@@ -29,7 +29,7 @@ email                       rep@acme.example          manager@acme.example   it.
 roles (IdP)                 sales                     sales, sales-manager   it                     (none)
 tools/list                  23 tools:                 23 tools:              14 tools:              12 tools:
                               kb 2                      kb 2                   kb 2                   kb 2
-                              salesforce 11             salesforce 11           servicenow 11          servicenow 9
+                              salesforce 11             salesforce 11          servicenow 11          servicenow 9
                               servicenow 9              servicenow 9           whoami (built-in)      whoami (built-in)
                               whoami (built-in)         whoami (built-in)
 salesforce_my_pipeline      Acme Widgets - Renewal    Initech - Platform     denied (unknown tool)  denied (unknown tool)
