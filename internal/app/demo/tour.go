@@ -27,6 +27,7 @@ const (
 	ToolPipeline  = "salesforce_my_pipeline"
 	ToolIncidents = "servicenow_my_incidents"
 	ToolArticles  = "kb_search_articles"
+	ToolLogCall   = "salesforce_log_call"
 	ToolUpdate    = "servicenow_update_incident"
 	// UpdateIncident is the incident every user tries to change.
 	UpdateIncident = "INC0010001"
@@ -49,8 +50,10 @@ type UserView struct {
 	User User
 	// Tools are the tool names tools/list showed the user, sorted.
 	Tools []string
-	// Pipeline, Incidents, Articles and Update answer the tour's questions.
-	Pipeline, Incidents, Articles, Update Answer
+	// Pipeline, LogCall, Incidents, Articles and Update answer the tour's
+	// questions. LogCall logs a call on the user's first open opportunity;
+	// Update assigns UpdateIncident to the user, with a work note.
+	Pipeline, LogCall, Incidents, Articles, Update Answer
 }
 
 // builtin is ToolsByUpstream's key for the gateway's own tools (whoami).
@@ -142,6 +145,7 @@ func (d *Demo) tourUser(ctx context.Context, u User) (UserView, error) {
 
 	var pipe struct {
 		Opportunities []struct {
+			ID   string `json:"id"`
 			Name string `json:"name"`
 		} `json:"opportunities"`
 	}
@@ -152,6 +156,15 @@ func (d *Demo) tourUser(ctx context.Context, u User) (UserView, error) {
 		}
 		return s
 	})
+	// A write as the user, on a record of their own: Salesforce checks the
+	// user's edit access (a user without a pipeline is refused by policy
+	// before any call; the id is then a placeholder).
+	opp, oppName := "006000000000001AAA", ""
+	if len(pipe.Opportunities) > 0 {
+		opp, oppName = pipe.Opportunities[0].ID, pipe.Opportunities[0].Name
+	}
+	v.LogCall = call(ctx, cs, ToolLogCall, map[string]any{"what_id": opp, "subject": "Call with the customer (Mandate demo tour)",
+		"description": "Logged by " + u.Name + " through Mandate."}, nil, func() []string { return []string{oppName} })
 	var inc struct {
 		Records []map[string]any `json:"records"`
 	}
@@ -173,7 +186,8 @@ func (d *Demo) tourUser(ctx context.Context, u User) (UserView, error) {
 		}
 		return s
 	})
-	v.Update = call(ctx, cs, ToolUpdate, map[string]any{"number": UpdateIncident, "work_notes": "Checked by " + u.Name + " on the Mandate demo tour."}, nil,
+	v.Update = call(ctx, cs, ToolUpdate, map[string]any{"number": UpdateIncident, "assigned_to": u.Email,
+		"work_notes": "Taken by " + u.Name + " on the Mandate demo tour."}, nil,
 		func() []string { return []string{UpdateIncident} })
 	return v, nil
 }
@@ -252,7 +266,8 @@ func RenderTour(w io.Writer, res *TourResult) error {
 	fmt.Fprintf(bw, "shared account), so every platform applies its own sharing rules; policy hides what a user may not use.\n\n")
 
 	header := []cell{{"", "question"}}
-	rows := [][]cell{{{"email"}}, {{"roles (IdP)"}}, {{"tools/list"}}, {{ToolPipeline}}, {{ToolIncidents}}, {{ToolArticles}}, {{ToolUpdate, "  number: " + UpdateIncident}}}
+	rows := [][]cell{{{"email"}}, {{"roles (IdP)"}}, {{"tools/list"}}, {{ToolPipeline}}, {{ToolLogCall, "  on my first opportunity"}},
+		{{ToolIncidents}}, {{ToolArticles}}, {{ToolUpdate, "  assign " + UpdateIncident + " to me"}}}
 	for _, v := range res.Views {
 		header = append(header, cell{v.User.Name, v.User.About})
 		roles := strings.Join(v.User.Roles, ", ")
@@ -282,13 +297,21 @@ func RenderTour(w io.Writer, res *TourResult) error {
 		}
 		rows[2] = append(rows[2], tools)
 		rows[3] = append(rows[3], answerCell(v.Pipeline, "no open opportunities"))
-		rows[4] = append(rows[4], answerCell(v.Incidents, "no incidents visible"))
-		rows[5] = append(rows[5], answerCell(v.Articles, "no articles"))
+		logged := answerCell(v.LogCall, "")
+		if !v.LogCall.Denied && v.LogCall.Error == "" {
+			logged = cell{"logged on"}
+			for _, it := range v.LogCall.Items {
+				logged = append(logged, "  "+it)
+			}
+		}
+		rows[4] = append(rows[4], logged)
+		rows[5] = append(rows[5], answerCell(v.Incidents, "no incidents visible"))
+		rows[6] = append(rows[6], answerCell(v.Articles, "no articles"))
 		up := answerCell(v.Update, "")
 		if !v.Update.Denied && v.Update.Error == "" {
-			up = cell{"updated " + UpdateIncident}
+			up = cell{"assigned " + UpdateIncident}
 		}
-		rows[6] = append(rows[6], up)
+		rows[7] = append(rows[7], up)
 	}
 	writeTable(bw, header, rows)
 

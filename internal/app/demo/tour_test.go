@@ -34,6 +34,8 @@ tools/list                  23 tools:                 23 tools:              14 
                               whoami (built-in)         whoami (built-in)
 salesforce_my_pipeline      Acme Widgets - Renewal    Initech - Platform     denied (unknown tool)  denied (unknown tool)
                             Acme Widgets - Expansion
+salesforce_log_call         logged on                 logged on              denied (unknown tool)  denied (unknown tool)
+  on my first opportunity     Acme Widgets - Renewal    Initech - Platform
 servicenow_my_incidents     INC0010001                INC0010003             INC0010001             (no incidents visible)
                             INC0010002                INC0010004             INC0010002
                                                       INC0010006             INC0010003
@@ -44,8 +46,8 @@ kb_search_articles          KB0001                    KB0001                 KB0
                             KB0002                    KB0002                 KB0002                 KB0002
                             KB0003                    KB0003                 KB0005
                                                       KB0004
-servicenow_update_incident  denied (unknown tool)     denied (unknown tool)  updated INC0010001     denied (unknown tool)
-  number: INC0010001
+servicenow_update_incident  denied (unknown tool)     denied (unknown tool)  assigned INC0010001    denied (unknown tool)
+  assign INC0010001 to me
 `
 
 // TestTourOutput runs the tour exactly as `mandate-demo --tour` does and
@@ -74,18 +76,22 @@ func TestTourOutput(t *testing.T) {
 	// The audit lines: user (IdP identity) → tool → decision → platform identity → outcome.
 	wantAudit := []string{
 		`rita <rep@acme.example> salesforce/my_pipeline allow (sales-use-salesforce) rep@acme.example (jwt_bearer) ok`,
+		`rita <rep@acme.example> salesforce/log_call allow (sales-use-salesforce) rep@acme.example (jwt_bearer) ok`,
 		`rita <rep@acme.example> servicenow/my_incidents allow (everyone-reads-servicenow) rita (token_exchange) ok`,
 		`rita <rep@acme.example> kb/search_articles allow (everyone-uses-kb) rita (token_exchange) ok`,
 		`rita <rep@acme.example> servicenow/update_incident deny (only-it-updates-incidents) - denied`,
 		`morgan <manager@acme.example> salesforce/my_pipeline allow (sales-use-salesforce) manager@acme.example (jwt_bearer) ok`,
+		`morgan <manager@acme.example> salesforce/log_call allow (sales-use-salesforce) manager@acme.example (jwt_bearer) ok`,
 		`morgan <manager@acme.example> servicenow/my_incidents allow (everyone-reads-servicenow) morgan (token_exchange) ok`,
 		`morgan <manager@acme.example> kb/search_articles allow (everyone-uses-kb) morgan (token_exchange) ok`,
 		`morgan <manager@acme.example> servicenow/update_incident deny (only-it-updates-incidents) - denied`,
 		`ivy <it.agent@acme.example> salesforce/my_pipeline deny (default) - denied`,
+		`ivy <it.agent@acme.example> salesforce/log_call deny (default) - denied`,
 		`ivy <it.agent@acme.example> servicenow/my_incidents allow (it-uses-servicenow) ivy (token_exchange) ok`,
 		`ivy <it.agent@acme.example> kb/search_articles allow (everyone-uses-kb) ivy (token_exchange) ok`,
 		`ivy <it.agent@acme.example> servicenow/update_incident allow (it-uses-servicenow) ivy (token_exchange) ok`,
 		`oscar <outsider@acme.example> salesforce/my_pipeline deny (default) - denied`,
+		`oscar <outsider@acme.example> salesforce/log_call deny (default) - denied`,
 		`oscar <outsider@acme.example> servicenow/my_incidents allow (everyone-reads-servicenow) oscar (token_exchange) ok`,
 		`oscar <outsider@acme.example> kb/search_articles allow (everyone-uses-kb) oscar (token_exchange) ok`,
 		`oscar <outsider@acme.example> servicenow/update_incident deny (only-it-updates-incidents) - denied`,
@@ -121,8 +127,8 @@ func TestTourRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	type view struct {
-		Tools                                 map[string]int
-		Pipeline, Incidents, Articles, Update Answer
+		Tools                                          map[string]int
+		Pipeline, LogCall, Incidents, Articles, Update Answer
 	}
 	denied := Answer{Denied: true}
 	items := func(s ...string) Answer { return Answer{Items: s} }
@@ -130,6 +136,7 @@ func TestTourRecords(t *testing.T) {
 		"rita": {
 			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9},
 			Pipeline:  items("Acme Widgets - Renewal", "Acme Widgets - Expansion"),
+			LogCall:   items("Acme Widgets - Renewal"), // a Task on her own opportunity, as her
 			Incidents: items("INC0010001", "INC0010002"),
 			Articles:  items("KB0001", "KB0002", "KB0003"),
 			Update:    denied,
@@ -137,6 +144,7 @@ func TestTourRecords(t *testing.T) {
 		"morgan": {
 			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9},
 			Pipeline:  items("Initech - Platform"), // his own, not his reports'
+			LogCall:   items("Initech - Platform"),
 			Incidents: items("INC0010003", "INC0010004", "INC0010006"),
 			Articles:  items("KB0001", "KB0002", "KB0003", "KB0004"),
 			Update:    denied,
@@ -144,6 +152,7 @@ func TestTourRecords(t *testing.T) {
 		"ivy": {
 			Tools:     map[string]int{"": 1, "kb": 2, "servicenow": 11},
 			Pipeline:  denied,
+			LogCall:   denied,
 			Incidents: items("INC0010001", "INC0010002", "INC0010003", "INC0010004", "INC0010005", "INC0010006"),
 			Articles:  items("KB0001", "KB0002", "KB0005"),
 			Update:    items(UpdateIncident),
@@ -151,6 +160,7 @@ func TestTourRecords(t *testing.T) {
 		"oscar": {
 			Tools:     map[string]int{"": 1, "kb": 2, "servicenow": 9},
 			Pipeline:  denied,
+			LogCall:   denied,
 			Incidents: Answer{},
 			Articles:  items("KB0001", "KB0002"),
 			Update:    denied,
@@ -158,7 +168,7 @@ func TestTourRecords(t *testing.T) {
 	}
 	got := map[string]view{}
 	for _, v := range res.Views {
-		got[v.User.Name] = view{v.ToolsByUpstream(), v.Pipeline, v.Incidents, v.Articles, v.Update}
+		got[v.User.Name] = view{v.ToolsByUpstream(), v.Pipeline, v.LogCall, v.Incidents, v.Articles, v.Update}
 		if v.User.Name != "ivy" && containsTool(v.Tools, ToolUpdate) {
 			t.Errorf("%s is shown %s, which policy denies them", v.User.Name, ToolUpdate)
 		}
@@ -199,8 +209,8 @@ func TestTourRecords(t *testing.T) {
 			t.Errorf("audit seq %d (%s %s/%s): outcome %s decision %+v credential %+v, want denied without a credential", r.Seq, r.User.Subject, r.Upstream, r.Tool, r.Outcome, r.Decision, r.Credential)
 		}
 	}
-	if calls != 16 {
-		t.Errorf("%d tools/call records, want 16 (4 users × 4 questions)", calls)
+	if calls != 20 {
+		t.Errorf("%d tools/call records, want 20 (4 users × 5 questions)", calls)
 	}
 
 	// "My pipeline" is what rita owns, though the org's sharing (Opportunity
