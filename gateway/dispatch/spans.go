@@ -72,18 +72,10 @@ func (g *Dispatcher) startSpan(ctx context.Context, o *call, hdr http.Header, tm
 		attribute.String("mcp.method.name", o.method),
 		attribute.String("user.id", o.id.Subject),
 		attribute.String("mandate.user.issuer", o.id.Issuer))
-	if o.sessionID != "" {
-		attrs = append(attrs, attribute.String("mcp.session.id", o.sessionID))
-	}
-	if o.proto != "" {
-		attrs = append(attrs, attribute.String("mcp.protocol.version", o.proto))
-	}
-	if o.rpcID != "" {
-		attrs = append(attrs, attribute.String("jsonrpc.request.id", o.rpcID))
-	}
-	if o.requestID != "" {
-		attrs = append(attrs, attribute.String("http.request.header.x-request-id", o.requestID))
-	}
+	attrs = withString(attrs, "mcp.session.id", o.sessionID)
+	attrs = withString(attrs, "mcp.protocol.version", o.proto)
+	attrs = withString(attrs, "jsonrpc.request.id", o.rpcID)
+	attrs = withString(attrs, "http.request.header.x-request-id", o.requestID)
 	if o.fast {
 		attrs = append(attrs, attribute.String("mandate.path", "fast"))
 	}
@@ -131,18 +123,10 @@ func (g *Dispatcher) observe(ctx context.Context, o *call, err error) {
 		o.span.SetName(o.method + " " + target)
 	}
 	var attrs []attribute.KeyValue
-	if o.upstream != "" {
-		attrs = append(attrs, attribute.String("mandate.upstream", o.upstream))
-	}
-	if o.tool != "" {
-		attrs = append(attrs, attribute.String("gen_ai.tool.name", o.tool))
-	}
-	if o.prompt != "" {
-		attrs = append(attrs, attribute.String("gen_ai.prompt.name", o.prompt))
-	}
-	if o.resource != "" {
-		attrs = append(attrs, attribute.String("mcp.resource.uri", o.resource))
-	}
+	attrs = withString(attrs, "mandate.upstream", o.upstream)
+	attrs = withString(attrs, "gen_ai.tool.name", o.tool)
+	attrs = withString(attrs, "gen_ai.prompt.name", o.prompt)
+	attrs = withString(attrs, "mcp.resource.uri", o.resource)
 	if o.decision != nil {
 		attrs = append(attrs, attribute.Bool("mandate.policy.allow", o.decision.Allow), attribute.String("mandate.policy.rule", o.decision.Rule))
 	}
@@ -195,4 +179,12 @@ func (g *Dispatcher) upstreamCall(ctx context.Context, o *call, u *catalog.Upstr
 			span.End()
 		}
 	}
+}
+
+// withString appends the attribute key=val when val is set.
+func withString(attrs []attribute.KeyValue, key, val string) []attribute.KeyValue {
+	if val == "" {
+		return attrs
+	}
+	return append(attrs, attribute.String(key, val))
 }

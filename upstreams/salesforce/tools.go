@@ -211,43 +211,7 @@ func (c *call) query(soql string, max int) (*QueryOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &QueryOutput{Records: []map[string]any{}}
-	prefix := "/services/data/"
-	for pages := 0; ; pages++ {
-		var pg queryPage
-		if err := c.DecodeJSON(body, &pg); err != nil {
-			return nil, err
-		}
-		if pages == 0 {
-			out.TotalSize = pg.TotalSize
-		}
-		room := max - len(out.Records)
-		if len(pg.Records) > room {
-			out.Records = append(out.Records, pg.Records[:room]...)
-			out.Truncated = true
-			break
-		}
-		out.Records = append(out.Records, pg.Records...)
-		if pg.Done || pg.NextRecordsURL == "" {
-			break
-		}
-		if len(out.Records) >= max {
-			out.Truncated = true
-			break
-		}
-		next := pg.NextRecordsURL
-		if !strings.HasPrefix(next, prefix) || strings.Contains(next, "..") || strings.ContainsAny(next, "?#\\") || pages > 10000 {
-			return nil, fmt.Errorf("Salesforce answered with an unexpected nextRecordsUrl; the result was discarded")
-		}
-		if body, err = c.get(next, nil); err != nil {
-			return nil, err
-		}
-	}
-	out.Returned = len(out.Records)
-	if out.TotalSize > out.Returned {
-		out.Truncated = true
-	}
-	return out, nil
+	return c.pages(body, max)
 }
 
 func recordsText(b *strings.Builder, recs []map[string]any) {

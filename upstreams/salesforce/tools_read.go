@@ -384,7 +384,8 @@ func (c *call) relatedRecords(p *mcp.CallToolParams) (*mcp.CallToolResult, error
 }
 
 // pages reads a query-shaped first page (body) and follows nextRecordsUrl
-// until done or max records, like query.
+// (only under /services/data/) until done or max records: query results
+// and child relationship sets alike.
 func (c *call) pages(body []byte, max int) (*QueryOutput, error) {
 	out := &QueryOutput{Records: []map[string]any{}}
 	for pages := 0; ; pages++ {
