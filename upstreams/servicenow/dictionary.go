@@ -10,7 +10,9 @@ package servicenow
 // API as the calling user: sys_db_object for the table and the tables it
 // extends (super_class: incident's number, state and assigned_to are
 // defined on task), then sys_dictionary for their fields. The field list of
-// a table is cached per upstream (one cache per Adapter) for dictTTL.
+// a table is cached per upstream (one cache per Adapter) and per platform
+// user for dictTTL: what one user's dictionary shows never decides another
+// user's query (ACLs on sys_dictionary differ between users).
 
 import (
 	"errors"
@@ -23,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams/rest"
 )
 
@@ -51,7 +54,7 @@ type dictEntry struct {
 	expires time.Time
 }
 
-// dictCache caches tableFields per table for one upstream. Safe for
+// dictCache caches tableFields per (platform user, table) for one upstream. Safe for
 // concurrent use; concurrent misses each read the dictionary.
 type dictCache struct {
 	mu  sync.Mutex
@@ -92,10 +95,19 @@ type dictError struct{ msg string }
 func (e *dictError) Error() string { return e.msg }
 
 // tableFields returns the fields of table as this user's dictionary shows
-// them (cached per upstream for dictTTL).
+// them (cached per upstream and user for dictTTL: the platform user, or
+// the gateway identity it runs for; not cached when neither is known).
 func (c *call) tableFields(table string) (tableFields, error) {
-	if f := c.a.dict.get(table); f != nil {
-		return f, nil
+	key := ""
+	if tok := c.Token(); tok != nil && tok.PlatformSubject != "" {
+		key = "p:" + tok.PlatformSubject + "\x00" + table
+	} else if id := identity.FromContext(c.Context()); id != nil {
+		key = "i:" + id.Key() + "\x00" + table // the platform user is that of this identity
+	}
+	if key != "" {
+		if f := c.a.dict.get(key); f != nil {
+			return f, nil
+		}
 	}
 	chain := make([]string, 0, 2)
 	for cur := table; cur != "" && len(chain) < maxTableDepth; {
@@ -129,7 +141,9 @@ func (c *call) tableFields(table string) (tableFields, error) {
 	if len(f) == 0 {
 		return nil, &dictError{fmt.Sprintf("ServiceNow's dictionary (sys_dictionary) shows %s no fields of table %q, so Mandate cannot check the field names of the query and does not run it. ServiceNow's ACLs may keep this user from reading the dictionary; ask your ServiceNow administrator.", who(c.Token()), table)}
 	}
-	c.a.dict.put(table, f)
+	if key != "" {
+		c.a.dict.put(key, f)
+	}
 	return f, nil
 }
 

@@ -41,7 +41,7 @@
 //   - Queries: ServiceNow silently ignores a condition on an unknown field
 //     (returning MORE rows). query_table reads the table's fields from
 //     sys_db_object (following super_class) and sys_dictionary as the
-//     user, caches them per upstream and table for 10 minutes, and refuses
+//     user, caches them per upstream, user and table for 10 minutes, and refuses
 //     a query naming an unknown field, dot-walking a non-reference, or
 //     holding a part it cannot read as a condition or ORDERBY, with a tool
 //     error naming the field. A user who may not read the dictionary gets a
