@@ -65,7 +65,7 @@ func TestConfigErrors(t *testing.T) {
 		{"several problems at once", "server:\n  public_url: ftp://x\nidentity:\n  issuer: ''\n  clock_skew: 10m\n",
 			[]string{"c.yaml:2: server.public_url:", "c.yaml:4: identity.issuer: required", "c.yaml:5: identity.clock_skew:"}},
 		{"salesforce options", minimal + "upstreams:\n  - name: sf\n    kind: salesforce\n    url: https://acme.my.salesforce.com/services?x=1\n    credentials: {flow: none}\n    salesforce:\n      api_version: '62'\n      max_records: 90000\n",
-			[]string{"c.yaml:8: upstreams[sf].url: must be the Salesforce instance URL", "c.yaml:11: upstreams[sf].salesforce.api_version: must look like v62.0", "c.yaml:12: upstreams[sf].salesforce.max_records: must be 1..50000"}},
+			[]string{"c.yaml:8: upstreams[sf].url: must be the Salesforce instance URL", "c.yaml:11: upstreams[sf].salesforce.api_version: must look like v66.0", "c.yaml:12: upstreams[sf].salesforce.max_records: must be 1..50000"}},
 		{"servicenow url with path", minimal + "upstreams:\n  - name: sn\n    kind: servicenow\n    url: https://acme.service-now.com/api/now\n    credentials: {flow: none}\n",
 			[]string{"c.yaml:8: upstreams[sn].url: must be the ServiceNow instance URL"}},
 		{"bad telemetry", minimal + "telemetry:\n  metrics: statsd\n  sample_ratio: 1.5\n",

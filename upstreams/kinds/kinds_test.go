@@ -35,7 +35,7 @@ func TestValidateMessages(t *testing.T) {
 			Salesforce: upstreams.SalesforceOptions{APIVersion: "62", MaxRecords: 90000}},
 			[]string{
 				`upstreams[u].url: must be the Salesforce instance URL (https://…my.salesforce.com), got "https://acme.my.salesforce.com/services?x=1"`,
-				`upstreams[u].salesforce.api_version: must look like v62.0, got "62"`,
+				`upstreams[u].salesforce.api_version: must look like v66.0, got "62"`,
 				`upstreams[u].salesforce.max_records: must be 1..50000, got 90000`,
 			}},
 		{"servicenow", upstreams.Config{Kind: upstreams.KindServiceNow, URL: "https://acme.service-now.com/"}, nil},

@@ -64,7 +64,7 @@ func validate(c *upstreams.Config, path string) error {
 		bad("url", "must be the Salesforce instance URL (https://…my.salesforce.com), got %q", c.URL)
 	}
 	if !apiVersion.MatchString(c.Salesforce.APIVersion) {
-		bad("salesforce.api_version", "must look like v62.0, got %q", c.Salesforce.APIVersion)
+		bad("salesforce.api_version", "must look like v66.0, got %q", c.Salesforce.APIVersion)
 	}
 	if c.Salesforce.MaxRecords < 1 || c.Salesforce.MaxRecords > 50000 {
 		bad("salesforce.max_records", "must be 1..50000, got %d", c.Salesforce.MaxRecords)
