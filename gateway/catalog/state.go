@@ -68,17 +68,11 @@ func NewState(b Build) (*State, error) {
 			errs = append(errs, err)
 			continue
 		}
-		u := &Upstream{Name: uc.Name, Cfg: uc, Adapter: ad, Creds: src}
+		u := st.add(uc, b.Separator)
+		u.Adapter, u.Creds = ad, src
 		if rf, ok := ad.(upstreams.RawForwarder); ok {
 			u.Raw = rf.ForwardsRaw()
 		}
-		if uc.Prefix != upstreams.PrefixNever {
-			u.prefix = uc.Name + b.Separator
-		} else {
-			st.never = u
-		}
-		st.Ups = append(st.Ups, u)
-		st.byName[u.Name] = u
 	}
 	if len(errs) > 0 {
 		st.Close()
@@ -146,16 +140,23 @@ func (st *State) CloseAfter(ctx context.Context) {
 func Routes(ups []upstreams.Config, separator string) *State {
 	st := &State{byName: map[string]*Upstream{}}
 	for _, uc := range ups {
-		u := &Upstream{Name: uc.Name, Cfg: uc}
-		if uc.Prefix != upstreams.PrefixNever {
-			u.prefix = uc.Name + separator
-		} else {
-			st.never = u
-		}
-		st.Ups = append(st.Ups, u)
-		st.byName[u.Name] = u
+		st.add(uc, separator)
 	}
 	return st
+}
+
+// add appends the upstream of uc with its namespace: the name and the
+// separator, or none for prefix: never.
+func (st *State) add(uc upstreams.Config, separator string) *Upstream {
+	u := &Upstream{Name: uc.Name, Cfg: uc}
+	if uc.Prefix != upstreams.PrefixNever {
+		u.prefix = uc.Name + separator
+	} else {
+		st.never = u
+	}
+	st.Ups = append(st.Ups, u)
+	st.byName[u.Name] = u
+	return u
 }
 
 // Prefix is what the upstream's exposed names start with ("" for prefix: never).

@@ -135,33 +135,25 @@ func (g *Dispatcher) serve(ctx context.Context, c *call, req mcp.Request, next m
 	missing := func() (mcp.Result, error) {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "missing params for " + c.method}
 	}
+	// Listings and logging/setLevel go to no single upstream, so they do
+	// not run through dispatch; the same audit admission applies to them.
+	if strings.HasSuffix(c.method, "/list") || c.method == "logging/setLevel" {
+		if err := g.admitAudit(c); err != nil {
+			return nil, err
+		}
+	}
 	switch p := req.GetParams().(type) {
 	case *mcp.ListToolsParams:
-		if err := g.admitAudit(c); err != nil {
-			return nil, err
-		}
 		return g.listTools(ctx, c.st, c, orNew(p))
 	case *mcp.ListResourcesParams:
-		if err := g.admitAudit(c); err != nil {
-			return nil, err
-		}
 		return g.listResources(ctx, c.st, c, orNew(p))
 	case *mcp.ListResourceTemplatesParams:
-		if err := g.admitAudit(c); err != nil {
-			return nil, err
-		}
 		return g.listTemplates(ctx, c.st, c, orNew(p))
 	case *mcp.ListPromptsParams:
-		if err := g.admitAudit(c); err != nil {
-			return nil, err
-		}
 		return g.listPrompts(ctx, c.st, c, orNew(p))
 	case *mcp.SetLoggingLevelParams:
 		if p == nil {
 			return missing()
-		}
-		if err := g.admitAudit(c); err != nil {
-			return nil, err
 		}
 		return g.setLevel(ctx, c, p, req, next)
 	case *mcp.CallToolParamsRaw:

@@ -118,16 +118,7 @@ func (g *Store) For(ctx context.Context, ss *mcp.ServerSession, id *identity.Ide
 		for _, old := range g.byUser.add(d.user, d, g.maxPerUser) {
 			g.log.Info("session closed: the user opened more than server.session.max_per_user",
 				"max_per_user", g.maxPerUser, "closed_session", old.key)
-			// Closed for calls at once (its next request is refused), then
-			// closed for good in the background: its upstream sessions, and
-			// the go-sdk session, whose Wait below drops it.
-			ups := old.shut()
-			go func() {
-				for _, us := range ups {
-					us.close()
-				}
-				_ = old.ss.Close()
-			}()
+			g.closeNow(old)
 		}
 		go func() {
 			_ = ss.Wait()

@@ -98,20 +98,7 @@ func (g *Store) CloseUser(user string) int {
 	g.Range(func(d *Session) bool {
 		if id := d.id.Load(); id != nil && id.Key() == user {
 			n++
-			// The session is closed for calls at once (the purge's answer
-			// means it). Closing a go-sdk session waits for its requests
-			// in flight: close the upstream sessions first (they end those
-			// requests), and do not make the caller wait for either.
-			ups := d.shut()
-			go func() {
-				for _, us := range ups {
-					us.close()
-				}
-				g.Drop(d)
-				if d.ss != nil {
-					_ = d.ss.Close()
-				}
-			}()
+			g.closeNow(d)
 		}
 		return true
 	})
@@ -129,4 +116,21 @@ func (g *Store) NotifyListsChanged() {
 		}
 		return true
 	})
+}
+
+// closeNow closes d for calls at once (its next request is refused: an
+// eviction or a purge means it), then for good in the background. Closing
+// a go-sdk session waits for its requests in flight: the upstream sessions
+// close first (they end those requests), and the caller waits for neither.
+func (g *Store) closeNow(d *Session) {
+	ups := d.shut()
+	go func() {
+		for _, us := range ups {
+			us.close()
+		}
+		g.Drop(d)
+		if d.ss != nil {
+			_ = d.ss.Close()
+		}
+	}()
 }

@@ -456,21 +456,9 @@ func (s *Server) handleGetRecord(w http.ResponseWriter, r *http.Request, u *User
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+clip(id))
 		return
 	}
-	var fields []fieldRef
-	if fl := r.URL.Query().Get("fields"); fl != "" {
-		if len(fl) > maxSOQLLength {
-			writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", "too many fields")
-			return
-		}
-		for _, name := range strings.Split(fl, ",") {
-			name = strings.TrimSpace(name)
-			f, qerr := resolveField(obj, token{kind: tIdent, text: name})
-			if qerr != nil || u.hiddenRef(obj, f) {
-				writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", clip(name), obj.name))
-				return
-			}
-			fields = append(fields, f)
-		}
+	fields, ok := fieldsParam(w, r, u, obj)
+	if !ok {
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -491,3 +479,28 @@ func (s *Server) handleChatterMe(w http.ResponseWriter, r *http.Request, u *User
 }
 
 // readForm parses a bounded urlencoded body.
+
+// fieldsParam resolves the ?fields=a,b parameter of a record read against
+// obj as u may see it (a field u's profile hides is no such column); on a
+// bad field it answers 400 INVALID_FIELD and ok is false. No parameter:
+// nil fields (the whole record).
+func fieldsParam(w http.ResponseWriter, r *http.Request, u *User, obj *sobject) (fields []fieldRef, ok bool) {
+	fl := r.URL.Query().Get("fields")
+	if fl == "" {
+		return nil, true
+	}
+	if len(fl) > maxSOQLLength {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", "too many fields")
+		return nil, false
+	}
+	for _, name := range strings.Split(fl, ",") {
+		name = strings.TrimSpace(name)
+		f, qerr := resolveField(obj, token{kind: tIdent, text: name})
+		if qerr != nil || u.hiddenRef(obj, f) {
+			writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", clip(name), obj.name))
+			return nil, false
+		}
+		fields = append(fields, f)
+	}
+	return fields, true
+}

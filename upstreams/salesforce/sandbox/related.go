@@ -53,21 +53,9 @@ func (s *Server) handleRelationship(w http.ResponseWriter, r *http.Request, u *U
 		notFound()
 		return
 	}
-	var fields []fieldRef
-	if fl := r.URL.Query().Get("fields"); fl != "" {
-		if len(fl) > maxSOQLLength {
-			writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", "too many fields")
-			return
-		}
-		for _, name := range strings.Split(fl, ",") {
-			name = strings.TrimSpace(name)
-			f, qerr := resolveField(target, token{kind: tIdent, text: name})
-			if qerr != nil || u.hiddenRef(target, f) {
-				writeAPIError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", clip(name), target.name))
-				return
-			}
-			fields = append(fields, f)
-		}
+	fields, ok := fieldsParam(w, r, u, target)
+	if !ok {
+		return
 	}
 
 	s.mu.Lock()
