@@ -25,23 +25,23 @@ import (
 	"time"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
-	"github.com/mandate-gw/mandate/gateway/authserver/clients"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/authserver/clients"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
 // Endpoint paths, relative to the public URL's path prefix.
 const (
-	PathMetadata      = "/.well-known/oauth-authorization-server"
-	PathOIDCMetadata  = "/.well-known/openid-configuration"
-	PathAuthorize     = "/oauth/authorize"
-	PathCallback      = "/oauth/callback" // the IdP redirects here
-	PathConsent       = "/oauth/consent"
-	PathToken         = "/oauth/token"
-	PathRegister      = "/oauth/register"
-	PathRevoke        = "/oauth/revoke"
-	PathJWKS          = "/oauth/jwks"
+	PathMetadata     = "/.well-known/oauth-authorization-server"
+	PathOIDCMetadata = "/.well-known/openid-configuration"
+	PathAuthorize    = "/oauth/authorize"
+	PathCallback     = "/oauth/callback" // the IdP redirects here
+	PathConsent      = "/oauth/consent"
+	PathToken        = "/oauth/token"
+	PathRegister     = "/oauth/register"
+	PathRevoke       = "/oauth/revoke"
+	PathJWKS         = "/oauth/jwks"
 )
 
 // Options are what the gateway hands the authorization server.

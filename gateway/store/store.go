@@ -53,8 +53,8 @@ type Client struct {
 
 // Code is an authorization code, stored by hash, single use.
 type Code struct {
-	Hash      []byte // SHA-256 of the code
-	ClientID  string
+	Hash     []byte // SHA-256 of the code
+	ClientID string
 	// SessionID is the IdP session the user signed in with.
 	SessionID     string
 	RedirectURI   string

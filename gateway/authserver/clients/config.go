@@ -43,4 +43,3 @@ type ClientConfig struct {
 	// SkipConsent: the organisation approved this client for everyone.
 	SkipConsent bool `yaml:"skip_consent"`
 }
-

@@ -36,5 +36,5 @@ func (c *Client) RedirectAllowed(uri string) bool { return false }
 func (r *Registry) Authenticate(req *http.Request) (*Client, *Error) {
 	return nil, &Error{Status: 401, Code: "invalid_client", Description: "stub"}
 }
-func (r *Registry) RegisterHandler() http.Handler { return http.NotFoundHandler() }
+func (r *Registry) RegisterHandler() http.Handler   { return http.NotFoundHandler() }
 func (r *Registry) Sweep(ctx context.Context) error { return nil }
