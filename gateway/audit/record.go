@@ -18,6 +18,22 @@ const (
 // was reached).
 const MethodAuth = "auth"
 
+// Methods of the authorization server's records (Mandate as its clients'
+// authorization server): sign-ins at the IdP, consents, tokens issued,
+// refresh-token reuse, revocations and client registrations. They are in
+// the same hash chain as MCP operations; Record.OAuthClient names the
+// client.
+const (
+	MethodOAuthLogin        = "oauth/login"
+	MethodOAuthConsent      = "oauth/consent"
+	MethodOAuthToken        = "oauth/token"   // a code or ID-JAG redeemed
+	MethodOAuthRefresh      = "oauth/refresh" // a refresh token rotated
+	MethodOAuthRefreshReuse = "oauth/refresh_reuse"
+	MethodOAuthCodeReuse    = "oauth/code_reuse"
+	MethodOAuthRevoke       = "oauth/revoke"
+	MethodOAuthRegister     = "oauth/register"
+)
+
 // Record is one audited MCP operation: one JSON line in the audit log.
 //
 // There is deliberately no field for a token, assertion, secret or cookie.
@@ -48,6 +64,11 @@ type Record struct {
 	Target *UserRef `json:"target,omitempty"`
 	// Client is the client's name/version from initialize.
 	Client string `json:"client,omitempty"`
+	// OAuthClient is the OAuth client of Mandate's authorization server
+	// that obtained the token used (its client_id: an id Mandate issued,
+	// a pre-registered id, or a client ID metadata document URL), and on
+	// oauth/* records the client concerned.
+	OAuthClient string `json:"oauth_client,omitempty"`
 	// Method is the MCP method (tools/call, tools/list, ...) or MethodAuth.
 	Method string `json:"method"`
 	// Upstream is the upstream's configured name; empty for methods that

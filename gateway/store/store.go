@@ -100,7 +100,14 @@ type IdPSession struct {
 	ID      string
 	Issuer  string
 	Subject string
-	// Email etc. are not stored: the identity is rebuilt from AccessToken.
+	// Claims are the verified claims the identity is built from (JSON): the
+	// IdP access token's at sign-in or refresh, or an ID-JAG's. Not secret,
+	// but personal data: drivers seal them too.
+	Claims []byte
+	// Kind is "login" (browser sign-in; RefreshToken may be set) or
+	// "id_jag" (Enterprise-Managed Authorization; AccessToken is the
+	// ID-JAG, no refresh).
+	Kind         string
 	AccessToken  string
 	RefreshToken string
 	IDToken      string
