@@ -6,28 +6,19 @@ package authserver
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
-	"github.com/mandate-gw/mandate/internal/identity"
+	"golang.org/x/oauth2"
 )
 
-type sessionCache struct{}
+type idpLogin struct{}
 
-func newSessionCache(s *Server) *sessionCache { return &sessionCache{} }
-
-// ErrSessionEnded: the IdP refused to refresh the session's tokens (user
-// disabled, session revoked) or it was revoked in Mandate.
-var ErrSessionEnded = errors.New("authserver: the sign-in at the identity provider has ended")
-
-// identity returns the identity of IdP session sid, from memory on a warm
-// call; it refreshes the IdP tokens when they are about to expire (single
-// flight) and returns ErrSessionEnded when the IdP refuses.
-func (c *sessionCache) identity(ctx context.Context, sid string) (*identity.Identity, error) {
+// refresh redeems an IdP refresh token at the IdP's token endpoint (x/oauth2,
+// Mandate's client credentials). A refusal (invalid_grant: user disabled,
+// session revoked) returns an error wrapping ErrSessionEnded.
+func (l *idpLogin) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	return nil, ErrSessionEnded
 }
-
-type idpLogin struct{}
 
 func newIDPLogin(ctx context.Context, s *Server) (*idpLogin, error) { return &idpLogin{}, nil }
 
