@@ -30,7 +30,7 @@ const (
 	// unknown key triggers (a key another replica just created).
 	minUnknownKidReload = 2 * time.Second
 	// keySkew is added to how long a retired key stays published.
-	keySkew = time.Minute
+	keySkew  = time.Minute
 	algES256 = "ES256"
 	typAT    = "at+jwt"
 )

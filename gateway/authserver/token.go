@@ -347,7 +347,7 @@ func (s *Server) grantRefresh(r *http.Request, client *clients.Client, start tim
 	case errors.Is(err, store.ErrReused):
 		s.keys.tok.addRevoked(s.now(), prev.FamilyID)
 		s.auditTok(ctx, &audit.Record{Method: audit.MethodOAuthRefreshReuse, OAuthClient: client.ID, RemoteAddr: r.RemoteAddr,
-			User: audit.UserRef{Issuer: prev.Issuer, Subject: prev.Subject},
+			User:    audit.UserRef{Issuer: prev.Issuer, Subject: prev.Subject},
 			Outcome: audit.OutcomeDenied, ErrorClass: "invalid_grant", Error: "refresh token presented again; its family is revoked"}, start)
 		return nil, tokInvalidGrant("the refresh token was already used; every token of this grant is revoked")
 	case errors.Is(err, store.ErrRevoked):
