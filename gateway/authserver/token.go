@@ -36,9 +36,9 @@ type tokenError struct {
 	Status      int
 	Code        string
 	Description string
-	// basic: answer 401 with a Basic challenge (client authentication
-	// through the Authorization header failed).
-	basic bool
+	// challenge is the WWW-Authenticate header (a Basic challenge after
+	// failed client_secret_basic authentication).
+	challenge string
 }
 
 func tokErr(status int, code, format string, args ...any) *tokenError {
@@ -58,8 +58,8 @@ func tokServerError(format string, args ...any) *tokenError {
 }
 
 func writeTokenError(w http.ResponseWriter, e *tokenError) {
-	if e.basic {
-		w.Header().Set("WWW-Authenticate", `Basic realm="mandate"`)
+	if e.challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.challenge)
 	}
 	writeTokenJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
 }
@@ -117,11 +117,10 @@ func parseTokenForm(w http.ResponseWriter, r *http.Request) *tokenError {
 func (s *Server) authenticateClient(r *http.Request) (*clients.Client, *tokenError) {
 	c, e := s.clients.Authenticate(r)
 	if e != nil {
-		te := &tokenError{Status: e.Status, Code: e.Code, Description: e.Description}
+		te := &tokenError{Status: e.Status, Code: e.Code, Description: e.Description, challenge: e.WWWAuthenticate}
 		if te.Status == 0 {
 			te.Status = http.StatusUnauthorized
 		}
-		te.basic = te.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != ""
 		return nil, te
 	}
 	return c, nil
