@@ -439,7 +439,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusForbidden, "Sign-in not accepted", "The identity provider's ID token and access token name different users.", "")
 		return
 	}
-	sid, err := s.sessions.create(r.Context(), "login", tok, rawID, id.Claims)
+	sid, err := s.sessions.create(r.Context(), SessionKindLogin, tok, rawID, id.Claims)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "storing the IdP session failed", "error", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Mandate could not save your sign-in. Try again.", "")
