@@ -121,9 +121,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 			{ClientID: "trusted-app", ClientName: "Trusted", RedirectURIs: []string{appRedirect}, SkipConsent: true},
 		},
 	}
-	if st == nil {
-		cfg.Registration.Policy = "off" // TEMP until the store lands
-	}
 	if o.config != nil {
 		o.config(&cfg)
 	}
@@ -504,6 +501,20 @@ func TestSignInConsentAndCode(t *testing.T) {
 	if q.Get("code") == "" || q.Get("code") == code {
 		t.Errorf("SSO code = %q", q.Get("code"))
 	}
+	// The token endpoint redeems it (the tokens part), and the token is rita's.
+	tr := e.do(http.DefaultClient, http.MethodPost, e.issuer+authserver.PathToken, url.Values{
+		"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {appRedirect},
+		"client_id": {appID}, "code_verifier": {verifier}, "resource": {e.issuer + "/mcp"},
+	}, nil)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(tr.body), &tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("token endpoint: %d %s", tr.status, tr.body)
+	}
+	if id, ok, aerr := e.as.VerifyAccessToken(context.Background(), tok.AccessToken); !ok || aerr != nil || id.Subject != "idp-0001" {
+		t.Errorf("VerifyAccessToken = %v, %v, %v; want rita (idp-0001)", id, ok, aerr)
+	}
 	// ...unless the client names another user: then the IdP again, with
 	// login_hint and prompt forwarded.
 	p := authParams("third")
@@ -752,6 +763,13 @@ func TestIdPDownAtStart(t *testing.T) {
 // openStore opens the real SQLite store in the test's directory.
 func openStore(t *testing.T) store.Store {
 	t.Helper()
-	_ = filepath.Join
-	return nil
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "mandate.db"),
+		store.EncryptionKey{ID: "k1", Key: secret.String(base64.StdEncoding.EncodeToString(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
