@@ -210,8 +210,11 @@ func (l *idpLogin) refresh(ctx context.Context, refreshToken string) (*oauth2.To
 	tok, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
+		// Refusals that retrying cannot change end the session;
+		// invalid_client (Mandate's own credentials) and transport
+		// failures do not.
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "unauthorized_client" ||
-			(re.ErrorCode == "" && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500)) {
+			re.ErrorCode == "unsupported_grant_type") {
 			return nil, fmt.Errorf("%w: refresh refused: %s", ErrSessionEnded, describeOAuthErr(err))
 		}
 		return nil, fmt.Errorf("refreshing at the identity provider: %s", describeOAuthErr(err))
