@@ -20,9 +20,6 @@ import (
 
 // Signing keys.
 const (
-	// DefaultKeyRotation is how often a new signing key replaces the
-	// active one (authorization_server.key_rotation).
-	DefaultKeyRotation = 720 * time.Hour
 	// keyReloadInterval is how often run() re-reads the keys from the
 	// store (keys another replica created or retired).
 	keyReloadInterval = time.Minute

@@ -25,8 +25,6 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
 	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-	// DefaultRefreshTokenTTL: a refresh-token family unused this long ends.
-	DefaultRefreshTokenTTL = 720 * time.Hour
 	// maxTokenRequestBytes bounds a token or revocation request body.
 	maxTokenRequestBytes = 64 << 10
 )

@@ -25,10 +25,6 @@ import (
 
 // Access tokens.
 const (
-	// DefaultAccessTokenTTL is the lifetime of Mandate access tokens
-	// (authorization_server.access_token_ttl); MaxAccessTokenTTL bounds it.
-	DefaultAccessTokenTTL = 10 * time.Minute
-	MaxAccessTokenTTL     = time.Hour
 	// accessTokenSkew is the tolerance on exp and nbf.
 	accessTokenSkew = 30 * time.Second
 	// verifiedCacheSize bounds the cache of verified access tokens.
@@ -261,6 +257,7 @@ func (s *Server) finishAccess(ctx context.Context, v *verified) (*identity.Ident
 		return d.id, nil
 	}
 	c := *base
+	c.OAuthClient = v.clientID
 	if c.Expiry.IsZero() || v.exp.Before(c.Expiry) {
 		c.Expiry = v.exp
 	}
