@@ -282,15 +282,14 @@ func (s *Server) checkAccessToken(ctx context.Context, raw string, dot int, sk *
 	if err != nil {
 		return nil, sk != nil, invalidToken("malformed token")
 	}
-	var c accessClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		if sk == nil {
+	if sk == nil {
+		var iss struct {
+			Iss string `json:"iss"`
+		}
+		if json.Unmarshal(payload, &iss) != nil {
 			return nil, false, nil
 		}
-		return nil, true, invalidToken("token claims are malformed")
-	}
-	if sk == nil {
-		if c.Iss != s.opts.Issuer {
+		if iss.Iss != s.opts.Issuer {
 			// Not Mandate's: remember its header unless it looks like
 			// ours (an ES256 at+jwt key we may not have loaded yet).
 			if hdr, ok := decodeHeader(raw[:dot]); ok && !(hdr.Alg == algES256 && typEqual(hdr.Typ, typAT)) {
@@ -313,7 +312,12 @@ func (s *Server) checkAccessToken(ctx context.Context, raw string, dot int, sk *
 				return nil, true, invalidToken("token signed with an unknown key")
 			}
 		}
-	} else if c.Iss != s.opts.Issuer {
+	}
+	var c accessClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, true, invalidToken("token claims are malformed")
+	}
+	if c.Iss != s.opts.Issuer {
 		return nil, true, invalidToken("token issuer is not this authorization server")
 	}
 	if !verifyES256(sk.pub, raw[:dot+1+dot2], sigB64) {
