@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -30,7 +32,61 @@ const (
 	tClient   = "app"
 	tClient2  = "other-app"
 	tRedirect = "http://127.0.0.1:7777/callback"
+	// tIdPCallback is Mandate's redirect URI at the IdP (never contacted:
+	// the test stops at the redirect).
+	tIdPCallback = "http://127.0.0.1:1/oauth/callback"
 )
+
+// idpOAuth is Mandate as a confidential client of the dev IdP.
+func (e *idpEnv) idpOAuth() *oauth2.Config {
+	return &oauth2.Config{ClientID: "mandate", ClientSecret: "mandate-secret", RedirectURL: tIdPCallback,
+		Scopes:   []string{"openid", "profile", "email", "offline_access"},
+		Endpoint: oauth2.Endpoint{AuthURL: e.idp.AuthorizationURL(), TokenURL: e.idp.TokenURL(), AuthStyle: oauth2.AuthStyleInHeader}}
+}
+
+// browserLogin signs username in at the IdP through its authorization
+// endpoint (login_hint, no picker), as Mandate's sign-in does, and returns
+// the IdP's tokens (with a rotating refresh token).
+func (e *idpEnv) browserLogin(t testing.TB, username string) *oauth2.Token {
+	t.Helper()
+	conf := e.idpOAuth()
+	verifier := oauth2.GenerateVerifier()
+	target := conf.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("login_hint", username))
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for range 10 {
+		if strings.HasPrefix(target, tIdPCallback) {
+			u, _ := url.Parse(target)
+			tok, err := conf.Exchange(context.Background(), u.Query().Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		resp, err := noFollow.Get(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if err != nil {
+			t.Fatalf("IdP sign-in stopped at HTTP %d", resp.StatusCode)
+		}
+		target = loc.String()
+	}
+	t.Fatal("too many redirects")
+	return nil
+}
+
+// idpRefresh redeems an IdP refresh token as the sign-in part does: an
+// OAuth refusal (invalid_grant) is ErrSessionEnded.
+func (e *idpEnv) idpRefresh(ctx context.Context, rt string) (*oauth2.Token, error) {
+	tok, err := e.idpOAuth().TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+		return nil, fmt.Errorf("%w: %s", ErrSessionEnded, re.ErrorDescription)
+	}
+	return tok, err
+}
 
 // clock is a settable test clock.
 type clock struct {
@@ -39,6 +95,7 @@ type clock struct {
 }
 
 func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *clock) add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -61,7 +118,8 @@ func startIdP(t testing.TB) *idpEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = idp.Close() })
-	if err := idp.RegisterClient("mandate", "mandate-secret"); err != nil {
+	if err := idp.AddClient(devidp.ClientConfig{ID: "mandate", Secret: "mandate-secret",
+		RedirectURIs: []string{tIdPCallback}, Audience: []string{tIdPAud}}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := authn.Config{Issuer: idp.Issuer(), Audience: tIdPAud}.WithDefaults(tIdPAud)

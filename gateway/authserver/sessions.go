@@ -193,7 +193,7 @@ func (c *sessionCache) identity(ctx context.Context, sid string) (*identity.Iden
 // session.
 func (c *sessionCache) refreshSession(ctx context.Context, sess *session) (*session, error) {
 	sid := sess.row.ID
-	if row, err := c.s.opts.Store.GetIdPSession(ctx, sid); err == nil && row.Revoked {
+	if row, err := c.s.opts.Store.GetIdPSession(ctx, sid); errors.Is(err, store.ErrRevoked) || errors.Is(err, store.ErrNotFound) || (err == nil && row.Revoked) {
 		c.cache.Remove(sid) // revoked meanwhile (another replica, an admin purge)
 		return nil, ErrSessionEnded
 	}

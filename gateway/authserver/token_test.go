@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/store"
 )
 
 func TestCodeGrantBadInput(t *testing.T) {
@@ -150,38 +151,72 @@ func TestRefreshRotationAndReplay(t *testing.T) {
 	}
 }
 
-// TestIdPRefusalEndsRefresh: the user's IdP access token is about to
-// expire and the IdP refuses its refresh token (the real dev IdP answers
-// invalid_grant to every refresh: it issues none) — the client's refresh
-// fails and the family is revoked.
+// TestIdPRefusalEndsRefresh: alice signed in at the real dev IdP (a
+// rotating refresh token); Mandate refreshes her IdP tokens when they are
+// about to expire; after the IdP ends her sessions (as for a disabled
+// user) it refuses the refresh, and the client's refresh fails too: the
+// family is revoked and the session ended.
 func TestIdPRefusalEndsRefresh(t *testing.T) {
 	env := startIdP(t)
 	a := newAS(t, env, asOptions{})
-	a.sessions.refresh = func(ctx context.Context, rt string) (*oauth2.Token, error) {
-		conf := oauth2.Config{ClientID: "mandate", ClientSecret: "mandate-secret", Endpoint: oauth2.Endpoint{TokenURL: env.idp.TokenURL(), AuthStyle: oauth2.AuthStyleInHeader}}
-		tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-			return nil, fmt.Errorf("%w: %s", ErrSessionEnded, re.ErrorDescription)
+	a.sessions.refresh = env.idpRefresh
+	ctx := context.Background()
+	newSession := func() (string, tokenReply) {
+		tok := env.browserLogin(t, "alice")
+		if tok.RefreshToken == "" {
+			t.Fatal("the IdP issued no refresh token")
 		}
-		return tok, err
+		id, e := env.auth.Authenticate(ctx, []string{"Bearer " + tok.AccessToken})
+		if e != nil {
+			t.Fatal(e)
+		}
+		sid, err := a.sessions.create(ctx, SessionKindLogin, tok, "", id.Claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := a.code(t, sid, tClient)
+		r := a.token(t, codeForm(code))
+		if r.Status != 200 {
+			t.Fatal(r.Description)
+		}
+		return sid, r
 	}
-	sid := a.session(t, "alice", "idp-refresh-token", 10*time.Minute)
-	code, _ := a.code(t, sid, tClient)
-	r := a.token(t, codeForm(code))
-	if r.Status != 200 {
-		t.Fatal(r.Description)
+	// 1. The IdP refreshes: new IdP tokens, the client's refresh works.
+	sid, r := newSession()
+	before, _ := a.sessions.identity(ctx, sid)
+	a.clk.set(before.Expiry.Add(-30 * time.Second)) // within a minute of the IdP token's expiry
+	r2 := a.token(t, refreshForm(r.RefreshToken))
+	if r2.Status != 200 {
+		t.Fatalf("refresh while the IdP session lives: %d %s", r2.Status, r2.Description)
 	}
-	a.clk.add(9*time.Minute + 30*time.Second) // IdP token within a minute of expiry
-	rf := a.token(t, refreshForm(r.RefreshToken))
+	after, _ := a.sessions.identity(ctx, sid)
+	if after.RawToken() == before.RawToken() {
+		t.Error("the IdP tokens were not refreshed")
+	}
+	// 2. The IdP ends alice's sessions: the next refresh is refused.
+	if n := env.idp.EndSessions("alice"); n == 0 {
+		t.Fatal("EndSessions revoked nothing")
+	}
+	a.clk.set(after.Expiry.Add(-30 * time.Second))
+	rf := a.token(t, refreshForm(r2.RefreshToken))
 	wantTokenError(t, rf, 400, "invalid_grant", "sign-in at the identity provider has ended")
-	row, err := a.st.GetIdPSession(context.Background(), sid)
-	if err != nil || !row.Revoked {
-		t.Errorf("session revoked=%v err=%v", row.Revoked, err)
+	if _, err := a.st.GetIdPSession(ctx, sid); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("session: err=%v, want store.ErrRevoked", err)
 	}
-	if ok, _ := a.verify(t, r.AccessToken); ok {
+	if ok, _ := a.verify(t, r2.AccessToken); ok {
 		t.Error("the access token of an ended sign-in still verifies")
 	}
+	if rev, _ := a.st.FamilyRevoked(ctx, mustFam(t, a, r2.AccessToken)); !rev {
+		t.Error("the family of an ended sign-in is not revoked")
+	}
+}
+
+func mustFam(t *testing.T, a *testAS, at string) string {
+	c, ok := a.parseOwnAccessToken(at)
+	if !ok {
+		t.Fatal("cannot parse own access token")
+	}
+	return c.Fam
 }
 
 // TestIdPRefreshRotatesSessionTokens: a successful IdP refresh (a new
