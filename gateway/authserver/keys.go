@@ -20,9 +20,6 @@ import (
 
 // Signing keys.
 const (
-	// DefaultKeyRotation is how often a new signing key replaces the
-	// active one (authorization_server.key_rotation).
-	DefaultKeyRotation = 720 * time.Hour
 	// keyReloadInterval is how often run() re-reads the keys from the
 	// store (keys another replica created or retired).
 	keyReloadInterval = time.Minute
@@ -65,8 +62,10 @@ type keyRing struct {
 	now      func() time.Time
 	cur      atomic.Pointer[keySet]
 
-	mu         sync.Mutex // serialises reload and rotate
-	lastReload atomic.Int64
+	mu sync.Mutex // serialises reload and rotate
+	// lastUnknown is when a token naming an unknown key last made this
+	// replica reload (UnixNano).
+	lastUnknown atomic.Int64
 	// onChange is called after a reload changed the set of keys.
 	onChange func()
 
@@ -116,7 +115,6 @@ func (k *keyRing) reload(ctx context.Context) error {
 }
 
 func (k *keyRing) reloadLocked(ctx context.Context) error {
-	k.lastReload.Store(k.now().UnixNano())
 	rows, err := k.st.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("loading signing keys: %w", err)
@@ -197,7 +195,7 @@ func sameKeys(a, b *keySet) bool {
 // replica does not know (another replica may have created it), at most
 // once per minUnknownKidReload.
 func (k *keyRing) reloadForUnknown(ctx context.Context, kid string) *signingKey {
-	if last := k.lastReload.Load(); k.now().UnixNano()-last < int64(minUnknownKidReload) {
+	if last := k.lastUnknown.Load(); k.now().UnixNano()-last < int64(minUnknownKidReload) {
 		return k.cur.Load().byID[kid]
 	}
 	k.mu.Lock()
@@ -205,9 +203,10 @@ func (k *keyRing) reloadForUnknown(ctx context.Context, kid string) *signingKey 
 	if sk := k.cur.Load().byID[kid]; sk != nil { // reloaded meanwhile
 		return sk
 	}
-	if last := k.lastReload.Load(); k.now().UnixNano()-last < int64(minUnknownKidReload) {
+	if last := k.lastUnknown.Load(); k.now().UnixNano()-last < int64(minUnknownKidReload) {
 		return nil
 	}
+	k.lastUnknown.Store(k.now().UnixNano())
 	_ = k.reloadLocked(ctx) // on error keep the keys we have
 	return k.cur.Load().byID[kid]
 }

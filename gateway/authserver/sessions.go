@@ -193,6 +193,10 @@ func (c *sessionCache) identity(ctx context.Context, sid string) (*identity.Iden
 // session.
 func (c *sessionCache) refreshSession(ctx context.Context, sess *session) (*session, error) {
 	sid := sess.row.ID
+	if row, err := c.s.opts.Store.GetIdPSession(ctx, sid); errors.Is(err, store.ErrRevoked) || errors.Is(err, store.ErrNotFound) || (err == nil && row.Revoked) {
+		c.cache.Remove(sid) // revoked meanwhile (another replica, an admin purge)
+		return nil, ErrSessionEnded
+	}
 	if fresh, ok := c.newerInStore(ctx, sess); ok {
 		return fresh, nil
 	}
@@ -267,5 +271,15 @@ func (c *sessionCache) newerInStore(ctx context.Context, sess *session) (*sessio
 	return fresh, true
 }
 
-// end drops a session from memory (after it was revoked).
-func (c *sessionCache) end(sid string) { c.cache.Remove(sid) }
+// forgetUser drops a user's sessions from memory (after the store
+// revoked them: RevokeUser), so this replica reads them — revoked — again.
+func (c *sessionCache) forgetUser(issuer, subject string) int {
+	n := 0
+	for _, sid := range c.cache.Keys() {
+		if sess, ok := c.cache.Peek(sid); ok && sess.row.Issuer == issuer && sess.row.Subject == subject {
+			c.cache.Remove(sid)
+			n++
+		}
+	}
+	return n
+}

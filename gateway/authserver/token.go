@@ -25,8 +25,6 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
 	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-	// DefaultRefreshTokenTTL: a refresh-token family unused this long ends.
-	DefaultRefreshTokenTTL = 720 * time.Hour
 	// maxTokenRequestBytes bounds a token or revocation request body.
 	maxTokenRequestBytes = 64 << 10
 )
@@ -315,7 +313,10 @@ func (s *Server) grantRefresh(r *http.Request, client *clients.Client, start tim
 	}
 	old := sha256.Sum256([]byte(rt))
 	row, err := s.opts.Store.LookupRefresh(ctx, old[:])
-	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrReused) && !errors.Is(err, store.ErrRevoked) {
+	// ErrUsed (a rotated token: RotateRefresh below detects the reuse and
+	// revokes the family), ErrRevoked and ErrNotFound are decided by
+	// RotateRefresh.
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrUsed) && !errors.Is(err, store.ErrRevoked) {
 		s.log.Error("looking up a refresh token", "error", err)
 		return nil, tokServerError("the refresh token could not be checked; try again")
 	}

@@ -25,10 +25,6 @@ import (
 
 // Access tokens.
 const (
-	// DefaultAccessTokenTTL is the lifetime of Mandate access tokens
-	// (authorization_server.access_token_ttl); MaxAccessTokenTTL bounds it.
-	DefaultAccessTokenTTL = 10 * time.Minute
-	MaxAccessTokenTTL     = time.Hour
 	// accessTokenSkew is the tolerance on exp and nbf.
 	accessTokenSkew = 30 * time.Second
 	// verifiedCacheSize bounds the cache of verified access tokens.
@@ -261,6 +257,7 @@ func (s *Server) finishAccess(ctx context.Context, v *verified) (*identity.Ident
 		return d.id, nil
 	}
 	c := *base
+	c.OAuthClient = v.clientID
 	if c.Expiry.IsZero() || v.exp.Before(c.Expiry) {
 		c.Expiry = v.exp
 	}
@@ -285,15 +282,14 @@ func (s *Server) checkAccessToken(ctx context.Context, raw string, dot int, sk *
 	if err != nil {
 		return nil, sk != nil, invalidToken("malformed token")
 	}
-	var c accessClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		if sk == nil {
+	if sk == nil {
+		var iss struct {
+			Iss string `json:"iss"`
+		}
+		if json.Unmarshal(payload, &iss) != nil {
 			return nil, false, nil
 		}
-		return nil, true, invalidToken("token claims are malformed")
-	}
-	if sk == nil {
-		if c.Iss != s.opts.Issuer {
+		if iss.Iss != s.opts.Issuer {
 			// Not Mandate's: remember its header unless it looks like
 			// ours (an ES256 at+jwt key we may not have loaded yet).
 			if hdr, ok := decodeHeader(raw[:dot]); ok && !(hdr.Alg == algES256 && typEqual(hdr.Typ, typAT)) {
@@ -316,7 +312,12 @@ func (s *Server) checkAccessToken(ctx context.Context, raw string, dot int, sk *
 				return nil, true, invalidToken("token signed with an unknown key")
 			}
 		}
-	} else if c.Iss != s.opts.Issuer {
+	}
+	var c accessClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, true, invalidToken("token claims are malformed")
+	}
+	if c.Iss != s.opts.Issuer {
 		return nil, true, invalidToken("token issuer is not this authorization server")
 	}
 	if !verifyES256(sk.pub, raw[:dot+1+dot2], sigB64) {

@@ -31,11 +31,29 @@
 // parameters exactly (default: the client ID), client_id = the exchanging
 // client, scope = the requested scopes, the user's claims, and lifetime
 // Options.ExchangeTokenLifetime. requested_token_type defaults to an access
-// token (zitadel's example defaults to a refresh token; this IdP never issues
-// refresh tokens). resource parameters are not put into aud; a resource that
+// token (zitadel's example defaults to a refresh token; token exchange never
+// issues refresh tokens here). resource parameters are not put into aud; a resource that
 // is not also an audience is refused with invalid_target. Options.ExchangePolicy
 // decides each request; refusals are OAuth errors with HTTP 400, a wrong client
 // secret is invalid_client with HTTP 401.
+//
+// Browser sign-in (the authorization code flow with PKCE, for clients added
+// with AddClient): /authorize redirects to the login page, a plain HTML form
+// (no script) that picks a user; users without a password sign in without
+// one. For the demo and headless tests, an OIDC login_hint naming a
+// passwordless user (its username, or its email ignoring case) signs that
+// user in at once, skipping the picker: GET
+// {issuer}/authorize?...&login_hint=rita. This is a development shortcut
+// that only exists because these users have no password anyway — anyone
+// who can reach the loopback IdP can sign in as them. A hint naming a user
+// with a password only preselects them; an unknown name shows the picker
+// with an error. The tokens' aud is the request's RFC 8707 resource values
+// plus the client ID, or ClientConfig.Audience plus the client ID when set
+// (Mandate's own client: its IdP tokens must be for the MCP URL).
+// Confidential clients that were granted offline_access get a refresh
+// token, rotated on every use (a used one is refused with invalid_grant);
+// EndSessions revokes a user's refresh tokens, as an IdP does when a user
+// is disabled.
 //
 // Instances share no state (each has its own users, clients, key and port),
 // so a process may run any number of them.

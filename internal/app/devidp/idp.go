@@ -131,11 +131,19 @@ type ClientConfig struct {
 	// ID is the client_id. Required.
 	ID string
 	// Secret makes the client confidential (client_secret_basic or
-	// client_secret_post; grants authorization_code, client_credentials,
-	// token exchange). Empty makes it a public client (PKCE, authorization_code only).
+	// client_secret_post; grants authorization_code with PKCE,
+	// refresh_token — a rotating refresh token when the scope has
+	// offline_access —, client_credentials, token exchange). Empty makes it a public client (PKCE, authorization_code only).
 	Secret string
 	// RedirectURIs for the authorization code flow (exact match).
 	RedirectURIs []string
+	// Audience is the aud of the access tokens (and ID tokens) issued to
+	// this client in the authorization code flow, and of their refreshes,
+	// instead of the request's RFC 8707 resource values; the client ID is
+	// always added (an ID token's aud must contain it). Mandate's client
+	// at the demo IdP uses it so the IdP tokens Mandate gets at sign-in are
+	// for the MCP URL, the audience Mandate's identity config expects.
+	Audience []string
 }
 
 // IdP is a running OpenID Provider (zitadel/oidc op) on a loopback listener.
@@ -180,6 +188,7 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 		authRequests:     make(map[string]*authRequest),
 		codes:            make(map[string]string),
 		tokens:           make(map[string]*tokenRecord),
+		refresh:          make(map[string]*refreshRecord),
 		tickets:          make(map[string]*ticket),
 	}
 	if st.exchangeLifetime < 0 {
@@ -247,10 +256,11 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 	}
 
 	config := &op.Config{
-		CryptoKey:      cryptoKey,
-		CryptoKeyId:    "devidp",
-		CodeMethodS256: true,
-		AuthMethodPost: true,
+		CryptoKey:             cryptoKey,
+		CryptoKeyId:           "devidp",
+		CodeMethodS256:        true,
+		GrantTypeRefreshToken: true,
+		AuthMethodPost:        true,
 		SupportedClaims: append(slices.Clone(op.DefaultSupportedClaims),
 			ClaimRoles, ClaimGroups, ClaimScope),
 	}
@@ -397,15 +407,32 @@ func (p *IdP) AddClient(c ClientConfig) error {
 			return fmt.Errorf("devidp: client %q: invalid redirect URI %q", c.ID, u)
 		}
 	}
+	for _, a := range c.Audience {
+		if a == "" {
+			return fmt.Errorf("devidp: client %q: empty audience value", c.ID)
+		}
+	}
 	p.store.mu.Lock()
 	defer p.store.mu.Unlock()
 	p.store.clients[c.ID] = &client{
 		id:           c.ID,
 		secret:       c.Secret,
 		redirectURIs: slices.Clone(c.RedirectURIs),
+		audience:     slices.Clone(c.Audience),
 		loginURL:     p.loginURL,
 	}
 	return nil
+}
+
+// EndSessions ends username's sessions: the IdP refuses its refresh
+// tokens from now on (as an IdP does for a disabled user or a revoked
+// session). It returns how many refresh tokens it revoked.
+func (p *IdP) EndSessions(username string) int {
+	u, ok := p.UserByUsername(username)
+	if !ok {
+		return 0
+	}
+	return p.store.endSessions(u.ID)
 }
 
 // UserByID returns the user whose sub is id.

@@ -219,18 +219,30 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 {{if .Error}}<p style="color:#b00">{{.Error}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="authRequestID" value="{{.ID}}">
-<p><label>User <select name="username">{{range .Users}}<option value="{{.Username}}">{{.Username}}{{if .Email}} ({{.Email}}){{end}}</option>{{end}}</select></label></p>
-<p><label>Password <input type="password" name="password"></label> <small>(empty for passwordless dev users)</small></p>
-<p><button type="submit">Sign in</button></p>
+<p><label>User <select name="username">{{range .Users}}<option value="{{.Username}}"{{if eq .Username $.Selected}} selected{{end}}>{{.Username}}{{if .Email}} ({{.Email}}){{end}}</option>{{end}}</select></label></p>
+{{if .Passwords}}<p><label>Password <input type="password" name="password"></label> <small>(empty for passwordless dev users)</small></p>
+{{end}}<p><button type="submit">Sign in</button></p>
 </form></body></html>`))
 
-// serveLogin is the login UI zitadel redirects to (Client.LoginURL). GET shows
-// a form; POST authenticates either Token's one-time ticket or a
-// username/password and redirects to the OP's callback.
+// serveLogin is the login UI zitadel redirects to (Client.LoginURL). GET
+// signs in the passwordless user the request's login_hint names, or else
+// shows the picker form; POST authenticates either Token's one-time ticket
+// or a username/password and redirects to the OP's callback.
 func (p *IdP) serveLogin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
-		p.renderLogin(w, r.URL.Query().Get("authRequestID"), "", http.StatusOK)
+		id := r.URL.Query().Get("authRequestID")
+		userID, selected, msg := p.store.loginByHint(id)
+		if userID != "" {
+			if err := p.store.completeLogin(id, userID); err != nil {
+				p.renderLogin(w, id, "", err.Error(), http.StatusBadRequest)
+				return
+			}
+			p.log.InfoContext(r.Context(), "login by login_hint", "subject", userID)
+			http.Redirect(w, r, op.AuthCallbackURL(p.provider)(r.Context(), id), http.StatusFound)
+			return
+		}
+		p.renderLogin(w, id, selected, msg, http.StatusOK)
 	case http.MethodPost:
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, "cannot parse form", http.StatusBadRequest)
@@ -240,11 +252,11 @@ func (p *IdP) serveLogin(w http.ResponseWriter, r *http.Request) {
 		userID, err := p.checkLogin(id, r.PostForm)
 		if err != nil {
 			p.log.InfoContext(r.Context(), "login refused", "error", err)
-			p.renderLogin(w, id, err.Error(), http.StatusUnauthorized)
+			p.renderLogin(w, id, r.PostForm.Get("username"), err.Error(), http.StatusUnauthorized)
 			return
 		}
 		if err := p.store.completeLogin(id, userID); err != nil {
-			p.renderLogin(w, id, err.Error(), http.StatusBadRequest)
+			p.renderLogin(w, id, "", err.Error(), http.StatusBadRequest)
 			return
 		}
 		p.log.InfoContext(r.Context(), "login", "subject", userID)
@@ -275,11 +287,44 @@ func (p *IdP) checkLogin(authRequestID string, form url.Values) (userID string, 
 	return u.ID, nil
 }
 
-func (p *IdP) renderLogin(w http.ResponseWriter, id, msg string, status int) {
+// loginByHint reads the login_hint of a browser authorization request. A
+// hint naming a passwordless user (by username, or email ignoring case)
+// returns that user's ID: the demo signs them in without the picker. A user
+// with a password is only preselected; an unknown name is reported. Token's
+// ticket logins ignore hints.
+func (s *store) loginByHint(authRequestID string) (userID, selected, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ar, ok := s.authRequests[authRequestID]
+	if !ok || ar.loginHint == "" || ar.ticketSecret != "" || ar.clientID == loginClientID || ar.done {
+		return "", "", ""
+	}
+	u := s.usersByName[ar.loginHint]
+	if u == nil {
+		for _, c := range s.usersByName {
+			if c.Email != "" && strings.EqualFold(c.Email, ar.loginHint) {
+				u = c
+				break
+			}
+		}
+	}
+	switch {
+	case u == nil:
+		return "", "", fmt.Sprintf("login_hint: no user %s; choose one", ar.loginHint)
+	case u.Password != "":
+		return "", u.Username, ""
+	default:
+		return u.ID, "", ""
+	}
+}
+
+func (p *IdP) renderLogin(w http.ResponseWriter, id, selected, msg string, status int) {
 	p.store.mu.Lock()
 	users := make([]User, 0, len(p.store.usersByName))
+	passwords := false
 	for _, u := range p.store.usersByName {
 		users = append(users, *u)
+		passwords = passwords || u.Password != ""
 	}
 	p.store.mu.Unlock()
 	slices.SortFunc(users, func(a, b User) int { return strings.Compare(a.Username, b.Username) })
@@ -287,7 +332,8 @@ func (p *IdP) renderLogin(w http.ResponseWriter, id, msg string, status int) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = loginPage.Execute(w, struct {
-		ID, Error, Action string
-		Users             []User
-	}{ID: id, Error: msg, Action: loginPath, Users: users})
+		ID, Error, Action, Selected string
+		Passwords                   bool
+		Users                       []User
+	}{ID: id, Error: msg, Action: loginPath, Selected: selected, Passwords: passwords, Users: users})
 }

@@ -16,6 +16,7 @@ type client struct {
 	id           string
 	secret       string // empty for public clients
 	redirectURIs []string
+	audience     []string // ClientConfig.Audience; nil: the request's resources
 	loginURL     func(id string) string
 }
 
@@ -54,7 +55,7 @@ func (c *client) GrantTypes() []oidc.GrantType {
 	if c.secret == "" {
 		return []oidc.GrantType{oidc.GrantTypeCode}
 	}
-	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeClientCredentials, oidc.GrantTypeTokenExchange}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials, oidc.GrantTypeTokenExchange}
 }
 
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
@@ -80,6 +81,7 @@ type authRequest struct {
 	audience      []string
 	lifetime      time.Duration // of the access token; 0 = default
 	created       time.Time
+	loginHint     string // OIDC login_hint: a passwordless user named here skips the picker
 
 	// ticket binds the request to a programmatic login started by Token:
 	// only the holder of the ticket secret may complete it, as ticketUser.
@@ -122,6 +124,37 @@ func (a *authRequest) LogValue() slog.Value {
 		slog.String("client_id", a.clientID),
 		slog.Any("scopes", a.scopes),
 	)
+}
+
+// refreshRecord is a refresh token: issued with the authorization code
+// grant when offline_access was granted to a confidential client, rotated
+// on every use. It is also the op.RefreshTokenRequest of the refresh grant.
+type refreshRecord struct {
+	token    string
+	userID   string
+	clientID string
+	scopes   []string // granted at sign-in
+	current  []string // requested for this refresh (a subset); nil: scopes
+	audience []string
+	amr      []string
+	authTime time.Time
+	expiry   time.Time
+}
+
+var _ op.RefreshTokenRequest = (*refreshRecord)(nil)
+
+func (r *refreshRecord) GetAMR() []string                 { return r.amr }
+func (r *refreshRecord) GetAudience() []string            { return r.audience }
+func (r *refreshRecord) GetAuthTime() time.Time           { return r.authTime }
+func (r *refreshRecord) GetClientID() string              { return r.clientID }
+func (r *refreshRecord) GetSubject() string               { return r.userID }
+func (r *refreshRecord) SetCurrentScopes(scopes []string) { r.current = slices.Clone(scopes) }
+
+func (r *refreshRecord) GetScopes() []string {
+	if r.current != nil {
+		return r.current
+	}
+	return r.scopes
 }
 
 // clientTokenRequest is the op.TokenRequest of the client_credentials grant.

@@ -21,6 +21,10 @@ import (
 // authRequestTTL bounds how long an unfinished authorization request is kept.
 const authRequestTTL = 10 * time.Minute
 
+// RefreshTokenLifetime is how long a refresh token of the IdP stays valid
+// without use (each use rotates it and starts a new lifetime).
+const RefreshTokenLifetime = 30 * 24 * time.Hour
+
 // store implements zitadel's op.Storage (plus client_credentials and token
 // exchange) in memory, for one IdP instance. It holds no package-level state,
 // so any number of IdPs can run in one process.
@@ -38,7 +42,8 @@ type store struct {
 	authRequests map[string]*authRequest
 	codes        map[string]string // code -> auth request id
 	tokens       map[string]*tokenRecord
-	tickets      map[string]*ticket // state -> ticket, for Token's programmatic login
+	refresh      map[string]*refreshRecord // refresh token -> record
+	tickets      map[string]*ticket        // state -> ticket, for Token's programmatic login
 	exchanges    []Exchange
 }
 
@@ -105,6 +110,7 @@ func (s *store) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ 
 		responseType: req.ResponseType,
 		responseMode: req.ResponseMode,
 		created:      now,
+		loginHint:    req.LoginHint,
 	}
 	if req.CodeChallenge != "" {
 		ar.codeChallenge = &oidc.CodeChallenge{Challenge: req.CodeChallenge, Method: req.CodeChallengeMethod}
@@ -124,6 +130,10 @@ func (s *store) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ 
 		ar.ticketUser = t.userID
 		ar.audience = t.audience
 		ar.lifetime = t.lifetime
+	} else if c, ok := s.clients[req.ClientID]; ok && len(c.audience) > 0 {
+		// A client with a fixed audience (Mandate's): its tokens are for
+		// that audience, plus the client so the ID token is valid for it.
+		ar.audience = append(slices.Clone(c.audience), req.ClientID)
 	} else {
 		// Browser flows: the audience is the RFC 8707 resources plus the client,
 		// so the ID token stays valid for the client.
@@ -207,6 +217,8 @@ func (s *store) CreateAccessToken(_ context.Context, req op.TokenRequest) (strin
 	case *clientTokenRequest:
 		clientID = r.clientID
 		lifetime = s.exchangeLifetime
+	case *refreshRecord:
+		clientID = r.clientID
 	}
 	id, err := randomID()
 	if err != nil {
@@ -232,16 +244,91 @@ func (s *store) CreateAccessToken(_ context.Context, req op.TokenRequest) (strin
 	return id, rec.expiry, nil
 }
 
-func (s *store) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, oidc.ErrUnsupportedGrantType().WithDescription("devidp does not issue refresh tokens")
+// CreateAccessAndRefreshTokens issues an access token and a new refresh
+// token: at the code exchange when offline_access was granted, and at every
+// refresh (rotation: currentRefreshToken stops working).
+func (s *store) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, currentRefreshToken string) (string, string, time.Time, error) {
+	now := time.Now()
+	rec := &refreshRecord{expiry: now.Add(RefreshTokenLifetime)}
+	switch r := req.(type) {
+	case *authRequest:
+		rec.userID, rec.clientID, rec.authTime = r.userID, r.clientID, r.authTime
+		rec.scopes, rec.audience, rec.amr = slices.Clone(r.scopes), slices.Clone(r.audience), r.GetAMR()
+	case *refreshRecord:
+		rec.userID, rec.clientID, rec.authTime = r.userID, r.clientID, r.authTime
+		rec.scopes, rec.audience, rec.amr = slices.Clone(r.scopes), slices.Clone(r.audience), slices.Clone(r.amr)
+	default:
+		return "", "", time.Time{}, oidc.ErrUnsupportedGrantType().WithDescription("devidp issues refresh tokens only with the authorization code grant")
+	}
+	var err error
+	if rec.token, err = randomID(); err != nil {
+		return "", "", time.Time{}, oidc.ErrServerError().WithParent(err)
+	}
+	if currentRefreshToken != "" {
+		s.mu.Lock()
+		old, ok := s.refresh[currentRefreshToken]
+		delete(s.refresh, currentRefreshToken)
+		s.mu.Unlock()
+		if !ok || now.After(old.expiry) || old.clientID != rec.clientID {
+			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token is invalid, expired or already used")
+		}
+	}
+	accessID, exp, err := s.CreateAccessToken(ctx, req)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.refresh {
+		if now.After(r.expiry) {
+			delete(s.refresh, k)
+		}
+	}
+	s.refresh[rec.token] = rec
+	return accessID, rec.token, exp, nil
 }
 
-func (s *store) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, oidc.ErrInvalidGrant().WithDescription("devidp does not issue refresh tokens")
+// TokenRequestByRefreshToken returns a copy of the refresh token's record
+// (zitadel sets the requested scopes on it).
+func (s *store) TokenRequestByRefreshToken(_ context.Context, token string) (op.RefreshTokenRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.refresh[token]
+	if !ok || time.Now().After(r.expiry) {
+		return nil, errors.New("refresh token is invalid, expired or already used")
+	}
+	c := *r
+	c.current = nil
+	return &c, nil
 }
 
-func (s *store) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
+func (s *store) GetRefreshTokenInfo(_ context.Context, clientID, token string) (string, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.refresh[token]
+	if !ok || r.clientID != clientID {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return r.userID, token, nil
+}
+
+// endSessions revokes userID's refresh and access tokens.
+func (s *store) endSessions(userID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, r := range s.refresh {
+		if r.userID == userID {
+			delete(s.refresh, k)
+			n++
+		}
+	}
+	for k, t := range s.tokens {
+		if t.subject == userID {
+			delete(s.tokens, k)
+		}
+	}
+	return n
 }
 
 func (s *store) TerminateSession(_ context.Context, userID, clientID string) error {
@@ -252,12 +339,24 @@ func (s *store) TerminateSession(_ context.Context, userID, clientID string) err
 			delete(s.tokens, k)
 		}
 	}
+	for k, r := range s.refresh {
+		if r.userID == userID && r.clientID == clientID {
+			delete(s.refresh, k)
+		}
+	}
 	return nil
 }
 
 func (s *store) RevokeToken(_ context.Context, tokenOrID, _ string, clientID string) *oidc.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r, ok := s.refresh[tokenOrID]; ok {
+		if r.clientID != clientID {
+			return oidc.ErrInvalidClient().WithDescription("token was not issued for this client")
+		}
+		delete(s.refresh, tokenOrID)
+		return nil
+	}
 	t, ok := s.tokens[tokenOrID]
 	if !ok {
 		return nil // unknown tokens count as revoked (RFC 7009)
