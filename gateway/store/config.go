@@ -162,3 +162,13 @@ func decodeKey(s string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("not base64 (generate a key with: openssl rand -base64 32)")
 }
+
+// SealingKey returns the material of the first encryption key (the one
+// that seals). The gateway derives purpose-specific keys from it (HKDF),
+// so every replica configured alike derives the same ones.
+func (c Config) SealingKey() ([]byte, error) {
+	if len(c.EncryptionKeys) == 0 {
+		return nil, errors.New("no encryption key configured")
+	}
+	return c.EncryptionKeys[0].material()
+}
