@@ -92,7 +92,7 @@ func TestDialGuard(t *testing.T) {
 		}
 	}()
 	for _, allow := range []bool{false, true} {
-		tr := newSafeClient(allow, nil).Transport.(*http.Transport)
+		tr := NewMetadataClient(MetadataDocumentsConfig{AllowLoopbackHTTP: allow}, nil).Transport.(*http.Transport)
 		conn, err := tr.DialContext(context.Background(), "tcp", ln.Addr().String())
 		if allow != (err == nil) {
 			t.Errorf("allowLoopback %v: dial 127.0.0.1: %v", allow, err)
