@@ -180,3 +180,14 @@ func TestAuthenticateMetadataDocumentClient(t *testing.T) {
 		t.Fatalf("bad document: %v", e)
 	}
 }
+
+// TestAuthenticateBoundsTheForm: a huge form body is invalid_request, not
+// read into memory.
+func TestAuthenticateBoundsTheForm(t *testing.T) {
+	t.Parallel()
+	r := newPreregRegistry(t)
+	req := tokenRequest(url.Values{"client_id": {"cli"}, "pad": {strings.Repeat("a", 100<<10)}}, "")
+	if _, e := r.Authenticate(req); e == nil || e.Code != "invalid_request" || !strings.Contains(e.Description, "at most 64 KiB") {
+		t.Fatalf("100 KiB form: %v", e)
+	}
+}

@@ -58,7 +58,7 @@ type cachedDoc struct {
 
 func newFetcher(cfg MetadataDocumentsConfig, hc *http.Client, log *slog.Logger, now func() time.Time) *fetcher {
 	if hc == nil {
-		hc = newSafeClient(cfg.AllowLoopbackHTTP, nil)
+		hc = NewMetadataClient(cfg, nil)
 	}
 	// Whatever client we were given: a redirect is an error, never followed.
 	c := *hc
@@ -282,11 +282,17 @@ func cacheTTL(h http.Header, now time.Time) time.Duration {
 	return min(max(ttl, 0), MaxMetadataTTL)
 }
 
-// newSafeClient is the default client for metadata documents: no proxy
-// from the environment, and a dialer that refuses special-use addresses on
-// the address actually dialled (after DNS resolution, so a name that
-// resolves to a private address — or rebinds to one — is refused).
-// Loopback is allowed only with allowLoopback.
+// NewMetadataClient is the default client for metadata documents (what
+// Options.HTTPClient nil gives): no proxy from the environment, and a
+// dialer that refuses special-use addresses on the address actually
+// dialled (after DNS resolution, so a name that resolves to a private
+// address — or rebinds to one — is refused). Loopback is allowed only with
+// cfg.AllowLoopbackHTTP. tlsConf nil means the system roots; tests that
+// serve documents over TLS pass their own roots and keep the guard.
+func NewMetadataClient(cfg MetadataDocumentsConfig, tlsConf *tls.Config) *http.Client {
+	return newSafeClient(cfg.AllowLoopbackHTTP, tlsConf)
+}
+
 func newSafeClient(allowLoopback bool, tlsConf *tls.Config) *http.Client {
 	g := &dialGuard{allowLoopback: allowLoopback}
 	d := &net.Dialer{Timeout: MetadataFetchTimeout, KeepAlive: 30 * time.Second, Control: g.control}

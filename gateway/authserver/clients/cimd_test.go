@@ -449,3 +449,28 @@ func TestMetadataDocumentSingleFlight(t *testing.T) {
 		t.Fatalf("%d concurrent resolves made %d requests, want 1", n, got)
 	}
 }
+
+// FuzzDecodeMetadata: client metadata from outside never panics the
+// decoder or the checks, and what passes the checks has valid redirect URIs.
+func FuzzDecodeMetadata(f *testing.F) {
+	for _, s := range []string{`{"client_id":"https://a.example/c","client_name":"x","redirect_uris":["https://a.example/cb"]}`,
+		`{"redirect_uris":null,"grant_types":[1]}`, `[]`, `"x"`, `{"client_secret":1}`, `{"redirect_uris":["javascript:x"]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		md, err := decodeMetadata(data)
+		if err != nil {
+			return
+		}
+		for _, cimd := range []bool{false, true} {
+			m := md
+			if e := m.check(cimd); e == nil {
+				for _, u := range m.RedirectURIs {
+					if CheckRedirectURI(u) != nil {
+						t.Fatalf("accepted bad redirect URI %q", u)
+					}
+				}
+			}
+		}
+	})
+}

@@ -62,7 +62,7 @@ func CheckRedirectURI(uri string) error {
 		if !loopbackHosts[u.Hostname()] {
 			return fmt.Errorf("%q: http is allowed only for loopback redirect URIs (127.0.0.1, [::1], localhost); use https", uri)
 		}
-		if u.Scheme != "http" {
+		if !strings.HasPrefix(uri, "http://") {
 			return fmt.Errorf("%q: write the scheme in lower case", uri)
 		}
 	default:

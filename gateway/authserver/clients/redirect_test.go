@@ -22,6 +22,7 @@ func TestCheckRedirectURI(t *testing.T) {
 		{"com.example.app:/oauth2redirect", ""},
 		{"http://app.example.com/callback", "http is allowed only for loopback"},
 		{"http://127.0.0.2/callback", "http is allowed only for loopback"},
+		{"HTTP://127.0.0.1/callback", "write the scheme in lower case"},
 		{"http://localhost.evil.example/cb", "http is allowed only for loopback"},
 		{"javascript:alert(document.cookie)", "javascript: scheme is not allowed"},
 		{"JavaScript://%0Aalert(1)", "javascript: scheme is not allowed"},
@@ -103,4 +104,33 @@ func TestRedirectAllowed(t *testing.T) {
 			t.Errorf("RedirectAllowed(%q) = %v, want %v", tc.uri, got, tc.want)
 		}
 	}
+}
+
+// FuzzRedirectAllowed: whatever is asked, a match is either exact or the
+// same http loopback URI with another port.
+func FuzzRedirectAllowed(f *testing.F) {
+	c := &Client{RedirectURIs: []string{"https://app.example.com/cb", "http://127.0.0.1/cb?x=1", "http://localhost:80/cb", "cursor://a.b/cb"}}
+	for _, s := range []string{"https://app.example.com/cb", "http://127.0.0.1:1/cb?x=1", "http://localhost/cb", "http://127.0.0.1:99999/cb?x=1", "http://127.0.0.1@evil/cb?x=1", "http://[::1]:1/cb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		if !c.RedirectAllowed(uri) {
+			return
+		}
+		for _, reg := range c.RedirectURIs {
+			if uri == reg {
+				return
+			}
+		}
+		host, rest, ok := splitLoopback(uri)
+		if !ok || !strings.HasPrefix(uri, "http://"+host) || strings.ContainsAny(uri, "@#") {
+			t.Fatalf("%q matched without being exact or a loopback URI", uri)
+		}
+		for _, reg := range c.RedirectURIs {
+			if h, r, ok := splitLoopback(reg); ok && h == host && r == rest {
+				return
+			}
+		}
+		t.Fatalf("%q matched no registered URI", uri)
+	})
 }

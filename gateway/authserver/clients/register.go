@@ -142,7 +142,7 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// WriteError writes e as an OAuth error response (RFC 6749 §5.2 JSON, no
+// Write writes e as an OAuth error response (RFC 6749 §5.2 JSON, no
 // caching), with its WWW-Authenticate challenge if it has one.
 func (e *Error) Write(w http.ResponseWriter) { writeError(w, e) }
 

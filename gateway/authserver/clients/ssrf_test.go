@@ -2,6 +2,8 @@ package clients
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/netip"
@@ -92,7 +94,7 @@ func TestDialGuard(t *testing.T) {
 		}
 	}()
 	for _, allow := range []bool{false, true} {
-		tr := newSafeClient(allow, nil).Transport.(*http.Transport)
+		tr := NewMetadataClient(MetadataDocumentsConfig{AllowLoopbackHTTP: allow}, nil).Transport.(*http.Transport)
 		conn, err := tr.DialContext(context.Background(), "tcp", ln.Addr().String())
 		if allow != (err == nil) {
 			t.Errorf("allowLoopback %v: dial 127.0.0.1: %v", allow, err)
@@ -144,3 +146,26 @@ func TestSpecialUse(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestMetadataClientWithOwnRoots: NewMetadataClient keeps the guard when
+// given TLS roots: https on 127.0.0.1 is fetched only with
+// allow_loopback_http.
+func TestMetadataClientWithOwnRoots(t *testing.T) {
+	t.Parallel()
+	srv := newDocServer(t, true)
+	id := srv.serveDoc("/c.json", nil, nil)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	for _, allow := range []bool{false, true} {
+		cfg := MetadataDocumentsConfig{AllowLoopbackHTTP: allow}
+		r, err := New(Options{Registration: RegistrationConfig{Policy: PolicyOff}, MetadataDocuments: cfg,
+			HTTPClient: NewMetadataClient(cfg, &tls.Config{RootCAs: roots})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, e := r.Resolve(context.Background(), id)
+		if allow != (e == nil) || (e != nil && !strings.Contains(e.Description, "loopback address")) {
+			t.Fatalf("allow_loopback_http %v: %v", allow, e)
+		}
+	}
+}
