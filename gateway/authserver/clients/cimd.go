@@ -182,6 +182,10 @@ func (f *fetcher) fetch(ctx context.Context, id string) (*Client, error) {
 		return nil, tooLarge()
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxMetadataDocumentBytes+1))
+	if err == nil {
+		// A body cut short by the deadline may end without an error.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return nil, f.describe(err)
 	}

@@ -39,6 +39,9 @@ func CheckRedirectURI(uri string) error {
 	case strings.Contains(uri, "#"):
 		return fmt.Errorf("%q has a fragment (RFC 6749 §3.1.2 forbids one)", uri)
 	}
+	if s, _, ok := strings.Cut(uri, ":"); ok && forbiddenSchemes[strings.ToLower(s)] {
+		return fmt.Errorf("%q: the %s: scheme is not allowed", uri, strings.ToLower(s))
+	}
 	u, err := url.Parse(uri)
 	if err != nil {
 		return fmt.Errorf("%q is not a URI", uri)
@@ -47,8 +50,6 @@ func CheckRedirectURI(uri string) error {
 	switch {
 	case scheme == "":
 		return fmt.Errorf("%q is not an absolute URI", uri)
-	case forbiddenSchemes[scheme]:
-		return fmt.Errorf("%q: the %s: scheme is not allowed", uri, scheme)
 	case uri == "urn:ietf:wg:oauth:2.0:oob" || strings.HasPrefix(uri, "urn:ietf:wg:oauth:2.0:oob:"):
 		return fmt.Errorf("%q: the out-of-band flow is not supported", uri)
 	case u.User != nil:
