@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -75,17 +73,6 @@ func (e *idpEnv) browserLogin(t testing.TB, username string) *oauth2.Token {
 	}
 	t.Fatal("too many redirects")
 	return nil
-}
-
-// idpRefresh redeems an IdP refresh token as the sign-in part does: an
-// OAuth refusal (invalid_grant) is ErrSessionEnded.
-func (e *idpEnv) idpRefresh(ctx context.Context, rt string) (*oauth2.Token, error) {
-	tok, err := e.idpOAuth().TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-		return nil, fmt.Errorf("%w: %s", ErrSessionEnded, re.ErrorDescription)
-	}
-	return tok, err
 }
 
 // clock is a settable test clock.
@@ -199,6 +186,7 @@ func newAS(t testing.TB, env *idpEnv, o asOptions) *testAS {
 		o.clk = &clock{t: time.Now()}
 	}
 	cfg := Config{Enabled: true, AccessTokenTTL: o.ttl, KeyRotation: o.rotation,
+		IdP: IdPClientConfig{ClientID: "mandate", ClientSecret: "mandate-secret"},
 		Clients: []clients.ClientConfig{
 			{ClientID: tClient, ClientName: "App", RedirectURIs: []string{tRedirect}},
 			{ClientID: tClient2, ClientName: "Other", RedirectURIs: []string{tRedirect}, ClientSecret: "s3cret-other"},

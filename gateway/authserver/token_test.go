@@ -152,14 +152,14 @@ func TestRefreshRotationAndReplay(t *testing.T) {
 }
 
 // TestIdPRefusalEndsRefresh: alice signed in at the real dev IdP (a
-// rotating refresh token); Mandate refreshes her IdP tokens when they are
+// rotating refresh token); Mandate (its real IdP client, login.go)
+// refreshes her IdP tokens when they are
 // about to expire; after the IdP ends her sessions (as for a disabled
 // user) it refuses the refresh, and the client's refresh fails too: the
 // family is revoked and the session ended.
 func TestIdPRefusalEndsRefresh(t *testing.T) {
 	env := startIdP(t)
 	a := newAS(t, env, asOptions{})
-	a.sessions.refresh = env.idpRefresh
 	ctx := context.Background()
 	newSession := func() (string, tokenReply) {
 		tok := env.browserLogin(t, "alice")
