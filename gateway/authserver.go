@@ -85,7 +85,14 @@ func (g *Gateway) authServerRoutes(r *gin.Engine) {
 		return
 	}
 	for _, rt := range g.authServer.Routes() {
-		h := gin.WrapH(rt.Handler)
+		handler := rt.Handler
+		// The authorization server's records and limits see the client's
+		// address as the rest of Mandate does: X-Forwarded-For only from
+		// server.trusted_proxies.
+		h := func(c *gin.Context) {
+			c.Request.RemoteAddr = c.ClientIP()
+			handler.ServeHTTP(c.Writer, c.Request)
+		}
 		switch rt.Path {
 		case authserver.PathMetadata, authserver.PathOIDCMetadata:
 			r.Handle(rt.Method, rt.Path+g.pathPrefix, h)

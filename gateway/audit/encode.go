@@ -33,6 +33,7 @@ func appendBody(b []byte, r *Record) []byte {
 	}
 
 	b = appendOpt(b, `,"client":`, r.Client)
+	b = appendOpt(b, `,"oauth_client":`, r.OAuthClient)
 	b = append(b, `,"method":`...)
 	b = appendString(b, r.Method)
 	b = appendOpt(b, `,"upstream":`, r.Upstream)

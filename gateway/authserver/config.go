@@ -109,6 +109,8 @@ func (c Config) WithDefaults() Config {
 	if len(c.Scopes) == 0 {
 		c.Scopes = []string{"mcp"}
 	}
+	c.Registration = c.Registration.WithDefaults()
+	c.MetadataDocuments = c.MetadataDocuments.WithDefaults()
 	if len(c.IdP.Scopes) == 0 {
 		c.IdP.Scopes = slices.Clone(DefaultIdPScopes)
 	}
@@ -164,6 +166,15 @@ func (c Config) Validate() error {
 	}
 	if c.KeyRotation < time.Hour {
 		bad("key_rotation", "must be at least 1h, got %s", c.KeyRotation)
+	}
+	for _, err := range []error{
+		c.Registration.Validate("authorization_server.registration"),
+		c.MetadataDocuments.Validate("authorization_server.metadata_documents"),
+		clients.ValidateClients("authorization_server.clients", c.Clients),
+	} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if e := c.EnterpriseManaged; e.Enabled {
 		for key, v := range map[string]string{"issuer": e.Issuer, "jwks_url": e.JWKSURL} {
