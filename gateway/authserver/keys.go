@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/mandate-gw/mandate/gateway/store"
 )
@@ -39,6 +42,7 @@ type signingKey struct {
 	id      string
 	priv    *ecdsa.PrivateKey
 	pub     *ecdsa.PublicKey
+	signer  jose.Signer
 	header  string
 	created time.Time
 	retired time.Time // zero: active
@@ -122,18 +126,7 @@ func (k *keyRing) reloadLocked(ctx context.Context) error {
 	old := k.cur.Load()
 	now := k.now()
 	ks := &keySet{byID: map[string]*signingKey{}, byHeader: map[string]*signingKey{}}
-	type jwk struct {
-		Kty string `json:"kty"`
-		Crv string `json:"crv"`
-		X   string `json:"x"`
-		Y   string `json:"y"`
-		Kid string `json:"kid"`
-		Alg string `json:"alg"`
-		Use string `json:"use"`
-	}
-	doc := struct {
-		Keys []jwk `json:"keys"`
-	}{Keys: []jwk{}}
+	var doc jose.JSONWebKeySet
 	for _, row := range rows { // newest first
 		if !row.RetiredAt.IsZero() && now.After(row.RetiredAt.Add(publishedFor())) {
 			continue
@@ -154,7 +147,9 @@ func (k *keyRing) reloadLocked(ctx context.Context) error {
 			if !ok || priv.Curve != elliptic.P256() {
 				return fmt.Errorf("signing key %s is not a P-256 key", row.ID)
 			}
-			sk = &signingKey{id: row.ID, priv: priv, pub: &priv.PublicKey, header: encodeHeader(row.ID)}
+			if sk, err = newSigningKey(row.ID, priv); err != nil {
+				return fmt.Errorf("signing key %s: %w", row.ID, err)
+			}
 		}
 		sk.created, sk.retired = row.CreatedAt, row.RetiredAt
 		ks.byID[sk.id] = sk
@@ -162,14 +157,7 @@ func (k *keyRing) reloadLocked(ctx context.Context) error {
 		if sk.retired.IsZero() && ks.active == nil {
 			ks.active = sk
 		}
-		pub, err := sk.pub.ECDH()
-		if err != nil {
-			return fmt.Errorf("signing key %s: %w", row.ID, err)
-		}
-		b := pub.Bytes() // 0x04 || X || Y
-		doc.Keys = append(doc.Keys, jwk{Kty: "EC", Crv: "P-256",
-			X: base64.RawURLEncoding.EncodeToString(b[1:33]), Y: base64.RawURLEncoding.EncodeToString(b[33:65]),
-			Kid: sk.id, Alg: algES256, Use: "sig"})
+		doc.Keys = append(doc.Keys, jose.JSONWebKey{Key: sk.pub, KeyID: sk.id, Algorithm: algES256, Use: "sig"})
 	}
 	ks.jwks, _ = json.Marshal(doc)
 	k.cur.Store(ks)
@@ -248,14 +236,24 @@ func (k *keyRing) rotate(ctx context.Context, force bool) error {
 	return k.reloadLocked(ctx)
 }
 
-// encodeHeader is the JOSE header of Mandate access tokens signed by kid.
-func encodeHeader(kid string) string {
-	h, _ := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{algES256, kid, typAT})
-	return base64.RawURLEncoding.EncodeToString(h)
+// newSigningKey builds the go-jose signer of key id and learns the JOSE
+// header segment of the tokens it signs (tokens are recognised by it).
+func newSigningKey(id string, priv *ecdsa.PrivateKey) (*signingKey, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: id}},
+		(&jose.SignerOptions{}).WithType(typAT))
+	if err != nil {
+		return nil, err
+	}
+	probe, err := signer.Sign([]byte("{}"))
+	if err != nil {
+		return nil, err
+	}
+	compact, err := probe.CompactSerialize()
+	if err != nil {
+		return nil, err
+	}
+	header, _, _ := strings.Cut(compact, ".")
+	return &signingKey{id: id, priv: priv, pub: &priv.PublicKey, signer: signer, header: header}, nil
 }
 
 // randomToken returns n random bytes, base64url-encoded.

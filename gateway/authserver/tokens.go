@@ -2,21 +2,17 @@ package authserver
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
+	"github.com/go-jose/go-jose/v4"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/mandate-gw/mandate/gateway/authn"
@@ -182,16 +178,11 @@ func (s *Server) mintAccessToken(c accessClaims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	input := sk.header + "." + base64.RawURLEncoding.EncodeToString(payload)
-	sum := sha256.Sum256([]byte(input))
-	r, ss, err := ecdsa.Sign(rand.Reader, sk.priv, sum[:])
+	jws, err := sk.signer.Sign(payload)
 	if err != nil {
 		return "", err
 	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	ss.FillBytes(sig[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return jws.CompactSerialize()
 }
 
 func invalidToken(format string, args ...any) *authn.Error {
@@ -277,8 +268,7 @@ func (s *Server) checkAccessToken(ctx context.Context, raw string, dot int, sk *
 	if dot2 < 0 || strings.IndexByte(rest[dot2+1:], '.') >= 0 {
 		return nil, sk != nil, invalidToken("malformed token")
 	}
-	payloadB64, sigB64 := rest[:dot2], rest[dot2+1:]
-	payload, err := base64.RawURLEncoding.DecodeString(payloadB64)
+	payload, err := base64.RawURLEncoding.DecodeString(rest[:dot2])
 	if err != nil {
 		return nil, sk != nil, invalidToken("malformed token")
 	}
@@ -313,15 +303,16 @@ func (s *Server) checkAccessToken(ctx context.Context, raw string, dot int, sk *
 			}
 		}
 	}
+	verifiedPayload, ok := verifyJWS(sk, raw)
+	if !ok {
+		return nil, true, invalidToken("token signature is invalid")
+	}
 	var c accessClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	if err := json.Unmarshal(verifiedPayload, &c); err != nil {
 		return nil, true, invalidToken("token claims are malformed")
 	}
 	if c.Iss != s.opts.Issuer {
 		return nil, true, invalidToken("token issuer is not this authorization server")
-	}
-	if !verifyES256(sk.pub, raw[:dot+1+dot2], sigB64) {
-		return nil, true, invalidToken("token signature is invalid")
 	}
 	now := s.now()
 	switch {
@@ -353,11 +344,11 @@ func (s *Server) parseOwnAccessToken(raw string) (accessClaims, bool) {
 		return c, false
 	}
 	sk := s.keys.cur.Load().byID[hdr.Kid]
-	if sk == nil || !verifyES256(sk.pub, parts[0]+"."+parts[1], parts[2]) {
+	if sk == nil {
 		return c, false
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil || json.Unmarshal(payload, &c) != nil || c.Iss != s.opts.Issuer || c.Aud != s.opts.Resource {
+	payload, ok := verifyJWS(sk, raw)
+	if !ok || json.Unmarshal(payload, &c) != nil || c.Iss != s.opts.Issuer || c.Aud != s.opts.Resource {
 		return c, false
 	}
 	return c, true
@@ -390,17 +381,19 @@ func typEqual(got, want string) bool {
 	return strings.EqualFold(got, want)
 }
 
-// verifyES256 checks a JWS ES256 signature (r || s, 64 bytes) over input.
-func verifyES256(pub *ecdsa.PublicKey, input, sigB64 string) bool {
-	if base64.RawURLEncoding.DecodedLen(len(sigB64)) != 64 {
-		return false
+// verifyJWS verifies a compact ES256 JWS with go-jose against sk and
+// returns its payload.
+func verifyJWS(sk *signingKey, raw string) ([]byte, bool) {
+	obj, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil || len(obj.Signatures) != 1 {
+		return nil, false
 	}
-	var sig [64]byte
-	if n, err := base64.RawURLEncoding.Decode(sig[:], unsafe.Slice(unsafe.StringData(sigB64), len(sigB64))); err != nil || n != 64 {
-		return false
+	if h := obj.Signatures[0].Protected; h.KeyID != sk.id || !typEqual(fmt.Sprint(h.ExtraHeaders[jose.HeaderType]), typAT) {
+		return nil, false
 	}
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(input), len(input)))
-	r := new(big.Int).SetBytes(sig[:32])
-	ss := new(big.Int).SetBytes(sig[32:])
-	return ecdsa.Verify(pub, sum[:], r, ss)
+	payload, err := obj.Verify(sk.pub)
+	if err != nil {
+		return nil, false
+	}
+	return payload, true
 }
