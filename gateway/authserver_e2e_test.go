@@ -19,6 +19,8 @@ import (
 	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
+	"github.com/mandate-gw/mandate/internal/secret"
+	"github.com/mandate-gw/mandate/internal/testenv/testpg"
 )
 
 // asGateway is a gateway whose public URL has a path prefix, with the
@@ -28,34 +30,65 @@ type asGateway struct {
 	*testGW
 	idp    *devidp.IdP
 	issuer string // Mandate's issuer: the public URL
+	base   string // this replica's own URL (with the public URL's path)
+	mcpAt  string // this replica's MCP endpoint
 	audit  string // audit file
 }
 
 func startASGateway(t *testing.T) *asGateway {
 	t.Helper()
-	idp := startIdP(t)
-	dir := t.TempDir()
 	key, err := store.GenerateKey("k1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ag := &asGateway{idp: idp, audit: filepath.Join(dir, "audit.log")}
-	ag.testGW = startGateway(t, idp.Issuer(), func(c *Config) {
-		c.Server.PublicURL += "/mandate"
-		if err := idp.AddClient(devidp.ClientConfig{ID: "mandate", Secret: "idp-secret",
-			RedirectURIs: []string{c.Server.PublicURL + authserver.PathCallback},
-			Audience:     []string{c.MCPURL()}}); err != nil {
-			t.Fatal(err)
+	return startASGatewayWith(t, asOptions{idp: startIdP(t), key: key})
+}
+
+// asOptions shape startASGatewayWith: replicas share the IdP, the
+// encryption key, the public URL and the database.
+type asOptions struct {
+	idp *devidp.IdP
+	key store.EncryptionKey
+	// publicURL, when set, is the public URL (another replica's); the
+	// IdP client is then registered already.
+	publicURL string
+	// dsn, when set, is a PostgreSQL database; else SQLite in a temp dir.
+	dsn string
+}
+
+func startASGatewayWith(t *testing.T, o asOptions) *asGateway {
+	t.Helper()
+	dir := t.TempDir()
+	ag := &asGateway{idp: o.idp, audit: filepath.Join(dir, "audit.log")}
+	ag.testGW = startGateway(t, o.idp.Issuer(), func(c *Config) {
+		if o.publicURL != "" {
+			c.Server.PublicURL = o.publicURL
+		} else {
+			c.Server.PublicURL += "/mandate"
+			if err := o.idp.AddClient(devidp.ClientConfig{ID: "mandate", Secret: "idp-secret",
+				RedirectURIs: []string{c.Server.PublicURL + authserver.PathCallback},
+				Audience:     []string{c.MCPURL()}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		c.AuthorizationServer.Enabled = true
 		c.AuthorizationServer.IdP.ClientID = "mandate"
 		c.AuthorizationServer.IdP.ClientSecret = "idp-secret"
-		c.Storage.EncryptionKeys = []store.EncryptionKey{key}
-		c.Storage.Path = filepath.Join(dir, "mandate.db")
+		c.Storage.EncryptionKeys = []store.EncryptionKey{o.key}
+		if o.dsn != "" {
+			c.Storage.Driver = store.DriverPostgres
+			c.Storage.DSN = secret.String(o.dsn)
+		} else {
+			c.Storage.Path = filepath.Join(dir, "mandate.db")
+		}
 		c.Audit.Sink = audit.SinkFile
 		c.Audit.Path = ag.audit
+		c.Admin.Token = "admin-token-0123456789"
 	})
 	ag.issuer = ag.cfg.Server.PublicURL
+	pu, _ := url.Parse(ag.issuer)
+	ag.base = ag.srv.URL + pu.Path
+	ag.mcpAt = ag.base + MCPPath
 	return ag
 }
 
@@ -91,7 +124,7 @@ func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) ma
 	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirectURI},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 		"state": {"st-" + user}, "resource": {ag.mcpURL}, "scope": {"mcp"}, "login_hint": {user}}
-	next, _ := url.Parse(ag.issuer + authserver.PathAuthorize + "?" + q.Encode())
+	next, _ := url.Parse(ag.base + authserver.PathAuthorize + "?" + q.Encode())
 	var form url.Values
 	for range 12 {
 		if strings.HasPrefix(next.String(), redirectURI) {
@@ -126,7 +159,7 @@ func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) ma
 			for _, m := range hiddenField.FindAllStringSubmatch(string(body), -1) {
 				form.Set(m[1], htmlUnescape(m[2]))
 			}
-			next, _ = url.Parse(ag.issuer + authserver.PathConsent)
+			next, _ = url.Parse(ag.base + authserver.PathConsent)
 		default:
 			t.Fatalf("%s: %d %s", next, resp.StatusCode, body)
 		}
@@ -145,7 +178,7 @@ func htmlUnescape(s string) string {
 
 func (ag *asGateway) token(t *testing.T, form url.Values, want int) map[string]any {
 	t.Helper()
-	resp, err := http.PostForm(ag.issuer+authserver.PathToken, form)
+	resp, err := http.PostForm(ag.base+authserver.PathToken, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +280,6 @@ func TestAuthorizationServerThroughGateway(t *testing.T) {
 
 	// The admin purge ends the user's sign-ins: the refresh token and the
 	// Mandate access token stop working.
-	ag.cfg.Admin.Token = "admin-token-0123456789"
 	req, _ := http.NewRequest(http.MethodDelete, ag.srv.URL+"/admin/users/user-alice", nil)
 	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
 	pr, err := http.DefaultClient.Do(req)
@@ -288,5 +320,88 @@ func readAuditLines(t *testing.T, path string) []audit.Record {
 			return out
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Two replicas share one PostgreSQL database, the encryption key and the
+// public URL: a user signs in at one and uses the token at the other; the
+// other refreshes it; a revocation (RFC 7009) at one and an admin purge at
+// the other take effect on both within the revocation sync.
+func TestAuthorizationServerReplicasShareState(t *testing.T) {
+	dsn := testpg.Schema(t)
+	key, err := store.GenerateKey("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := startIdP(t)
+	a := startASGatewayWith(t, asOptions{idp: idp, key: key, dsn: dsn})
+	b := startASGatewayWith(t, asOptions{idp: idp, key: key, dsn: dsn, publicURL: a.issuer})
+
+	regResp, err := http.Post(a.base+authserver.PathRegister, "application/json",
+		strings.NewReader(`{"client_name":"replica client","redirect_uris":["http://127.0.0.1:7777/cb"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg map[string]any
+	_ = json.NewDecoder(regResp.Body).Decode(&reg)
+	regResp.Body.Close()
+	clientID, _ := reg["client_id"].(string)
+	if clientID == "" {
+		t.Fatalf("registration: %v", reg)
+	}
+
+	// Signed in at A (the client registered at A too), used at B.
+	tok := a.signIn(t, clientID, "http://127.0.0.1:7777/cb", "alice")
+	if w := callWhoAmI(t, connect(t, b.mcpAt, tok["access_token"].(string))); w.Subject != "user-alice" {
+		t.Fatalf("whoami at replica B = %+v", w)
+	}
+	// B rotates the refresh token A issued; A's old one is now a replay.
+	tok2 := b.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}, http.StatusOK)
+	if w := callWhoAmI(t, connect(t, a.mcpAt, tok2["access_token"].(string))); w.Subject != "user-alice" {
+		t.Fatalf("whoami at replica A with B's token = %+v", w)
+	}
+
+	// Revocation at A: B refuses the access token within the sync interval.
+	resp, err := http.PostForm(a.base+authserver.PathRevoke, url.Values{"token": {tok2["refresh_token"].(string)}, "client_id": {clientID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	waitRefused(t, b, tok2["access_token"].(string))
+
+	// A second sign-in; an admin purge at B ends it at A.
+	tok3 := a.signIn(t, clientID, "http://127.0.0.1:7777/cb", "alice")
+	callWhoAmI(t, connect(t, a.mcpAt, tok3["access_token"].(string)))
+	req, _ := http.NewRequest(http.MethodDelete, b.srv.URL+"/admin/users/user-alice", nil)
+	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+	pr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Body.Close()
+	if pr.StatusCode != http.StatusOK {
+		t.Fatalf("purge at B: %d", pr.StatusCode)
+	}
+	waitRefused(t, a, tok3["access_token"].(string))
+	a.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok3["refresh_token"].(string)}, "client_id": {clientID}}, http.StatusBadRequest)
+}
+
+// waitRefused waits (up to 5 s; the revocation sync runs every 2 s) until
+// the replica answers 401 to the token.
+func waitRefused(t *testing.T, ag *asGateway, access string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, _ := send(t, http.MethodPost, ag.mcpAt, initBody, bearer(access), "")
+		if resp.StatusCode == http.StatusUnauthorized {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s still accepts a revoked token: %d", ag.srv.URL, resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
