@@ -30,7 +30,7 @@ import (
 //     | `upstreams[].credentials.token_url` | string | default | example | description |
 //     A list of objects is written `name[]`; a key inside it continues the path.
 //   - Types are: string, secret, duration, integer, number, boolean,
-//     list of strings, map of lists of strings.
+//     list of strings, map of strings, map of lists of strings.
 //   - Every ```yaml block in docs/*.md is a configuration fragment rooted at
 //     the top level; it must decode strictly (no unknown key, right types).
 //
@@ -127,6 +127,9 @@ func typeName(t reflect.Type) string {
 	case reflect.Map:
 		if t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.Slice && t.Elem().Elem().Kind() == reflect.String {
 			return "map of lists of strings"
+		}
+		if t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.String {
+			return "map of strings"
 		}
 	}
 	return ""

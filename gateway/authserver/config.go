@@ -1,6 +1,11 @@
 package authserver
 
 import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mandate-gw/mandate/gateway/authserver/clients"
@@ -77,3 +82,103 @@ type EnterpriseConfig struct {
 	// JWKSURL overrides the issuer's discovered jwks_uri.
 	JWKSURL string `yaml:"jwks_url"`
 }
+
+// Defaults.
+const (
+	DefaultAccessTokenTTL  = 10 * time.Minute
+	MaxAccessTokenTTL      = time.Hour
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+	DefaultConsentTTL      = 90 * 24 * time.Hour
+	DefaultKeyRotation     = 30 * 24 * time.Hour
+)
+
+// DefaultIdPScopes are requested at the IdP when idp.scopes is empty.
+var DefaultIdPScopes = []string{"openid", "profile", "email", "offline_access"}
+
+// WithDefaults fills the defaults in.
+func (c Config) WithDefaults() Config {
+	if c.AccessTokenTTL == 0 {
+		c.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if c.RefreshTokenTTL == 0 {
+		c.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if c.ConsentTTL == 0 {
+		c.ConsentTTL = DefaultConsentTTL
+	}
+	if c.KeyRotation == 0 {
+		c.KeyRotation = DefaultKeyRotation
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = []string{"mcp"}
+	}
+	if len(c.IdP.Scopes) == 0 {
+		c.IdP.Scopes = slices.Clone(DefaultIdPScopes)
+	}
+	return c
+}
+
+// Validate reports every problem with its key path (authorization_server.…).
+// It checks nothing when the section is off.
+func (c Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("authorization_server.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.IdP.ClientID == "" {
+		bad("idp.client_id", "required: Mandate's client id at the company IdP (identity.issuer), with redirect URI <server.public_url>%s", PathCallback)
+	}
+	switch {
+	case c.IdP.ClientSecret.IsZero() && c.IdP.ClientSecretFile == "":
+		bad("idp.client_secret", "required (or client_secret_file): Mandate is a confidential client of the IdP")
+	case !c.IdP.ClientSecret.IsZero() && c.IdP.ClientSecretFile != "":
+		bad("idp.client_secret_file", "set client_secret or client_secret_file, not both")
+	}
+	if !slices.Contains(c.IdP.Scopes, "openid") {
+		bad("idp.scopes", "must contain openid (Mandate signs users in with OpenID Connect), got %q", c.IdP.Scopes)
+	}
+	if c.IdP.Resource != "" {
+		if u, err := url.Parse(c.IdP.Resource); err != nil || !u.IsAbs() || u.Fragment != "" {
+			bad("idp.resource", "must be an absolute URI without fragment (RFC 8707), got %q; leave it empty for Entra ID", c.IdP.Resource)
+		}
+	}
+	for k := range c.IdP.ExtraParams {
+		switch k {
+		case "client_id", "redirect_uri", "state", "nonce", "code_challenge", "code_challenge_method", "response_type", "scope":
+			bad("idp.extra_params."+k, "Mandate sets %s itself", k)
+		}
+	}
+	for i, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\"\\") {
+			bad(fmt.Sprintf("scopes[%d]", i), "invalid scope %q", s)
+		}
+	}
+	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > MaxAccessTokenTTL {
+		bad("access_token_ttl", "must be between 1m and %s, got %s", MaxAccessTokenTTL, c.AccessTokenTTL)
+	}
+	if c.RefreshTokenTTL < time.Hour {
+		bad("refresh_token_ttl", "must be at least 1h, got %s", c.RefreshTokenTTL)
+	}
+	if c.ConsentTTL < time.Hour {
+		bad("consent_ttl", "must be at least 1h, got %s", c.ConsentTTL)
+	}
+	if c.KeyRotation < time.Hour {
+		bad("key_rotation", "must be at least 1h, got %s", c.KeyRotation)
+	}
+	if e := c.EnterpriseManaged; e.Enabled {
+		for key, v := range map[string]string{"issuer": e.Issuer, "jwks_url": e.JWKSURL} {
+			if v == "" {
+				continue
+			}
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) || u.Host == "" {
+				bad("enterprise_managed."+key, "must be an https URL (http only on loopback), got %q", v)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopbackHost(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }

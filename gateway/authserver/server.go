@@ -173,3 +173,15 @@ func (s *Server) Scopes() []string {
 func (s *Server) Run(ctx context.Context) {
 	s.run(ctx)
 }
+
+// RevokeUser ends every sign-in of a user (DELETE /admin/users/{subject}):
+// their IdP sessions, refresh-token families and consents in the store,
+// and what this replica holds in memory. Other replicas refuse the user's
+// Mandate access tokens once they synced the revocation.
+func (s *Server) RevokeUser(ctx context.Context, issuer, subject string) error {
+	if err := s.opts.Store.RevokeUser(ctx, issuer, subject); err != nil {
+		return err
+	}
+	s.forgetUser(issuer, subject)
+	return nil
+}

@@ -74,6 +74,9 @@ func (g *Dispatcher) record(ctx context.Context, o *call, err error) error {
 		LatencyMS:  float64(time.Since(o.start).Microseconds()) / 1000,
 		Arguments:  o.args,
 	}
+	if o.id != nil {
+		rec.OAuthClient = o.id.OAuthClient
+	}
 	if o.ss != nil {
 		rec.SessionID = o.ss.ID()
 		if ip := o.ss.InitializeParams(); ip != nil && ip.ClientInfo != nil {

@@ -35,6 +35,10 @@ type Identity struct {
 	Scopes []string `json:"scopes,omitempty"`
 	// Claims are all claims of the token, as decoded JSON.
 	Claims map[string]any `json:"claims,omitempty"`
+	// OAuthClient is the client a Mandate-issued token was issued to (its
+	// client_id), when Mandate is the authorization server; empty for IdP
+	// tokens. Audit records name it.
+	OAuthClient string `json:"oauth_client,omitempty"`
 	// Expiry is the token's exp; platform tokens derived from it are not
 	// cached past it.
 	Expiry time.Time `json:"expiry"`
