@@ -19,6 +19,9 @@
 #   bin/hydra                       Ory Hydra v2.3.0                         MANDATE_HYDRA_BIN
 #   bin/jaeger                      Jaeger v1.76.0 (OTLP in, query API)      MANDATE_JAEGER_BIN
 #   .tools/bin/helm                 helm (chart tests)                       MANDATE_HELM_BIN
+#   PostgreSQL 15 (apt-get postgresql when missing): a throwaway cluster for
+#   this run, started by .ci/postgres.sh as user mandate-pg when run as root,
+#   on 127.0.0.1, removed on exit      MANDATE_POSTGRES_DSN (storage contract suite)
 # MANDATE_E2E=1 makes tests that need a missing tool fail instead of skip.
 set -euo pipefail
 
@@ -57,6 +60,7 @@ phase_end() {
 summary() {
 	local rc=$?
 	phase_end
+	declare -F pg_stop >/dev/null && pg_stop
 	echo
 	echo "==> timings"
 	local p
@@ -70,6 +74,9 @@ die() {
 	echo "test.sh: $*" >&2
 	exit 1
 }
+
+# shellcheck source=postgres.sh
+source .ci/postgres.sh
 
 # ---------------------------------------------------------------- C compiler
 phase "C compiler (cgo: -race, hydra's sqlite)"
@@ -237,6 +244,11 @@ echo "MANDATE_JAEGER_BIN=$MANDATE_JAEGER_BIN"
 phase "helm (.tools/bin/helm)"
 bash deploy/tools/build-helm.sh "$TOOLS/bin/helm"
 export MANDATE_HELM_BIN="$TOOLS/bin/helm"
+
+# ---------------------------------------------------------------- PostgreSQL
+phase "PostgreSQL $PG_VERSION (throwaway cluster for this run)"
+pg_start
+echo "MANDATE_POSTGRES_DSN=$MANDATE_POSTGRES_DSN"
 
 export MANDATE_NODE22_BIN="$NODE22_BIN"
 export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN MANDATE_SERVER_EVERYTHING MANDATE_TS_SDK

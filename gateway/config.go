@@ -6,14 +6,17 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/gateway/config"
 	"github.com/mandate-gw/mandate/gateway/front"
+	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/secret"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
@@ -64,6 +67,13 @@ type Config struct {
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 	// Admin configures the administrative API.
 	Admin AdminConfig `yaml:"admin"`
+	// AuthorizationServer makes Mandate the authorization server of its
+	// MCP clients, in front of the company IdP. Off by default.
+	AuthorizationServer authserver.Config `yaml:"authorization_server"`
+	// Storage is where state that outlives a process lives (the
+	// authorization server's clients, codes, refresh tokens, consents and
+	// IdP sessions): embedded SQLite, or PostgreSQL for several replicas.
+	Storage store.Config `yaml:"storage"`
 }
 
 // CatalogConfig is the `catalog` section.
@@ -238,6 +248,11 @@ func (c *Config) applyDefaults() {
 		s.KeepAliveTimeout = DefaultKeepAlive
 	}
 	c.Identity = c.Identity.WithDefaults(c.MCPURL())
+	c.AuthorizationServer = c.AuthorizationServer.WithDefaults()
+	if c.Storage.Path == "" && c.Audit.Sink == audit.SinkFile && c.Audit.Path != "" && (c.Storage.Driver == "" || c.Storage.Driver == store.DriverSQLite) {
+		c.Storage.Path = filepath.Join(filepath.Dir(c.Audit.Path), store.DefaultSQLitePath)
+	}
+	c.Storage = c.Storage.WithDefaults()
 	if c.Catalog.Separator == "" {
 		c.Catalog.Separator = DefaultSeparator
 	}
@@ -347,6 +362,22 @@ func (c *Config) Validate() error {
 	if err := c.Identity.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.AuthorizationServer.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuthorizationServer.Enabled {
+		if u, err := url.Parse(s.PublicURL); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			bad("server.public_url", "must be https when authorization_server is enabled (http only on loopback): tokens and codes cross it")
+		}
+		if len(c.Storage.EncryptionKeys) == 0 {
+			bad("storage.encryption_keys", "required when authorization_server is enabled: the IdP tokens Mandate keeps for its users are sealed with it")
+		}
+	}
+	if c.AuthorizationServer.Enabled || c.Storage.Driver != store.DriverSQLite || len(c.Storage.EncryptionKeys) > 0 {
+		if err := c.Storage.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if sep := c.Catalog.Separator; len(sep) > 3 || strings.ContainsAny(sep, " \t/") {
 		bad("catalog.separator", "must be 1-3 characters without spaces or slashes, got %q", sep)
 	} else if !unambiguousSeparator(sep) {
@@ -412,6 +443,15 @@ func (c *Config) Validate() error {
 		bad("telemetry.sample_ratio", "must be between 0 and 1, got %g", r)
 	}
 	return errors.Join(errs...)
+}
+
+// isLoopback reports whether host is a loopback name or address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // validProxy reports whether p is an IP address or a CIDR, as gin's

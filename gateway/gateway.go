@@ -29,10 +29,12 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/gateway/sessions"
+	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/errtext"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
@@ -99,6 +101,10 @@ type Gateway struct {
 	sessions   *sessions.Store
 	dispatch   *dispatch.Dispatcher
 
+	// store and authServer are set when authorization_server is enabled.
+	store      store.Store
+	authServer *authserver.Server
+
 	origin     string // scheme://host of public_url
 	publicHost string // host name of public_url
 	pathPrefix string // path of public_url, "" or "/prefix"
@@ -159,10 +165,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel()
 		return nil, fmt.Errorf("audit: %w", err2)
 	}
+	if err := g.startAuthServer(ctx, cfg, opts); err != nil {
+		cancel()
+		_ = g.audit.Close()
+		return nil, err
+	}
 	st, err := g.buildState(cfg, g.gen.Add(1))
 	if err != nil {
 		cancel()
 		_ = g.audit.Close()
+		g.closeStore()
 		return nil, err
 	}
 	g.state.Store(st)
@@ -229,6 +241,7 @@ func (g *Gateway) Close() error {
 	}
 	g.tel.close(context.Background())
 	g.authAudit.FlushNow() // counted authentication failures, before the log closes
+	g.closeStore()
 	return g.audit.Close()
 }
 

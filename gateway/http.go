@@ -31,6 +31,7 @@ func (g *Gateway) routes() (main, admin *gin.Engine) {
 		admin = g.newEngine()
 		g.adminRoutes(admin)
 	}
+	g.authServerRoutes(r)
 	r.GET("/.well-known/oauth-protected-resource", g.protectedResourceMetadata)
 	r.GET("/.well-known/oauth-protected-resource"+g.mcpPath(), g.protectedResourceMetadata)
 	mcpH := gin.WrapH(g.mcpHandler)
@@ -94,7 +95,7 @@ func (g *Gateway) authenticate(c *gin.Context) {
 		c.Next()
 		return
 	}
-	id, aerr := g.auth.Authenticate(c.Request.Context(), c.Request.Header.Values("Authorization"))
+	id, aerr := g.verifyBearer(c.Request.Context(), c.Request.Header.Values("Authorization"))
 	if aerr != nil {
 		g.challenge(c, aerr)
 		return
@@ -110,7 +111,7 @@ func (g *Gateway) challenge(c *gin.Context, e *authn.Error) {
 		c.AbortWithStatusJSON(e.Status, gin.H{"error": "temporarily_unavailable", "error_description": e.Description})
 		return
 	}
-	c.Header("WWW-Authenticate", e.Challenge(g.resourceMetadataURL(), g.cfg.Identity.RequiredScopes))
+	c.Header("WWW-Authenticate", e.Challenge(g.resourceMetadataURL(), g.advertisedScopes()))
 	body := gin.H{"error": e.Code, "error_description": e.Description}
 	if e.Code == "" {
 		body["error"] = "unauthorized"
@@ -142,8 +143,8 @@ func (g *Gateway) protectedResourceMetadata(c *gin.Context) {
 	c.Header("Cache-Control", "public, max-age=300")
 	c.JSON(http.StatusOK, ProtectedResourceMetadata{
 		Resource:               g.cfg.MCPURL(),
-		AuthorizationServers:   []string{g.cfg.Identity.Issuer},
-		ScopesSupported:        g.cfg.Identity.RequiredScopes,
+		AuthorizationServers:   g.authorizationServers(),
+		ScopesSupported:        g.advertisedScopes(),
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           "Mandate MCP gateway",
 	})
@@ -155,6 +156,11 @@ func (g *Gateway) readyz(c *gin.Context) {
 	auditStatus := g.audit.Status()
 	// /readyz is unauthenticated: no internal addresses in what it shows.
 	checks := map[string]string{"identity_provider": errtext.StripAddrs(g.auth.Status()), "audit": auditStatus}
+	if g.store != nil {
+		// Reported, not gating: calls with tokens already verified keep
+		// working while the database is away; sign-ins and refreshes fail.
+		checks["storage"] = g.storageStatus(c.Request.Context())
+	}
 	ready := g.auth.Ready() && auditStatus == "ok"
 	status := http.StatusOK
 	if !ready {

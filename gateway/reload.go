@@ -18,8 +18,9 @@ import (
 // Reload builds a whole new state from cfg and swaps it in atomically. New
 // requests use it at once; downstream sessions re-open upstream sessions
 // lazily and are told that lists changed. On error the old state keeps
-// serving. Keys that need a restart (server, identity, audit, telemetry)
-// are reported in the returned warnings and otherwise ignored.
+// serving. Keys that need a restart (server, identity, audit, telemetry,
+// authorization_server, storage) are reported in the returned warnings and
+// otherwise ignored.
 func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -32,6 +33,8 @@ func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 		{"identity", old.cfg.Identity, cfg.Identity},
 		{"audit", old.cfg.Audit, cfg.Audit},
 		{"telemetry", old.cfg.Telemetry, cfg.Telemetry},
+		{"authorization_server", old.cfg.AuthorizationServer, cfg.AuthorizationServer},
+		{"storage", old.cfg.Storage, cfg.Storage},
 	} {
 		if !reflect.DeepEqual(k.old, k.new) {
 			warnings = append(warnings, k.name+" changed: takes effect after a restart")
@@ -41,6 +44,7 @@ func (g *Gateway) Reload(cfg *Config) (warnings []string, err error) {
 	// Keep the parts that need a restart as they are.
 	merged := *cfg
 	merged.Server, merged.Identity, merged.Audit, merged.Telemetry = old.cfg.Server, old.cfg.Identity, old.cfg.Audit, old.cfg.Telemetry
+	merged.AuthorizationServer, merged.Storage = old.cfg.AuthorizationServer, old.cfg.Storage
 	st, err := g.buildState(&merged, g.gen.Add(1))
 	if err != nil {
 		return warnings, err
@@ -137,6 +141,15 @@ func (g *Gateway) purgeUser(c *gin.Context) {
 	tokens := g.broker.Purge(issuer, subject)
 	sessions := g.sessions.CloseUser(key)
 	g.auth.Forget(issuer, subject)
+	if g.authServer != nil {
+		// Mandate-issued tokens and refresh tokens of the user stop working
+		// on every replica (the revocation is in the shared store).
+		if err := g.authServer.RevokeUser(c.Request.Context(), issuer, subject); err != nil {
+			g.log.Error("user purge: revoking the user's sign-ins failed", "issuer", issuer, "subject", subject, "error", err)
+			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "revoking the user's sign-ins failed; retry"})
+			return
+		}
+	}
 	g.log.Info("user purged", "issuer", issuer, "subject", subject, "tokens", tokens, "sessions", sessions, "remote", c.ClientIP())
 	g.auditAdmin(c.Request.Context(), &audit.Record{Time: start, RequestID: c.GetString(RequestIDHeader), User: adminUser,
 		RemoteAddr: c.ClientIP(), Method: "admin/purge_user", Target: &audit.UserRef{Issuer: issuer, Subject: subject},

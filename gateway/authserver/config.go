@@ -92,9 +92,6 @@ const (
 	DefaultKeyRotation     = 30 * 24 * time.Hour
 )
 
-// DefaultIdPScopes are requested at the IdP when idp.scopes is empty.
-var DefaultIdPScopes = []string{"openid", "profile", "email", "offline_access"}
-
 // WithDefaults fills the defaults in.
 func (c Config) WithDefaults() Config {
 	if c.AccessTokenTTL == 0 {

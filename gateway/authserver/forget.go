@@ -1,6 +1,7 @@
 package authserver
 
-// forgetUser drops what this replica caches of a user's sessions and
-// families after RevokeUser. (The lead completes it once the session cache
-// and revocation set land.)
-func (s *Server) forgetUser(issuer, subject string) {}
+// forgetUser drops what this replica caches of a user's sessions after
+// RevokeUser, so it reads them (revoked) from the store again. Other
+// replicas refuse the user's Mandate tokens once they synced the revoked
+// families (run.go).
+func (s *Server) forgetUser(issuer, subject string) { s.sessions.forgetUser(issuer, subject) }

@@ -36,6 +36,10 @@ type Error struct {
 	Status      int
 	Code        string
 	Description string
+	// WWWAuthenticate, when set, is the response's WWW-Authenticate header
+	// (Basic after a failed client_secret_basic, RFC 6749 §5.2). Write
+	// sets it.
+	WWWAuthenticate string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/authn"
+	"github.com/mandate-gw/mandate/gateway/authserver"
+	"github.com/mandate-gw/mandate/gateway/store"
+	"github.com/mandate-gw/mandate/internal/errtext"
+	"github.com/mandate-gw/mandate/internal/identity"
+)
+
+// startAuthServer opens the storage and builds the authorization server
+// when authorization_server is enabled.
+func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options) error {
+	if !cfg.AuthorizationServer.Enabled {
+		return nil
+	}
+	st, err := store.Open(ctx, cfg.Storage)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	master, err := cfg.Storage.SealingKey()
+	if err != nil {
+		_ = st.Close()
+		return fmt.Errorf("storage.encryption_keys: %w", err)
+	}
+	// One key, derived for one purpose: what the authorization server
+	// round-trips through browsers and the IdP. Every replica derives the
+	// same key, so any replica opens what another sealed.
+	stateKey, err := hkdf.Key(sha256.New, master, nil, "mandate authorization server state v1", 32)
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	as, err := authserver.New(ctx, cfg.AuthorizationServer, authserver.Options{
+		Issuer:     strings.TrimSuffix(cfg.Server.PublicURL, "/"),
+		Resource:   cfg.MCPURL(),
+		IdPIssuer:  cfg.Identity.Issuer,
+		Auth:       g.auth,
+		Identity:   cfg.Identity,
+		Store:      st,
+		Audit:      g.auditOAuth,
+		Logger:     g.log,
+		HTTPClient: opts.HTTPClient,
+		StateKey:   stateKey,
+	})
+	if err != nil {
+		_ = st.Close()
+		return fmt.Errorf("authorization_server: %w", err)
+	}
+	g.store, g.authServer = st, as
+	go as.Run(ctx)
+	return nil
+}
+
+func (g *Gateway) closeStore() {
+	if g.store != nil {
+		_ = g.store.Close()
+	}
+}
+
+// auditOAuth writes the authorization server's records (sign-ins,
+// consents, tokens, reuse, revocations, registrations) into the chain.
+func (g *Gateway) auditOAuth(ctx context.Context, r *audit.Record) {
+	if err := g.audit.Log(ctx, r); err != nil {
+		g.log.Error("audit record not written", "method", r.Method, "error", err)
+	}
+}
+
+// authServerRoutes mounts the authorization server's endpoints: its
+// metadata at the RFC 8414 well-known paths for an issuer with the public
+// URL's path prefix (and the OpenID paths clients also probe), the rest
+// under the prefix.
+func (g *Gateway) authServerRoutes(r *gin.Engine) {
+	if g.authServer == nil {
+		return
+	}
+	for _, rt := range g.authServer.Routes() {
+		h := gin.WrapH(rt.Handler)
+		switch rt.Path {
+		case authserver.PathMetadata, authserver.PathOIDCMetadata:
+			r.Handle(rt.Method, rt.Path+g.pathPrefix, h)
+			if g.pathPrefix != "" && rt.Path == authserver.PathOIDCMetadata {
+				r.Handle(rt.Method, g.pathPrefix+rt.Path, h)
+			}
+		default:
+			r.Handle(rt.Method, g.pathPrefix+rt.Path, h)
+		}
+	}
+}
+
+// authorizationServers is authorization_servers of the protected resource
+// metadata: Mandate itself when it is the authorization server, else the
+// company IdP.
+func (g *Gateway) authorizationServers() []string {
+	if g.authServer != nil {
+		return []string{strings.TrimSuffix(g.cfg.Server.PublicURL, "/")}
+	}
+	return []string{g.cfg.Identity.Issuer}
+}
+
+// advertisedScopes are scopes_supported of the protected resource metadata
+// and the scope of challenges.
+func (g *Gateway) advertisedScopes() []string {
+	if g.authServer != nil {
+		return g.authServer.Scopes()
+	}
+	return g.cfg.Identity.RequiredScopes
+}
+
+// verifyBearer authenticates a request's bearer token: a token Mandate
+// issued (when it is the authorization server) is verified against its own
+// keys and resolves to the user's IdP sign-in; any other token is verified
+// as an IdP token, as before.
+func (g *Gateway) verifyBearer(ctx context.Context, authorization []string) (*identity.Identity, *authn.Error) {
+	if g.authServer != nil {
+		tok, e := authn.BearerToken(authorization)
+		if e != nil {
+			return nil, e
+		}
+		if id, ok, e := g.authServer.VerifyAccessToken(ctx, tok); ok {
+			return id, e
+		}
+	}
+	return g.auth.Authenticate(ctx, authorization)
+}
+
+// storageStatus is the storage check of /readyz: "ok" or why not (without
+// addresses: /readyz is unauthenticated).
+func (g *Gateway) storageStatus(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := g.store.Ping(ctx); err != nil {
+		return errtext.StripAddrs("unavailable: " + err.Error())
+	}
+	return "ok"
+}
