@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,15 +93,17 @@ func TestDemoIsItsClientsAuthorizationServer(t *testing.T) {
 
 // metadataDocument serves a client ID metadata document from
 // http://127.0.0.1 (the demo allows loopback http documents) and returns
-// its URL, which is also its client_id.
-func metadataDocument(t *testing.T, redirectURI string) string {
+// its URL, which is also its client_id, and a count of its fetches.
+func metadataDocument(t *testing.T, redirectURI string) (string, *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	docURL := "http://" + ln.Addr().String() + "/oauth/client.json"
+	fetches := new(atomic.Int32)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
 		if r.URL.Path != "/oauth/client.json" {
 			http.NotFound(w, r)
 			return
@@ -120,7 +123,7 @@ func metadataDocument(t *testing.T, redirectURI string) string {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return docURL
+	return docURL, fetches
 }
 
 // TestTSSDKSignsInToDemo: the official TypeScript SDK client, with its
@@ -128,7 +131,10 @@ func metadataDocument(t *testing.T, redirectURI string) string {
 // (login_hint at the demo IdP, the consent form), lists tools, refreshes
 // its token when the access token is refused and lists again — with
 // dynamic registration (rita) and with a client ID metadata document
-// served from http://127.0.0.1 (ivy). Different users see different
+// served from http://127.0.0.1 (ivy; the SDK takes only https URLs as
+// metadata documents, so the client is given that URL as its client_id,
+// and Mandate's side of CIMD is what runs — the SDK's own CIMD branch runs
+// in internal/testenv/e2e against an https document). Different users see different
 // tools. The Inspector CLI lists the same tools with rita's Mandate-issued
 // token; replaying ivy's rotated refresh token is refused.
 func TestTSSDKSignsInToDemo(t *testing.T) {
@@ -157,16 +163,17 @@ func TestTSSDKSignsInToDemo(t *testing.T) {
 			defer cancel()
 			o := nodetools.TSOAuthOptions{URL: d.MCPURL, LoginHint: c.user, RedirectURI: redirect,
 				Registration: c.registration, Issuer: origin, Replay: c.replay}
+			var fetches *atomic.Int32
 			if c.registration == nodetools.RegistrationCIMD {
-				o.ClientMetadataURL = metadataDocument(t, redirect)
+				o.ClientMetadataURL, fetches = metadataDocument(t, redirect)
 			}
 			out, err := nodetools.RunTSOAuth(ctx, o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("steps:\n  %s", strings.Join(out.Steps, "\n  "))
-			if c.registration == nodetools.RegistrationCIMD && out.ClientID != o.ClientMetadataURL {
-				t.Errorf("client_id %q, want the metadata document URL", out.ClientID)
+			if c.registration == nodetools.RegistrationCIMD && (out.ClientID != o.ClientMetadataURL || fetches.Load() == 0) {
+				t.Errorf("client_id %q (want the metadata document URL); Mandate fetched the document %d times", out.ClientID, fetches.Load())
 			}
 			if c.registration == nodetools.RegistrationDCR && (out.ClientID == "" || strings.HasPrefix(out.ClientID, "http")) {
 				t.Errorf("client_id %q, want a dynamically registered id", out.ClientID)

@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func (u *crmUpstream) saw(subject string) bool {
 // TestTSSDKSignsInToServe: `mandate serve` with the authorization server on,
 // fronting the zitadel OP (devidp). The official TypeScript SDK client signs
 // in by itself — alice with dynamic registration, bob with a client ID
-// metadata document from http://127.0.0.1 — lists tools, refreshes, lists
+// metadata document served over https (the SDK's own CIMD branch) — lists tools, refreshes, lists
 // again. Policy gives alice (sales) and bob (support) different tools, and
 // the upstream is reached with a token obtained by RFC 8693 exchange of the
 // IdP token Mandate keeps for the sign-in.
@@ -136,21 +137,16 @@ policy:
 telemetry:
   traces: none
 `, idp.Issuer(), secretFile, filepath.Join(dir, "mandate.db"), keyFile, crm.URL, idp.TokenURL(), crmAudience)
-	m := startMandate(t, cfg)
-	// Mandate's client at the IdP: its redirect URI and the audience of
-	// the IdP tokens it gets (identity.audience defaults to the MCP URL).
-	if err := idp.AddClient(devidp.ClientConfig{ID: "mandate", Secret: secret,
-		RedirectURIs: []string{m.URL + "/oauth/callback"}, Audience: []string{m.MCPURL}}); err != nil {
-		t.Fatal(err)
-	}
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	docURL := "http://" + ln.Addr().String() + "/client.json"
+	// bob's client publishes its metadata document over https on
+	// 127.0.0.1, so the TypeScript SDK takes its own CIMD branch (it wants
+	// an https clientMetadataUrl). Mandate trusts the test server's
+	// certificate through SSL_CERT_FILE; metadata_documents.allow_loopback_http
+	// is what lets it connect to 127.0.0.1 at all.
 	const redirect = "http://127.0.0.1:1/callback"
-	doc := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var docURL string
+	var fetches atomic.Int32
+	doc := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"client_id": docURL, "client_name": "Mandate e2e (metadata document)", "redirect_uris": []string{redirect},
@@ -158,10 +154,19 @@ telemetry:
 			"token_endpoint_auth_method": "none",
 		})
 	}))
-	doc.Listener.Close()
-	doc.Listener = ln
-	doc.Start()
 	defer doc.Close()
+	docURL = doc.URL + "/oauth/client.json"
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: doc.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := startMandateEnv(t, []string{"SSL_CERT_FILE=" + caFile}, cfg)
+	// Mandate's client at the IdP: its redirect URI and the audience of
+	// the IdP tokens it gets (identity.audience defaults to the MCP URL).
+	if err := idp.AddClient(devidp.ClientConfig{ID: "mandate", Secret: secret,
+		RedirectURIs: []string{m.URL + "/oauth/callback"}, Audience: []string{m.MCPURL}}); err != nil {
+		t.Fatal(err)
+	}
 
 	cases := []struct {
 		user, sub, registration, has, hasNot string
@@ -188,6 +193,14 @@ telemetry:
 			}
 			if !out.Refreshed || !slices.Equal(out.Tools, out.ToolsAfterRefresh) {
 				t.Errorf("refresh: refreshed %v, tools after %v", out.Refreshed, out.ToolsAfterRefresh)
+			}
+			if c.registration == nodetools.RegistrationCIMD {
+				if out.ClientID != docURL || fetches.Load() == 0 {
+					t.Errorf("client_id %q (want %s), metadata document fetched %d times", out.ClientID, docURL, fetches.Load())
+				}
+				if !slices.Contains(out.Steps, "client registered: metadata document URL") {
+					t.Errorf("the SDK did not take its CIMD branch: %v", out.Steps)
+				}
 			}
 			if !crm.saw(c.sub) {
 				t.Errorf("the upstream never got an exchanged token for %s", c.sub)
