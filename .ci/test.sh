@@ -13,6 +13,8 @@
 #   .tools/npm/...                  @modelcontextprotocol/inspector@2.12.0   MANDATE_INSPECTOR
 #                                   @modelcontextprotocol/conformance@0.1.16 MANDATE_CONFORMANCE
 #                                   @modelcontextprotocol/sdk@1.32.2 (its package dir)  MANDATE_TS_SDK
+#                                   puppeteer-core@25.16.0 (its package dir)  MANDATE_PUPPETEER
+#   /usr/bin/chromium               Debian package chromium (apt-get)        MANDATE_CHROMIUM
 #   .tools/bin/everything-server    go-sdk v1.8.0 conformance/everything-server  MANDATE_EVERYTHING_SERVER
 #   bin/hydra                       Ory Hydra v2.3.0                         MANDATE_HYDRA_BIN
 #   bin/jaeger                      Jaeger v1.76.0 (OTLP in, query API)      MANDATE_JAEGER_BIN
@@ -168,6 +170,24 @@ sv=$(pkg_version "$MANDATE_TS_SDK")
 [[ "$sv" == "$TS_SDK_VERSION" ]] || die "@modelcontextprotocol/sdk is ${sv:-missing} at $MANDATE_TS_SDK, want $TS_SDK_VERSION"
 echo "mcp-inspector $iv, conformance $cv, typescript sdk $sv"
 
+MANDATE_PUPPETEER="$TOOLS/npm/node_modules/puppeteer-core"
+pv=$(pkg_version "$MANDATE_PUPPETEER")
+[[ "$pv" == 25.* ]] || die "puppeteer-core is ${pv:-missing} at $MANDATE_PUPPETEER, want 25.x"
+
+# ---------------------------------------------------------------- Chromium
+# Headless Chromium for the sign-in e2e test, from Debian (puppeteer-core
+# never downloads a browser).
+phase "Chromium (Debian package chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+	echo "no chromium; installing it with apt-get"
+	SUDO=""
+	[[ $(id -u) -ne 0 ]] && SUDO="sudo"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium
+fi
+MANDATE_CHROMIUM=$(command -v chromium)
+"$MANDATE_CHROMIUM" --version
+
 # ---------------------------------------------------------------- Go modules
 phase "go mod download"
 go mod download
@@ -232,12 +252,15 @@ echo "MANDATE_POSTGRES_DSN=$MANDATE_POSTGRES_DSN"
 
 export MANDATE_NODE22_BIN="$NODE22_BIN"
 export MANDATE_INSPECTOR MANDATE_CONFORMANCE MANDATE_EVERYTHING_SERVER MANDATE_HYDRA_BIN MANDATE_SERVER_EVERYTHING MANDATE_TS_SDK
+export MANDATE_PUPPETEER MANDATE_CHROMIUM
 export MANDATE_E2E=1
 echo
 echo "MANDATE_NODE22_BIN=$MANDATE_NODE22_BIN"
 echo "MANDATE_INSPECTOR=$MANDATE_INSPECTOR"
 echo "MANDATE_CONFORMANCE=$MANDATE_CONFORMANCE"
 echo "MANDATE_TS_SDK=$MANDATE_TS_SDK"
+echo "MANDATE_PUPPETEER=$MANDATE_PUPPETEER"
+echo "MANDATE_CHROMIUM=$MANDATE_CHROMIUM"
 echo "MANDATE_EVERYTHING_SERVER=$MANDATE_EVERYTHING_SERVER"
 echo "MANDATE_HYDRA_BIN=$MANDATE_HYDRA_BIN"
 echo "MANDATE_E2E=$MANDATE_E2E"

@@ -14,6 +14,7 @@ type configParams struct {
 	SalesforceUsers                            string
 	SalesforceConsumerKey, ServiceNowClientID  string
 	GatewayClientID, KBAudience                string
+	StoragePath, StorageKeyFile                string
 }
 
 // configTemplate is the demo's config.yaml. Values are inserted as JSON
@@ -38,6 +39,26 @@ server:
 identity:                                  # users sign in at the demo IdP (zitadel OP)
   issuer: {{ q .Issuer }}
   # audience defaults to public_url + /mcp: tokens for other services are refused
+
+# Mandate is the authorization server of its MCP clients: paste the MCP
+# endpoint into Claude, VS Code, Cursor or Claude Code and sign in at the demo
+# IdP (pick a user; no password). Clients register themselves (client ID
+# metadata documents or dynamic registration) and get Mandate-issued tokens;
+# the IdP tokens stay here, sealed in storage, for the credential flows.
+authorization_server:
+  enabled: true
+  idp:                                     # Mandate's confidential client at the IdP
+    client_id: {{ q .GatewayClientID }}    # redirect URI: public_url + /oauth/callback
+    client_secret_file: {{ q .ClientSecretFile }}
+  metadata_documents:
+    allow_loopback_http: true              # demo only: client metadata documents from http://127.0.0.1 (elsewhere https only)
+
+storage:                                   # clients, codes, refresh tokens, consents, IdP sessions
+  driver: sqlite
+  path: {{ q .StoragePath }}
+  encryption_keys:                         # seals secrets at rest (AES-256-GCM)
+    - id: demo
+      key_file: {{ q .StorageKeyFile }}
 
 upstreams:
   # Salesforce, called as the user: Mandate signs an RFC 7523 JWT bearer

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mandate-gw/mandate/gateway"
+	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
 	sfsandbox "github.com/mandate-gw/mandate/upstreams/salesforce/sandbox"
 	snsandbox "github.com/mandate-gw/mandate/upstreams/servicenow/sandbox"
@@ -44,8 +46,10 @@ const (
 	// the ServiceNow sandbox: tokens exchanged for this audience log in as
 	// the ServiceNow user with the same email.
 	ServiceNowClientID = "acme-servicenow"
-	// GatewayClientID is the gateway's confidential client at the IdP (RFC
-	// 8693 token exchange).
+	// GatewayClientID is the gateway's confidential client at the IdP: it
+	// signs users in (authorization code flow, redirect URI public URL +
+	// /oauth/callback, IdP tokens for the MCP URL, refresh tokens) and
+	// exchanges their tokens (RFC 8693).
 	GatewayClientID = "mandate"
 
 	// File names inside the demo directory.
@@ -55,6 +59,11 @@ const (
 	ClientSecretFile  = "idp-client-secret"
 	// SalesforceUsersFile maps IdP subjects to Salesforce usernames.
 	SalesforceUsersFile = "salesforce-users.yaml"
+	// StorageFile is the authorization server's SQLite database;
+	// StorageKeyFile the key that seals its secrets (base64 of 32 random
+	// bytes, new each run, mode 0600).
+	StorageFile    = "mandate.db"
+	StorageKeyFile = "storage.key"
 )
 
 // Ports are the loopback TCP ports of the demo's five servers. 0 means any
@@ -261,7 +270,11 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, err
 	}
 	clientSecret := hex.EncodeToString(secret)
-	if err := d.idp.RegisterClient(GatewayClientID, clientSecret); err != nil {
+	if err := d.idp.AddClient(devidp.ClientConfig{
+		ID: GatewayClientID, Secret: clientSecret,
+		RedirectURIs: []string{base(gwLn) + authserver.PathCallback},
+		Audience:     []string{d.MCPURL},
+	}); err != nil {
 		return nil, err
 	}
 	secretPath := filepath.Join(dir, ClientSecretFile)
@@ -275,6 +288,24 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	keyPath := filepath.Join(dir, SalesforceKeyFile)
 	if err := writePrivate(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
 		return nil, err
+	}
+
+	// The key that seals the authorization server's stored secrets. A new
+	// key per run: a database left by an earlier run cannot be opened, so
+	// it is removed too (its sessions belonged to that run's IdP).
+	storageKey := make([]byte, 32)
+	if _, err := rand.Read(storageKey); err != nil {
+		return nil, err
+	}
+	storageKeyPath := filepath.Join(dir, StorageKeyFile)
+	if err := writePrivate(storageKeyPath, []byte(base64.StdEncoding.EncodeToString(storageKey)+"\n")); err != nil {
+		return nil, err
+	}
+	storagePath := filepath.Join(dir, StorageFile)
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		if err := os.Remove(storagePath + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("removing the previous demo database: %w", err)
+		}
 	}
 
 	// The Salesforce username of each IdP subject.
@@ -323,6 +354,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		Listen: gwLn.Addr().String(), PublicURL: base(gwLn), Issuer: d.Issuer, TokenURL: d.idp.TokenURL(),
 		SalesforceURL: d.SalesforceURL, ServiceNowURL: d.ServiceNowURL, KBURL: d.KBURL + "/mcp",
 		SalesforceKey: keyPath, ClientSecretFile: secretPath, AuditPath: d.AuditPath, SalesforceUsers: usersPath,
+		StoragePath: storagePath, StorageKeyFile: storageKeyPath,
 	}, d.ConfigPath)
 	if err != nil {
 		return nil, err

@@ -54,7 +54,13 @@ func TestGeneratedConfig(t *testing.T) {
 	if cfg.Audit.Path != d.AuditPath {
 		t.Errorf("audit path %s, want %s", cfg.Audit.Path, d.AuditPath)
 	}
-	for _, f := range []string{SalesforceKeyFile, ClientSecretFile} {
+	if !cfg.AuthorizationServer.Enabled || cfg.AuthorizationServer.IdP.ClientID != GatewayClientID ||
+		!cfg.AuthorizationServer.MetadataDocuments.AllowLoopbackHTTP || cfg.Storage.Driver != "sqlite" ||
+		cfg.Storage.Path != filepath.Join(dir, StorageFile) || len(cfg.Storage.EncryptionKeys) != 1 ||
+		cfg.Storage.EncryptionKeys[0].KeyFile != filepath.Join(dir, StorageKeyFile) {
+		t.Errorf("authorization server / storage config: %+v %+v", cfg.AuthorizationServer, cfg.Storage)
+	}
+	for _, f := range []string{SalesforceKeyFile, ClientSecretFile, StorageKeyFile} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -88,9 +94,13 @@ func TestRenderConfigQuotesPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(odd, StorageKeyFile), []byte(strings.Repeat("k", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	data, err := renderConfig(configParams{Listen: "127.0.0.1:1", PublicURL: "http://127.0.0.1:1", Issuer: "http://127.0.0.1:2",
 		TokenURL: "http://127.0.0.1:2/oauth/v2/token", SalesforceURL: "http://127.0.0.1:3", ServiceNowURL: "http://127.0.0.1:4",
-		KBURL: "http://127.0.0.1:5/mcp", SalesforceKey: key, ClientSecretFile: secret, AuditPath: filepath.Join(odd, AuditFile)},
+		KBURL: "http://127.0.0.1:5/mcp", SalesforceKey: key, ClientSecretFile: secret, AuditPath: filepath.Join(odd, AuditFile),
+		StoragePath: filepath.Join(odd, StorageFile), StorageKeyFile: filepath.Join(odd, StorageKeyFile)},
 		filepath.Join(odd, ConfigFile))
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +109,9 @@ func TestRenderConfigQuotesPaths(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, data)
 	}
-	if cfg.Audit.Path != filepath.Join(odd, AuditFile) || cfg.Upstreams[0].Credentials.PrivateKeyFile != key {
-		t.Errorf("paths changed in YAML: %q %q", cfg.Audit.Path, cfg.Upstreams[0].Credentials.PrivateKeyFile)
+	if cfg.Audit.Path != filepath.Join(odd, AuditFile) || cfg.Upstreams[0].Credentials.PrivateKeyFile != key ||
+		cfg.Storage.Path != filepath.Join(odd, StorageFile) || cfg.Storage.EncryptionKeys[0].KeyFile != filepath.Join(odd, StorageKeyFile) {
+		t.Errorf("paths changed in YAML: %q %q %q", cfg.Audit.Path, cfg.Upstreams[0].Credentials.PrivateKeyFile, cfg.Storage.Path)
 	}
 }
 

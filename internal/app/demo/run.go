@@ -104,6 +104,7 @@ func (d *Demo) WriteBanner(w io.Writer) error {
 	p("Mandate demo is running on 127.0.0.1 (Ctrl-C stops it).")
 	p("")
 	p("  MCP endpoint  %s", d.MCPURL)
+	p("                (paste it into Claude, VS Code, Cursor or Claude Code: the client signs in by itself at the demo IdP — pick a user, no password; docs/connect-clients.md)")
 	p("  config        %s   (the file the gateway runs; try `go run ./cmd/mandate validate --config %s`)", d.ConfigPath, d.ConfigPath)
 	p("  audit log     %s   (one JSON line per operation: tail -f it)", d.AuditPath)
 	p("  IdP           %s   (zitadel OP: issuer, JWKS, RFC 8693 token exchange)", d.Issuer)

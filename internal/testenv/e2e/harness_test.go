@@ -194,9 +194,16 @@ func (p *proc) Stop(t testing.TB) int {
 // printed if the test failed.
 func startMandate(t testing.TB, cfgYAML string, extraArgs ...string) *proc {
 	t.Helper()
+	return startMandateEnv(t, nil, cfgYAML, extraArgs...)
+}
+
+// startMandateEnv is startMandate with env added to the process's
+// environment (e.g. SSL_CERT_FILE).
+func startMandateEnv(t testing.TB, env []string, cfgYAML string, extraArgs ...string) *proc {
+	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		p, err := tryStartMandate(t, cfgYAML, extraArgs)
+		p, err := tryStartMandate(t, env, cfgYAML, extraArgs)
 		if err == nil {
 			return p
 		}
@@ -211,7 +218,7 @@ func startMandate(t testing.TB, cfgYAML string, extraArgs ...string) *proc {
 
 var errAddrInUse = errors.New("address already in use")
 
-func tryStartMandate(t testing.TB, cfgYAML string, extraArgs []string) (*proc, error) {
+func tryStartMandate(t testing.TB, env []string, cfgYAML string, extraArgs []string) (*proc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -225,6 +232,9 @@ func tryStartMandate(t testing.TB, cfgYAML string, extraArgs []string) (*proc, e
 	p := &proc{Addr: addr, URL: url, MCPURL: url + "/mcp", ConfigPath: path, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(mandateBin, append([]string{"serve", "--config", path}, extraArgs...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,8 @@
 //	MANDATE_EVERYTHING_SERVER   go-sdk conformance/everything-server binary
 //	MANDATE_HYDRA_BIN           Ory Hydra binary
 //	MANDATE_TS_SDK              the @modelcontextprotocol/sdk package directory (TypeScript SDK 1.32)
+//	MANDATE_PUPPETEER           the puppeteer-core package directory
+//	MANDATE_CHROMIUM            Chromium (default /usr/bin/chromium, the Debian package)
 //
 // In tests, the Require* functions skip when a tool is missing, naming
 // `bash .ci/test.sh`, unless MANDATE_E2E=1 is set (as .ci/test.sh does), in
@@ -35,4 +37,11 @@
 // script testdata/tsclient.mjs, embedded), which validates each result
 // against the MCP schema; ListKeys checks a list result as sent (the list
 // is an array, never null) and returns its items' names or URIs.
+//
+// RunTSOAuth signs in with the TypeScript SDK client's OAuth support
+// (testdata/tsoauth.mjs), headless: discovery, registration (dynamic or a
+// client ID metadata document), authorization with login_hint and the
+// consent form, token, tools/list, refresh. RunBrowserSignIn signs in
+// through the real pages with headless Chromium driven by puppeteer-core
+// (testdata/browser.mjs) and screenshots the consent page.
 package nodetools

@@ -15,6 +15,8 @@ const (
 	EnvEverythingServer = "MANDATE_EVERYTHING_SERVER"
 	EnvHydra            = "MANDATE_HYDRA_BIN"
 	EnvTSSDK            = "MANDATE_TS_SDK"
+	EnvPuppeteer        = "MANDATE_PUPPETEER"
+	EnvChromium         = "MANDATE_CHROMIUM"
 )
 
 // SetupCommand is what a developer runs to install every tool.
@@ -29,6 +31,8 @@ const (
 	defaultEverythingServer = ".tools/bin/everything-server"
 	defaultHydra            = "bin/hydra"
 	defaultTSSDK            = ".tools/npm/node_modules/@modelcontextprotocol/sdk"
+	defaultPuppeteer        = ".tools/npm/node_modules/puppeteer-core"
+	defaultChromium         = "/usr/bin/chromium" // the Debian package
 )
 
 // E2E reports whether MANDATE_E2E=1: missing tools are then failures, not skips.
@@ -66,6 +70,27 @@ func TSSDK() (string, bool) {
 	}
 	st, err := os.Stat(filepath.Join(p, "dist", "esm", "client", "index.js"))
 	return p, err == nil && st.Mode().IsRegular()
+}
+
+// Puppeteer returns the directory of the puppeteer-core package (it drives
+// Chromium over the DevTools protocol; it never downloads a browser).
+func Puppeteer() (string, bool) {
+	p := lookup(EnvPuppeteer, defaultPuppeteer)
+	if p == "" {
+		return "", false
+	}
+	st, err := os.Stat(filepath.Join(p, "package.json"))
+	return p, err == nil && st.Mode().IsRegular()
+}
+
+// Chromium returns the path of the Chromium binary (Debian package
+// chromium; MANDATE_CHROMIUM overrides).
+func Chromium() (string, bool) {
+	p := os.Getenv(EnvChromium)
+	if p == "" {
+		p = defaultChromium
+	}
+	return p, isExec(p)
 }
 
 // EverythingServer returns the path of go-sdk's conformance everything-server

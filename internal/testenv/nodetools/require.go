@@ -21,6 +21,8 @@ const (
 	ToolEverythingServer Tool = "everything-server"
 	ToolHydra            Tool = "hydra"
 	ToolTSSDK            Tool = "typescript-sdk"
+	ToolPuppeteer        Tool = "puppeteer-core"
+	ToolChromium         Tool = "chromium"
 )
 
 // Require checks that every named tool is present. A missing tool skips the
@@ -103,7 +105,7 @@ func missing(tool Tool) string {
 		p, ok = Node22Dir()
 		env = EnvNode22Bin
 		p += "/node"
-	case ToolInspector, ToolConformance, ToolTSSDK:
+	case ToolInspector, ToolConformance, ToolTSSDK, ToolPuppeteer:
 		if msg := missing(ToolNode22); msg != "" {
 			return msg
 		}
@@ -112,6 +114,8 @@ func missing(tool Tool) string {
 			p, ok, env = withEnv(Inspector, EnvInspector)
 		case ToolConformance:
 			p, ok, env = withEnv(Conformance, EnvConformance)
+		case ToolPuppeteer:
+			p, ok, env = withEnv(Puppeteer, EnvPuppeteer)
 		default:
 			p, ok, env = withEnv(TSSDK, EnvTSSDK)
 		}
@@ -119,6 +123,8 @@ func missing(tool Tool) string {
 		p, ok, env = withEnv(EverythingServer, EnvEverythingServer)
 	case ToolHydra:
 		p, ok, env = withEnv(Hydra, EnvHydra)
+	case ToolChromium:
+		p, ok, env = withEnv(Chromium, EnvChromium)
 	default:
 		return fmt.Sprintf("nodetools: unknown tool %q", tool)
 	}
