@@ -135,6 +135,9 @@ type SigningKey struct {
 // Store is the persistent state. Every method is safe for concurrent use,
 // across goroutines and across replicas sharing one database.
 type Store interface {
+	// Grants are per-user platform grants (grants.go).
+	Grants
+
 	// Clients (dynamic registration).
 	PutClient(ctx context.Context, c Client) error // ErrConflict if the id exists
 	GetClient(ctx context.Context, id string) (Client, error)
@@ -176,7 +179,8 @@ type Store interface {
 	PutIdPSession(ctx context.Context, s IdPSession) error // insert or replace
 	GetIdPSession(ctx context.Context, id string) (IdPSession, error)
 	// RevokeUser revokes every IdP session and refresh family of the user
-	// and deletes their consents (DELETE /admin/users/{subject}).
+	// and deletes their consents and platform grants (DELETE
+	// /admin/users/{subject}).
 	RevokeUser(ctx context.Context, issuer, subject string) error
 
 	// Signing keys, newest first; RetiredAt zero = active.
