@@ -26,7 +26,9 @@ func (s *sqlStore) UpdateGrant(ctx context.Context, issuer, subject, upstream st
 func (s *sqlStore) TouchGrant(ctx context.Context, issuer, subject, upstream string, at time.Time) error {
 	return nil
 }
-func (s *sqlStore) PutOutboundClient(ctx context.Context, c OutboundClient) error { return errGrantsStub }
+func (s *sqlStore) PutOutboundClient(ctx context.Context, c OutboundClient) error {
+	return errGrantsStub
+}
 func (s *sqlStore) GetOutboundClient(ctx context.Context, issuer, key string) (OutboundClient, error) {
 	return OutboundClient{}, ErrNotFound
 }
