@@ -55,6 +55,14 @@
 // EndSessions revokes a user's refresh tokens, as an IdP does when a user
 // is disabled.
 //
+// Consent (Options.Consent, for a platform's authorization server such as
+// the demo tracker's): after sign-in, every browser authorization stops at
+// ConsentPath, a plain HTML page naming the user, the client and the
+// scopes, with exactly one <form method="post">: posting its hidden fields
+// with decision=allow issues the code, decision=deny sends the client
+// error=access_denied. The form carries a one-time token; a replayed or
+// forged post is a 400 page. Token's programmatic logins never ask.
+//
 // Instances share no state (each has its own users, clients, key and port),
 // so a process may run any number of them.
 package devidp

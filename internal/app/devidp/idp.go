@@ -112,6 +112,12 @@ type Options struct {
 	// ExchangeTokenLifetime is the lifetime of access tokens issued by token
 	// exchange and client_credentials; default DefaultTokenLifetime.
 	ExchangeTokenLifetime time.Duration
+	// Consent makes every browser authorization (not Token's) ask the
+	// signed-in user to consent on a plain HTML page (ConsentPath) before a
+	// code is issued: one <form method="post"> whose fields, posted with
+	// decision=allow, approve it (decision=deny sends the client
+	// access_denied). A platform's authorization server asks this way.
+	Consent bool
 	// SigningKey is the RS256 key; nil means a fresh RSA-2048 key for this
 	// IdP (see Start for its cost). Pass one to start in about a millisecond.
 	SigningKey *rsa.PrivateKey
@@ -157,6 +163,7 @@ type IdP struct {
 	log      *slog.Logger
 	httpc    *http.Client
 	loginSec string
+	consent  bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -247,6 +254,7 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 		ln:       ln,
 		log:      log,
 		loginSec: loginSecret,
+		consent:  opts.Consent,
 	}
 	st.clients[loginClientID] = &client{
 		id:           loginClientID,
@@ -273,6 +281,7 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 	mux := http.NewServeMux()
 	interceptor := op.NewIssuerInterceptor(p.provider.IssuerFromRequest)
 	mux.Handle(loginPath, interceptor.Handler(http.HandlerFunc(p.serveLogin)))
+	mux.Handle(ConsentPath, interceptor.Handler(http.HandlerFunc(p.serveConsent)))
 	mux.HandleFunc(callbackPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("devidp: login complete\n"))

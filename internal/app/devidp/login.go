@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 // ErrUnknownUser is returned by Token for a username the IdP does not have.
@@ -234,12 +233,8 @@ func (p *IdP) serveLogin(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("authRequestID")
 		userID, selected, msg := p.store.loginByHint(id)
 		if userID != "" {
-			if err := p.store.completeLogin(id, userID); err != nil {
-				p.renderLogin(w, id, "", err.Error(), http.StatusBadRequest)
-				return
-			}
 			p.log.InfoContext(r.Context(), "login by login_hint", "subject", userID)
-			http.Redirect(w, r, op.AuthCallbackURL(p.provider)(r.Context(), id), http.StatusFound)
+			p.loggedIn(w, r, id, userID)
 			return
 		}
 		p.renderLogin(w, id, selected, msg, http.StatusOK)
@@ -255,12 +250,8 @@ func (p *IdP) serveLogin(w http.ResponseWriter, r *http.Request) {
 			p.renderLogin(w, id, r.PostForm.Get("username"), err.Error(), http.StatusUnauthorized)
 			return
 		}
-		if err := p.store.completeLogin(id, userID); err != nil {
-			p.renderLogin(w, id, "", err.Error(), http.StatusBadRequest)
-			return
-		}
 		p.log.InfoContext(r.Context(), "login", "subject", userID)
-		http.Redirect(w, r, op.AuthCallbackURL(p.provider)(r.Context(), id), http.StatusFound)
+		p.loggedIn(w, r, id, userID)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

@@ -88,6 +88,10 @@ type authRequest struct {
 	ticketSecret string
 	ticketUser   string
 
+	// consentToken, set once the user signed in at an IdP with
+	// Options.Consent, must come back with the consent form's decision.
+	consentToken string
+
 	userID   string
 	done     bool
 	authTime time.Time
