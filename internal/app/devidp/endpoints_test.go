@@ -175,3 +175,33 @@ func TestSignJWTAndAddUser(t *testing.T) {
 		t.Errorf("expired token: err = %v, want expiry error", err)
 	}
 }
+
+// TestOAuthServerMetadata: RFC 8414 metadata at
+// /.well-known/oauth-authorization-server, the same issuer and endpoints
+// as OpenID discovery (MCP clients look there first).
+func TestOAuthServerMetadata(t *testing.T) {
+	t.Parallel()
+	idp := start(t, devidp.Options{})
+	get := func(path string) map[string]any {
+		t.Helper()
+		resp, err := http.Get(idp.Issuer() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&m) != nil {
+			t.Fatalf("GET %s: HTTP %d", path, resp.StatusCode)
+		}
+		return m
+	}
+	oauth, oidcDoc := get("/.well-known/oauth-authorization-server"), get("/.well-known/openid-configuration")
+	for _, k := range []string{"issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"} {
+		if oauth[k] == nil || oauth[k] != oidcDoc[k] {
+			t.Errorf("%s: RFC 8414 %v, OpenID %v", k, oauth[k], oidcDoc[k])
+		}
+	}
+	if oauth["issuer"] != idp.Issuer() {
+		t.Errorf("issuer %v, want %s", oauth["issuer"], idp.Issuer())
+	}
+}

@@ -41,6 +41,8 @@ const (
 	// internal client's redirect_uri (never actually followed by Token).
 	loginPath    = "/login"
 	callbackPath = "/devidp/callback"
+	// oauthMetadataPath is RFC 8414's authorization server metadata.
+	oauthMetadataPath = "/.well-known/oauth-authorization-server"
 )
 
 // User is a user of the IdP.
@@ -285,6 +287,14 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 	mux.HandleFunc(callbackPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("devidp: login complete\n"))
+	})
+	// RFC 8414 metadata: the same document as OpenID discovery (zitadel's
+	// provider serves only the latter), for OAuth clients that look here
+	// first, such as MCP clients discovering a platform's AS.
+	mux.HandleFunc(oauthMetadataPath, func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = oidc.DiscoveryEndpoint, ""
+		p.provider.ServeHTTP(w, r2)
 	})
 	mux.Handle("/", p.provider)
 
