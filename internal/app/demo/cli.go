@@ -37,8 +37,9 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: go run ./cmd/mandate-demo [--tour] [flags]
 
-Runs Mandate with an embedded IdP, Salesforce and ServiceNow sandboxes and an
-example MCP server, all on 127.0.0.1, and prints the MCP URL, a token per demo
+Runs Mandate with an embedded IdP, Salesforce and ServiceNow sandboxes, an
+example MCP server and an issue tracker with its own authorization server,
+all on 127.0.0.1, and prints the MCP URL, a token per demo
 user and MCP Inspector commands; serves until Ctrl-C. With --tour, runs a
 scripted tour as every demo user, prints what each saw and the audit lines,
 and exits.
@@ -49,9 +50,9 @@ Flags:
 	}
 	tour := fs.Bool("tour", false, "run the scripted tour through the gateway as every demo user, print the comparison and the audit lines, then exit")
 	dir := fs.String("dir", "", "directory for the generated config.yaml, keys and audit log, private to you (default: a new $TMPDIR/"+DefaultDirName+"-* directory, mode 0700)")
-	base := fs.Int("port-base", DefaultPortBase, "gateway port; the IdP, Salesforce, ServiceNow and kb use the next four (--tour uses free ports unless set)")
+	base := fs.Int("port-base", DefaultPortBase, fmt.Sprintf("gateway port; the IdP, Salesforce, ServiceNow, kb, tracker and the tracker's authorization server use the next %d (--tour uses free ports unless set)", PortCount-1))
 	ports := map[string]*int{}
-	for _, c := range []string{CompGateway, CompIdP, CompSalesforce, CompServiceNow, CompKB} {
+	for _, c := range Components {
 		ports[c] = fs.Int(PortFlags[c][2:], 0, "port of the demo "+c+" (overrides --port-base)")
 	}
 	level := fs.String("log-level", "warn", "log level of the servers' logs on stderr: debug, info, warn, error")
@@ -72,8 +73,8 @@ Flags:
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var p Ports
 	if !*tour || set["port-base"] {
-		if *base < 1 || *base > 65535-4 {
-			return usageError{fmt.Errorf("--port-base: %d is not a port between 1 and 65531", *base)}
+		if *base < 1 || *base > 65536-PortCount {
+			return usageError{fmt.Errorf("--port-base: %d is not a port between 1 and %d", *base, 65536-PortCount)}
 		}
 		p = PortsFrom(*base)
 	}
@@ -96,6 +97,10 @@ Flags:
 			p.ServiceNow = *v
 		case CompKB:
 			p.KB = *v
+		case CompTracker:
+			p.Tracker = *v
+		case CompTrackerAS:
+			p.TrackerAS = *v
 		}
 	}
 	opts := Options{Dir: *dir, Ports: p, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))}

@@ -65,7 +65,7 @@ func TestCLIPortTaken(t *testing.T) {
 	defer taken.Close()
 	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
 	for _, args := range [][]string{
-		{"--gateway-port", port, "--idp-port", "0", "--salesforce-port", "0", "--servicenow-port", "0", "--kb-port", "0"},
+		{"--gateway-port", port, "--idp-port", "0", "--salesforce-port", "0", "--servicenow-port", "0", "--kb-port", "0", "--tracker-port", "0", "--tracker-as-port", "0"},
 		{"--tour", "--gateway-port", port},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -82,6 +82,8 @@ func TestCLIBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--port-base", "70000"},
 		{"--kb-port", "-1"},
+		{"--tracker-as-port", "70000"},
+		{"--port-base", "65530"}, // the tracker's AS would be 65536
 		{"--log-level", "loud"},
 		{"extra"},
 	} {

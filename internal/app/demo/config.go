@@ -4,7 +4,25 @@ import (
 	"bytes"
 	"encoding/json"
 	"text/template"
+
+	"github.com/mandate-gw/mandate/internal/app/tracker"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
+
+// TrackerFlow is the credentials flow of the tracker upstream.
+const TrackerFlow = "authorization_code"
+
+// trackerFlowAvailable reports whether this build has TrackerFlow. Until it
+// does, the demo starts the tracker and its authorization server but does
+// not configure the upstream (the configuration would not validate).
+func trackerFlowAvailable() bool {
+	for _, ft := range credentials.FlowTypes() {
+		if ft.Name == TrackerFlow {
+			return true
+		}
+	}
+	return false
+}
 
 // configParams are the run-time values of the generated configuration.
 type configParams struct {
@@ -15,6 +33,12 @@ type configParams struct {
 	SalesforceConsumerKey, ServiceNowClientID  string
 	GatewayClientID, KBAudience                string
 	StoragePath, StorageKeyFile                string
+	TrackerURL, TrackerAuthURL                 string
+	TrackerTokenURL, TrackerSecretFile         string
+	TrackerScopes                              []string
+	// Tracker is whether the tracker upstream is configured: its flow,
+	// authorization_code (per-user grants), must be registered.
+	Tracker bool
 }
 
 // configTemplate is the demo's config.yaml. Values are inserted as JSON
@@ -102,6 +126,25 @@ upstreams:
       client_id: {{ q .GatewayClientID }}
       client_secret_file: {{ q .ClientSecretFile }}
       audience: {{ q .KBAudience }}
+{{- if .Tracker }}
+
+  # tracker, a Jira-like MCP server whose own authorization server does not
+  # trust the company IdP: each user connects their tracker account once
+  # (authorization code + PKCE, and the tracker's consent page); Mandate
+  # keeps that user's grant (sealed in storage) and refreshes it. A call
+  # without a grant is answered with a link to connect (a URL elicitation).
+  - name: tracker
+    kind: mcp
+    url: {{ q .TrackerURL }}
+    timeout: 10s
+    credentials:
+      flow: authorization_code
+      authorization_url: {{ q .TrackerAuthURL }}
+      token_url: {{ q .TrackerTokenURL }}
+      client_id: {{ q .GatewayClientID }}    # redirect URI: public_url + /connect/callback
+      client_secret_file: {{ q .TrackerSecretFile }}
+      scopes: [{{ range $i, $s := .TrackerScopes }}{{ if $i }}, {{ end }}{{ q $s }}{{ end }}]
+{{- end }}
 
 policy:                                    # first matching rule decides
   default: deny
@@ -126,6 +169,12 @@ policy:                                    # first matching rule decides
     - name: everyone-uses-kb
       effect: allow
       when: 'upstream == "kb"'
+{{- if .Tracker }}
+    - name: everyone-uses-tracker
+      effect: allow
+      when: 'upstream == "tracker"'
+      description: Everyone may use the tracker, as themselves (their own grant).
+{{- end }}
 
 audit:                                     # one JSON line per operation, hash-chained
   sink: file
@@ -142,10 +191,18 @@ type templateData struct {
 }
 
 func renderConfig(p configParams, configPath string) ([]byte, error) {
+	return renderConfigWith(p, configPath, trackerFlowAvailable())
+}
+
+// renderConfigWith renders the configuration, with the tracker upstream
+// when withTracker.
+func renderConfigWith(p configParams, configPath string, withTracker bool) ([]byte, error) {
 	p.SalesforceConsumerKey = SalesforceConsumerKey
 	p.ServiceNowClientID = ServiceNowClientID
 	p.GatewayClientID = GatewayClientID
 	p.KBAudience = KBAudience
+	p.TrackerScopes = tracker.Scopes
+	p.Tracker = withTracker
 	var b bytes.Buffer
 	if err := configTemplate.Execute(&b, templateData{p, configPath}); err != nil {
 		return nil, err

@@ -22,7 +22,9 @@ import (
 
 	"github.com/mandate-gw/mandate/gateway"
 	"github.com/mandate-gw/mandate/gateway/authserver"
+	"github.com/mandate-gw/mandate/gateway/connect"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
+	"github.com/mandate-gw/mandate/internal/app/tracker"
 	sfsandbox "github.com/mandate-gw/mandate/upstreams/salesforce/sandbox"
 	snsandbox "github.com/mandate-gw/mandate/upstreams/servicenow/sandbox"
 )
@@ -30,8 +32,11 @@ import (
 // Defaults.
 const (
 	// DefaultPortBase is the gateway's port in `mandate-demo`; the IdP,
-	// Salesforce, ServiceNow and kb take the next four ports.
+	// Salesforce, ServiceNow, kb, tracker and the tracker's authorization
+	// server take the next six ports (PortCount in all).
 	DefaultPortBase = 8080
+	// PortCount is how many consecutive ports --port-base uses.
+	PortCount = 7
 	// DefaultTokenLifetime is the lifetime of the printed user tokens.
 	DefaultTokenLifetime = 8 * time.Hour
 	// DefaultDirName prefixes the new private directory under
@@ -57,6 +62,9 @@ const (
 	AuditFile         = "audit.jsonl"
 	SalesforceKeyFile = "salesforce-key.pem"
 	ClientSecretFile  = "idp-client-secret"
+	// TrackerSecretFile is Mandate's client secret at the tracker's
+	// authorization server.
+	TrackerSecretFile = "tracker-client-secret"
 	// SalesforceUsersFile maps IdP subjects to Salesforce usernames.
 	SalesforceUsersFile = "salesforce-users.yaml"
 	// StorageFile is the authorization server's SQLite database;
@@ -66,19 +74,23 @@ const (
 	StorageKeyFile = "storage.key"
 )
 
-// Ports are the loopback TCP ports of the demo's five servers. 0 means any
+// Ports are the loopback TCP ports of the demo's seven servers. 0 means any
 // free port (what Tour uses by default).
 type Ports struct {
 	Gateway, IdP, Salesforce, ServiceNow, KB int
+	// Tracker is the tracker MCP server, TrackerAS its authorization server.
+	Tracker, TrackerAS int
 }
 
-// PortsFrom returns base, base+1, … base+4 for gateway, IdP, Salesforce,
-// ServiceNow and kb. PortsFrom(0) is all-ephemeral.
+// PortsFrom returns base, base+1, … base+6 for gateway, IdP, Salesforce,
+// ServiceNow, kb, tracker and the tracker's authorization server.
+// PortsFrom(0) is all-ephemeral.
 func PortsFrom(base int) Ports {
 	if base == 0 {
 		return Ports{}
 	}
-	return Ports{Gateway: base, IdP: base + 1, Salesforce: base + 2, ServiceNow: base + 3, KB: base + 4}
+	return Ports{Gateway: base, IdP: base + 1, Salesforce: base + 2, ServiceNow: base + 3, KB: base + 4,
+		Tracker: base + 5, TrackerAS: base + 6}
 }
 
 // Component names, as they appear in PortInUseError.
@@ -88,7 +100,12 @@ const (
 	CompSalesforce = "salesforce"
 	CompServiceNow = "servicenow"
 	CompKB         = "kb"
+	CompTracker    = "tracker"
+	CompTrackerAS  = "tracker-as"
 )
+
+// Components lists the demo's servers in port order (PortsFrom).
+var Components = []string{CompGateway, CompIdP, CompSalesforce, CompServiceNow, CompKB, CompTracker, CompTrackerAS}
 
 // PortFlags are the `mandate-demo` flags that set each component's port.
 var PortFlags = map[string]string{
@@ -97,6 +114,8 @@ var PortFlags = map[string]string{
 	CompSalesforce: "--salesforce-port",
 	CompServiceNow: "--servicenow-port",
 	CompKB:         "--kb-port",
+	CompTracker:    "--tracker-port",
+	CompTrackerAS:  "--tracker-as-port",
 }
 
 // PortInUseError says a demo port is taken, and which flag moves it.
@@ -165,11 +184,15 @@ type Demo struct {
 	MCPURL string
 	// Issuer, SalesforceURL, ServiceNowURL and KBURL locate the other servers.
 	Issuer, SalesforceURL, ServiceNowURL, KBURL string
+	// TrackerURL is the tracker's MCP endpoint; TrackerIssuer its
+	// authorization server (which asks each user's consent).
+	TrackerURL, TrackerIssuer string
 	// Users with their tokens.
 	Users []User
 
 	gw        *gateway.Gateway
 	idp       *devidp.IdP
+	tracker   *tracker.Tracker
 	cancel    context.CancelFunc
 	served    chan error
 	stops     []func()
@@ -226,6 +249,10 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, err
 	}
 	kbLn, err := listen(CompKB, opts.Ports.KB)
+	if err != nil {
+		return nil, err
+	}
+	trLn, err := listen(CompTracker, opts.Ports.Tracker)
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +374,29 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	// kb: an internal MCP server that accepts only tokens for itself.
 	d.stops = append(d.stops, serve(rctx, kbLn, kbHandler(rctx, d.Issuer, d.idp.JWKSURL(), log), log))
 
+	// tracker: an MCP server whose own authorization server asks each
+	// user's consent; Mandate is its confidential client.
+	d.tracker, err = tracker.Start(rctx, tracker.Options{Listener: trLn,
+		ASAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Ports.TrackerAS)), Logger: log})
+	if err != nil {
+		if isAddrInUse(err) {
+			return nil, &PortInUseError{Component: CompTrackerAS, Port: opts.Ports.TrackerAS, Err: err}
+		}
+		return nil, err
+	}
+	d.TrackerURL, d.TrackerIssuer = d.tracker.MCPURL, d.tracker.AS.Issuer()
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	trackerSecret := hex.EncodeToString(secret)
+	if err := d.tracker.RegisterClient(GatewayClientID, trackerSecret, []string{base(gwLn) + connect.PathCallback}); err != nil {
+		return nil, err
+	}
+	trackerSecretPath := filepath.Join(dir, TrackerSecretFile)
+	if err := writePrivate(trackerSecretPath, []byte(trackerSecret+"\n")); err != nil {
+		return nil, err
+	}
+
 	// The gateway runs exactly the file it writes.
 	d.ConfigPath = filepath.Join(dir, ConfigFile)
 	d.AuditPath = filepath.Join(dir, AuditFile)
@@ -355,6 +405,8 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		SalesforceURL: d.SalesforceURL, ServiceNowURL: d.ServiceNowURL, KBURL: d.KBURL + "/mcp",
 		SalesforceKey: keyPath, ClientSecretFile: secretPath, AuditPath: d.AuditPath, SalesforceUsers: usersPath,
 		StoragePath: storagePath, StorageKeyFile: storageKeyPath,
+		TrackerURL: d.TrackerURL, TrackerAuthURL: d.tracker.AS.AuthorizationURL(), TrackerTokenURL: d.tracker.AS.TokenURL(),
+		TrackerSecretFile: trackerSecretPath,
 	}, d.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -423,6 +475,9 @@ func (d *Demo) Close() error {
 			if err := d.gw.Close(); err != nil && d.closeErr == nil {
 				d.closeErr = err
 			}
+		}
+		if d.tracker != nil { // before its listener is closed in stops
+			_ = d.tracker.Close()
 		}
 		for i := len(d.stops) - 1; i >= 0; i-- {
 			d.stops[i]()

@@ -119,7 +119,7 @@ func TestRenderConfigQuotesPaths(t *testing.T) {
 // names the port and the flag that moves it, and nothing stays running.
 func TestPortInUse(t *testing.T) {
 	t.Parallel()
-	for _, comp := range []string{CompGateway, CompIdP, CompSalesforce, CompServiceNow, CompKB} {
+	for _, comp := range Components {
 		t.Run(comp, func(t *testing.T) {
 			t.Parallel()
 			taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,7 +138,7 @@ func TestPortInUse(t *testing.T) {
 				defer ln.Close()
 				return ln.Addr().(*net.TCPAddr).Port
 			}
-			p := Ports{Gateway: free(), IdP: free(), Salesforce: free(), ServiceNow: free(), KB: free()}
+			p := Ports{Gateway: free(), IdP: free(), Salesforce: free(), ServiceNow: free(), KB: free(), Tracker: free(), TrackerAS: free()}
 			switch comp {
 			case CompGateway:
 				p.Gateway = port
@@ -150,6 +150,10 @@ func TestPortInUse(t *testing.T) {
 				p.ServiceNow = port
 			case CompKB:
 				p.KB = port
+			case CompTracker:
+				p.Tracker = port
+			case CompTrackerAS:
+				p.TrackerAS = port
 			}
 			d, err := Start(testCtx(t), Options{Dir: t.TempDir(), Ports: p})
 			if err == nil {
@@ -166,7 +170,7 @@ func TestPortInUse(t *testing.T) {
 					t.Errorf("message %q lacks %q", msg, want)
 				}
 			}
-			for _, other := range []int{p.Gateway, p.IdP, p.Salesforce, p.ServiceNow, p.KB} {
+			for _, other := range []int{p.Gateway, p.IdP, p.Salesforce, p.ServiceNow, p.KB, p.Tracker, p.TrackerAS} {
 				if other == port {
 					continue
 				}

@@ -15,6 +15,12 @@
 //   - kb, an internal MCP server (go-sdk) that verifies tokens against the
 //     IdP's JWKS with aud = KBAudience and answers from the user's roles;
 //     Mandate reaches it by token exchange;
+//   - tracker (internal/app/tracker), a Jira-like MCP server whose own
+//     authorization server (a second devidp, users tracker-<name>) does not
+//     trust the IdP and asks each user's consent: Mandate, its confidential
+//     client (redirect URI public URL + /connect/callback), reaches it with
+//     each user's own grant (flow authorization_code, configured once that
+//     flow is in the build);
 //   - the gateway, from a config.yaml it writes into the demo directory
 //     (gateway.ParseConfig on the written bytes: what is printed is what
 //     runs), with a policy that hides Salesforce from non-sales users and

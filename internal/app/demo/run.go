@@ -111,6 +111,7 @@ func (d *Demo) WriteBanner(w io.Writer) error {
 	p("  Salesforce    %s   (sandbox org; Mandate signs jwt_bearer assertions as the user)", d.SalesforceURL)
 	p("  ServiceNow    %s   (sandbox instance; token exchange for the user)", d.ServiceNowURL)
 	p("  kb            %s/mcp   (an internal MCP server; token exchange for the user)", d.KBURL)
+	p("  tracker       %s   (an issue tracker whose own authorization server %s asks each user's consent: users connect once)", d.TrackerURL, d.TrackerIssuer)
 	p("")
 	p("Demo users — paste these lines into your shell (tokens valid for hours, aud = the MCP endpoint):")
 	for _, u := range d.Users {
