@@ -99,6 +99,9 @@ type Request struct {
 	// StaleRefreshToken: a refresh grant presented a refresh token that
 	// was already superseded by a newer one.
 	StaleRefreshToken bool
+	// ClientID and ClientAuth of a token request: how the client
+	// authenticated (client_secret_basic, client_secret_post, none).
+	ClientID, ClientAuth string
 }
 
 // Issued is one token response.
@@ -237,6 +240,19 @@ func upnDomain(upn string) string {
 	return d
 }
 
+// AddRedirectURI registers one more redirect URI of an app (a test
+// learns its callback address after Start).
+func (i *IdP) AddRedirectURI(clientID, uri string) error {
+	a := i.app(clientID)
+	if a == nil {
+		return fmt.Errorf("entraidp: no app %s", clientID)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	a.RedirectURIs = append(a.RedirectURIs, uri)
+	return nil
+}
+
 // DisableUser blocks a user's sign-ins and refresh grants (AADSTS50057).
 func (i *IdP) DisableUser(upn string) {
 	i.mu.Lock()
@@ -258,7 +274,7 @@ func (i *IdP) Issued() []Issued {
 	return slices.Clone(i.issued)
 }
 
-func (i *IdP) record(endpoint string, form url.Values, stale bool) {
+func (i *IdP) record(endpoint string, form url.Values, stale bool, clientID, auth string) {
 	f := url.Values{}
 	for k, v := range form {
 		if k == "client_secret" {
@@ -267,7 +283,7 @@ func (i *IdP) record(endpoint string, form url.Values, stale bool) {
 		f[k] = slices.Clone(v)
 	}
 	i.mu.Lock()
-	i.requests = append(i.requests, Request{Endpoint: endpoint, Form: f, StaleRefreshToken: stale})
+	i.requests = append(i.requests, Request{Endpoint: endpoint, Form: f, StaleRefreshToken: stale, ClientID: clientID, ClientAuth: auth})
 	i.mu.Unlock()
 }
 
@@ -333,14 +349,17 @@ func (i *IdP) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.Form
-	i.record("authorize", q, false)
+	i.record("authorize", q, false, q.Get("client_id"), "")
 	app := i.app(q.Get("client_id"))
 	if app == nil {
 		i.errorPage(w, &stsError{400, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", q.Get("client_id"), i.opts.TenantID)})
 		return
 	}
 	redirect := q.Get("redirect_uri")
-	if !slices.Contains(app.RedirectURIs, redirect) {
+	i.mu.Lock()
+	known := slices.Contains(app.RedirectURIs, redirect)
+	i.mu.Unlock()
+	if !known {
 		i.errorPage(w, &stsError{400, "invalid_request", 50011, fmt.Sprintf("The redirect URI '%s' specified in the request does not match the redirect URIs configured for the application '%s'.", redirect, app.ClientID)})
 		return
 	}
@@ -482,13 +501,17 @@ func (i *IdP) token(w http.ResponseWriter, r *http.Request) {
 	// Client authentication: client_secret_post or client_secret_basic
 	// [v2-oauth2-auth-code-flow].
 	clientID, secret := f.Get("client_id"), f.Get("client_secret")
+	auth := "none"
+	if secret != "" {
+		auth = "client_secret_post"
+	}
 	if u, p, ok := r.BasicAuth(); ok {
 		cu, _ := url.QueryUnescape(u)
 		cp, _ := url.QueryUnescape(p)
-		clientID, secret = cu, cp
+		clientID, secret, auth = cu, cp, "client_secret_basic"
 	}
 	var stale bool
-	defer func() { i.record("token", f, stale) }()
+	defer func() { i.record("token", f, stale, clientID, auth) }()
 	app := i.app(clientID)
 	switch {
 	case app == nil:

@@ -103,7 +103,7 @@ func TestResourceRefused(t *testing.T) {
 	if st != http.StatusFound || got.Get("error") != "invalid_request" || !strings.HasPrefix(got.Get("error_description"), "AADSTS901002:") || got.Get("state") != "st" {
 		t.Errorf("resource to the redirect URI: %d %v", st, got)
 	}
-	if rq := r.Requests(); len(rq) != 1 || rq[0].Form.Get("resource") == "" {
+	if rq := r.Requests(); len(rq) != 1 || rq[0].Form.Get("resource") == "" || rq[0].ClientID != mandateID {
 		t.Errorf("requests = %+v", rq)
 	}
 }
@@ -158,7 +158,7 @@ func TestCodeRefreshOBO(t *testing.T) {
 		t.Errorf("old refresh token: %d", st)
 	}
 	rq := i.Requests()
-	if last := rq[len(rq)-1]; !last.StaleRefreshToken || last.Form.Get("client_secret") != "[redacted]" {
+	if last := rq[len(rq)-1]; !last.StaleRefreshToken || last.Form.Get("client_secret") != "[redacted]" || last.ClientAuth != "client_secret_post" {
 		t.Errorf("last request = %+v", last)
 	}
 
