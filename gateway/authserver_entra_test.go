@@ -209,3 +209,35 @@ func TestAuthorizationServerEntraShaped(t *testing.T) {
 		t.Errorf("IdP refresh requests = %d, want 2 (the second refused)", n)
 	}
 }
+
+// authorization_server.idp.resource set for Entra ID (a misconfiguration:
+// v2 refuses it, AADSTS901002): the sign-in fails with a clear page, never
+// a crash or a silent denial. Entra shows its own error page; where an IdP
+// sends such a request error back to Mandate instead, Mandate's page names
+// the IdP's error and the settings to check.
+func TestAuthorizationServerEntraResourceMisconfigured(t *testing.T) {
+	redirect := "http://127.0.0.1:7777/callback"
+	t.Run("IdP page", func(t *testing.T) {
+		env := startEntra(t, entraidp.Options{}, "api://"+entraMandateID, false)
+		end := env.browse(t, env.register(t, redirect), redirect, "rita")
+		if !strings.HasPrefix(end.at.String(), env.entra.AuthorizeURL()) || end.status != http.StatusBadRequest ||
+			!strings.Contains(end.body, "AADSTS901002") {
+			t.Fatalf("sign-in ended at %s: %d %s", end.at, end.status, end.body)
+		}
+	})
+	t.Run("back to Mandate", func(t *testing.T) {
+		env := startEntra(t, entraidp.Options{ErrorsToRedirect: true}, "api://"+entraMandateID, false)
+		end := env.browse(t, env.register(t, redirect), redirect, "rita")
+		if !strings.HasPrefix(end.at.String(), env.issuer+authserver.PathCallback) || end.status != http.StatusBadGateway {
+			t.Fatalf("sign-in ended at %s: %d %s", end.at, end.status, end.body)
+		}
+		for _, want := range []string{"invalid_request", "AADSTS901002", "authorization_server.idp"} {
+			if !strings.Contains(end.body, want) {
+				t.Errorf("Mandate's page lacks %q:\n%s", want, end.body)
+			}
+		}
+		if resp, _ := env.post(t, initBody, nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("gateway after the failed sign-in: %d", resp.StatusCode)
+		}
+	})
+}
