@@ -118,8 +118,8 @@ type Broker struct {
 
 // entry is one cached token or one remembered invalid_grant.
 type entry struct {
-	tok     *Token
-	err     *Error
+	tok      *Token
+	err      *Error
 	errFor   [32]byte // hash of the subject token the error was for
 	expires  time.Time
 	issuer   string
