@@ -89,7 +89,7 @@ func TestRenderConfigQuotesPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, secret := filepath.Join(odd, SalesforceKeyFile), filepath.Join(odd, ClientSecretFile)
-	for _, f := range []string{key, secret} {
+	for _, f := range []string{key, secret, filepath.Join(odd, TrackerSecretFile)} {
 		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,9 @@ func TestRenderConfigQuotesPaths(t *testing.T) {
 	data, err := renderConfig(configParams{Listen: "127.0.0.1:1", PublicURL: "http://127.0.0.1:1", Issuer: "http://127.0.0.1:2",
 		TokenURL: "http://127.0.0.1:2/oauth/v2/token", SalesforceURL: "http://127.0.0.1:3", ServiceNowURL: "http://127.0.0.1:4",
 		KBURL: "http://127.0.0.1:5/mcp", SalesforceKey: key, ClientSecretFile: secret, AuditPath: filepath.Join(odd, AuditFile),
-		StoragePath: filepath.Join(odd, StorageFile), StorageKeyFile: filepath.Join(odd, StorageKeyFile)},
+		StoragePath: filepath.Join(odd, StorageFile), StorageKeyFile: filepath.Join(odd, StorageKeyFile),
+		TrackerURL: "http://127.0.0.1:6/mcp", TrackerAuthURL: "http://127.0.0.1:7/authorize", TrackerTokenURL: "http://127.0.0.1:7/oauth/token",
+		TrackerSecretFile: filepath.Join(odd, TrackerSecretFile)},
 		filepath.Join(odd, ConfigFile))
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,10 @@ type TourResult struct {
 	MCPURL    string
 	AuditPath string
 	Views     []UserView
-	Audit     []audit.Record
+	// Connect is the connect scene (rita and the tracker), when the demo
+	// has the tracker upstream.
+	Connect *ConnectStory
+	Audit   []audit.Record
 }
 
 // Tour starts the demo (opts as for Start; zero ports are free ports), runs
@@ -115,6 +118,14 @@ func (d *Demo) Tour(ctx context.Context) (*TourResult, error) {
 			return nil, fmt.Errorf("tour as %s: %w", u.Name, err)
 		}
 		res.Views = append(res.Views, v)
+	}
+	if d.trackerConfigured() {
+		rita, _ := d.User("rita")
+		st, err := d.ConnectTracker(ctx, rita)
+		if err != nil {
+			return nil, fmt.Errorf("connect scene as rita: %w", err)
+		}
+		res.Connect = st
 	}
 	var err error
 	res.Audit, err = ReadAudit(d.AuditPath)
@@ -314,6 +325,9 @@ func RenderTour(w io.Writer, res *TourResult) error {
 		rows[7] = append(rows[7], up)
 	}
 	writeTable(bw, header, rows)
+	if res.Connect != nil {
+		renderConnect(bw, res.Connect)
+	}
 
 	fmt.Fprintf(bw, "\nAudit log %s — %d records from this tour; the tool calls:\n", res.AuditPath, len(res.Audit))
 	var lines [][]cell
