@@ -52,6 +52,21 @@ type TSOAuthOptions struct {
 	// Replay posts the first refresh token again after it was rotated
 	// (reuse detection must refuse it); TSOAuthOutput.Replay has the answer.
 	Replay bool
+	// CallTool, when set, is called after sign-in by a client that
+	// declares capabilities.elicitation.url; a -32042 answer's URL
+	// elicitation is opened headlessly (cookie jar, LoginHint at every
+	// /authorize, each page's one post form posted with decision=allow,
+	// until a page without a form) and the call retried (per-user grants:
+	// TSOAuthOutput.Elicitation, Connect, Retry).
+	CallTool string
+	// SkipRefresh leaves out the forced refresh (and Replay).
+	SkipRefresh bool
+}
+
+// TSToolAnswer is a tools/call result as the TypeScript client saw it.
+type TSToolAnswer struct {
+	IsError bool   `json:"isError"`
+	Text    string `json:"text"`
 }
 
 // TSOAuthOutput is what the TypeScript SDK client did and saw.
@@ -90,7 +105,32 @@ type TSOAuthOutput struct {
 		Status int    `json:"status"`
 		Error  string `json:"error"`
 	} `json:"replay"`
-	Error string `json:"error"`
+	// FirstCall is CallTool's answer when it came without an elicitation.
+	FirstCall *TSToolAnswer `json:"firstCall"`
+	// Elicitation is CallTool's first error and its URL elicitation.
+	Elicitation *struct {
+		Code          int    `json:"code"`
+		URL           string `json:"url"`
+		Mode          string `json:"mode"`
+		Message       string `json:"message"`
+		ElicitationID string `json:"elicitationId"`
+		Error         string `json:"error"`
+	} `json:"elicitation"`
+	// Connect is the headless visit of the elicitation's URL.
+	Connect *struct {
+		Steps []string `json:"steps"`
+		Forms int      `json:"forms"`
+		Final *struct {
+			URL       string `json:"url"`
+			Status    int    `json:"status"`
+			HasForm   bool   `json:"hasForm"`
+			HasScript bool   `json:"hasScript"`
+			Text      string `json:"text"`
+		} `json:"final"`
+	} `json:"connect"`
+	// Retry is CallTool's answer after the link was opened.
+	Retry *TSToolAnswer `json:"retry"`
+	Error string        `json:"error"`
 }
 
 // RunTSOAuth signs in to the MCP endpoint with the official TypeScript SDK
@@ -122,6 +162,7 @@ func RunTSOAuth(ctx context.Context, o TSOAuthOptions) (*TSOAuthOutput, error) {
 		"registration": o.Registration, "clientMetadataUrl": o.ClientMetadataURL,
 		"clientIdPreset": o.Registration == RegistrationCIMD && !strings.HasPrefix(o.ClientMetadataURL, "https://"),
 		"issuer":         o.Issuer, "replay": o.Replay,
+		"callTool": o.CallTool, "skipRefresh": o.SkipRefresh,
 	})
 	if err != nil {
 		return nil, err

@@ -15,11 +15,20 @@
 //   the 401 and lists tools again. Last, the first refresh token is
 //   replayed at the token endpoint (it must be refused).
 //
+//   With "callTool" (per-user grants, issue 16): after the first tools/list a
+//   client that declares capabilities.elicitation.url calls that tool; a
+//   -32042 error's first URL elicitation is opened like a browser would
+//   (cookie jar, login_hint at every /authorize, each page's one post form
+//   posted with decision=allow) until a page without a form, which must be
+//   2xx; then the call is retried ("connect"). Refresh and replay are
+//   skipped ("skipRefresh").
+//
 // Usage (nodetools.RunTSOAuth runs it):
 //   MANDATE_TS_SDK=<dir of @modelcontextprotocol/sdk> node tsoauth.mjs CONFIG_JSON
 // CONFIG_JSON: {"url": MCP URL, "loginHint": "rita", "redirectUri": "http://127.0.0.1:P/callback",
 //               "registration": "dcr" | "cimd", "clientMetadataUrl": URL (cimd),
-//               "clientIdPreset": true (cimd with an http URL, see RunTSOAuth)}
+//               "clientIdPreset": true (cimd with an http URL, see RunTSOAuth),
+//               "callTool": name, "skipRefresh": true}
 //
 // Prints one JSON object on stdout (see nodetools.TSOAuthOutput) and exits
 // 0, or prints {"error": "...", "steps": [...]} and exits 1. Tokens are
@@ -148,6 +157,80 @@ async function signIn(authURL, expectedState) {
   throw new Error('too many redirects');
 }
 
+// openLink plays the browser on a link a server asked the user to open (a
+// URL elicitation): login_hint at every /authorize, the one post form of
+// each page posted with decision=allow, until a page without a form.
+async function openLink(link) {
+  const pages = { steps: [], forms: 0 };
+  let url = link;
+  let init = {};
+  for (let hop = 0; hop < 30; hop++) {
+    const u = new URL(url);
+    if ((init.method ?? 'GET') === 'GET' && u.pathname.endsWith('/authorize') && cfg.loginHint) {
+      u.searchParams.set('login_hint', cfg.loginHint);
+      url = u.href;
+    }
+    pages.steps.push(`${init.method ?? 'GET'} ${u.origin}${u.pathname}`);
+    const res = await browse(url, init);
+    if (res.status >= 300 && res.status < 400) {
+      url = new URL(res.headers.get('location'), url).href;
+      init = {};
+      continue;
+    }
+    const html = await res.text();
+    const hasForm = [...html.matchAll(/<form\b[^>]*>/gi)].some((m) => (attr(m[0], 'method') ?? '').toLowerCase() === 'post');
+    if (res.status < 200 || res.status > 299 || !hasForm) {
+      pages.final = {
+        url: `${u.origin}${u.pathname}`, status: res.status, hasForm, hasScript: /<script\b/i.test(html),
+        text: html.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 500),
+      };
+      return pages;
+    }
+    const { action, fields } = consentForm(html, url);
+    fields.set('decision', 'allow');
+    pages.forms++;
+    init = {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: new URL(action).origin, Referer: url },
+      body: fields.toString(),
+    };
+    url = action;
+  }
+  throw new Error(`too many steps opening the link: ${pages.steps.join(' -> ')}`);
+}
+
+const textOf = (r) => (r?.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+
+// connectScene: call cfg.callTool as a client with URL elicitation; on
+// -32042 open the link; retry.
+async function connectScene() {
+  const client = new Client({ name: 'mandate-tsoauth-test', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });
+  const transport = new StreamableHTTPClientTransport(new URL(cfg.url), { authProvider: provider, fetch: recordingFetch });
+  await client.connect(transport);
+  try {
+    const r = await client.callTool({ name: cfg.callTool, arguments: {} });
+    out.firstCall = { isError: !!r.isError, text: textOf(r) };
+    step(`${cfg.callTool}: answered without an elicitation (isError ${!!r.isError})`);
+    await client.close();
+    return;
+  } catch (e) {
+    const el = e?.data?.elicitations?.[0] ?? e?.elicitations?.[0];
+    out.elicitation = { code: e?.code, url: el?.url, mode: el?.mode, message: el?.message, elicitationId: el?.elicitationId };
+    step(`${cfg.callTool}: error ${e?.code} ${el?.mode ?? ''} elicitation`);
+    if (e?.code !== -32042 || !el?.url) {
+      out.elicitation.error = String(e?.message ?? e);
+      await client.close();
+      return;
+    }
+  }
+  out.connect = await openLink(out.elicitation.url);
+  step(`link opened: ${out.connect.steps.length} requests, ${out.connect.forms} forms posted, final HTTP ${out.connect.final?.status}`);
+  const r = await client.callTool({ name: cfg.callTool, arguments: {} });
+  out.retry = { isError: !!r.isError, text: textOf(r) };
+  step(`${cfg.callTool} retried: isError ${!!r.isError}`);
+  await client.close();
+}
+
 // ---- the OAuthClientProvider ----
 const state = randomBytes(16).toString('base64url');
 let pendingCode;
@@ -264,6 +347,11 @@ try {
   // 3. tools/list with the new token.
   out.tools = await listTools();
   step(`tools/list: ${out.tools.length} tools`);
+  if (cfg.callTool) await connectScene();
+  if (cfg.skipRefresh) {
+    console.log(JSON.stringify(out));
+    process.exit(0);
+  }
   // 4. Refresh: the server rejects the access token; the SDK refreshes on the 401.
   const oldRefresh = first.refresh_token;
   provider._tokens = { ...first, access_token: 'expired.' + first.access_token.split('.').slice(1).join('.') + 'x' };
