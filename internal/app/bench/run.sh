@@ -356,7 +356,7 @@ if r.get("tokens_used"): extra+="  fresh tokens %d" % r["tokens_used"]
 for n,m in sorted(r.get("idle",{}).items()):
   extra+="  %s RSS %.1f→%.1f MiB %.1f KiB/session (released %.1f) heap %.1f KiB/session goroutines %d→%d" % (n, m["rss_before_kib"]/1024, m["rss_after_kib"]/1024,
     m["rss_per_session_kib"], m.get("rss_released_per_session_kib",0), m.get("heap_per_session_kib",0), m.get("goroutines_before",0), m.get("goroutines_after",0))
-print("%-22s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op%s  load %s" % (
+print("%-28s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op%s  load %s" % (
   r["label"], r["calls_per_s"], r["p50_us"]/1000, r["p99_us"]/1000, r["errors"], r["wrong"],
   ("%.0f" % c["proxy"]["us_per_op"]) if "proxy" in c else "-", c.get("upstream",{}).get("us_per_op",0), extra, r["loadavg"]))
 if r.get("first_error"): print("    first error: " + r["first_error"])'
