@@ -81,7 +81,7 @@ var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" valu
 // authorization endpoint with login_hint, the IdP, Mandate's callback, the
 // consent form (allow), the client's redirect URI with the code; then the
 // code at the token endpoint. It returns the token response.
-func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) map[string]any {
+func (ag *asGateway) signIn(t testing.TB, clientID, redirectURI, user string) map[string]any {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second,
@@ -143,7 +143,7 @@ func htmlUnescape(s string) string {
 	return strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&quot;", `"`).Replace(s)
 }
 
-func (ag *asGateway) token(t *testing.T, form url.Values, want int) map[string]any {
+func (ag *asGateway) token(t testing.TB, form url.Values, want int) map[string]any {
 	t.Helper()
 	resp, err := http.PostForm(ag.issuer+authserver.PathToken, form)
 	if err != nil {
