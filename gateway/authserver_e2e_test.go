@@ -56,11 +56,11 @@ type asOptions struct {
 	dsn string
 }
 
+// startASGatewayWith is a gateway in front of the zitadel IdP o.idp, its
+// public URL with a path prefix (or o.publicURL: a replica).
 func startASGatewayWith(t *testing.T, o asOptions) *asGateway {
 	t.Helper()
-	dir := t.TempDir()
-	ag := &asGateway{idp: o.idp, audit: filepath.Join(dir, "audit.log")}
-	ag.testGW = startGateway(t, o.idp.Issuer(), func(c *Config) {
+	ag := startASGatewayFor(t, o.idp.Issuer(), func(c *Config) {
 		if o.publicURL != "" {
 			c.Server.PublicURL = o.publicURL
 		} else {
@@ -71,19 +71,39 @@ func startASGatewayWith(t *testing.T, o asOptions) *asGateway {
 				t.Fatal(err)
 			}
 		}
-		c.AuthorizationServer.Enabled = true
 		c.AuthorizationServer.IdP.ClientID = "mandate"
 		c.AuthorizationServer.IdP.ClientSecret = "idp-secret"
 		c.Storage.EncryptionKeys = []store.EncryptionKey{o.key}
 		if o.dsn != "" {
 			c.Storage.Driver = store.DriverPostgres
 			c.Storage.DSN = secret.String(o.dsn)
-		} else {
-			c.Storage.Path = filepath.Join(dir, "mandate.db")
+			c.Storage.Path = ""
 		}
+	})
+	ag.idp = o.idp
+	return ag
+}
+
+// startASGatewayFor is a gateway with the authorization server on in front
+// of the IdP at issuer, SQLite storage and a file audit log; mutate
+// registers Mandate at the IdP and sets authorization_server.idp (it runs
+// before the defaults, and may replace the storage).
+func startASGatewayFor(t *testing.T, issuer string, mutate func(*Config)) *asGateway {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := store.GenerateKey("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := &asGateway{audit: filepath.Join(dir, "audit.log")}
+	ag.testGW = startGateway(t, issuer, func(c *Config) {
+		c.AuthorizationServer.Enabled = true
+		c.Storage.EncryptionKeys = []store.EncryptionKey{key}
+		c.Storage.Path = filepath.Join(dir, "mandate.db")
 		c.Audit.Sink = audit.SinkFile
 		c.Audit.Path = ag.audit
 		c.Admin.Token = "admin-token-0123456789"
+		mutate(c)
 	})
 	ag.issuer = ag.cfg.Server.PublicURL
 	pu, _ := url.Parse(ag.issuer)
@@ -110,17 +130,40 @@ func getJSON(t *testing.T, u string, v any) {
 
 var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
 
-// signIn is a client's sign-in as a browser does it: Mandate's
+// signIn is a client's sign-in as a browser does it (browse), which must
+// end at the client's redirect URI with a code; then the code at the token
+// endpoint. It returns the token response.
+func (ag *asGateway) signIn(t testing.TB, clientID, redirectURI, user string) map[string]any {
+	t.Helper()
+	end := ag.browse(t, clientID, redirectURI, user)
+	got := end.at.Query()
+	if end.status != 0 || !strings.HasPrefix(end.at.String(), redirectURI) || got.Get("code") == "" || got.Get("state") != "st-"+user || got.Get("iss") != ag.issuer {
+		t.Fatalf("sign-in ended at %s: %d %s", end.at, end.status, end.body)
+	}
+	return ag.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {got.Get("code")}, "redirect_uri": {redirectURI},
+		"client_id": {clientID}, "code_verifier": {signInVerifier}, "resource": {ag.mcpURL}}, http.StatusOK)
+}
+
+const signInVerifier = "verifier-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
+// browseEnd is where a browsed sign-in stopped: the client's redirect URI
+// (status 0), or a page that is neither a redirect nor Mandate's consent
+// form (its URL, status and body).
+type browseEnd struct {
+	at     *url.URL
+	status int
+	body   string
+}
+
+// browse is a client's sign-in as a browser does it: Mandate's
 // authorization endpoint with login_hint, the IdP, Mandate's callback, the
-// consent form (allow), the client's redirect URI with the code; then the
-// code at the token endpoint. It returns the token response.
-func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) map[string]any {
+// consent form (allow), until the client's redirect URI or another page.
+func (ag *asGateway) browse(t testing.TB, clientID, redirectURI, user string) browseEnd {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	verifier := "verifier-" + strings.Repeat("x", 40)
-	sum := sha256.Sum256([]byte(verifier))
+	sum := sha256.Sum256([]byte(signInVerifier))
 	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirectURI},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 		"state": {"st-" + user}, "resource": {ag.mcpURL}, "scope": {"mcp"}, "login_hint": {user}}
@@ -128,7 +171,7 @@ func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) ma
 	var form url.Values
 	for range 12 {
 		if strings.HasPrefix(next.String(), redirectURI) {
-			break
+			return browseEnd{at: next}
 		}
 		var resp *http.Response
 		var err error
@@ -161,22 +204,18 @@ func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) ma
 			}
 			next, _ = url.Parse(ag.base + authserver.PathConsent)
 		default:
-			t.Fatalf("%s: %d %s", next, resp.StatusCode, body)
+			return browseEnd{at: next, status: resp.StatusCode, body: string(body)}
 		}
 	}
-	got := next.Query()
-	if !strings.HasPrefix(next.String(), redirectURI) || got.Get("code") == "" || got.Get("state") != "st-"+user || got.Get("iss") != ag.issuer {
-		t.Fatalf("sign-in ended at %s", next)
-	}
-	return ag.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {got.Get("code")}, "redirect_uri": {redirectURI},
-		"client_id": {clientID}, "code_verifier": {verifier}, "resource": {ag.mcpURL}}, http.StatusOK)
+	t.Fatalf("sign-in did not end after 12 steps, at %s", next)
+	return browseEnd{}
 }
 
 func htmlUnescape(s string) string {
 	return strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&quot;", `"`).Replace(s)
 }
 
-func (ag *asGateway) token(t *testing.T, form url.Values, want int) map[string]any {
+func (ag *asGateway) token(t testing.TB, form url.Values, want int) map[string]any {
 	t.Helper()
 	resp, err := http.PostForm(ag.base+authserver.PathToken, form)
 	if err != nil {
@@ -227,18 +266,7 @@ func TestAuthorizationServerThroughGateway(t *testing.T) {
 
 	// Dynamic registration.
 	redirect := "http://127.0.0.1:7777/callback"
-	regResp, err := http.Post(ag.issuer+authserver.PathRegister, "application/json",
-		strings.NewReader(`{"client_name":"e2e client","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reg map[string]any
-	_ = json.NewDecoder(regResp.Body).Decode(&reg)
-	regResp.Body.Close()
-	clientID, _ := reg["client_id"].(string)
-	if regResp.StatusCode != http.StatusCreated || clientID == "" {
-		t.Fatalf("registration: %d %v", regResp.StatusCode, reg)
-	}
+	clientID := ag.register(t, redirect)
 
 	tok := ag.signIn(t, clientID, redirect, "alice")
 	access, _ := tok["access_token"].(string)
@@ -294,6 +322,25 @@ func TestAuthorizationServerThroughGateway(t *testing.T) {
 	if resp, body := ag.post(t, initBody, bearer(tok2["access_token"].(string))); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("Mandate token after purge: %d %s", resp.StatusCode, body)
 	}
+}
+
+// register registers a public client with one redirect URI (RFC 7591)
+// and returns its client_id.
+func (ag *asGateway) register(t *testing.T, redirect string) string {
+	t.Helper()
+	regResp, err := http.Post(ag.issuer+authserver.PathRegister, "application/json",
+		strings.NewReader(`{"client_name":"e2e client","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg map[string]any
+	_ = json.NewDecoder(regResp.Body).Decode(&reg)
+	regResp.Body.Close()
+	clientID, _ := reg["client_id"].(string)
+	if regResp.StatusCode != http.StatusCreated || clientID == "" {
+		t.Fatalf("registration: %d %v", regResp.StatusCode, reg)
+	}
+	return clientID
 }
 
 func readAuditLines(t *testing.T, path string) []audit.Record {

@@ -42,8 +42,15 @@ type ctxSubKey struct{}
 
 func startUpstream(t testing.TB, idp *devidp.IdP, name string, build func(s *mcp.Server, u *testUpstream)) *testUpstream {
 	t.Helper()
-	u := &testUpstream{name: name, audience: "https://" + name + ".internal"}
-	provider, err := oidc.NewProvider(context.Background(), idp.Issuer())
+	return startUpstreamFor(t, idp.Issuer(), "https://"+name+".internal", name, build)
+}
+
+// startUpstreamFor is startUpstream for tokens of the IdP at issuer whose
+// aud contains audience.
+func startUpstreamFor(t testing.TB, issuer, audience, name string, build func(s *mcp.Server, u *testUpstream)) *testUpstream {
+	t.Helper()
+	u := &testUpstream{name: name, audience: audience}
+	provider, err := oidc.NewProvider(context.Background(), issuer)
 	if err != nil {
 		t.Fatal(err)
 	}

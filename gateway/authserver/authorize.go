@@ -393,6 +393,22 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if e := q.Get("error"); e != "" {
 		s.log.InfoContext(r.Context(), "identity provider refused the sign-in", "client_id", req.ClientID, "idp_error", e, "idp_error_description", truncate(q.Get("error_description"), 300))
+		if idpRequestError(e) {
+			// Mandate's own request to the IdP is wrong (its registration
+			// or authorization_server.idp, e.g. a resource parameter Entra
+			// ID v2 refuses with AADSTS901002): neither the user nor the
+			// client can fix it, and "access denied" would mislead them.
+			// The page says what the IdP said and what to check.
+			desc := idpErrorLine(q.Get("error_description"))
+			s.recordLogin(r, nil, req.ClientID, audit.OutcomeError, "idp_"+safeClass(e), "the identity provider refused Mandate's sign-in request: "+safeClass(e))
+			msg := "Your organisation's identity provider refused Mandate's sign-in request (" + safeClass(e)
+			if desc != "" {
+				msg += ": " + desc
+			}
+			s.errorPage(w, r, http.StatusBadGateway, "Sign-in failed", msg+"). This is a configuration problem; tell your administrator.",
+				"Administrators: check authorization_server.idp (client_id, scopes, resource, extra_params) against Mandate's registration at the identity provider. For Entra ID, leave idp.resource empty and name the API with api://<application id>/.default in idp.scopes.")
+			return
+		}
 		code := "access_denied"
 		switch e {
 		case "server_error":
@@ -459,6 +475,34 @@ func (s *Server) subjectClaim() string {
 		sc = "sub"
 	}
 	return sc
+}
+
+// idpRequestError reports whether an IdP's authorization error means that
+// Mandate's request to it is wrong (RFC 6749 §4.1.2.1, RFC 8707's
+// invalid_target, Entra ID's invalid_resource) rather than a refusal by or
+// for the user.
+func idpRequestError(code string) bool {
+	switch code {
+	case "invalid_request", "unauthorized_client", "unsupported_response_type", "invalid_scope",
+		"invalid_resource", "invalid_target", "invalid_client":
+		return true
+	}
+	return false
+}
+
+// idpErrorLine is the first line of an IdP's error_description (Entra ID
+// appends trace and correlation ids on further lines), printable and short.
+func idpErrorLine(d string) string {
+	if i := strings.IndexAny(d, "\r\n"); i >= 0 {
+		d = d[:i]
+	}
+	d = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, d)
+	return truncate(strings.TrimSpace(d), 200)
 }
 
 // safeClass keeps an IdP-provided error code printable and short.

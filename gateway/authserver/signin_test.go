@@ -690,6 +690,16 @@ func TestCallbackIdPError(t *testing.T) {
 	e.wantClientRedirect(e.get(e.issuer+authserver.PathCallback+"?"+q.Encode()), map[string]string{"error": "access_denied", "state": "s-err"})
 	q.Set("error", "server_error")
 	e.wantClientRedirect(e.get(e.issuer+authserver.PathCallback+"?"+q.Encode()), map[string]string{"error": "server_error", "state": "s-err"})
+	// An error in Mandate's own request to the IdP (here Entra ID v2
+	// refusing a configured resource) is a configuration problem: a page
+	// with the IdP's first description line (escaped), not access_denied.
+	q.Set("error", "invalid_request")
+	q.Set("error_description", "<b>AADSTS901002: The 'resource' request parameter is not supported.</b>\r\nTrace ID: 1234")
+	page := e.get(e.issuer + authserver.PathCallback + "?" + q.Encode())
+	wantPage(t, page, http.StatusBadGateway, "AADSTS901002")
+	if strings.Contains(page.body, "<b>") || strings.Contains(page.body, "Trace ID") || !strings.Contains(page.body, "authorization_server.idp") {
+		t.Errorf("page = %s", page.body)
+	}
 }
 
 // The IdP access token must pass the same checks as a presented token: a
