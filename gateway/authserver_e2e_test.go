@@ -133,7 +133,7 @@ var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" valu
 // signIn is a client's sign-in as a browser does it (browse), which must
 // end at the client's redirect URI with a code; then the code at the token
 // endpoint. It returns the token response.
-func (ag *asGateway) signIn(t *testing.T, clientID, redirectURI, user string) map[string]any {
+func (ag *asGateway) signIn(t testing.TB, clientID, redirectURI, user string) map[string]any {
 	t.Helper()
 	end := ag.browse(t, clientID, redirectURI, user)
 	got := end.at.Query()
@@ -158,7 +158,7 @@ type browseEnd struct {
 // browse is a client's sign-in as a browser does it: Mandate's
 // authorization endpoint with login_hint, the IdP, Mandate's callback, the
 // consent form (allow), until the client's redirect URI or another page.
-func (ag *asGateway) browse(t *testing.T, clientID, redirectURI, user string) browseEnd {
+func (ag *asGateway) browse(t testing.TB, clientID, redirectURI, user string) browseEnd {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second,
@@ -215,7 +215,7 @@ func htmlUnescape(s string) string {
 	return strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">", "&#34;", `"`, "&#39;", "'", "&quot;", `"`).Replace(s)
 }
 
-func (ag *asGateway) token(t *testing.T, form url.Values, want int) map[string]any {
+func (ag *asGateway) token(t testing.TB, form url.Values, want int) map[string]any {
 	t.Helper()
 	resp, err := http.PostForm(ag.base+authserver.PathToken, form)
 	if err != nil {

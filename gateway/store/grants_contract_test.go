@@ -653,3 +653,45 @@ func TestNotifyAcrossReplicas(t *testing.T) {
 		t.Fatal("Listen channel still open 5 s after Close")
 	}
 }
+
+// TestListenOverflowResyncs (SQLite's in-process fan-out): a subscriber
+// that does not read never blocks Notify; past maxSubscriberQueue its
+// backlog becomes one empty payload (resync), followed by what came after.
+func TestListenOverflowResyncs(t *testing.T) {
+	s := freshSQLite(t).open(t)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := s.Listen(lctx, "grants")
+	noErr(t, "Listen", err)
+	const total = maxSubscriberQueue + 10
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range total {
+			noErr(t, "Notify", s.Notify(ctx, "grants", fmt.Sprint("p", i)))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Notify blocked on a subscriber that does not read")
+	}
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != fmt.Sprint("p", total-1) {
+		v, ok := recv(t, ch, 2*time.Second)
+		if !ok {
+			t.Fatalf("after %d values (%v…), nothing more", len(got), got[:min(3, len(got))])
+		}
+		got = append(got, v)
+	}
+	if len(got) > 20 {
+		t.Fatalf("received %d values, want the backlog collapsed", len(got))
+	}
+	resync := false
+	for _, v := range got[:min(2, len(got))] {
+		resync = resync || v == ""
+	}
+	if !resync {
+		t.Fatalf("no empty (resync) payload at the start: %q", got[:min(3, len(got))])
+	}
+}

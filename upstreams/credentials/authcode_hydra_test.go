@@ -29,7 +29,7 @@ import (
 const acIssuer = "https://idp.example/"
 const acRedirect = "http://127.0.0.1:9/connect/callback"
 
-func startHydraWith(t *testing.T, env ...string) *testhydra.Hydra {
+func startHydraWith(t testing.TB, env ...string) *testhydra.Hydra {
 	t.Helper()
 	if path, ok := testhydra.Available(testhydra.Options{}); !ok {
 		if os.Getenv("MANDATE_E2E") != "" {
@@ -74,7 +74,7 @@ func acUser(u string) context.Context {
 	return withIdentity(context.Background(), identity.Identity{Issuer: acIssuer, Subject: "user-" + u}, "inbound-of-"+u)
 }
 
-func pkce(t *testing.T) (verifier, challenge string) {
+func pkce(t testing.TB) (verifier, challenge string) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestAuthorizationCodeHydra(t *testing.T) {
 	t.Parallel()
 	for _, db := range []struct {
 		name string
-		open func(t *testing.T) func() storeGrants
+		open func(t testing.TB) func() storeGrants
 	}{{"sqlite", sqliteGrants}, {"postgres", postgresGrants}} {
 		t.Run(db.name, func(t *testing.T) {
 			t.Parallel()
@@ -306,4 +306,55 @@ func testAuthorizationCodeHydra(t *testing.T, h *testhydra.Hydra, open func() st
 	if ra, err := srcB.Token(alice); err != nil || ra.Token.PlatformSubject != "platform-alice" {
 		t.Fatalf("alice after bob's disconnect: %v", err)
 	}
+}
+
+// BenchmarkAuthorizationCodeRefresh is the server-side cost of one refresh:
+// the grant read, the row lock, Hydra's token endpoint (rotating the
+// refresh token) and the store's write (SQLite); and of a first consent
+// (Mandate's side: the authorization URL and Redeem, with Hydra's login and
+// consent driven through its admin API in the same loop).
+func BenchmarkAuthorizationCodeRefresh(b *testing.B) {
+	h := startHydraWith(b)
+	ctx := context.Background()
+	if err := h.CreateAuthCodeClient(ctx, "bench", "bench-secret", []string{acRedirect}, []string{"offline_access"}); err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{Flow: FlowAuthorizationCode, AuthorizationURL: h.PublicURL() + "oauth2/auth", TokenURL: h.TokenURL(),
+		ClientID: "bench", ClientSecret: "bench-secret", Scopes: []string{"offline_access"}}
+	clock := &fakeClock{t: time.Now()}
+	grants := sqliteGrants(b)()
+	br := NewBroker(BrokerOptions{Grants: grants, Now: clock.Now})
+	src, err := br.Source("tracker", cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, _ := ConnectorOf(src)
+	consent := func() {
+		verifier, challenge := pkce(b)
+		u, err := conn.AuthCodeURL(ctx, "state-bench", challenge, acRedirect, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		loc, err := h.Consent(ctx, u, "platform-bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := conn.Redeem(ctx, conn.Key(acIssuer, "user-bench"), loc.Query().Get("code"), verifier, acRedirect); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("first_consent", func(b *testing.B) {
+		for b.Loop() {
+			consent()
+		}
+	})
+	b.Run("refresh", func(b *testing.B) {
+		alice := acUser("bench")
+		for b.Loop() {
+			clock.Advance(2 * time.Hour)
+			if _, err := src.Token(alice); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -319,7 +319,8 @@ func (f *authCodeFlow) resolve(ctx context.Context) (*resolved, error) {
 		if errors.As(err, &oe) {
 			return nil, oe
 		}
-		return nil, &Error{Err: fmt.Errorf("discovering the authorization server of %s: %w", f.cfg.UpstreamURL, err), Retryable: true}
+		return nil, &Error{Err: fmt.Errorf("discovering the authorization server of %s: %w", f.cfg.UpstreamURL, err), Retryable: true,
+			Hint: "Mandate could not find where to connect your account for this upstream (discovery of its authorization server failed; the upstream may be down or misconfigured): retry later, or report it to the Mandate administrators"}
 	}
 	f.res.Store(r)
 	return r, nil

@@ -101,21 +101,21 @@ var testStoreKey = store.EncryptionKey{ID: "k1", Key: secret.String("MTExMTExMTE
 
 // sqliteGrants opens a fresh SQLite store; open returns another Store on
 // the same database (another replica).
-func sqliteGrants(t *testing.T) (open func() storeGrants) {
+func sqliteGrants(t testing.TB) (open func() storeGrants) {
 	path := filepath.Join(t.TempDir(), "mandate.db")
 	return func() storeGrants { return openGrants(t, store.Config{Driver: store.DriverSQLite, Path: path}) }
 }
 
 // postgresGrants is sqliteGrants on a schema of its own at
 // MANDATE_POSTGRES_DSN (skipped without it, unless MANDATE_E2E=1).
-func postgresGrants(t *testing.T) (open func() storeGrants) {
+func postgresGrants(t testing.TB) (open func() storeGrants) {
 	dsn := testpg.Schema(t)
 	return func() storeGrants {
 		return openGrants(t, store.Config{Driver: store.DriverPostgres, DSN: secret.String(dsn)})
 	}
 }
 
-func openGrants(t *testing.T, cfg store.Config) storeGrants {
+func openGrants(t testing.TB, cfg store.Config) storeGrants {
 	t.Helper()
 	cfg.EncryptionKeys = []store.EncryptionKey{testStoreKey}
 	s, err := store.Open(context.Background(), cfg)

@@ -9,7 +9,11 @@
 //	loadgen       go-sdk client load generator: calls, tools/list, setup, a new
 //	              user's first call (cold), idle sessions (memory per session)
 //	rproxy        do-nothing httputil.ReverseProxy: the floor any hop pays
-//	benchidp      devidp on a fixed port, writing user tokens to files
+//	benchidp      devidp on a fixed port, writing user tokens to files; with
+//	              -signin-redirect-uri also Mandate's sign-in client
+//	benchsignin   signs those users in at Mandate's authorization server
+//	              (registration, login_hint, consent, code) and writes Mandate's
+//	              tokens; measures the token endpoint (code and refresh grants)
 //	mandateprof   mandate serve plus bench hooks: CPU profile, injected trace
 //	              sampler with a discarding exporter, discarded audit, /memstats
 //	benchsummary  medians over rounds and ratios between targets

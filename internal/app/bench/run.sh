@@ -27,8 +27,17 @@
 #     -I N        idle sessions (default 10000)
 #     -C N        cold users minted before the runs (default 3000 per round)
 #     -L          send tools/list with params {} instead of none (loadgen -list-params-object)
+#     -O          turn Mandate's authorization server on in the mandate targets' configuration
+#                 (SQLite storage in the output directory, a generated encryption key file,
+#                 access_token_ttl 1h; mandate-base too when its revision has one) and add
+#                 a target mandate-oauth: the same Mandate process driven with tokens its
+#                 authorization server issued (benchsignin signs every user of tokens.txt in:
+#                 dynamic registration, login_hint, consent, code), interleaved with the others
+#                 (not in cold-4 or the fan-out group); the token endpoint's latency goes into
+#                 the summary. Mandate's tokens live 1 h: keep such a run under an hour.
+#     -R N        -O: refresh_token grants measured by benchsignin (default 200)
 #
-# It builds echoserver, rproxy, loadgen, benchidp, benchsummary and mandateprof
+# It builds echoserver, rproxy, loadgen, benchidp, benchsignin, benchsummary and mandateprof
 # (`mandate serve` plus bench hooks: injected trace sampler, discarded audit,
 # a debug listener for Go memory; see its doc); starts the IdP
 # (internal/app/devidp), the echo upstream, the reverse proxy and Mandate (auth,
@@ -39,13 +48,14 @@
 set -euo pipefail
 
 DUR=5s WARM=2s ROUNDS=3 SESSIONS="1 8 64" OUT="" REF="" PROFILE=1 PDUR=10s NICE=0
-SAMPLE=0.1 BARE=0 BASEREF="" EXTRA="cold fanout idle" IDLE=10000 COLD="" LISTOBJ=()
-while getopts "d:w:r:s:o:g:Pp:n:t:A:Bx:I:C:Lh" opt; do
+SAMPLE=0.1 BARE=0 BASEREF="" EXTRA="cold fanout idle" IDLE=10000 COLD="" LISTOBJ=() OAUTH=0 REFRESHES=200
+while getopts "d:w:r:s:o:g:Pp:n:t:A:Bx:I:C:LOR:h" opt; do
   case $opt in
     d) DUR=$OPTARG ;; w) WARM=$OPTARG ;; r) ROUNDS=$OPTARG ;; s) SESSIONS=$OPTARG ;;
     o) OUT=$OPTARG ;; g) REF=$OPTARG ;; P) PROFILE=0 ;; p) PDUR=$OPTARG ;; n) NICE=$OPTARG ;;
     t) SAMPLE=$OPTARG ;; A) BASEREF=$OPTARG ;; B) BARE=1 ;; x) EXTRA=$OPTARG ;; I) IDLE=$OPTARG ;; C) COLD=$OPTARG ;; L) LISTOBJ=(-list-params-object) ;;
-    *) sed -n '2,35p' "$0"; exit 2 ;;
+    O) OAUTH=1 ;; R) REFRESHES=$OPTARG ;;
+    *) sed -n '2,45p' "$0"; exit 2 ;;
   esac
 done
 has() { [[ " $EXTRA " == *" $1 "* ]]; }
@@ -122,8 +132,12 @@ wait_port() { # port
 }
 
 MCP_URL=http://127.0.0.1:$P_MANDATE/mcp
+# -O: Mandate's authorization server signs users in at the IdP as client
+# "mandate" (the token-exchange client) with this redirect URI.
+SIGNIN=()
+(( OAUTH )) && SIGNIN=(-signin-redirect-uri "http://127.0.0.1:$P_MANDATE/oauth/callback")
 "${N[@]}" "$B/benchidp" -addr 127.0.0.1:$P_IDP -audience "$MCP_URL" -users "$MAXS" \
-  -tokens "$OUT/tokens.txt" -issuer-file "$OUT/issuer.txt" \
+  -tokens "$OUT/tokens.txt" -usernames "$OUT/usernames.txt" -issuer-file "$OUT/issuer.txt" "${SIGNIN[@]}" \
   -cold-users "$COLD" -cold-tokens "$OUT/cold-tokens.txt" >"$OUT/logs/idp.log" 2>&1 &
 PIDS+=($!)
 "${N[@]}" "$B/echoserver" -addr 127.0.0.1:$P_ECHO >"$OUT/logs/echoserver.log" 2>&1 &
@@ -144,6 +158,14 @@ export MANDATE_BENCH_CLIENT_SECRET=mandate-secret
 CAPS=$'  session:\n    max_per_user: 1000000\n    max_total: 1000000'
 caps_for() { grep -q max_per_user "$1/gateway/config.go" && printf '%s' "$CAPS"; return 0; }
 SESSIONCAPS=$(caps_for "$SRC")
+# -O: the authorization server section for revisions that have one (an
+# older base revision runs without it: the "before").
+if (( OAUTH )); then
+  head -c 32 /dev/urandom | base64 >"$OUT/storage.key"; chmod 600 "$OUT/storage.key"
+fi
+as_for() { (( OAUTH )) && grep -q '"authorization_server"' "$1/gateway/config.go" && echo 1; return 0; }
+ASON=$(as_for "$SRC")
+(( OAUTH )) && [[ -z $ASON ]] && { log "-O: this revision has no authorization server"; exit 1; }
 mandate_config() {
   local name=$1 port=$2 kind=$3; shift 3
   {
@@ -201,6 +223,21 @@ telemetry:
   metrics: none
 YAML
     fi
+    if [[ -n $ASON ]]; then
+      cat <<YAML
+authorization_server:
+  enabled: true
+  access_token_ttl: 1h
+  idp:
+    client_id: mandate
+    client_secret: \${MANDATE_BENCH_CLIENT_SECRET}
+storage:
+  path: $OUT/$name.db
+  encryption_keys:
+    - id: bench
+      key_file: $OUT/storage.key
+YAML
+    fi
   } >"$OUT/$name.yaml"
   "$B/mandate" validate --config "$OUT/$name.yaml" >&2
 }
@@ -226,7 +263,19 @@ mandate_config mandate $P_MANDATE all $P_ECHO
 start_mandate mandate $P_MANDATE $P_DEBUG "${TRACEARGS[@]}"; MANDATE_PID=$STARTED_PID
 declare -A URL=([direct]=http://127.0.0.1:$P_ECHO/mcp [rproxy]=http://127.0.0.1:$P_RPROXY/mcp [mandate]=$MCP_URL)
 declare -A PID=([rproxy]=$RPROXY_PID [mandate]=$MANDATE_PID)
+declare -A TOK=() # target → token file (default tokens.txt)
 TARGETS="direct rproxy mandate"
+if (( OAUTH )); then
+  # Every user of tokens.txt signs in at Mandate (the same process); the
+  # token endpoint is measured on the way.
+  log "signing $((MAXS + 1)) users in at Mandate's authorization server"
+  if ! TELINE=$("${N[@]}" "$B/benchsignin" -issuer "http://127.0.0.1:$P_MANDATE" -usernames "$OUT/usernames.txt" \
+       -tokens "$OUT/mandate-tokens.txt" -refreshes "$REFRESHES" -label token-endpoint/mandate 2>>"$OUT/logs/benchsignin.log"); then
+    log "benchsignin failed:"; cat "$OUT/logs/benchsignin.log" >&2; exit 1
+  fi
+  URL[mandate-oauth]=$MCP_URL; PID[mandate-oauth]=$MANDATE_PID; TOK[mandate-oauth]=$OUT/mandate-tokens.txt
+  TARGETS+=" mandate-oauth"
+fi
 if (( BARE )); then
   mandate_config mandate-bare $P_BARE bare $P_ECHO
   start_mandate mandate-bare $P_BARE $((P_DEBUG+1)) -audit-discard
@@ -235,11 +284,12 @@ if (( BARE )); then
 fi
 if [[ -n $BASEREF ]]; then
   # The same all-on configuration, validated and served by the base build.
-  SAVED_B=$B SAVED_CAPS=$SESSIONCAPS
-  B=$OUT/bin-base SESSIONCAPS=$(caps_for "$BSRC")
+  SAVED_B=$B SAVED_CAPS=$SESSIONCAPS SAVED_AS=$ASON
+  B=$OUT/bin-base SESSIONCAPS=$(caps_for "$BSRC") ASON=$(as_for "$BSRC")
+  BASEAS=$ASON
   mandate_config mandate-base $P_BASEREV all $P_ECHO
   start_mandate mandate-base $P_BASEREV $((P_DEBUG+3)) "${TRACEARGS[@]}"
-  B=$SAVED_B SESSIONCAPS=$SAVED_CAPS
+  B=$SAVED_B SESSIONCAPS=$SAVED_CAPS ASON=$SAVED_AS
   URL[mandate-base]=http://127.0.0.1:$P_BASEREV/mcp; PID[mandate-base]=$STARTED_PID
   TARGETS+=" mandate-base"
 fi
@@ -263,7 +313,8 @@ fi
   echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) before the runs"
   echo "settings: duration $DUR, warm-up $WARM, rounds $ROUNDS, echo sessions: $SESSIONS, nice $NICE, extra: ${EXTRA:-none}"
   echo "targets:  direct (echoserver), rproxy (httputil.ReverseProxy), mandate (auth + token exchange + CEL policy + file audit + $TRACEDESC + Prometheus)"
-  [[ -n $BASEREF ]] && echo "          mandate-base (the same all-on configuration, built from $(git -C "$ROOT" rev-parse --short "$BASEREF"))"
+  [[ -n $BASEREF ]] && echo "          mandate-base (the same all-on configuration, built from $(git -C "$ROOT" rev-parse --short "$BASEREF")$( (( OAUTH )) && { [[ -n ${BASEAS:-} ]] && echo ", authorization server on" || echo ", which has no authorization server"; }))"
+  (( OAUTH )) && echo "          authorization server on in the mandate targets (SQLite, access_token_ttl 1h); mandate-oauth = the mandate process called with Mandate-issued tokens"
   (( BARE )) && echo "          mandate-bare (auth + token exchange; policy default allow without rules, audit to io.Discard, traces none, metrics none)"
   echo "command:  internal/app/bench/run.sh $*"
 } | tee "$OUT/header.txt"
@@ -286,6 +337,14 @@ COLD_OFF=0
 
 RES=$OUT/results.jsonl
 : >"$RES"
+if (( OAUTH )); then
+  echo "$TELINE" >>"$RES"
+  echo "$TELINE" | python3 -c '
+import json,sys
+r=json.load(sys.stdin)
+for k,n in (("token_code","authorization_code"),("token_refresh","refresh_token"),("signin","whole sign-in")):
+  s=r[k]; print("token endpoint %-18s %4d  p50 %6.2f ms  p90 %6.2f ms  p99 %6.2f ms  max %6.2f ms" % (n, s["count"], s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"]))'
+fi
 show_run() { # a loadgen JSON line → one line of text
   python3 -c '
 import json,sys
@@ -297,7 +356,7 @@ if r.get("tokens_used"): extra+="  fresh tokens %d" % r["tokens_used"]
 for n,m in sorted(r.get("idle",{}).items()):
   extra+="  %s RSS %.1f→%.1f MiB %.1f KiB/session (released %.1f) heap %.1f KiB/session goroutines %d→%d" % (n, m["rss_before_kib"]/1024, m["rss_after_kib"]/1024,
     m["rss_per_session_kib"], m.get("rss_released_per_session_kib",0), m.get("heap_per_session_kib",0), m.get("goroutines_before",0), m.get("goroutines_after",0))
-print("%-22s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op%s  load %s" % (
+print("%-28s %8.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d wrong %d  proxy %s µs/op  upstream %.0f µs/op%s  load %s" % (
   r["label"], r["calls_per_s"], r["p50_us"]/1000, r["p99_us"]/1000, r["errors"], r["wrong"],
   ("%.0f" % c["proxy"]["us_per_op"]) if "proxy" in c else "-", c.get("upstream",{}).get("us_per_op",0), extra, r["loadavg"]))
 if r.get("first_error"): print("    first error: " + r["first_error"])'
@@ -306,7 +365,7 @@ run_one() { # scenario group target round args...
   local sc=$1 g=$2 t=$3 r=$4; shift 4
   local url=${URL[$t]} pid=${PID[$t]:-} up=$ECHO_PID
   if [[ $g == fan && $t == mandate ]]; then url=http://127.0.0.1:$P_FAN/mcp pid=$FAN_PID up=$FAN_PIDS; fi
-  local pidargs=(-pid upstream=$up) tokargs=(-token-file "$OUT/tokens.txt") fresh=0
+  local pidargs=(-pid upstream=$up) tokargs=(-token-file "${TOK[$t]:-$OUT/tokens.txt}") fresh=0
   [[ -n $pid ]] && pidargs+=(-pid proxy=$pid)
   if [[ " $* " == *" -fresh-tokens "* ]]; then
     fresh=1 tokargs=(-token-file "$OUT/cold-tokens.txt")
@@ -331,19 +390,21 @@ run_one() { # scenario group target round args...
 # Prime every Mandate with every user of tokens.txt (token exchange, JWKS,
 # per-user catalog) so that the first round of a scenario does not pay what
 # the cold scenarios measure; not recorded.
-prime() { # url args...
-  local u=$1; shift
+prime() { # url tokenfile args...
+  local u=$1 tf=$2; shift 2
   "${N[@]}" "$B/loadgen" -url "$u" -sessions "$((MAXS + 1))" -duration 1s -warmup 0s \
-    -token-file "$OUT/tokens.txt" "${LISTOBJ[@]}" "$@" >>"$OUT/logs/prime.log" 2>&1 ||
+    -token-file "$tf" "${LISTOBJ[@]}" "$@" >>"$OUT/logs/prime.log" 2>&1 ||
     log "priming $u failed (see $OUT/logs/prime.log)"
 }
-for t in $TARGETS; do [[ $t == mandate* ]] && prime "${URL[$t]}" -scenario calls -tool echo; done
-has fanout && prime "http://127.0.0.1:$P_FAN/mcp" -scenario list
+for t in $TARGETS; do [[ $t == mandate* ]] && prime "${URL[$t]}" "${TOK[$t]:-$OUT/tokens.txt}" -scenario calls -tool echo; done
+has fanout && prime "http://127.0.0.1:$P_FAN/mcp" "$OUT/tokens.txt" -scenario list
 
 for entry in "${SCEN[@]}"; do
   IFS='|' read -r sc g args <<<"$entry"
   ts=$TARGETS
   [[ $g == fan ]] && ts="direct rproxy mandate"
+  # A new user's first call needs a new user: no sign-ins for those.
+  [[ " $args " == *" -fresh-tokens "* ]] && ts=${ts/ mandate-oauth/}
   for r in $(seq 1 "$ROUNDS"); do
     order=$ts
     (( r % 2 )) || order=$(printf '%s\n' $ts | tac | xargs)

@@ -29,9 +29,12 @@ var LoginConsentEnv = []string{
 }
 
 // DynamicRegistrationEnv enables Hydra's public RFC 7591 endpoint
-// (/oauth2/register) and lets registered clients ask for these scopes.
+// (/oauth2/register), names it in the discovery document as
+// registration_endpoint (Hydra lists it only when configured), and lets
+// registered clients ask for these scopes.
 var DynamicRegistrationEnv = []string{
 	"OIDC_DYNAMIC_CLIENT_REGISTRATION_ENABLED=true",
+	"WEBFINGER_OIDC_DISCOVERY_CLIENT_REGISTRATION_URL=" + PublicURLPlaceholder + "oauth2/register",
 	"OIDC_DYNAMIC_CLIENT_REGISTRATION_DEFAULT_SCOPE=offline_access,offline,openid,mcp",
 }
 

@@ -5,16 +5,31 @@
 // line: alice first, then -users generated users (user0001, …). It writes its
 // issuer to -issuer-file, prints "ready", and serves until killed.
 //
+// With -usernames FILE it also writes the login names of those users, one
+// per line in the order of -tokens (benchsignin signs the same users in at
+// Mandate's authorization server).
+//
 // With -cold-users N it also creates N more users (cold00001, …) and writes
 // their tokens to -cold-tokens: a pool of users Mandate has never seen, for
 // the cold-path scenarios (each op a new user's first call).
 //
+// With -signin-redirect-uri (Mandate's public_url + /oauth/callback) it also
+// registers Mandate's confidential OpenID Connect client, the one Mandate's
+// authorization server signs users in with (authorization_server.idp):
+// -signin-client-id and -signin-client-secret (by default the token-exchange
+// client's), that redirect URI, and -signin-audience (by default -audience)
+// as the aud of the IdP tokens it gets, the audience Mandate's identity
+// section expects. Users have no password, so a login_hint signs them in
+// without the picker.
+//
 //	benchidp -addr 127.0.0.1:9010 -audience http://127.0.0.1:9003/mcp -users 64 \
-//	         -tokens /tmp/x/tokens.txt -issuer-file /tmp/x/issuer.txt
+//	         -tokens /tmp/x/tokens.txt -issuer-file /tmp/x/issuer.txt \
+//	         -signin-redirect-uri http://127.0.0.1:9003/oauth/callback
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -40,9 +55,18 @@ func main() {
 	clientSecret := flag.String("client-secret", "mandate-secret", "its secret")
 	coldUsers := flag.Int("cold-users", 0, "users to generate for -cold-tokens")
 	coldPath := flag.String("cold-tokens", "cold-tokens.txt", "file to write the cold users' tokens to")
+	usernamesPath := flag.String("usernames", "", "file to write the login names of the -tokens users to, in the same order (optional)")
+	var sc signinClient
+	flag.StringVar(&sc.id, "signin-client-id", "", "Mandate's sign-in client (authorization_server.idp.client_id); default -client-id")
+	flag.StringVar(&sc.secret, "signin-client-secret", "", "its secret; default -client-secret")
+	flag.StringVar(&sc.redirectURI, "signin-redirect-uri", "", "register the sign-in client with this redirect URI (Mandate's public_url + /oauth/callback)")
+	flag.StringVar(&sc.audience, "signin-audience", "", "aud of the IdP tokens the sign-in client gets; default -audience")
 	flag.Parse()
 	if *audience == "" {
 		log.Fatal("benchidp: -audience is required")
+	}
+	if sc.audience == "" {
+		sc.audience = *audience
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -52,10 +76,10 @@ func main() {
 		log.Fatal(err)
 	}
 	defer idp.Close()
-	if err := idp.RegisterClient(*clientID, *clientSecret); err != nil {
+	if err := registerClients(idp, *clientID, *clientSecret, sc); err != nil {
 		log.Fatal(err)
 	}
-	mint := func(prefix string, n int, path string, withAlice bool) {
+	mint := func(prefix string, n int, path, namesPath string, withAlice bool) {
 		var names []string
 		if withAlice {
 			names = append(names, "alice")
@@ -76,10 +100,15 @@ func main() {
 		if err := os.WriteFile(path, []byte(strings.Join(tokens, "\n")+"\n"), 0o600); err != nil {
 			log.Fatal(err)
 		}
+		if namesPath != "" {
+			if err := os.WriteFile(namesPath, []byte(strings.Join(names, "\n")+"\n"), 0o600); err != nil {
+				log.Fatal(err)
+			}
+		}
 	}
-	mint("user", *users, *tokensPath, true)
+	mint("user", *users, *tokensPath, *usernamesPath, true)
 	if *coldUsers > 0 {
-		mint("cold", *coldUsers, *coldPath, false)
+		mint("cold", *coldUsers, *coldPath, "", false)
 	}
 	if *issuerPath != "" {
 		if err := os.WriteFile(*issuerPath, []byte(idp.Issuer()+"\n"), 0o600); err != nil {
@@ -88,6 +117,39 @@ func main() {
 	}
 	fmt.Printf("ready issuer=%s token_url=%s tokens=%d cold=%d\n", idp.Issuer(), idp.TokenURL(), *users+1, *coldUsers)
 	<-ctx.Done()
+}
+
+// signinClient is Mandate's sign-in client at the IdP (its authorization
+// server's authorization_server.idp); no redirectURI means none.
+type signinClient struct {
+	id, secret, redirectURI, audience string
+}
+
+// registerClients registers the token-exchange client and, when
+// sc.redirectURI is set, Mandate's sign-in client: a confidential client
+// with that redirect URI whose code-flow tokens have aud sc.audience. The
+// two may be one client (the same id): it then keeps the exchange grant.
+func registerClients(idp *devidp.IdP, clientID, clientSecret string, sc signinClient) error {
+	if err := idp.RegisterClient(clientID, clientSecret); err != nil {
+		return err
+	}
+	if sc.redirectURI == "" {
+		if sc.id != "" || sc.secret != "" {
+			return errors.New("benchidp: -signin-client-id and -signin-client-secret need -signin-redirect-uri")
+		}
+		return nil
+	}
+	if sc.id == "" {
+		sc.id = clientID
+	}
+	if sc.secret == "" {
+		sc.secret = clientSecret
+	}
+	if sc.id == clientID && sc.secret != clientSecret {
+		return errors.New("benchidp: the sign-in client is the token-exchange client (same id) but has another secret")
+	}
+	return idp.AddClient(devidp.ClientConfig{ID: sc.id, Secret: sc.secret,
+		RedirectURIs: []string{sc.redirectURI}, Audience: []string{sc.audience}})
 }
 
 // mintTokens logs every user in (8 at a time) and returns their access

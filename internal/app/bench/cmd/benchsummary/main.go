@@ -6,7 +6,11 @@
 // (mandate ≥0.9× rproxy throughput, p50 ≤1.2×, p99 ≤1.3×) are met. With a
 // mandate-bare target it adds the ratios Mandate all-on / all-off; with idle
 // results (scenario "idle") the memory per idle session and the ≤64 KiB
-// target.
+// target. With a mandate-oauth target (the same Mandate driven with tokens
+// its authorization server issued, run.sh -O) it adds the ratios
+// mandate-oauth / mandate, / rproxy and / mandate-base, and prints the
+// token-endpoint latencies of benchsignin's line (label
+// "token-endpoint/<target>").
 //
 //	benchsummary results.jsonl
 package main
@@ -75,7 +79,26 @@ func main() {
 	}
 }
 
-var targets = []string{"direct", "rproxy", "mandate", "mandate-bare", "mandate-base"}
+var targets = []string{"direct", "rproxy", "mandate", "mandate-oauth", "mandate-bare", "mandate-base"}
+
+// tokenEndpoint is benchsignin's JSON line.
+type tokenEndpoint struct {
+	Label    string  `json:"label"`
+	Users    int     `json:"users"`
+	Parallel int     `json:"parallel"`
+	SignIn   msStats `json:"signin"`
+	Code     msStats `json:"token_code"`
+	Refresh  msStats `json:"token_refresh"`
+}
+
+type msStats struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+	Mean  float64 `json:"mean_ms"`
+}
 
 // scenarioNotes describe the scenario families run.sh uses, by name prefix.
 var scenarioNotes = []struct{ prefix, note string }{
@@ -94,6 +117,7 @@ func summarize(in io.Reader, out io.Writer) error {
 	var scenarios []string
 	var loads []string
 	var idles []result
+	var tokenLines []tokenEndpoint
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -104,6 +128,14 @@ func summarize(in io.Reader, out io.Writer) error {
 		var r result
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return fmt.Errorf("bad line %q: %w", line, err)
+		}
+		if strings.HasPrefix(r.Label, "token-endpoint/") {
+			var te tokenEndpoint
+			if err := json.Unmarshal([]byte(line), &te); err != nil {
+				return fmt.Errorf("bad token-endpoint line %q: %w", line, err)
+			}
+			tokenLines = append(tokenLines, te)
+			continue
 		}
 		parts := strings.Split(r.Label, "/")
 		if len(parts) != 3 {
@@ -216,6 +248,10 @@ func summarize(in io.Reader, out io.Writer) error {
 	}
 	pairTable(out, scenarios, cells, "mandate", "mandate-bare", "Mandate all-on / all-off (mandate / mandate-bare)", "Throughput of Mandate all-on vs all-off")
 	pairTable(out, scenarios, cells, "mandate", "mandate-base", "This revision / the base revision, both all-on (mandate / mandate-base)", "Throughput of this revision vs the base revision")
+	pairTable(out, scenarios, cells, "mandate-oauth", "mandate", "Mandate-issued token / IdP token, the same Mandate (mandate-oauth / mandate)", "Throughput with a Mandate-issued token vs an IdP token")
+	pairTable(out, scenarios, cells, "mandate-oauth", "rproxy", "Mandate-issued token vs the reverse proxy (mandate-oauth / rproxy)", "Throughput with a Mandate-issued token vs the reverse proxy")
+	pairTable(out, scenarios, cells, "mandate-oauth", "mandate-base", "Mandate-issued token on this revision / IdP token on the base revision (mandate-oauth / mandate-base)", "Throughput with a Mandate-issued token vs the base revision")
+	tokenTable(out, tokenLines)
 	idleTable(out, idles)
 
 	slices.Sort(loads)
@@ -311,6 +347,28 @@ func pairTable(out io.Writer, scenarios []string, cells map[string]map[string]*c
 	}
 	if len(binding) > 0 {
 		fmt.Fprintf(out, "\n%s: %s\n", summary, strings.Join(binding, ", "))
+	}
+}
+
+// tokenTable prints the token endpoint latencies benchsignin measured.
+func tokenTable(out io.Writer, lines []tokenEndpoint) {
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "Mandate's token endpoint (benchsignin: request sent → whole answer read; sign-in = authorization request → IdP → consent → code redeemed):")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| target | request | parallel | count | p50 ms | p90 ms | p99 ms | max ms | mean ms |")
+	fmt.Fprintln(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, l := range lines {
+		t, _ := strings.CutPrefix(l.Label, "token-endpoint/")
+		for _, row := range []struct {
+			name string
+			s    msStats
+		}{{"authorization_code", l.Code}, {"refresh_token", l.Refresh}, {"whole sign-in", l.SignIn}} {
+			fmt.Fprintf(out, "| %s | %s | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n", t, row.name, l.Parallel, row.s.Count,
+				row.s.P50, row.s.P90, row.s.P99, row.s.Max, row.s.Mean)
+		}
 	}
 }
 

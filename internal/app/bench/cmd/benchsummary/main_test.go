@@ -79,3 +79,39 @@ func TestSummarizeAllOnOffAndIdle(t *testing.T) {
 		t.Errorf("summary has a note or row it should not have:\n%s", got)
 	}
 }
+
+// run.sh -O: the mandate-oauth target gets its rows and its ratios to
+// mandate, rproxy and mandate-base; benchsignin's line becomes the token
+// endpoint table.
+func TestSummarizeMandateOAuth(t *testing.T) {
+	t.Parallel()
+	in := []string{
+		line("echo-8/rproxy/1", 700, 1500, 4000, 300),
+		line("echo-8/mandate/1", 630, 1950, 6000, 600),
+		line("echo-8/mandate-oauth/1", 600, 2000, 6600, 630),
+		line("echo-8/mandate-base/1", 660, 1900, 6000, 580),
+		`{"label":"token-endpoint/mandate","users":65,"parallel":1,"signin":{"count":65,"p50_ms":12.5,"p90_ms":15,"p99_ms":20,"max_ms":21,"mean_ms":13},` +
+			`"token_code":{"count":65,"p50_ms":2.25,"p90_ms":3,"p99_ms":4.5,"max_ms":5,"mean_ms":2.5},"token_refresh":{"count":200,"p50_ms":1.75,"p90_ms":2,"p99_ms":3,"max_ms":4,"mean_ms":1.8}}`,
+	}
+	var out strings.Builder
+	if err := summarize(strings.NewReader(strings.Join(in, "\n")), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		"| echo-8 | mandate-oauth | 1 | 600 | 2.00 | 6.60 | 630 | 100 | 0 | 0 |",
+		"(mandate-oauth / mandate)",
+		"| echo-8 | 0.95× [0.95–0.95] | 1.03× [1.03–1.03] | 1.10× [1.10–1.10] | 1.05× [1.05–1.05] |",
+		"(mandate-oauth / rproxy)",
+		"| echo-8 | 0.86× [0.86–0.86] | 1.33× [1.33–1.33] | 1.65× [1.65–1.65] | 2.10× [2.10–2.10] |",
+		"(mandate-oauth / mandate-base)",
+		"Throughput with a Mandate-issued token vs an IdP token: echo-8 0.95×",
+		"| mandate | authorization_code | 1 | 65 | 2.25 | 3.00 | 4.50 | 5.00 | 2.50 |",
+		"| mandate | refresh_token | 1 | 200 | 1.75 | 2.00 | 3.00 | 4.00 | 1.80 |",
+		"| mandate | whole sign-in | 1 | 65 | 12.50 | 15.00 | 20.00 | 21.00 | 13.00 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+}
