@@ -309,7 +309,9 @@ func (e *env) do(c *http.Client, method, target string, form url.Values, hdr map
 	return r
 }
 
-func (e *env) get(c *http.Client, target string) response { return e.do(c, http.MethodGet, target, nil, nil) }
+func (e *env) get(c *http.Client, target string) response {
+	return e.do(c, http.MethodGet, target, nil, nil)
+}
 
 // signIn signs browser b in to Mandate as username (through SignInThen of
 // a page under test, which must send the browser to the IdP), then follows

@@ -384,3 +384,10 @@ func safeClass(e string) string {
 }
 
 func humanMinutes(d time.Duration) string { return fmt.Sprintf("%d minutes", int(d/time.Minute)) }
+
+// UserRemoved tells every replica (OnChange with upstream "") that a
+// user's grants were removed (DELETE /admin/users/{subject}: the store's
+// RevokeUser deletes them).
+func (s *Service) UserRemoved(ctx context.Context, issuer, subject string) {
+	s.changed(ctx, issuer, subject, "")
+}
