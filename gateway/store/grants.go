@@ -65,9 +65,16 @@ type Grants interface {
 	// endpoint while the lock is held: that is the single flight across
 	// replicas for refreshes (a rotated refresh token is never replayed).
 	// fn returning an error stores nothing and returns it. ErrNotFound when
-	// there is no grant.
+	// there is no grant (fn is not called). fn is called at most once;
+	// waiting for the lock ends with ctx, but once fn succeeded its result
+	// is stored even if ctx ended meanwhile (a rotated refresh token is
+	// never lost). fn must not change the key, and must not write to the
+	// Store: on SQLite fn holds the database's single writer, so every
+	// other write of the process waits for fn (one replica; bound fn by
+	// the token endpoint's timeout).
 	UpdateGrant(ctx context.Context, issuer, subject, upstream string, fn func(Grant) (Grant, error)) (Grant, error)
-	// TouchGrant bumps LastUsedAt (at most once a minute).
+	// TouchGrant bumps LastUsedAt (at most once a minute); ErrNotFound
+	// when there is no grant.
 	TouchGrant(ctx context.Context, issuer, subject, upstream string, at time.Time) error
 
 	// Outbound client registrations at platform authorization servers.
@@ -75,9 +82,18 @@ type Grants interface {
 	GetOutboundClient(ctx context.Context, issuer, key string) (OutboundClient, error)
 
 	// Notify publishes payload on channel to every replica's Listen
-	// (PostgreSQL NOTIFY; SQLite: this process only). Listen delivers
-	// until ctx ends. Used to make a disconnect or an admin revoke take
-	// effect on every replica within a second.
+	// (PostgreSQL NOTIFY; SQLite: this Store only). Listen delivers
+	// until ctx ends (or the Store is closed), then closes the channel;
+	// it returns once subscribed, so a later Notify is delivered. Used to
+	// make a disconnect or an admin revoke take effect on every replica
+	// within a second.
+	//
+	// Channels are lower-case identifiers ([a-z][a-z0-9_]*, ≤ 63 bytes);
+	// payloads are 1 to MaxNotifyPayload (7999) bytes of UTF-8 without
+	// NUL. Listen delivers an EMPTY payload when notifications may have
+	// been lost (its PostgreSQL connection dropped and was re-established;
+	// an in-process backlog overflowed): the subscriber should then resync
+	// (e.g. drop every cached platform token). See notify.go.
 	Notify(ctx context.Context, channel, payload string) error
 	Listen(ctx context.Context, channel string) (<-chan string, error)
 }

@@ -103,6 +103,35 @@ var migrations = []migration{
 			PRIMARY KEY (issuer, jti))`,
 		`CREATE INDEX jtis_expires_at ON jtis (expires_at)`,
 	}},
+	{2, "per-user platform grants", []string{
+		// access_token and refresh_token are sealed, bound to the row
+		// (issuer, subject, upstream): see grantRowKey.
+		`CREATE TABLE grants (
+			issuer TEXT NOT NULL,
+			subject TEXT NOT NULL,
+			upstream TEXT NOT NULL,
+			config_digest TEXT NOT NULL,
+			client_id TEXT NOT NULL,
+			access_token {{blob}} NOT NULL,
+			refresh_token {{blob}} NOT NULL,
+			token_type TEXT NOT NULL,
+			expiry {{int}} NOT NULL,
+			scope TEXT NOT NULL,
+			platform_subject TEXT NOT NULL,
+			created_at {{int}} NOT NULL,
+			last_used_at {{int}} NOT NULL,
+			broken {{int}} NOT NULL DEFAULT 0,
+			broken_reason TEXT NOT NULL DEFAULT '',
+			PRIMARY KEY (issuer, subject, upstream))`,
+		// metadata is sealed (it may hold a client secret), bound to
+		// (issuer, registration_key).
+		`CREATE TABLE outbound_clients (
+			issuer TEXT NOT NULL,
+			registration_key TEXT NOT NULL,
+			metadata {{blob}} NOT NULL,
+			created_at {{int}} NOT NULL,
+			PRIMARY KEY (issuer, registration_key))`,
+	}},
 }
 
 // SchemaVersion is the schema version this build migrates to.

@@ -53,6 +53,10 @@ func Open(ctx context.Context, cfg Config) (Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("storage (%s): migrating the schema: %w", cfg.Driver, err)
 	}
+	if err := s.startNotify(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("storage (%s): %w", cfg.Driver, err)
+	}
 	return s, nil
 }
 
@@ -144,14 +148,22 @@ var postgresDialect = &dialect{
 	lockMigrations: `SELECT pg_advisory_xact_lock(hashtext('mandate-store-migrations:' || current_schema()))`,
 }
 
+// postgresMaxConns bounds a replica's connections; maxGrantUpdates of them
+// at most are held by UpdateGrants (each holds one while its fn calls a
+// platform), so the other operations always find connections.
+const (
+	postgresMaxConns = 16
+	maxGrantUpdates  = postgresMaxConns / 2
+)
+
 func openPostgres(dsn secret.String) (*sqlStore, error) {
 	cc, err := pgx.ParseConfig(dsn.Reveal())
 	if err != nil {
 		return nil, errors.New("storage.dsn: not a valid PostgreSQL connection string")
 	}
 	db := stdlib.OpenDB(*cc)
-	db.SetMaxOpenConns(16)
+	db.SetMaxOpenConns(postgresMaxConns)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return &sqlStore{db: db, d: postgresDialect}, nil
+	return &sqlStore{db: db, d: postgresDialect, pgConfig: cc, grantSem: make(chan struct{}, maxGrantUpdates)}, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // RevokedFamilyRetention is how long a revoked refresh family is remembered
@@ -45,6 +47,17 @@ type sqlStore struct {
 	writeSem chan struct{}
 	queries  sync.Map // original query → rebound query
 	now      func() time.Time
+
+	// Grants (grants_sql.go): UpdateGrant's in-process lock per grant, and
+	// (PostgreSQL) the bound on UpdateGrants holding a connection.
+	grantLocks keyedLocks
+	grantSem   chan struct{}
+	// Notify/Listen (notify.go). life ends at Close; it ends every Listen.
+	life     context.Context
+	stop     context.CancelFunc
+	hub      *hub            // SQLite: in-process fan-out
+	pgConfig *pgx.ConnConfig // PostgreSQL: for the listening connections
+	schema   string          // PostgreSQL: current_schema(), scopes channel names
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -595,7 +608,9 @@ func (s *sqlStore) GetIdPSession(ctx context.Context, id string) (IdPSession, er
 }
 
 // RevokeUser revokes the user's IdP sessions and refresh families, deletes
-// their consents and their sessions' unredeemed codes, in one transaction.
+// their consents, their sessions' unredeemed codes and their platform
+// grants, in one transaction. (Telling other replicas to drop cached
+// platform tokens — Notify — is the caller's job.)
 func (s *sqlStore) RevokeUser(ctx context.Context, issuer, subject string) error {
 	now := s.now()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -608,6 +623,7 @@ func (s *sqlStore) RevokeUser(ctx context.Context, issuer, subject string) error
 			{`UPDATE refresh_families SET revoked_at = ?, expires_at = {{greatest}}(expires_at, ?) WHERE issuer = ? AND subject = ? AND revoked_at = 0`,
 				[]any{ts(now), ts(now.Add(RevokedFamilyRetention)), issuer, subject}},
 			{`DELETE FROM consents WHERE issuer = ? AND subject = ?`, []any{issuer, subject}},
+			{`DELETE FROM grants WHERE issuer = ? AND subject = ?`, []any{issuer, subject}},
 		} {
 			if _, err := tx.ExecContext(ctx, s.q(st.q), st.args...); err != nil {
 				return err
@@ -715,4 +731,10 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 	return s.wrap("ping", s.db.PingContext(ctx))
 }
 
-func (s *sqlStore) Close() error { return s.db.Close() }
+// Close ends the Store's Listen subscriptions and closes the database.
+func (s *sqlStore) Close() error {
+	if s.stop != nil {
+		s.stop()
+	}
+	return s.db.Close()
+}
