@@ -74,6 +74,13 @@ func (g *Gateway) grantUpstreams() []string {
 // replica. upstream "" means all of them.
 // TODO(grantflow): Broker.PurgeUpstream(issuer, subject, upstream) when upstream != "".
 func (g *Gateway) grantChanged(issuer, subject, upstream string) {
+	if issuer == "" && subject == "" {
+		// Notifications were lost. TODO(grantflow): purge every per-user
+		// grant token (the broker has no such purge yet); until then they
+		// live until they expire.
+		g.log.Warn("grant change notifications may have been lost; cached platform tokens of per-user grants live until they expire")
+		return
+	}
 	g.broker.Purge(issuer, subject)
 }
 

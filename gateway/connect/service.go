@@ -149,7 +149,8 @@ func (s *Service) Link(id *identity.Identity, upstream, reason string) (link, el
 }
 
 // Run listens for grant changes made on any replica (this one included)
-// and calls Options.OnChange for each, until ctx ends. A failed or closed
+// and calls Options.OnChange for each, until ctx ends; OnChange("", "",
+// "") when notifications may have been lost (every user may have changed). A failed or closed
 // listener is opened again after a pause.
 func (s *Service) Run(ctx context.Context) {
 	for ctx.Err() == nil {
@@ -158,6 +159,14 @@ func (s *Service) Run(ctx context.Context) {
 			s.log.Warn("listening for grant changes failed; retrying", "error", err)
 		} else {
 			for p := range ch {
+				if p == "" {
+					// Notifications may have been lost: every user's
+					// grants may have changed.
+					if s.opts.OnChange != nil {
+						s.opts.OnChange("", "", "")
+					}
+					continue
+				}
 				var v []string
 				if json.Unmarshal([]byte(p), &v) != nil || len(v) != 3 {
 					s.log.Warn("ignoring a malformed grant change notification")
