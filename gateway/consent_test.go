@@ -31,7 +31,7 @@ type grants struct {
 func newGrants() *grants { return &grants{m: map[string]bool{}} }
 
 func (g *grants) set(sub string, ok bool) { g.mu.Lock(); g.m[sub] = ok; g.mu.Unlock() }
-func (g *grants) has(sub string) bool    { g.mu.Lock(); defer g.mu.Unlock(); return g.m[sub] }
+func (g *grants) has(sub string) bool     { g.mu.Lock(); defer g.mu.Unlock(); return g.m[sub] }
 
 // gatedSource wraps an upstream's real credentials source: for a user who
 // has not connected it answers what the broker answers when the
