@@ -50,7 +50,10 @@ func (g *Gateway) startConnect(ctx context.Context, cfg *Config, master []byte) 
 // authorization_code in the configuration in force.
 // TODO(grantflow): the flow's Connector per upstream from the broker.
 func (g *Gateway) connector(upstream string) (credentials.Connector, bool) {
-	return nil, false
+	if g.broker == nil {
+		return nil, false
+	}
+	return g.broker.Connector(upstream)
 }
 
 // grantUpstreams lists the upstreams of the configuration in force that

@@ -39,6 +39,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/errtext"
+	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -152,12 +153,6 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel()
 		return nil, err
 	}
-	g.broker = credentials.NewBroker(credentials.BrokerOptions{
-		HTTPClient:     &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Logger:         opts.Logger,
-		TracerProvider: g.tel.tp,
-		OnExchange:     g.tel.onExchange,
-	})
 	g.newAdapter = opts.NewAdapter
 	if g.newAdapter == nil {
 		g.newAdapter = g.defaultAdapter
@@ -177,6 +172,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		_ = g.audit.Close()
 		return nil, err
 	}
+	bo := credentials.BrokerOptions{
+		HTTPClient:     &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Logger:         opts.Logger,
+		TracerProvider: g.tel.tp,
+		OnExchange:     g.tel.onExchange,
+	}
+	if g.store != nil {
+		bo.Grants = grantStore{g.store}
+		bo.RedirectURL = strings.TrimSuffix(cfg.Server.PublicURL, "/") + connectpages.PathCallback
+	}
+	g.broker = credentials.NewBroker(bo)
 	st, err := g.buildState(cfg, g.gen.Add(1))
 	if err != nil {
 		cancel()
@@ -210,6 +216,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		// every replica derives alike (storage.encryption_keys).
 		if master, err := cfg.Storage.SealingKey(); err == nil {
 			g.dispatch.StateKey, _ = hkdf.Key(sha256.New, master, nil, "mandate request state v1", 32)
+		}
+	}
+	if g.connect != nil {
+		g.dispatch.ConnectLink = g.connect.Link
+		g.connect.Completed = func(eid string, _ *identity.Identity, _ string) {
+			g.dispatch.ElicitationCompleted(context.Background(), eid)
 		}
 	}
 	if opts.dispatchHook != nil {

@@ -8,6 +8,7 @@ package catalog
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
 // Kind is a kind of listing.
@@ -293,7 +295,11 @@ func (c *Cache) ListAll(ctx context.Context, s Opener, st *State, kind Kind) []L
 		wg.Go(func() {
 			out[i].E, out[i].Err = c.Listing(ctx, s, st, u, kind)
 			if out[i].Err != nil {
-				c.log.Warn("listing upstream failed", "upstream", u.Name, "kind", kind.String(), "error", out[i].Err)
+				level := slog.LevelWarn // a user who has yet to connect their account is no problem of the upstream
+				if cre := (*credentials.ConsentRequiredError)(nil); errors.As(out[i].Err, &cre) {
+					level = slog.LevelInfo
+				}
+				c.log.Log(ctx, level, "listing upstream failed", "upstream", u.Name, "kind", kind.String(), "error", out[i].Err)
 			}
 		})
 	}

@@ -454,7 +454,13 @@ func (s *source) fetch(callerCtx context.Context, id *identity.Identity, key [32
 		if oe.redirectTo != "" {
 			attrs = append(attrs, "redirect_to", oe.redirectTo)
 		}
-		s.b.log.Warn("token exchange failed", attrs...)
+		// A user who has not connected their account yet is the normal
+		// start of per-user grants, not an operational problem.
+		level := slog.LevelWarn
+		if cre := (*ConsentRequiredError)(nil); errors.As(oe, &cre) {
+			level = slog.LevelInfo
+		}
+		s.b.log.Log(ctx, level, "token exchange failed", attrs...)
 		if oe.Code == "invalid_grant" && !oe.Interaction && s.b.backoff > 0 {
 			s.store(key, &entry{err: oe, errFor: rawHash(id), expires: s.b.now().Add(s.b.backoff)}, id, gen)
 		}

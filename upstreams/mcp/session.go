@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams"
+	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
 // MCP notification methods relayed to OpenOptions.Events.
@@ -280,7 +282,11 @@ func (s *session) dial(dctx context.Context) (*sdk.ClientSession, error) {
 	if err != nil {
 		merr, o := s.a.mapError(ctx, ctx, err, st, true)
 		s.a.record(o, merr)
-		s.a.log.Warn("connecting to upstream failed", "error", merr.Error())
+		level := slog.LevelWarn // a user who has yet to connect their account is no problem of the upstream
+		if cre := (*credentials.ConsentRequiredError)(nil); errors.As(merr, &cre) {
+			level = slog.LevelInfo
+		}
+		s.a.log.Log(ctx, level, "connecting to upstream failed", "error", merr.Error())
 		return nil, merr
 	}
 	return cs, nil
