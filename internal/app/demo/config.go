@@ -20,7 +20,7 @@ const TrackerFlow = "authorization_code"
 // ("no grant storage configured") and warn.
 // TODO(issue 16): true once the wiring is on main; TestTrackerConfig and
 // the tour's connect scene then run.
-const trackerWired = false
+const trackerWired = true
 
 // trackerFlowAvailable reports whether this build has TrackerFlow and the
 // gateway's wiring for it (trackerWired).

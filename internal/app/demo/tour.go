@@ -336,7 +336,7 @@ func RenderTour(w io.Writer, res *TourResult) error {
 		if r.Method != "tools/call" {
 			continue
 		}
-		lines = append(lines, []cell{{fmt.Sprint(r.Seq)}, {auditUser(r)}, {r.Upstream + "/" + r.Tool}, {auditDecision(r)}, {auditPlatform(r)}, {r.Outcome}})
+		lines = append(lines, []cell{{fmt.Sprint(r.Seq)}, {auditUser(r)}, {r.Upstream + "/" + r.Tool}, {auditDecision(r)}, {auditPlatform(r)}, {auditOutcome(r)}})
 	}
 	writeTable(bw, lines[0], lines[1:])
 	others := map[string]int{}
@@ -376,6 +376,15 @@ func auditDecision(r audit.Record) string {
 		rule = "default"
 	}
 	return eff + " (" + rule + ")"
+}
+
+// auditOutcome is the outcome, with the error class of an error (a call
+// whose user must connect first: "error (consent_required)").
+func auditOutcome(r audit.Record) string {
+	if r.Outcome == audit.OutcomeError && r.ErrorClass != "" {
+		return r.Outcome + " (" + r.ErrorClass + ")"
+	}
+	return r.Outcome
 }
 
 func auditPlatform(r audit.Record) string {

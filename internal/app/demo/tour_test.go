@@ -96,6 +96,18 @@ func TestTourOutput(t *testing.T) {
 		`oscar <outsider@acme.example> kb/search_articles allow (everyone-uses-kb) oscar (token_exchange) ok`,
 		`oscar <outsider@acme.example> servicenow/update_incident deny (only-it-updates-incidents) - denied`,
 	}
+	if strings.Contains(after, "Connect once:") { // the tracker scene (trackerWired)
+		wantAudit = append(wantAudit,
+			`rita <rep@acme.example> tracker/my_issues allow (everyone-uses-tracker) - error (consent_required)`,
+			`rita <rep@acme.example> tracker/my_issues allow (everyone-uses-tracker) tracker-rita (authorization_code) ok`)
+		for _, want := range []string{"asked to connect by URL elicitation (-32042)", "/connect/start?t=", "/authorize", "POST http",
+			"Your tracker account is connected.", "as tracker-rita <rita@tracker.example>: SALES-101, SALES-104, SALES-107",
+			"1 connect/grant"} {
+			if !strings.Contains(after, want) {
+				t.Errorf("the connect scene lacks %q", want)
+			}
+		}
+	}
 	var got []string
 	row := regexp.MustCompile(`^\d+ +(.*)$`)
 	space := regexp.MustCompile(` {2,}`)
@@ -107,7 +119,7 @@ func TestTourOutput(t *testing.T) {
 	if d := cmp.Diff(wantAudit, got); d != "" {
 		t.Errorf("audit lines (-want +got):\n%s", d)
 	}
-	if !strings.Contains(after, "(also 4 tools/list;") {
+	if !regexp.MustCompile(`\(also (.*, )?4 tools/list;`).MatchString(after) {
 		t.Errorf("the tools/list records are not summarized")
 	}
 }
@@ -185,12 +197,25 @@ func TestTourRecords(t *testing.T) {
 		"ivy":    {"servicenow": "ivy", "kb": "ivy"},
 		"oscar":  {"servicenow": "oscar", "kb": "oscar"},
 	}
-	calls := 0
+	calls, trackerCalls := 0, 0
 	for _, r := range res.Audit {
 		if r.User.Issuer != d.Issuer {
 			t.Errorf("audit seq %d: issuer %q, want %q", r.Seq, r.User.Issuer, d.Issuer)
 		}
 		if r.Method != "tools/call" {
+			continue
+		}
+		if r.Upstream == "tracker" { // the connect scene: asked to connect, then as tracker-rita
+			trackerCalls++
+			ok := r.User.Subject == "rita" && r.Decision != nil && r.Decision.Allow
+			if trackerCalls == 1 {
+				ok = ok && r.Outcome == audit.OutcomeError && r.ErrorClass == "consent_required" && r.Credential == nil
+			} else {
+				ok = ok && r.Outcome == audit.OutcomeOK && r.Credential != nil && r.Credential.Flow == TrackerFlow && r.Credential.PlatformSubject == "tracker-rita"
+			}
+			if !ok || trackerCalls > 2 {
+				t.Errorf("audit seq %d: tracker call %d: %s %s class %q credential %+v", r.Seq, trackerCalls, r.User.Subject, r.Outcome, r.ErrorClass, r.Credential)
+			}
 			continue
 		}
 		calls++
@@ -208,6 +233,9 @@ func TestTourRecords(t *testing.T) {
 		case !reached && (r.Outcome != audit.OutcomeDenied || r.Decision == nil || r.Decision.Allow || r.Credential != nil):
 			t.Errorf("audit seq %d (%s %s/%s): outcome %s decision %+v credential %+v, want denied without a credential", r.Seq, r.User.Subject, r.Upstream, r.Tool, r.Outcome, r.Decision, r.Credential)
 		}
+	}
+	if d.trackerConfigured() != (trackerCalls == 2) {
+		t.Errorf("%d tracker calls audited (tracker configured: %v), want 2 in the connect scene", trackerCalls, d.trackerConfigured())
 	}
 	if calls != 20 {
 		t.Errorf("%d tools/call records, want 20 (4 users × 5 questions)", calls)

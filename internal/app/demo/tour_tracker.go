@@ -146,12 +146,41 @@ func renderConnect(w *errWriter, st *ConnectStory) {
 	if st.Message != "" {
 		p("       %q", st.Message)
 	}
-	p("       %s", st.Link)
+	p("       %s", elideTicket(st.Link))
 	p("  2. %s opens the link (signs in at Mandate through the IdP, consents at the tracker):", st.User)
 	for _, s := range st.Steps {
 		p("       %s", s)
 	}
-	p("       final page: %q", st.Final)
+	p("       final page: %q", firstSentence(st.Final))
 	answer := answerCell(st.Issues, "no issues")
 	p("  3. %s calls %s again, as %s: %s", st.User, ToolMyIssues, st.Caller, strings.Join(answer, ", "))
+}
+
+// elideTicket shortens the link's sealed ticket for the printout.
+func elideTicket(link string) string {
+	u, err := url.Parse(link)
+	if err != nil || u.RawQuery == "" {
+		return link
+	}
+	q := u.Query()
+	for k, v := range q {
+		if len(v) == 1 && len(v[0]) > 16 {
+			q.Set(k, v[0][:8]+"…")
+		}
+	}
+	u.RawQuery = q.Encode()
+	s, _ := url.PathUnescape(u.String())
+	return s
+}
+
+// firstSentence is the page text up to its first full stop after the
+// heading (the pages start with a heading repeated in the title).
+func firstSentence(text string) string {
+	if i := strings.Index(text, ". "); i > 0 && i < 300 {
+		return text[:i+1]
+	}
+	if len(text) > 300 {
+		return text[:300] + "…"
+	}
+	return text
 }

@@ -169,10 +169,15 @@ func (h *Headless) Open(ctx context.Context, target string) (*Page, error) {
 	return p, errors.New("too many steps (a redirect loop?): " + strings.Join(p.Steps, " → "))
 }
 
-var tagRE = regexp.MustCompile(`(?s)<[^>]*>`)
+var (
+	tagRE     = regexp.MustCompile(`(?s)<[^>]*>`)
+	nonTextRE = regexp.MustCompile(`(?is)<(style|script|title|head)\b.*?</(style|script|title|head)>`)
+)
 
-// textOf is an HTML page's text, whitespace collapsed, for messages.
+// textOf is an HTML page's visible text (no head, style or script),
+// whitespace collapsed, for messages.
 func textOf(s string) string {
+	s = nonTextRE.ReplaceAllString(s, " ")
 	return strings.Join(strings.Fields(html.UnescapeString(tagRE.ReplaceAllString(s, " "))), " ")
 }
 
