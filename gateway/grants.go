@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -58,8 +59,10 @@ func (s grantStore) Update(ctx context.Context, k credentials.GrantKey, fn func(
 	return out, err
 }
 
+// Put stores a new consent: its creation time is now ("Connected" on My
+// connections).
 func (s grantStore) Put(ctx context.Context, k credentials.GrantKey, g credentials.Grant) error {
-	return s.s.PutGrant(ctx, toStore(k, g, store.Grant{}))
+	return s.s.PutGrant(ctx, toStore(k, g, store.Grant{CreatedAt: time.Now().UTC()}))
 }
 
 func (s grantStore) Delete(ctx context.Context, k credentials.GrantKey) error {

@@ -37,6 +37,9 @@ func TestGrantStore(t *testing.T) {
 	if err := gs.Put(ctx, k, g); err != nil {
 		t.Fatal(err)
 	}
+	if sg, err := st.GetGrant(ctx, k.Issuer, k.Subject, k.Upstream); err != nil || sg.CreatedAt.IsZero() {
+		t.Errorf("stored grant: created %v, %v; want the time of the consent", sg.CreatedAt, err)
+	}
 	got, err := gs.Get(ctx, k)
 	if err != nil || got.RefreshToken != "rt1" || got.PlatformSubject != "tracker-rita" || !got.Expiry.Equal(g.Expiry) {
 		t.Fatalf("Get = %+v, %v", got, err)

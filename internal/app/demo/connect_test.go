@@ -2,11 +2,20 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mandate-gw/mandate/gateway/connect"
 	"github.com/mandate-gw/mandate/internal/app/tracker"
 	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
 )
@@ -115,5 +124,101 @@ func TestTourConnectScene(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("rendered scene lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// connectLink is the link Mandate answers u's first tracker_my_issues with
+// (a client that declares URL elicitation gets -32042).
+func connectLink(t *testing.T, d *Demo, u User) string {
+	t.Helper()
+	ctx := testCtx(t)
+	client := mcp.NewClient(&mcp.Implementation{Name: "connect-test", Version: "1"}, &mcp.ClientOptions{
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}}})
+	hc := &http.Client{Transport: bearer{token: u.Token, next: http.DefaultTransport}}
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCPURL, HTTPClient: hc}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolMyIssues, Arguments: map[string]any{}})
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != mcp.CodeURLElicitationRequired {
+		t.Fatalf("first %s: %v, want -32042", ToolMyIssues, err)
+	}
+	var data struct {
+		Elicitations []mcp.ElicitParams `json:"elicitations"`
+	}
+	if err := json.Unmarshal(je.Data, &data); err != nil || len(data.Elicitations) == 0 || data.Elicitations[0].URL == "" {
+		t.Fatalf("-32042 data %s", je.Data)
+	}
+	return data.Elicitations[0].URL
+}
+
+// TestBrowserConnectsTracker: headless Chromium (the Debian package,
+// puppeteer-core) opens the link a person gets: signs in at Mandate
+// through the demo IdP's picker, picks the user at the tracker's
+// authorization server, allows on its consent page (screenshot), ends on
+// Mandate's page saying the account is connected (2xx, no form, no
+// script; screenshot), and "My connections" shows the tracker connected
+// (screenshot). MANDATE_UPDATE_SCREENSHOT=1 writes the screenshots to
+// docs/images/.
+func TestBrowserConnectsTracker(t *testing.T) {
+	nodetools.Require(t, nodetools.ToolPuppeteer, nodetools.ToolChromium)
+	t.Parallel()
+	d, err := Start(testCtx(t), Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	requireTracker(t, d)
+	ivy, _ := d.User("ivy")
+	link := connectLink(t, d, ivy)
+	shots := t.TempDir()
+	if os.Getenv(envUpdateScreenshot) == "1" {
+		shots, _ = filepath.Abs(filepath.Join("..", "..", "..", "docs", "images"))
+	}
+	origin := strings.TrimSuffix(d.MCPURL, "/mcp")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := nodetools.RunBrowserConnect(ctx, nodetools.BrowserConnectOptions{Link: link, User: "ivy",
+		ConnectionsURL: origin + connect.PathConnections, ScreenshotDir: shots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pages: %v", out.Pages)
+	var trackerConsent bool
+	for _, c := range out.Consents {
+		trackerConsent = trackerConsent || strings.HasPrefix(c.URL, d.TrackerIssuer)
+		if c.HasScript {
+			t.Errorf("consent page %s has a script", c.URL)
+		}
+	}
+	if out.Pickers < 1 || !trackerConsent {
+		t.Errorf("pickers %d, consents %+v: want the tracker's consent page", out.Pickers, out.Consents)
+	}
+	f := out.Final
+	if f == nil || !strings.HasPrefix(f.URL, origin) || f.Status < 200 || f.Status > 299 || f.Forms != 0 || f.HasScript ||
+		!strings.Contains(f.Text, "connected") {
+		t.Errorf("final page %+v, want Mandate's 2xx page without form or script saying the account is connected", f)
+	}
+	c := out.Connections
+	if c == nil || c.Status != 200 || !strings.Contains(c.Text, "tracker") || c.HasScript {
+		t.Errorf("My connections %+v, want the tracker listed", c)
+	}
+	for _, name := range []string{"connect-consent.png", "connect-done.png", "connections.png"} {
+		if st, err := os.Stat(filepath.Join(shots, name)); err != nil || st.Size() < 1000 {
+			t.Errorf("no screenshot %s: %v", name, err)
+		}
+	}
+	// The call now runs as ivy's tracker identity.
+	cs, err := d.Connect(testCtx(t), ivy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	var mine tracker.MyIssuesOutput
+	a := call(testCtx(t), cs, ToolMyIssues, map[string]any{}, &mine, func() []string { return nil })
+	if a.Error != "" || mine.Caller != "tracker-ivy" || len(mine.Issues) == 0 || mine.Issues[0].Key != "IT-311" {
+		t.Errorf("after connecting in the browser: %+v %+v", a, mine)
 	}
 }
