@@ -58,6 +58,11 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 		return fmt.Errorf("authorization_server: %w", err)
 	}
 	g.store, g.authServer = st, as
+	if err := g.startConnect(ctx, cfg, master); err != nil {
+		g.authServer = nil
+		_ = st.Close()
+		return err
+	}
 	go as.Run(ctx)
 	return nil
 }

@@ -373,6 +373,13 @@ func (c *Config) Validate() error {
 			bad("storage.encryption_keys", "required when authorization_server is enabled: the IdP tokens Mandate keeps for its users are sealed with it")
 		}
 	}
+	if !c.AuthorizationServer.Enabled {
+		for _, u := range c.Upstreams {
+			if u.Credentials.Flow == FlowAuthorizationCode {
+				bad("upstreams["+u.Name+"].credentials.flow", "authorization_code needs authorization_server.enabled: users connect their accounts on Mandate's pages, signed in through it, and their grants live in storage")
+			}
+		}
+	}
 	if c.AuthorizationServer.Enabled || c.Storage.Driver != store.DriverSQLite || len(c.Storage.EncryptionKeys) > 0 {
 		if err := c.Storage.Validate(); err != nil {
 			errs = append(errs, err)

@@ -31,6 +31,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/gateway/catalog"
+	connectpages "github.com/mandate-gw/mandate/gateway/connect"
 	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/gateway/front"
 	"github.com/mandate-gw/mandate/gateway/sessions"
@@ -104,6 +105,7 @@ type Gateway struct {
 	// store and authServer are set when authorization_server is enabled.
 	store      store.Store
 	authServer *authserver.Server
+	connect    *connectpages.Service // with the authorization server: per-user grants' pages
 
 	origin     string // scheme://host of public_url
 	publicHost string // host name of public_url

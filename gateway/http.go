@@ -32,6 +32,7 @@ func (g *Gateway) routes() (main, admin *gin.Engine) {
 		g.adminRoutes(admin)
 	}
 	g.authServerRoutes(r)
+	g.connectRoutes(r)
 	r.GET("/.well-known/oauth-protected-resource", g.protectedResourceMetadata)
 	r.GET("/.well-known/oauth-protected-resource"+g.mcpPath(), g.protectedResourceMetadata)
 	mcpH := gin.WrapH(g.mcpHandler)

@@ -149,6 +149,7 @@ func (g *Gateway) purgeUser(c *gin.Context) {
 			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "revoking the user's sign-ins failed; retry"})
 			return
 		}
+		g.connectUserPurged(c.Request.Context(), issuer, subject)
 	}
 	g.log.Info("user purged", "issuer", issuer, "subject", subject, "tokens", tokens, "sessions", sessions, "remote", c.ClientIP())
 	g.auditAdmin(c.Request.Context(), &audit.Record{Time: start, RequestID: c.GetString(RequestIDHeader), User: adminUser,

@@ -34,6 +34,20 @@ const (
 	MethodOAuthRegister     = "oauth/register"
 )
 
+// Methods of per-user grants' records (a user's own consent at a platform
+// that does not trust the company IdP, gateway/connect): Record.Upstream
+// names the platform's upstream, Record.Credential the flow and the
+// user's platform identity.
+const (
+	// MethodConnectGrant: a user connected (or tried to connect) their
+	// account: the platform's consent redeemed and the grant stored, or
+	// refused (a link opened by someone else, the platform's refusal).
+	MethodConnectGrant = "connect/grant"
+	// MethodConnectDisconnect: a user disconnected (the grant revoked at
+	// the platform where it can be, and deleted).
+	MethodConnectDisconnect = "connect/disconnect"
+)
+
 // Record is one audited MCP operation: one JSON line in the audit log.
 //
 // There is deliberately no field for a token, assertion, secret or cookie.

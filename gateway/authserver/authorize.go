@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
+	"github.com/mandate-gw/mandate/gateway/authn"
 	"github.com/mandate-gw/mandate/gateway/authserver/clients"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/identity"
@@ -40,6 +41,10 @@ type pendingSignIn struct {
 	Verifier string       `json:"v"`
 	Nonce    string       `json:"n"`
 	Browser  string       `json:"b"`
+	// ReturnTo, when set, makes this a browser sign-in (SignInThen): the
+	// callback sends the browser back to this path on Mandate's origin
+	// instead of issuing a code to a client (Req is then empty).
+	ReturnTo string `json:"rt,omitempty"`
 }
 
 // signInCookie is the sign-in cookie's sealed content.
@@ -381,6 +386,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 			"Mandate needs cookies for its own address during sign-in.")
 		return
 	}
+	if p.ReturnTo != "" {
+		s.browserCallback(w, r, p)
+		return
+	}
 	req := p.Req
 	client, cerr := s.clients.Resolve(r.Context(), req.ClientID)
 	if cerr != nil || !client.RedirectAllowed(req.RedirectURI) {
@@ -420,52 +429,67 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, req, oauthError{code, "the identity provider refused the sign-in (" + safeClass(e) + ")"})
 		return
 	}
+	sid, id, ok := s.completeSignIn(w, r, p, req.ClientID)
+	if !ok {
+		return
+	}
+	s.afterSignIn(w, r, client, req, sid, id)
+}
+
+// completeSignIn is the IdP callback's common part (a client's
+// authorization and a browser sign-in, SignInThen): it redeems the IdP's
+// code, checks its access token as the gateway checks IdP tokens, stores
+// the IdP session and sets the sign-in cookie. On failure it has written
+// an error page and ok is false.
+func (s *Server) completeSignIn(w http.ResponseWriter, r *http.Request, p pendingSignIn, clientID string) (sid string, id *identity.Identity, ok bool) {
+	q := r.URL.Query()
 	code := q.Get("code")
 	if code == "" {
 		s.errorPage(w, r, http.StatusBadRequest, "Bad sign-in response", "The identity provider's answer carries no code.", "")
-		return
+		return "", nil, false
 	}
 	d, err := s.login.provider(r.Context())
 	if err != nil {
 		s.errorPage(w, r, http.StatusServiceUnavailable, "Sign-in is unavailable", "Mandate cannot reach your organisation's identity provider right now. Try again in a minute.", err.Error())
-		return
+		return "", nil, false
 	}
 	tok, idt, rawID, err := s.login.exchange(r.Context(), d, code, p.Verifier, p.Nonce)
 	if err != nil {
-		s.recordLogin(r, nil, req.ClientID, audit.OutcomeError, "idp_exchange", err.Error())
+		s.recordLogin(r, nil, clientID, audit.OutcomeError, "idp_exchange", err.Error())
 		s.errorPage(w, r, http.StatusBadGateway, "Sign-in failed", "Mandate could not complete the sign-in at your identity provider.", err.Error())
-		return
+		return "", nil, false
 	}
 	// The IdP access token must pass exactly the checks a token a client
 	// presents passes: identity is built the same way.
 	if s.opts.Auth == nil {
 		s.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Mandate has no identity verifier configured.", "")
-		return
+		return "", nil, false
 	}
-	id, aerr := s.opts.Auth.Authenticate(r.Context(), []string{"Bearer " + tok.AccessToken})
+	var aerr *authn.Error
+	id, aerr = s.opts.Auth.Authenticate(r.Context(), []string{"Bearer " + tok.AccessToken})
 	if aerr != nil {
-		s.recordLogin(r, nil, req.ClientID, audit.OutcomeUnauthenticated, "idp_token_rejected", aerr.Error())
+		s.recordLogin(r, nil, clientID, audit.OutcomeUnauthenticated, "idp_token_rejected", aerr.Error())
 		s.errorPage(w, r, http.StatusForbidden, "Sign-in not accepted",
 			"You signed in, but the access token your identity provider issued to Mandate does not pass Mandate's checks: "+aerr.Description+".",
 			"Administrators: the token must be issued for identity.audience (for Entra ID, request api://<app>/.default in authorization_server.idp.scopes) and carry identity.required_scopes.")
-		return
+		return "", nil, false
 	}
 	if sc := s.subjectClaim(); sc == "sub" && idt.Subject != id.Subject {
-		s.recordLogin(r, id, req.ClientID, audit.OutcomeUnauthenticated, "idp_subject_mismatch", "ID token and access token name different users")
+		s.recordLogin(r, id, clientID, audit.OutcomeUnauthenticated, "idp_subject_mismatch", "ID token and access token name different users")
 		s.errorPage(w, r, http.StatusForbidden, "Sign-in not accepted", "The identity provider's ID token and access token name different users.", "")
-		return
+		return "", nil, false
 	}
-	sid, err := s.sessions.create(r.Context(), SessionKindLogin, tok, rawID, id.Claims)
+	sid, err = s.sessions.create(r.Context(), SessionKindLogin, tok, rawID, id.Claims)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "storing the IdP session failed", "error", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Mandate could not save your sign-in. Try again.", "")
-		return
+		return "", nil, false
 	}
 	if sealed, err := s.login.seal.seal(sealSignIn, signInCookie{SID: sid, Issuer: id.Issuer, Subject: id.Subject}, s.now().Add(signInTTL)); err == nil {
 		s.login.cookies.set(w, s.login.cookies.signIn, sealed, signInTTL)
 	}
-	s.recordLogin(r, id, req.ClientID, audit.OutcomeOK, "", "")
-	s.afterSignIn(w, r, client, req, sid, id)
+	s.recordLogin(r, id, clientID, audit.OutcomeOK, "", "")
+	return sid, id, true
 }
 
 // subjectClaim is identity.claims.subject (default sub).

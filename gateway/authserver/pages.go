@@ -31,6 +31,9 @@ form{display:flex;gap:.75rem;margin-top:1.5rem}
 button{font:inherit;padding:.55rem 1.4rem;border-radius:6px;border:1px solid #b8bfcc;background:#fff;cursor:pointer}
 button.allow{background:#2456d3;border-color:#2456d3;color:#fff}
 .small{color:#5b6476;font-size:.8rem;margin-top:1.25rem}
+h2{font-size:1.05rem;margin:1.5rem 0 .6rem}
+.ok{color:#17803d;font-weight:600}.bad{color:#b42318;font-weight:600}
+a.button{display:inline-block;text-decoration:none;padding:.55rem 1.4rem;border-radius:6px;background:#2456d3;color:#fff}
 `
 
 // pageCSSHash is the CSP hash source of pageCSS.
@@ -44,7 +47,7 @@ var pageTemplates = template.Must(template.New("layout").Parse(`<!doctype html>
 <title>{{.Title}} · Mandate</title><style>` + pageCSS + `</style></head>
 <body><main>
 <p class="brand">MANDATE</p>
-{{if .Consent}}{{template "consent" .Consent}}{{else}}{{template "error" .}}{{end}}
+{{if .Consent}}{{template "consent" .Consent}}{{else if .Body}}{{.Body}}{{else}}{{template "error" .}}{{end}}
 </main></body></html>
 {{define "error"}}<h1>{{.Title}}</h1>
 <p>{{.Message}}</p>
@@ -70,11 +73,12 @@ var pageTemplates = template.Must(template.New("layout").Parse(`<!doctype html>
 <p class="small">Mandate remembers your answer for {{.Remember}}.</p>{{end}}
 `))
 
-// pageData fills the layout: an error page (Title, Message, Hint) or the
-// consent page (Consent).
+// pageData fills the layout: an error page (Title, Message, Hint), the
+// consent page (Consent), or another package's page (Body, WritePage).
 type pageData struct {
 	Title, Message, Hint string
 	Consent              *consentView
+	Body                 template.HTML
 }
 
 // consentView is what the consent page shows and carries.
@@ -172,7 +176,8 @@ func humanDuration(d time.Duration) string {
 
 // cookieNames are the sign-in side's cookies: __Host- prefixed (Path=/)
 // when Mandate is served over https without a path prefix, else scoped to
-// the prefix's /oauth paths.
+// the prefix (Mandate's pages outside /oauth — connect, My connections —
+// read the sign-in too).
 type cookieNames struct {
 	browser string // random value binding a pending sign-in and consent form to the browser
 	signIn  string // the sealed IdP session id (single sign-on for later authorizations)
@@ -190,7 +195,7 @@ func newCookieNames(issuer string) (cookieNames, error) {
 	if c.secure && prefix == "" {
 		c.browser, c.signIn, c.path = "__Host-"+c.browser, "__Host-"+c.signIn, "/"
 	} else {
-		c.path = prefix + "/oauth"
+		c.path = prefix + "/"
 	}
 	return c, nil
 }

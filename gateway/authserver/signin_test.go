@@ -452,9 +452,10 @@ func TestSignInConsentAndCode(t *testing.T) {
 	if strings.Contains(page.body, "<script") {
 		t.Error("consent page has a script")
 	}
-	// Cookies: HttpOnly, SameSite=Lax, scoped to /oauth.
+	// Cookies: HttpOnly, SameSite=Lax, scoped to Mandate's path prefix
+	// (none here).
 	for _, c := range page.header.Values("Set-Cookie") {
-		if !strings.Contains(c, "HttpOnly") || !strings.Contains(c, "SameSite=Lax") || !strings.Contains(c, "Path=/oauth") {
+		if !strings.Contains(c, "HttpOnly") || !strings.Contains(c, "SameSite=Lax") || !strings.Contains(c, "Path=/;") {
 			t.Errorf("cookie %q", c)
 		}
 	}

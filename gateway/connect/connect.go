@@ -21,7 +21,6 @@ import (
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/gateway/store"
-	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
@@ -56,17 +55,3 @@ type Options struct {
 	StateKey []byte
 	Now      func() time.Time
 }
-
-// The Service's API (implemented by the connect helper):
-//
-//	func New(ctx context.Context, opts Options) (*Service, error)
-//	// Link is the page that connects id's account at upstream: an
-//	// absolute URL on Mandate's origin, valid LinkTTL, bound to id; and
-//	// the elicitation id it carries.
-//	func (s *Service) Link(id *identity.Identity, upstream, reason string) (url, elicitationID string, err error)
-//	func (s *Service) Routes() []authserver.Route
-//	// Run listens for grant changes from other replicas until ctx ends.
-//	func (s *Service) Run(ctx context.Context)
-//	// Completed, when set by the gateway, is called after a user connected
-//	// through a link (elicitationID), to send notifications/elicitation/complete.
-var _ = identity.Identity{}
