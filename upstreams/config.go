@@ -140,6 +140,7 @@ func (c Config) WithDefaults() Config {
 		c.ServiceNow.MaxRecords = 100
 	}
 	c.Credentials.Platform = c.Kind
+	c.Credentials.UpstreamURL = c.URL
 	return c
 }
 
@@ -173,6 +174,7 @@ func (c *Config) Validate(path string) error {
 	}
 	creds := c.Credentials
 	creds.Platform = c.Kind // the kind's credential defaults and limits (WithDefaults sets it too)
+	creds.UpstreamURL = c.URL
 	if err := creds.Validate(path + ".credentials"); err != nil {
 		errs = append(errs, err)
 	}

@@ -69,6 +69,26 @@ type BrokerOptions struct {
 	// InvalidGrantBackoff overrides DefaultInvalidGrantBackoff; negative
 	// disables the back-off.
 	InvalidGrantBackoff time.Duration
+
+	// Per-user grants (flow authorization_code).
+
+	// Grants is where users' grants live. Without it an authorization_code
+	// upstream answers every call with an error saying so.
+	Grants GrantStore
+	// RedirectURL is Mandate's callback page for platform consents (the
+	// connect service's), registered with dynamic client registration and
+	// listed in Mandate's client ID metadata document.
+	RedirectURL string
+	// ClientMetadataURL is the https URL where Mandate publishes its client
+	// ID metadata document (the gateway serves it); used as the client id
+	// at authorization servers that support such documents
+	// (client_id_metadata_document_supported). Empty: not used.
+	ClientMetadataURL string
+	// ClientName names Mandate in dynamic registrations. Default "Mandate".
+	ClientName string
+	// Clients keeps dynamic client registrations shared by replicas. Nil:
+	// each process registers on its own (once per authorization server).
+	Clients ClientRegistry
 }
 
 // Broker obtains and caches platform tokens for every upstream. Build one per
@@ -86,16 +106,25 @@ type Broker struct {
 	mu    sync.Mutex // serialises cache writes (store, invalidate, purge)
 	gen   atomic.Uint64
 	group singleflight.Group
+
+	grants      GrantStore
+	redirectURL string
+	metadataURL string
+	clientName  string
+	clients     ClientRegistry
+	registered  sync.Map // registration key → *registration (when clients is nil)
+	connectors  sync.Map // upstream → Connector of the last Source built for it
 }
 
 // entry is one cached token or one remembered invalid_grant.
 type entry struct {
-	tok     *Token
-	err     *Error
-	errFor  [32]byte // hash of the subject token the error was for
-	expires time.Time
-	issuer  string
-	subject string
+	tok      *Token
+	err      *Error
+	errFor   [32]byte // hash of the subject token the error was for
+	expires  time.Time
+	issuer   string
+	subject  string
+	upstream string
 }
 
 // NewBroker returns a Broker.
@@ -105,6 +134,12 @@ func NewBroker(opts BrokerOptions) *Broker {
 		now:        opts.Now,
 		onExchange: opts.OnExchange,
 		backoff:    opts.InvalidGrantBackoff,
+
+		grants:      opts.Grants,
+		redirectURL: opts.RedirectURL,
+		metadataURL: opts.ClientMetadataURL,
+		clientName:  orString(opts.ClientName, "Mandate"),
+		clients:     opts.Clients,
 	}
 	if opts.HTTPClient != nil {
 		c := *opts.HTTPClient
@@ -152,6 +187,47 @@ func (b *Broker) Purge(issuer, subject string) int {
 	return n
 }
 
+// PurgeUpstream drops the cached token of the user (issuer, subject) at
+// one upstream and returns how many entries were dropped (0 or 1 per
+// configuration of it): the gateway calls it when the user's grant there
+// changed (connected, disconnected, revoked) on any replica. Exchanges in
+// flight are not cached.
+func (b *Broker) PurgeUpstream(issuer, subject, upstream string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gen.Add(1)
+	n := 0
+	for _, k := range b.cache.Keys() {
+		if e, ok := b.cache.Peek(k); ok && e.upstream == upstream && e.issuer == issuer && e.subject == subject {
+			b.cache.Remove(k)
+			n++
+		}
+	}
+	return n
+}
+
+// Connector returns the Connector (the user's side of per-user grants) of
+// the last Source built for upstream, when its flow is
+// authorization_code. The gateway may instead ask its own Source:
+// ConnectorOf.
+func (b *Broker) Connector(upstream string) (Connector, bool) {
+	c, ok := b.connectors.Load(upstream)
+	if !ok {
+		return nil, false
+	}
+	return c.(Connector), true
+}
+
+// ConnectorOf returns src's Connector when its flow is authorization_code.
+func ConnectorOf(src Source) (Connector, bool) {
+	if s, ok := src.(*source); ok {
+		if c, ok := s.fl.(Connector); ok {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
 // Len returns the number of cached entries (tokens and remembered errors).
 func (b *Broker) Len() int { return b.cache.Len() }
 
@@ -170,6 +246,7 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 	s := &source{b: b, upstream: upstream, flowName: ft.Name, perUser: !ft.ServiceAccount}
 	fc := ft.Parse(ft, &cfg)
 	if fc == nil { // flow none
+		b.connectors.Delete(upstream)
 		return s, nil
 	}
 	t := fc.timing()
@@ -183,6 +260,11 @@ func (b *Broker) Source(upstream string, cfg Config) (Source, error) {
 	}
 	s.fl, s.flowName, s.perUser = fl, fl.Name(), !fl.ServiceAccount()
 	s.prefix = cacheKey(upstream, fc) // after newFlow: it records what it read
+	if c, ok := fl.(Connector); ok {
+		b.connectors.Store(upstream, c)
+	} else {
+		b.connectors.Delete(upstream)
+	}
 	return s, nil
 }
 
@@ -405,6 +487,7 @@ func (s *source) store(key [32]byte, e *entry, id *identity.Identity, gen uint64
 	if id != nil {
 		e.issuer, e.subject = id.Issuer, id.Subject
 	}
+	e.upstream = s.upstream
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	if s.b.gen.Load() != gen {

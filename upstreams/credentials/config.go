@@ -51,7 +51,7 @@ const (
 // value).
 type Config struct {
 	// Flow is token_exchange | entra_obo | jwt_bearer | client_credentials |
-	// none. There is no passthrough flow: the MCP authorization spec forbids
+	// authorization_code | none. There is no passthrough flow: the MCP authorization spec forbids
 	// sending the user's inbound token to an upstream.
 	Flow string `yaml:"flow"`
 	// TokenURL is the authorization server's token endpoint (https, or http
@@ -138,6 +138,25 @@ type Config struct {
 	// token_url https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token.
 	// Set tenant or token_url, not both.
 	Tenant string `yaml:"tenant"`
+	// AuthorizationURL (authorization_code only) is the platform's
+	// authorization endpoint, where each user consents once (authorization
+	// code + PKCE S256). Required unless discover.
+	AuthorizationURL string `yaml:"authorization_url"`
+	// RevocationURL (authorization_code only) is the platform's RFC 7009
+	// revocation endpoint: a disconnect revokes the user's grant there.
+	// Optional; with discover the authorization server's
+	// revocation_endpoint.
+	RevocationURL string `yaml:"revocation_url"`
+	// Discover (authorization_code on kind mcp only) finds the
+	// authorization server as an MCP client does: the upstream's RFC 9728
+	// protected resource metadata (from its 401 WWW-Authenticate
+	// resource_metadata, else the well-known paths), then the server's RFC
+	// 8414 / OpenID metadata; authorization_url and token_url come from
+	// there. Mandate is then the client configured by client_id, else the
+	// client ID metadata document Mandate publishes (where the server
+	// supports them), else a dynamic registration (RFC 7591) shared by the
+	// replicas.
+	Discover bool `yaml:"discover"`
 	// CacheSkew is subtracted from a token's lifetime when caching; default 30s.
 	CacheSkew time.Duration `yaml:"cache_skew"`
 	// Timeout bounds one exchange at the token endpoint; default 10s.
@@ -151,6 +170,10 @@ type Config struct {
 	// limits and error explanations (PlatformSalesforce,
 	// PlatformServiceNow; other values change nothing).
 	Platform string `yaml:"-"`
+	// UpstreamURL is not a YAML key: package upstreams sets it to the
+	// upstream's url. authorization_code on kind mcp sends it as the RFC
+	// 8707 resource when resource is not set, and discover starts there.
+	UpstreamURL string `yaml:"-"`
 }
 
 // forbiddenFlows are names people reach for when they want the user's own
@@ -202,9 +225,10 @@ func (c *Config) Validate(path string) error {
 	}
 
 	// token_url (a flow with DefaultTokenURL checks its own alternative)
+	optional := ft.EndpointOptional != nil && ft.EndpointOptional(c)
 	switch {
 	case c.TokenURL == "":
-		if ft.DefaultTokenURL == nil {
+		if ft.DefaultTokenURL == nil && !optional {
 			bad("token_url", "required for flow %s", flow)
 		}
 	case ft.DefaultTokenURL == nil || ft.DefaultTokenURL(c) == "":
@@ -213,7 +237,9 @@ func (c *Config) Validate(path string) error {
 		}
 	}
 	if c.ClientID == "" {
-		bad("client_id", "required for flow %s", flow)
+		if !optional {
+			bad("client_id", "required for flow %s", flow)
+		}
 	} else if strings.ContainsAny(c.ClientID, "\r\n") {
 		bad("client_id", "contains a line break")
 	}

@@ -59,6 +59,18 @@ func TestValidate(t *testing.T) {
 		{"none with extras", Config{Flow: "none", TokenURL: "https://x", Scopes: []string{"a"}}, []string{p + ".token_url: has no effect", p + ".scopes: has no effect"}},
 		{"bad scope", Config{Flow: "client_credentials", TokenURL: "https://idp/t", ClientID: "m", ClientSecret: "x", Scopes: []string{"a b"}}, []string{p + ".scopes[0]"}},
 		{"negative durations", Config{Flow: "client_credentials", TokenURL: "https://idp/t", ClientID: "m", ClientSecret: "x", CacheSkew: -1, Timeout: -1}, []string{p + ".cache_skew", p + ".timeout"}},
+		{"authorization code", Config{Flow: "authorization_code", AuthorizationURL: "https://tracker/authorize", TokenURL: "https://tracker/token", ClientID: "m", ClientSecret: "x", RevocationURL: "https://tracker/revoke", Scopes: []string{"issues", "offline_access"}}, nil},
+		{"authorization code public client", Config{Flow: "authorization_code", AuthorizationURL: "https://tracker/authorize", TokenURL: "https://tracker/token", ClientID: "m"}, nil},
+		{"authorization code discover", Config{Flow: "authorization_code", Discover: true, Platform: "mcp", UpstreamURL: "https://tracker/mcp"}, nil},
+		{"authorization code without endpoints", Config{Flow: "authorization_code", ClientSecret: "x"},
+			[]string{p + ".authorization_url: required for flow authorization_code (or discover", p + ".token_url: required", p + ".client_id: required"}},
+		{"authorization code plain http", Config{Flow: "authorization_code", AuthorizationURL: "http://tracker.example/authorize", TokenURL: "https://tracker/token", ClientID: "m", RevocationURL: "http://tracker.example/revoke"},
+			[]string{p + ".authorization_url: ", p + ".revocation_url: ", "use https"}},
+		{"discover on rest", Config{Flow: "authorization_code", Discover: true, Platform: "rest", TokenURL: "https://x/t", AuthorizationURL: "https://x/a"},
+			[]string{p + ".discover: applies only to kind mcp", p + ".token_url: discover finds", p + ".authorization_url: discover finds"}},
+		{"discover secret without client", Config{Flow: "authorization_code", Discover: true, ClientSecret: "x"}, []string{p + ".client_id: required with a client secret"}},
+		{"discover on token_exchange", Config{Flow: "token_exchange", TokenURL: "https://idp/t", ClientID: "m", ClientSecret: "x", Discover: true, AuthorizationURL: "https://x/a"},
+			[]string{p + ".discover: applies only to flow authorization_code", p + ".authorization_url: applies only to flow authorization_code"}},
 		{"actor on obo", Config{Flow: "entra_obo", TokenURL: "https://l/t", ClientID: "m", ClientSecret: "x", Scopes: []string{"a"}, ActorToken: true}, []string{p + ".actor_token: applies only"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

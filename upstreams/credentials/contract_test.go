@@ -48,6 +48,8 @@ type contractEnv struct {
 	// secrets must never appear in error text (client secrets; inbound
 	// tokens are checked by the suite).
 	secrets []string
+	// opts are the brokers' options (the grant store of authorization_code).
+	opts BrokerOptions
 }
 
 // contractCases has, for every registered flow, the token servers it runs
@@ -60,6 +62,7 @@ var contractCases = map[string][]struct {
 	FlowEntraOBO:          {{"httptest Entra", entraEnv}},
 	FlowJWTBearer:         {{"httptest Salesforce", salesforceEnv}, {"Ory Hydra", hydraJWTBearerEnv}},
 	FlowClientCredentials: {{"httptest", clientCredentialsEnv}},
+	FlowAuthorizationCode: {{"Ory Hydra", hydraAuthCodeEnv}},
 	FlowNone:              {{"no server", noneEnv}},
 }
 
@@ -88,7 +91,7 @@ var contractUsers = []string{"alice", "bob"}
 
 func runContract(t *testing.T, ft *FlowType, env contractEnv) {
 	upstream := "contract-" + strings.ReplaceAll(ft.Name, "_", "-")
-	b := NewBroker(BrokerOptions{})
+	b := NewBroker(env.opts)
 	src := mustSource(t, b, upstream, env.cfg)
 	if ft.Bare {
 		r, err := src.Token(env.login(t, "alice"))
@@ -133,7 +136,7 @@ func runContract(t *testing.T, ft *FlowType, env contractEnv) {
 	}
 
 	// Concurrent users on a cold cache: everyone gets their own token.
-	cold := mustSource(t, NewBroker(BrokerOptions{}), upstream, env.cfg)
+	cold := mustSource(t, NewBroker(env.opts), upstream, env.cfg)
 	ctxs := map[string]context.Context{}
 	for _, u := range contractUsers {
 		ctxs[u] = env.login(t, u)
@@ -383,5 +386,49 @@ func noneEnv(*testing.T) contractEnv {
 	return contractEnv{
 		cfg:   Config{Flow: FlowNone},
 		login: func(_ *testing.T, u string) context.Context { return user(context.Background(), u, time.Time{}) },
+	}
+}
+
+// authorization_code at the real Ory Hydra, the grants in the real SQLite
+// store: alice and bob consented beforehand; the refusal is a refresh with
+// a wrong client secret (invalid_client, which leaves the grant intact).
+func hydraAuthCodeEnv(t *testing.T) contractEnv {
+	h := startHydraWith(t)
+	ctx := context.Background()
+	const clientID, clientSecret = "contract-ac", "contract-ac-secret"
+	if err := h.CreateAuthCodeClient(ctx, clientID, clientSecret, []string{acRedirect}, []string{"offline_access", "issues"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Flow: FlowAuthorizationCode, AuthorizationURL: h.PublicURL() + "oauth2/auth", TokenURL: h.TokenURL(),
+		ClientID: clientID, ClientSecret: clientSecret, Scopes: []string{"offline_access", "issues"},
+	}
+	grants := sqliteGrants(t)()
+	const upstream = "contract-authorization-code" // runContract's name for it
+	setup := NewBroker(BrokerOptions{Grants: grants})
+	mustSource(t, setup, upstream, cfg)
+	conn, _ := setup.Connector(upstream)
+	for _, u := range contractUsers {
+		connectAt(t, h, conn, u)
+	}
+	return contractEnv{
+		cfg:   cfg,
+		opts:  BrokerOptions{Grants: grants},
+		login: func(_ *testing.T, u string) context.Context { return acUser(u) },
+		owner: func(t *testing.T, tok *Token) string {
+			in, err := h.Introspect(ctx, tok.AccessToken.Reveal())
+			if err != nil || !in.Active || in.ClientID != clientID {
+				t.Errorf("Hydra says of the token: %+v %v", in, err)
+			}
+			return in.Subject
+		},
+		want: func(u string) string { return "platform-" + u },
+		refuse: func(t *testing.T, _ *Broker) (Source, context.Context, string) {
+			bad := cfg
+			bad.ClientSecret = "wrong-contract-secret"
+			later := NewBroker(BrokerOptions{Grants: grants, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+			return mustSource(t, later, upstream, bad), acUser("alice"), "invalid_client"
+		},
+		secrets: []string{clientSecret, "wrong-contract-secret"},
 	}
 }

@@ -82,6 +82,10 @@ type FlowType struct {
 	// DefaultTokenURL, when set, yields token_url when it is left empty
 	// (entra_obo from tenant); "" means none could be built.
 	DefaultTokenURL func(c *Config) string
+	// EndpointOptional, when set and true for c, lets token_url and
+	// client_id be left empty (authorization_code with discover finds them);
+	// Validate then checks what the flow needs.
+	EndpointOptional func(c *Config) bool
 	// DefaultClientAuth is client_auth when a secret is set and client_auth
 	// is not; default client_secret_basic.
 	DefaultClientAuth string
@@ -104,6 +108,7 @@ var flowTypes = []*FlowType{
 	entraOBOType,
 	jwtBearerType,
 	clientCredentialsType,
+	authorizationCodeType,
 	noneType,
 }
 
@@ -167,6 +172,9 @@ var flowSpecificKeys = map[string]string{
 	"scopes_in_assertion":  "",
 	"subject":              " (other flows take the user from the token server)",
 	"subject_map_file":     "",
+	"authorization_url":    "",
+	"revocation_url":       "",
+	"discover":             "",
 }
 
 // ClientConfig is how Mandate authenticates at a token endpoint; every flow

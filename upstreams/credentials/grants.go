@@ -52,6 +52,29 @@ type GrantStore interface {
 	// grant happens once even when replicas race, and a rotated refresh
 	// token replaces the old one atomically. ErrNoGrant when none.
 	Update(ctx context.Context, k GrantKey, fn func(Grant) (Grant, error)) (Grant, error)
+	// Put stores g as the user's grant, replacing any other (a new consent
+	// replaces a broken grant, or one from another ConfigDigest).
+	Put(ctx context.Context, k GrantKey, g Grant) error
+	// Delete removes the user's grant; ErrNoGrant when there was none.
+	Delete(ctx context.Context, k GrantKey) error
+}
+
+// ErrNoClient is returned by ClientRegistry.GetClient when Mandate has no
+// registration at the authorization server.
+var ErrNoClient = errors.New("credentials: no client registration at this authorization server")
+
+// ClientRegistry keeps Mandate's dynamic client registrations (RFC 7591)
+// at platform authorization servers, shared by the replicas (the gateway
+// implements it over its storage: store.OutboundClient), so that every
+// replica uses one registration per authorization server. Safe for
+// concurrent use.
+type ClientRegistry interface {
+	// GetClient returns the registration response stored for the
+	// authorization server issuer under key (what Mandate registered);
+	// ErrNoClient when none.
+	GetClient(ctx context.Context, issuer, key string) ([]byte, error)
+	// PutClient stores a registration response.
+	PutClient(ctx context.Context, issuer, key string, metadata []byte) error
 }
 
 // ConsentRequiredError says the user must connect (or reconnect) their

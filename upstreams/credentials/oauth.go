@@ -134,6 +134,10 @@ type tokenResponse struct {
 	Scope           string
 	Expiry          time.Time
 	Extra           map[string]any
+	// RefreshToken and IDToken are kept out of Extra (and so out of
+	// Token); only the authorization_code flow reads them.
+	RefreshToken string
+	IDToken      string
 }
 
 // parseTokenResponse parses a successful token response. expires_in may be a
@@ -174,6 +178,12 @@ func parseTokenResponse(body []byte, now time.Time) (*tokenResponse, error) {
 		return nil, err
 	}
 	if tr.Scope, err = str("scope"); err != nil {
+		return nil, err
+	}
+	if tr.RefreshToken, err = str("refresh_token"); err != nil {
+		return nil, err
+	}
+	if tr.IDToken, err = str("id_token"); err != nil {
 		return nil, err
 	}
 	if v, ok := m["expires_in"]; ok && v != nil {
@@ -323,7 +333,7 @@ func sanitize(s string, max int) string {
 }
 
 // sensitiveParams are the request parameters that carry tokens or secrets.
-var sensitiveParams = []string{"subject_token", "actor_token", "assertion", "client_assertion", "client_secret"}
+var sensitiveParams = []string{"subject_token", "actor_token", "assertion", "client_assertion", "client_secret", "refresh_token", "code", "code_verifier", "token"}
 
 // scrub removes from a server's error text any token or secret this request
 // sent, in case the server echoes it.

@@ -135,6 +135,11 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, " (user %q)", e.User)
 	}
 	b.WriteString(": ")
+	var cre *ConsentRequiredError
+	if errors.As(e.Err, &cre) { // the user's own consent is missing: say only that
+		b.WriteString(cre.Error())
+		return b.String()
+	}
 	what := e.Code
 	if e.Description != "" {
 		if what != "" {

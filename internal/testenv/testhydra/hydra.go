@@ -30,6 +30,10 @@ const GrantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 // EnvBinary names the environment variable that points at a hydra binary.
 const EnvBinary = "MANDATE_HYDRA_BIN"
 
+// PublicURLPlaceholder in an Options.Env value is replaced by Hydra's
+// public URL.
+const PublicURLPlaceholder = "{{public_url}}"
+
 // DefaultStartTimeout bounds Start when ctx has no earlier deadline.
 const DefaultStartTimeout = 60 * time.Second
 
@@ -45,6 +49,8 @@ type Options struct {
 	// Env adds Hydra configuration as KEY=VALUE environment entries (for
 	// example "OAUTH2_GRANT_JWT_JTI_OPTIONAL=true"); they override the
 	// defaults Start sets, except the listen addresses and URLs.
+	// PublicURLPlaceholder in a value stands for the public URL (with its
+	// trailing slash), which is known only once the ports are chosen.
 	Env []string
 }
 
@@ -112,7 +118,9 @@ func start(ctx context.Context, bin string, opts Options, logger *slog.Logger) (
 		"LOG_FORMAT=text",
 		"SQA_OPT_OUT=true",
 	}
-	env = append(env, opts.Env...)
+	for _, e := range opts.Env {
+		env = append(env, strings.ReplaceAll(e, PublicURLPlaceholder, publicURL))
+	}
 	env = append(env,
 		"URLS_SELF_ISSUER="+publicURL,
 		"URLS_SELF_PUBLIC="+publicURL,

@@ -1,0 +1,149 @@
+package credentials
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/mandate-gw/mandate/internal/testenv/testhydra"
+)
+
+// protectedMCP is a go-sdk MCP server protected per the MCP authorization
+// spec with h as its authorization server: every 401 names its protected
+// resource metadata (served at metaPath), tokens are checked by Hydra's
+// introspection, and the tool whoami answers the caller's platform subject.
+func protectedMCP(t *testing.T, h *testhydra.Hydra, metaPath string) (mcpURL string) {
+	t.Helper()
+	srv := mcp.NewServer(&mcp.Implementation{Name: "tracker", Version: "1"}, nil)
+	mcp.AddTool(srv, &mcp.Tool{Name: "whoami"}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: req.Extra.TokenInfo.UserID}}}, nil, nil
+	})
+	mux := http.NewServeMux()
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	mcpURL = ts.URL + "/mcp"
+	mux.Handle(metaPath, auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+		Resource: mcpURL, AuthorizationServers: []string{h.PublicURL()}, ScopesSupported: []string{"offline_access", "mcp"},
+	}))
+	verify := func(ctx context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+		in, err := h.Introspect(ctx, token)
+		if err != nil || !in.Active {
+			return nil, auth.ErrInvalidToken
+		}
+		return &auth.TokenInfo{Scopes: strings.Fields(in.Scope), Expiration: time.Unix(in.ExpiresAt, 0), UserID: in.Subject}, nil
+	}
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	mux.Handle("/mcp", auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: ts.URL + metaPath})(handler))
+	return mcpURL
+}
+
+// bearer adds the platform token, as Mandate's mcp adapter does.
+type bearer struct{ tok string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.tok)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func callWhoAmI(t *testing.T, mcpURL, tok string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := mcp.NewClient(&mcp.Implementation{Name: "mandate", Version: "test"}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: &http.Client{Transport: bearer{tok}}}, nil)
+	if err != nil {
+		t.Fatalf("connecting to the protected MCP server with the platform token: %v", err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	if err != nil || res.IsError || len(res.Content) != 1 {
+		t.Fatalf("whoami: %+v %v", res, err)
+	}
+	return res.Content[0].(*mcp.TextContent).Text
+}
+
+// discover: Mandate finds Hydra from the protected MCP server's 401 and
+// metadata, registers itself at Hydra's /oauth2/register (shared through
+// the store), and a user's grant then calls the server as that user.
+func TestAuthorizationCodeDiscoverHydra(t *testing.T) {
+	t.Parallel()
+	h := startHydraWith(t, testhydra.DynamicRegistrationEnv...)
+	// Not at a well-known path: only the 401 challenge names it.
+	mcpURL := protectedMCP(t, h, "/meta/tracker-prm")
+	grants := sqliteGrants(t)()
+	var registrations atomic.Int64
+	countReg := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if strings.HasSuffix(r.URL.Path, "/oauth2/register") {
+			registrations.Add(1)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	opts := BrokerOptions{Grants: grants, Clients: grants, RedirectURL: acRedirect, HTTPClient: countReg}
+	cfg := Config{Flow: FlowAuthorizationCode, Discover: true, Platform: PlatformMCP, UpstreamURL: mcpURL}
+	b := NewBroker(opts)
+	src := mustSource(t, b, "tracker", cfg)
+	conn, _ := ConnectorOf(src)
+
+	_, err := src.Token(acUser("rita"))
+	wantConsent(t, err, "no_grant")
+	// The connect page asks for the authorization URL: discovery runs.
+	authURL, err := conn.AuthCodeURL(context.Background(), "st", "ch", acRedirect, "")
+	if err != nil || !strings.HasPrefix(authURL, h.PublicURL()+"oauth2/auth?") || !strings.Contains(authURL, "resource="+url.QueryEscape(mcpURL)) {
+		t.Fatalf("authorization URL %q (%v): not Hydra's, or without the resource", authURL, err)
+	}
+	if n := registrations.Load(); n != 1 {
+		t.Fatalf("%d registrations at Hydra, want 1", n)
+	}
+	if got := strings.Join(conn.Scopes(), " "); got != "offline_access mcp" {
+		t.Errorf("scopes from the protected resource metadata: %q", got)
+	}
+
+	g := connectAt(t, h, conn, "rita")
+	r, err := src.Token(acUser("rita"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Token.PlatformSubject != "platform-rita" || g.ClientID == "" {
+		t.Fatalf("token for %q, client %q", r.Token.PlatformSubject, g.ClientID)
+	}
+	if who := callWhoAmI(t, mcpURL, r.Token.AccessToken.Reveal()); who != "platform-rita" {
+		t.Fatalf("the MCP server sees %q, want platform-rita", who)
+	}
+
+	// Another replica (a broker built from the same configuration and
+	// store) reuses the stored registration and the grant.
+	clock := &fakeClock{t: time.Now()}
+	opts2 := opts
+	opts2.Now = clock.Now
+	b2 := NewBroker(opts2)
+	src2 := mustSource(t, b2, "tracker", cfg)
+	r2, err := src2.Token(acUser("rita"))
+	if err != nil || r2.Token.AccessToken != r.Token.AccessToken {
+		t.Fatalf("second replica: %v", err)
+	}
+	clock.Advance(2 * time.Hour) // expired there: refresh with the shared client
+	r3, err := src2.Token(acUser("rita"))
+	if err != nil || r3.Token.AccessToken == r.Token.AccessToken {
+		t.Fatalf("refresh on the second replica: %v", err)
+	}
+	if n := registrations.Load(); n != 1 {
+		t.Fatalf("%d registrations at Hydra for two replicas, want 1 (shared)", n)
+	}
+	if who := callWhoAmI(t, mcpURL, r3.Token.AccessToken.Reveal()); who != "platform-rita" {
+		t.Fatalf("after refresh the MCP server sees %q", who)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
