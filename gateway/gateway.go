@@ -147,12 +147,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel()
 		return nil, err
 	}
-	g.broker = credentials.NewBroker(credentials.BrokerOptions{
-		HTTPClient:     &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Logger:         opts.Logger,
-		TracerProvider: g.tel.tp,
-		OnExchange:     g.tel.onExchange,
-	})
+	if err := g.openStore(ctx, cfg); err != nil {
+		cancel()
+		return nil, err
+	}
+	g.broker = credentials.NewBroker(g.brokerOptions(cfg, opts))
 	g.newAdapter = opts.NewAdapter
 	if g.newAdapter == nil {
 		g.newAdapter = g.defaultAdapter
@@ -160,16 +159,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 	var err2 error
 	if g.limiter, err2 = policy.NewLimiter(cfg.Policy.RateLimits, policy.LimiterOptions{}); err2 != nil {
 		cancel()
+		g.closeStore()
 		return nil, err2
 	}
 	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger,
 		RetryMin: opts.auditRetry, RetryMax: 4 * opts.auditRetry}); err2 != nil {
 		cancel()
+		g.closeStore()
 		return nil, fmt.Errorf("audit: %w", err2)
 	}
 	if err := g.startAuthServer(ctx, cfg, opts); err != nil {
 		cancel()
 		_ = g.audit.Close()
+		g.closeStore()
 		return nil, err
 	}
 	st, err := g.buildState(cfg, g.gen.Add(1))
