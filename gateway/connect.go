@@ -11,7 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	connectpages "github.com/mandate-gw/mandate/gateway/connect"
-	"github.com/mandate-gw/mandate/gateway/grants"
+	grantstore "github.com/mandate-gw/mandate/gateway/grants"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
@@ -66,7 +66,7 @@ func (g *Gateway) brokerOptions(cfg *Config, opts Options) credentials.BrokerOpt
 		OnExchange:     g.tel.onExchange,
 	}
 	if g.store != nil {
-		gs := grants.Store{S: g.store}
+		gs := grantstore.Store{S: g.store}
 		base := strings.TrimSuffix(cfg.Server.PublicURL, "/")
 		bo.Grants, bo.Clients = gs, gs
 		bo.RedirectURL = base + connectpages.PathCallback

@@ -39,6 +39,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/errtext"
+	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -212,6 +213,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		// every replica derives alike (storage.encryption_keys).
 		if master, err := cfg.Storage.SealingKey(); err == nil {
 			g.dispatch.StateKey, _ = hkdf.Key(sha256.New, master, nil, "mandate request state v1", 32)
+		}
+	}
+	if g.connect != nil {
+		// A call that needs the user's consent at a platform answers with
+		// the connect page's link; when the user connected through it, the
+		// session that asked hears notifications/elicitation/complete.
+		g.dispatch.ConnectLink = g.connect.Link
+		g.connect.Completed = func(elicitationID string, id *identity.Identity, upstream string) {
+			g.dispatch.ElicitationCompleted(context.Background(), elicitationID)
 		}
 	}
 	if opts.dispatchHook != nil {
