@@ -18,9 +18,11 @@ import (
 	"github.com/mandate-gw/mandate/internal/identity"
 )
 
-// startAuthServer opens the storage and builds the authorization server
-// when authorization_server is enabled.
-func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options) error {
+// openStore opens the storage when the authorization server is enabled
+// (the only part of Mandate that needs it today: sign-ins and per-user
+// grants). It runs before the credentials broker is built, which keeps
+// per-user grants in it.
+func (g *Gateway) openStore(ctx context.Context, cfg *Config) error {
 	if !cfg.AuthorizationServer.Enabled {
 		return nil
 	}
@@ -28,9 +30,18 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
+	g.store = st
+	return nil
+}
+
+// startAuthServer builds the authorization server and the connect pages
+// when authorization_server is enabled (openStore opened the storage).
+func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options) error {
+	if g.store == nil {
+		return nil
+	}
 	master, err := cfg.Storage.SealingKey()
 	if err != nil {
-		_ = st.Close()
 		return fmt.Errorf("storage.encryption_keys: %w", err)
 	}
 	// One key, derived for one purpose: what the authorization server
@@ -38,7 +49,6 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 	// same key, so any replica opens what another sealed.
 	stateKey, err := hkdf.Key(sha256.New, master, nil, "mandate authorization server state v1", 32)
 	if err != nil {
-		_ = st.Close()
 		return err
 	}
 	as, err := authserver.New(ctx, cfg.AuthorizationServer, authserver.Options{
@@ -47,20 +57,18 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 		IdPIssuer:  cfg.Identity.Issuer,
 		Auth:       g.auth,
 		Identity:   cfg.Identity,
-		Store:      st,
+		Store:      g.store,
 		Audit:      g.auditOAuth,
 		Logger:     g.log,
 		HTTPClient: opts.HTTPClient,
 		StateKey:   stateKey,
 	})
 	if err != nil {
-		_ = st.Close()
 		return fmt.Errorf("authorization_server: %w", err)
 	}
-	g.store, g.authServer = st, as
+	g.authServer = as
 	if err := g.startConnect(ctx, cfg, master); err != nil {
 		g.authServer = nil
-		_ = st.Close()
 		return err
 	}
 	go as.Run(ctx)

@@ -452,3 +452,17 @@ func waitRefused(t *testing.T, ag *asGateway, access string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Mandate's own client ID metadata document (its client_id at platforms
+// that accept them) is valid per the CIMD draft: client_id equals the URL
+// it is served at, and the redirect URI is the connect callback.
+func TestClientMetadataDocument(t *testing.T) {
+	ag := startASGateway(t)
+	var doc map[string]any
+	getJSON(t, ag.base+PathClientMetadata, &doc)
+	uris, _ := doc["redirect_uris"].([]any)
+	if doc["client_id"] != ag.issuer+PathClientMetadata || len(uris) != 1 || uris[0] != ag.issuer+"/connect/callback" ||
+		doc["token_endpoint_auth_method"] != "none" || doc["client_name"] == "" {
+		t.Fatalf("client metadata document = %v", doc)
+	}
+}

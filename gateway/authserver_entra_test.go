@@ -167,7 +167,8 @@ func TestAuthorizationServerEntraShaped(t *testing.T) {
 	if len(refreshes) != 1 {
 		t.Fatalf("IdP refresh requests = %d, want 1", len(refreshes))
 	}
-	if r := refreshes[0]; r.StaleRefreshToken || r.ClientID != entraMandateID || r.ClientAuth == "none" {
+	if r := refreshes[0]; r.StaleRefreshToken || r.ClientID != entraMandateID || r.ClientAuth == "none" ||
+		!strings.Contains(r.Form.Get("scope"), "/.default") {
 		t.Errorf("refresh request = %+v", r)
 	}
 

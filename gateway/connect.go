@@ -5,11 +5,13 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	connectpages "github.com/mandate-gw/mandate/gateway/connect"
+	grantstore "github.com/mandate-gw/mandate/gateway/grants"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
@@ -48,12 +50,50 @@ func (g *Gateway) startConnect(ctx context.Context, cfg *Config, master []byte) 
 
 // connector returns the Connector of an upstream whose flow is
 // authorization_code in the configuration in force.
-// TODO(grantflow): the flow's Connector per upstream from the broker.
 func (g *Gateway) connector(upstream string) (credentials.Connector, bool) {
-	if g.broker == nil {
-		return nil, false
-	}
 	return g.broker.Connector(upstream)
+}
+
+// brokerOptions are the credentials broker's: per-user grants live in the
+// storage (when the authorization server is on); the platforms send the
+// user back to the connect callback; Mandate's client metadata document
+// (for platforms that accept them) is served by the gateway.
+func (g *Gateway) brokerOptions(cfg *Config, opts Options) credentials.BrokerOptions {
+	bo := credentials.BrokerOptions{
+		HTTPClient:     &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Logger:         opts.Logger,
+		TracerProvider: g.tel.tp,
+		OnExchange:     g.tel.onExchange,
+	}
+	if g.store != nil {
+		gs := grantstore.Store{S: g.store}
+		base := strings.TrimSuffix(cfg.Server.PublicURL, "/")
+		bo.Grants, bo.Clients = gs, gs
+		bo.RedirectURL = base + connectpages.PathCallback
+		bo.ClientMetadataURL = base + PathClientMetadata
+		bo.ClientName = "Mandate"
+	}
+	return bo
+}
+
+// PathClientMetadata is where Mandate publishes its own client ID metadata
+// document, the client_id it uses at platform authorization servers that
+// accept metadata documents (per-user grants with discover).
+const PathClientMetadata = "/connect/client-metadata.json"
+
+// clientMetadata serves Mandate's client ID metadata document.
+func (g *Gateway) clientMetadata(c *gin.Context) {
+	base := strings.TrimSuffix(g.cfg.Server.PublicURL, "/")
+	c.Header("Cache-Control", "public, max-age=3600")
+	c.JSON(http.StatusOK, gin.H{
+		"client_id":                  base + PathClientMetadata,
+		"client_name":                "Mandate",
+		"client_uri":                 base,
+		"redirect_uris":              []string{base + connectpages.PathCallback},
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"response_types":             []string{"code"},
+		"token_endpoint_auth_method": "none",
+	})
 }
 
 // grantUpstreams lists the upstreams of the configuration in force that
@@ -74,17 +114,22 @@ func (g *Gateway) grantUpstreams() []string {
 
 // grantChanged drops this replica's cached platform tokens of a user whose
 // grant changed (connected, disconnected, or the user was purged) on any
-// replica. upstream "" means all of them.
-// TODO(grantflow): Broker.PurgeUpstream(issuer, subject, upstream) when upstream != "".
+// replica. upstream "" means all of them; an empty user means that
+// notifications may have been lost: every per-user grant upstream's
+// cached tokens are dropped (they are re-read from the storage).
 func (g *Gateway) grantChanged(issuer, subject, upstream string) {
-	if issuer == "" && subject == "" {
-		// Notifications were lost. TODO(grantflow): purge every per-user
-		// grant token (the broker has no such purge yet); until then they
-		// live until they expire.
-		g.log.Warn("grant change notifications may have been lost; cached platform tokens of per-user grants live until they expire")
-		return
+	switch {
+	case issuer == "" && subject == "":
+		n := 0
+		for _, u := range g.grantUpstreams() {
+			n += g.broker.PurgeUpstreamAll(u)
+		}
+		g.log.Warn("grant change notifications may have been lost: dropped the cached tokens of per-user grants", "tokens", n)
+	case upstream == "":
+		g.broker.Purge(issuer, subject)
+	default:
+		g.broker.PurgeUpstream(issuer, subject, upstream)
 	}
-	g.broker.Purge(issuer, subject)
 }
 
 // connectRoutes mounts the connect pages under the public URL's prefix.
@@ -99,6 +144,7 @@ func (g *Gateway) connectRoutes(r *gin.Engine) {
 			handler.ServeHTTP(c.Writer, c.Request)
 		})
 	}
+	r.GET(g.pathPrefix+PathClientMetadata, g.clientMetadata)
 }
 
 // connectUserPurged tells every replica that an admin purged a user (their

@@ -153,6 +153,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		cancel()
 		return nil, err
 	}
+	if err := g.openStore(ctx, cfg); err != nil {
+		cancel()
+		return nil, err
+	}
+	g.broker = credentials.NewBroker(g.brokerOptions(cfg, opts))
 	g.newAdapter = opts.NewAdapter
 	if g.newAdapter == nil {
 		g.newAdapter = g.defaultAdapter
@@ -160,29 +165,21 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 	var err2 error
 	if g.limiter, err2 = policy.NewLimiter(cfg.Policy.RateLimits, policy.LimiterOptions{}); err2 != nil {
 		cancel()
+		g.closeStore()
 		return nil, err2
 	}
 	if g.audit, err2 = audit.New(cfg.Audit, audit.Options{Stdout: opts.AuditOutput, Logger: opts.Logger,
 		RetryMin: opts.auditRetry, RetryMax: 4 * opts.auditRetry}); err2 != nil {
 		cancel()
+		g.closeStore()
 		return nil, fmt.Errorf("audit: %w", err2)
 	}
 	if err := g.startAuthServer(ctx, cfg, opts); err != nil {
 		cancel()
 		_ = g.audit.Close()
+		g.closeStore()
 		return nil, err
 	}
-	bo := credentials.BrokerOptions{
-		HTTPClient:     &http.Client{Transport: g.upTrans, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Logger:         opts.Logger,
-		TracerProvider: g.tel.tp,
-		OnExchange:     g.tel.onExchange,
-	}
-	if g.store != nil {
-		bo.Grants = grantStore{g.store}
-		bo.RedirectURL = strings.TrimSuffix(cfg.Server.PublicURL, "/") + connectpages.PathCallback
-	}
-	g.broker = credentials.NewBroker(bo)
 	st, err := g.buildState(cfg, g.gen.Add(1))
 	if err != nil {
 		cancel()
@@ -219,9 +216,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		}
 	}
 	if g.connect != nil {
+		// A call that needs the user's consent at a platform answers with
+		// the connect page's link; when the user connected through it, the
+		// session that asked hears notifications/elicitation/complete.
 		g.dispatch.ConnectLink = g.connect.Link
-		g.connect.Completed = func(eid string, _ *identity.Identity, _ string) {
-			g.dispatch.ElicitationCompleted(context.Background(), eid)
+		g.connect.Completed = func(elicitationID string, id *identity.Identity, upstream string) {
+			g.dispatch.ElicitationCompleted(context.Background(), elicitationID)
 		}
 	}
 	if opts.dispatchHook != nil {

@@ -1,9 +1,11 @@
 package authserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -206,7 +208,7 @@ func (l *idpLogin) refresh(ctx context.Context, refreshToken string) (*oauth2.To
 	}
 	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, l.httpc)
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, l.refreshClient())
 	tok, err := d.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
@@ -220,6 +222,49 @@ func (l *idpLogin) refresh(ctx context.Context, refreshToken string) (*oauth2.To
 		return nil, fmt.Errorf("refreshing at the identity provider: %s", describeOAuthErr(err))
 	}
 	return tok, nil
+}
+
+// refreshClient is the IdP client with the scope added to refresh_token
+// grants. x/oauth2 sends none, which RFC 6749 §6 allows (the original
+// scope), but Entra ID v2 wants the scope of the token it refreshes
+// (scope "Required" on the refresh request of its authorization code flow
+// page; without it a single-app setup gets AADSTS90009). Sending the
+// scopes of the sign-in is valid everywhere.
+func (l *idpLogin) refreshClient() *http.Client {
+	c := *l.httpc
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = refreshScope{next: next, scope: strings.Join(l.scopes, " ")}
+	return &c
+}
+
+// refreshScope adds scope to refresh_token requests that have none.
+type refreshScope struct {
+	next  http.RoundTripper
+	scope string
+}
+
+func (t refreshScope) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || r.Body == nil {
+		return t.next.RoundTrip(r)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	_ = r.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	form, err := url.ParseQuery(string(b))
+	if err == nil && form.Get("grant_type") == "refresh_token" && form.Get("scope") == "" {
+		form.Set("scope", t.scope)
+		b = []byte(form.Encode())
+	}
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(bytes.NewReader(b))
+	r2.ContentLength = int64(len(b))
+	r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	return t.next.RoundTrip(r2)
 }
 
 // describeOAuthErr shortens an x/oauth2 error to its OAuth error code and

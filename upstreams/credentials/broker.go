@@ -174,17 +174,9 @@ func NewBroker(opts BrokerOptions) *Broker {
 // upstream, e.g. when the user is revoked, and returns how many were
 // dropped. Exchanges in flight when Purge runs are not cached.
 func (b *Broker) Purge(issuer, subject string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.gen.Add(1)
-	n := 0
-	for _, k := range b.cache.Keys() {
-		if e, ok := b.cache.Peek(k); ok && e.issuer == issuer && e.subject == subject && (e.tok == nil || !e.tok.ServiceAccount) {
-			b.cache.Remove(k)
-			n++
-		}
-	}
-	return n
+	return b.purgeWhere(func(e *entry) bool {
+		return e.issuer == issuer && e.subject == subject && (e.tok == nil || !e.tok.ServiceAccount)
+	})
 }
 
 // PurgeUpstream drops the cached token of the user (issuer, subject) at
@@ -193,12 +185,26 @@ func (b *Broker) Purge(issuer, subject string) int {
 // changed (connected, disconnected, revoked) on any replica. Exchanges in
 // flight are not cached.
 func (b *Broker) PurgeUpstream(issuer, subject, upstream string) int {
+	return b.purgeWhere(func(e *entry) bool {
+		return e.upstream == upstream && e.issuer == issuer && e.subject == subject
+	})
+}
+
+// PurgeUpstreamAll drops every user's cached tokens of upstream (per-user
+// grant changes may have been missed: the tokens are re-read from the
+// grants). It returns how many were dropped.
+func (b *Broker) PurgeUpstreamAll(upstream string) int {
+	return b.purgeWhere(func(e *entry) bool { return e.upstream == upstream })
+}
+
+// purgeWhere drops the cached tokens whose entry matches.
+func (b *Broker) purgeWhere(match func(*entry) bool) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.gen.Add(1)
 	n := 0
 	for _, k := range b.cache.Keys() {
-		if e, ok := b.cache.Peek(k); ok && e.upstream == upstream && e.issuer == issuer && e.subject == subject {
+		if e, ok := b.cache.Peek(k); ok && match(e) {
 			b.cache.Remove(k)
 			n++
 		}
