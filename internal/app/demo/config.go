@@ -12,22 +12,10 @@ import (
 // TrackerFlow is the credentials flow of the tracker upstream.
 const TrackerFlow = "authorization_code"
 
-// trackerWired says the gateway gives the authorization_code flow its
-// grant storage and serves the connect pages (issue 16's gateway wiring),
-// so a user without a grant is asked to connect. Until then the demo
-// starts the tracker and its authorization server but leaves the upstream
-// out of the configuration: every listing and call of it would fail
-// ("no grant storage configured") and warn.
-// TODO(issue 16): true once the wiring is on main; TestTrackerConfig and
-// the tour's connect scene then run.
-const trackerWired = true
-
-// trackerFlowAvailable reports whether this build has TrackerFlow and the
-// gateway's wiring for it (trackerWired).
+// trackerFlowAvailable reports whether this build has TrackerFlow (a build
+// without it starts the tracker but leaves the upstream out of the
+// configuration, which would not validate).
 func trackerFlowAvailable() bool {
-	if !trackerWired {
-		return false
-	}
 	for _, ft := range credentials.FlowTypes() {
 		if ft.Name == TrackerFlow {
 			return true

@@ -20,12 +20,11 @@ import (
 	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
 )
 
-// requireTracker skips when the demo's gateway has no tracker upstream
-// (trackerWired is false until the gateway wires per-user grants).
+// requireTracker fails when the demo's gateway has no tracker upstream.
 func requireTracker(t *testing.T, d *Demo) {
 	t.Helper()
 	if !d.trackerConfigured() {
-		t.Skip("the demo has no tracker upstream yet: the gateway's per-user grant wiring is not in this build (trackerWired)")
+		t.Fatalf("the demo's configuration has no tracker upstream (flow %s not in this build?)", TrackerFlow)
 	}
 }
 
