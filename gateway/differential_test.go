@@ -213,6 +213,7 @@ func (dw *diffWire) cancelOf(tool string, bound time.Duration) (c diffCancel, to
 // restarted) and client session.
 type diffSide struct {
 	env     *muxEnv
+	grants  *grants // the users connected at upstream "grant"
 	cs      *mcp.ClientSession
 	fs      *flapServer
 	wire    *diffWire
@@ -230,13 +231,15 @@ const diffWaitTimeout = 3 * time.Second
 // go-sdk and changes nothing else the cases look at (the upstream sends no
 // sampling request). level, when set, is sent with logging/setLevel first
 // (on either side, which also takes the go-sdk path today).
-func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel) *diffSide {
+func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel, caps *mcp.ClientCapabilities) *diffSide {
 	t.Helper()
-	env := startMux(t, func(c *Config) {
+	g := newGrants()
+	g.set("user-alice", true)
+	env := startMuxOpts(t, func(c *Config) {
 		c.Policy.Rules = slices.Insert(c.Policy.Rules, 0, policy.Rule{Name: "no-forbidden", Effect: "deny", When: `tool == "forbidden"`})
 		c.Policy.RateLimits = []policy.RateLimit{{Upstream: "docs", RequestsPerSecond: 0.001, Burst: 1}}
-	})
-	d := &diffSide{env: env, started: make(chan struct{}, 16),
+	}, consentOptions(map[string]*grants{"grant": g}, true, nil))
+	d := &diffSide{env: env, grants: g, started: make(chan struct{}, 16),
 		wire: &diffWire{callIDs: map[string]string{}, cancelled: map[string]diffCancel{}}}
 	d.restart = func() http.Handler {
 		return d.wire.wrap(startUpstream(t, env.idp, "diff", diffTools(d.started)).srv.Config.Handler)
@@ -248,6 +251,7 @@ func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel) *diffSid
 	for _, uc := range []upstreams.Config{
 		{Name: "diff", Timeout: time.Second, MaxResultBytes: 16 << 10},
 		{Name: "wait", Timeout: diffWaitTimeout},
+		{Name: "grant", Timeout: time.Second}, // per-user grants (gated: consentOptions)
 	} {
 		uc.Kind, uc.URL = upstreams.KindMCP, d.fs.url()
 		uc.Credentials = credentials.Config{Flow: credentials.FlowTokenExchange, TokenURL: env.idp.TokenURL(),
@@ -257,11 +261,11 @@ func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel) *diffSid
 	if _, err := env.gw.g.Reload(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	var opts *mcp.ClientOptions
+	opts := &mcp.ClientOptions{Capabilities: caps}
 	if forceSDK {
-		opts = &mcp.ClientOptions{CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+		opts.CreateMessageHandler = func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
 			return nil, fmt.Errorf("no sampling in this test")
-		}}
+		}
 	}
 	c := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, opts)
 	cs, err := c.Connect(context.Background(), transportFor(env.gw.mcpURL, env.aliceTk), nil)
@@ -277,7 +281,7 @@ func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel) *diffSid
 	}
 	// Warm up: the user's listings are cached, the upstream sessions open,
 	// and docs's burst of one is spent.
-	for _, tool := range []string{"diff_ok", "wait_ok", "docs_who"} {
+	for _, tool := range []string{"diff_ok", "wait_ok", "docs_who", "grant_ok"} {
 		if res, err := callJSON(t, d.cs, tool, map[string]any{}); err != nil || res.IsError {
 			t.Fatalf("warm-up %s: %v %v", tool, res, err)
 		}
@@ -515,6 +519,7 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 		extra  string
 		client int
 		level  mcp.LoggingLevel
+		caps   *mcp.ClientCapabilities // the clients' capabilities (needs fresh)
 		fresh  bool
 		before func(d *diffSide)
 	}{
@@ -529,6 +534,15 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 		{name: "policy deny", fast: true, tool: "diff_forbidden", check: rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_forbidden"`)},
 		{name: "unknown tool", fast: true, tool: "diff_nosuch", check: rpcError(jsonrpc.CodeInvalidParams, `unknown tool "diff_nosuch"`)},
 		{name: "rate limited", fast: true, tool: "docs_who", check: rpcError(upstreams.CodeRateLimited, "rate limit")},
+		// The user must connect their account at the upstream first; a
+		// client without URL elicitation is told what to open.
+		{name: "consent required, client without URL elicitation", fast: true, tool: "grant_ok",
+			check:  outcome("error", "consent_required", diffToolText(diffLink("grant"))),
+			before: func(d *diffSide) { d.grants.set("user-alice", false) }},
+		// A retry of an input_required answer carries a requestState that
+		// Mandate checks (this one is not Mandate's): never forwarded.
+		{name: "requestState that is not Mandate's", tool: "diff_ok", extra: `,"requestState":"bm90IG1hbmRhdGUncw"`,
+			check: rpcError(jsonrpc.CodeInvalidParams, "requestState is invalid")},
 
 		// Notifications during the call: the upstream logs (without being
 		// asked to, and at level error) and, when the call has a progress
@@ -552,9 +566,16 @@ func TestFastPathMatchesSDKPath(t *testing.T) {
 			before: func(d *diffSide) { d.fs.down() }},
 		{name: "upstream back on the same address, restarted", tool: "diff_ok", fast: true, check: outcome("ok", ""),
 			before: func(d *diffSide) { d.fs.setHandler(d.restart()); d.fs.up() }},
+
+		// A client that declared URL elicitation gets -32042 (its calls
+		// never take the forwarding path: it offers elicitation). Last:
+		// later cases would run on these clients.
+		{name: "consent required, client with URL elicitation", tool: "grant_ok", caps: urlElicitation, fresh: true,
+			check:  rpcError(mcp.CodeURLElicitationRequired, "Connect your grant account first"),
+			before: func(d *diffSide) { d.grants.set("user-alice", false) }},
 	} {
 		if tc.fresh {
-			fastSide, sdkSide = startDiffSide(t, false, tc.level), startDiffSide(t, true, tc.level)
+			fastSide, sdkSide = startDiffSide(t, false, tc.level, tc.caps), startDiffSide(t, true, tc.level, tc.caps)
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.before != nil {
@@ -612,6 +633,23 @@ func outcome(out, class string, more ...func(*testing.T, diffResult)) func(*test
 		}
 		for _, f := range more {
 			f(t, r)
+		}
+	}
+}
+
+// diffLink is alice's connect link at upstream (testLink).
+func diffLink(upstream string) string {
+	u, _ := testLink(upstream, "user-alice")
+	return u
+}
+
+// diffToolText checks that the tool result's text contains want.
+func diffToolText(want string) func(*testing.T, diffResult) {
+	return func(t *testing.T, r diffResult) {
+		t.Helper()
+		res, _ := r.resp["result"].(map[string]any)
+		if res["isError"] != true || !strings.Contains(fmt.Sprint(res["content"]), want) {
+			t.Errorf("result %v, want a tool error containing %q", res, want)
 		}
 	}
 }

@@ -9,6 +9,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +70,9 @@ type Options struct {
 	ConfigPath string
 
 	auditRetry time.Duration // tests: first retry delay of a failing audit sink
+	// dispatchHook, when set, sees the dispatcher before anything is
+	// served (tests: ConnectLink, the clock).
+	dispatchHook func(*dispatch.Dispatcher)
 }
 
 // Gateway is one running configuration of Mandate.
@@ -202,6 +207,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		Stateless: g.stateless, IdleTimeout: cfg.Server.Session.IdleTimeout, Tel: dispatch.Telemetry{
 			TP: g.tel.tp, Tracer: g.tel.tracer, Prop: g.tel.prop,
 			ServerDur: g.tel.serverDur, ClientDur: g.tel.clientDur, Denials: g.tel.denials}}
+	if cfg.AuthorizationServer.Enabled {
+		// The requestState of input_required answers: sealed under a key
+		// every replica derives alike (storage.encryption_keys).
+		if master, err := cfg.Storage.SealingKey(); err == nil {
+			g.dispatch.StateKey, _ = hkdf.Key(sha256.New, master, nil, "mandate request state v1", 32)
+		}
+	}
+	if opts.dispatchHook != nil {
+		opts.dispatchHook(g.dispatch)
+	}
 	g.server = g.newMCPServer()
 	g.mcpHandler = g.tokenInfoBridge(mcp.NewStreamableHTTPHandler(
 		func(*http.Request) *mcp.Server { return g.server },

@@ -3,6 +3,8 @@ package upstreams
 import (
 	"errors"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
 	"github.com/mandate-gw/mandate/internal/errtext"
 )
 
@@ -41,3 +43,21 @@ func DescribeError(err error) string { return errtext.Transport(err) }
 // its health) whichever of the two equal deadlines fires first, rather than
 // as a deadline of the caller's.
 var ErrTimeout = errors.New("upstream timeout")
+
+// WithCause returns rpc — the error an adapter answers, whose code callers
+// branch on (errors.As finds it) — still wrapping the cause it was mapped
+// from, so that errors.As finds that too. Adapters use it for failures the
+// gateway answers itself rather than passing on: a
+// *credentials.ConsentRequiredError becomes a URL elicitation there, which
+// needs the typed error, not its text. Its Error() is rpc's.
+func WithCause(rpc *jsonrpc.Error, cause error) error {
+	return &causedError{rpc: rpc, cause: cause}
+}
+
+type causedError struct {
+	rpc   *jsonrpc.Error
+	cause error
+}
+
+func (e *causedError) Error() string   { return e.rpc.Error() }
+func (e *causedError) Unwrap() []error { return []error{e.rpc, e.cause} }

@@ -15,6 +15,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/catalog"
 	"github.com/mandate-gw/mandate/gateway/sessions"
+	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
 )
 
@@ -42,4 +43,21 @@ type Dispatcher struct {
 	Stateless bool
 	// IdleTimeout is server.session.idle_timeout.
 	IdleTimeout time.Duration
+
+	// ConnectLink returns the page where the user connects their account
+	// at upstream (the connect service's Link: an absolute URL on
+	// Mandate's origin, bound to id) and the elicitation id it carries;
+	// reason is the ConsentRequiredError's ("no_grant", "broken",
+	// "insufficient_scope"). A call that needs a grant the user lacks is
+	// answered with it (consent.go). nil: per-user connections are not
+	// configured, and such calls say so.
+	ConnectLink func(id *identity.Identity, upstream, reason string) (url, elicitationID string, err error)
+	// StateKey (32 bytes) seals the requestState of input_required results
+	// (2026-07-28); every replica must have the same one, so that any of
+	// them takes the retry. Empty: a random key (one replica).
+	StateKey []byte
+	// Now is the clock of request states (tests). Default time.Now.
+	Now func() time.Time
+
+	consent consentRuntime
 }

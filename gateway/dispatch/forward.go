@@ -82,6 +82,12 @@ func (g *Dispatcher) Forward(c *gin.Context) {
 	if len(meta) > 0 && bytes.Contains(meta, []byte(`"progressToken"`)) {
 		return
 	}
+	if _, retry := env.Params["requestState"]; retry {
+		return // the retry of an input_required answer: checked on the go-sdk path
+	}
+	if _, retry := env.Params["inputResponses"]; retry {
+		return
+	}
 	args, hasArgs := env.Params["arguments"]
 	if hasArgs && !jsonObject(args) {
 		return // go-sdk's decoding answers with invalid params

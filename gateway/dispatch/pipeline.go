@@ -45,6 +45,7 @@ type call struct {
 	id        *identity.Identity
 	d         *sessions.Session
 	ss        *mcp.ServerSession // nil on the forwarding path
+	req       mcp.Request        // the go-sdk request; nil on the forwarding path
 	requestID string
 	rpcID     string // the JSON-RPC id as sent ("" when unknown); spans
 	sessionID string
@@ -56,6 +57,9 @@ type call struct {
 	rawArgs       json.RawMessage // tools/call arguments
 	promptArgs    map[string]string
 	progressToken any
+	// The retry of an input_required answer (2026-07-28).
+	requestState   string
+	inputResponses mcp.InputResponseMap
 
 	// What the steps found.
 	st         *catalog.State
@@ -90,6 +94,11 @@ func (g *Dispatcher) dispatch(ctx context.Context, c *call, invoke invoker) (mcp
 	}
 	if err := g.route(ctx, c); err != nil {
 		return nil, err
+	}
+	if c.requestState != "" {
+		if res, err := g.resume(c); res != nil || err != nil {
+			return res, err
+		}
 	}
 	if c.builtin {
 		return whoamiResult(c.id), nil
@@ -226,6 +235,11 @@ func (g *Dispatcher) admit(ctx context.Context, c *call) (mcp.Result, error) {
 	if c.method == "tools/call" {
 		has, lerr := g.Catalog.HasTool(ctx, c.d, c.st, c.u, c.tool)
 		if !has && lerr != nil {
+			// The user must connect their account first (the listing
+			// needs their grant): ask them to.
+			if res, err, ok := g.consentRequired(c, lerr); ok {
+				return res, err
+			}
 			// Credential failures become actionable tool errors (the call
 			// would fail on the same credentials).
 			if credentialsFailure(lerr) {
@@ -302,10 +316,14 @@ func (g *Dispatcher) invoke(ctx context.Context, c *call, sess upstreams.Session
 	return res, nil
 }
 
-// failed maps an upstream or credentials failure to the answer: for
-// tools/call a credentials failure is an actionable tool error, anything
-// else a JSON-RPC error naming the upstream.
+// failed maps an upstream or credentials failure to the answer: a user
+// who must connect their account is asked to (consent.go); for tools/call
+// a credentials failure is an actionable tool error, anything else a
+// JSON-RPC error naming the upstream.
 func (c *call) failed(g *Dispatcher, err error) (mcp.Result, error) {
+	if res, rerr, ok := g.consentRequired(c, err); ok {
+		return res, rerr
+	}
 	if c.method == "tools/call" {
 		return g.toolFailure(c, c.u, err)
 	}

@@ -69,7 +69,7 @@ func (g *Dispatcher) Middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		if in == nil || in.id == nil || ss == nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "unauthenticated"}
 		}
-		c := &call{start: time.Now(), method: method, id: in.id, ss: ss, st: g.State(),
+		c := &call{start: time.Now(), method: method, id: in.id, ss: ss, req: req, st: g.State(),
 			requestID: in.requestID, sessionID: ss.ID()}
 		if ip := ss.InitializeParams(); ip != nil {
 			c.proto = ip.ProtocolVersion
@@ -161,6 +161,7 @@ func (g *Dispatcher) serve(ctx context.Context, c *call, req mcp.Request, next m
 			return missing()
 		}
 		c.name, c.rawArgs, c.progressToken = p.Name, p.Arguments, p.GetProgressToken()
+		c.requestState, c.inputResponses = p.RequestState, p.InputResponses
 		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
 			res, err := sess.CallTool(ctx, &mcp.CallToolParams{Meta: hopMeta(p.Meta), Name: c.tool, Arguments: p.Arguments})
 			if err != nil {
@@ -173,9 +174,10 @@ func (g *Dispatcher) serve(ctx context.Context, c *call, req mcp.Request, next m
 			return missing()
 		}
 		c.name, c.promptArgs, c.progressToken = p.Name, p.Arguments, p.GetProgressToken()
+		c.requestState, c.inputResponses = p.RequestState, p.InputResponses
 		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
 			gp := *p
-			gp.Name, gp.Meta = c.prompt, hopMeta(p.Meta)
+			gp.Name, gp.Meta, gp.InputResponses, gp.RequestState = c.prompt, hopMeta(p.Meta), nil, ""
 			res, err := sess.GetPrompt(ctx, &gp)
 			return res, false, err
 		})
@@ -184,9 +186,10 @@ func (g *Dispatcher) serve(ctx context.Context, c *call, req mcp.Request, next m
 			return missing()
 		}
 		c.uri, c.progressToken = p.URI, p.GetProgressToken()
+		c.requestState, c.inputResponses = p.RequestState, p.InputResponses
 		return g.dispatch(ctx, c, func(ctx context.Context, sess upstreams.Session) (mcp.Result, bool, error) {
 			rp := *p
-			rp.Meta = hopMeta(p.Meta)
+			rp.Meta, rp.InputResponses, rp.RequestState = hopMeta(p.Meta), nil, ""
 			res, err := sess.ReadResource(ctx, &rp)
 			return res, false, err
 		})

@@ -110,11 +110,17 @@ func (a *Adapter) mapError(parent, callCtx context.Context, err error, st *callS
 	}
 	var cerr *credentials.Error
 	if errors.As(err, &cerr) {
-		return a.rpcError(CodeCredentialsUnavailable, map[string]any{
+		rerr := a.rpcError(CodeCredentialsUnavailable, map[string]any{
 			"oauth_error":          cerr.Code,
 			"interaction_required": cerr.Interaction,
 			"consent_required":     cerr.Consent,
-		}, "%s", cerr.Error()), outcomeNeutral
+		}, "%s", cerr.Error())
+		if cre := (*credentials.ConsentRequiredError)(nil); errors.As(cerr, &cre) {
+			// The user must connect their account: the gateway answers
+			// with a URL elicitation, for which it needs the typed error.
+			return upstreams.WithCause(rerr, cerr), outcomeNeutral
+		}
+		return rerr, outcomeNeutral
 	}
 	switch snap.status {
 	case 401:

@@ -380,23 +380,34 @@ func (c *Call) Classify(err error) (Failure, error) {
 }
 
 // ToolFailure turns err into a tool error result (or a Go error when the
-// caller's context ended).
+// caller's context ended, or when the user must connect their account
+// first: see RPCFailure).
 func (c *Call) ToolFailure(err error) (*mcp.CallToolResult, error) {
 	f, cerr := c.Classify(err)
 	if cerr != nil {
 		return nil, cerr
 	}
+	if cre := (*credentials.ConsentRequiredError)(nil); errors.As(err, &cre) {
+		return nil, c.RPCFailure(err)
+	}
 	return ToolError(f.Message), nil
 }
 
 // RPCFailure turns err into a *jsonrpc.Error (for resources/read), or the
-// Go error of Classify when the caller's context ended.
+// Go error of Classify when the caller's context ended. When the user must
+// connect their account first (a *credentials.ConsentRequiredError), the
+// *jsonrpc.Error still wraps that error (upstreams.WithCause): the gateway
+// answers it with a URL elicitation.
 func (c *Call) RPCFailure(err error) error {
 	f, cerr := c.Classify(err)
 	if cerr != nil {
 		return cerr
 	}
-	return c.Errorf(f.Code, "%s", f.Message)
+	rerr := c.Errorf(f.Code, "%s", f.Message)
+	if cre := (*credentials.ConsentRequiredError)(nil); errors.As(err, &cre) {
+		return upstreams.WithCause(rerr, err)
+	}
+	return rerr
 }
 
 // JSONResource is a resources/read result holding v as indented JSON.

@@ -350,6 +350,32 @@ func TestClassify(t *testing.T) {
 		}
 	})
 
+	// The user must connect their account first: the gateway answers that
+	// itself (a URL elicitation), so the failure is a Go error that keeps
+	// the typed error, not a tool error made of its text.
+	t.Run("consent required", func(t *testing.T) {
+		t.Parallel()
+		src := &fakeSource{err: &credentials.Error{Upstream: "acme", Flow: "authorization_code",
+			Err: &credentials.ConsentRequiredError{Upstream: "acme", Reason: "no_grant"}}}
+		cl, err := New(upstreams.Config{Name: "acme", URL: e.ts.URL}, p, Deps{Credentials: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, _ := userCtx(t)
+		c, cancel := cl.NewCall(ctx)
+		defer cancel()
+		_, err = c.Do(http.MethodGet, "/", nil, nil)
+		res, terr := c.ToolFailure(err)
+		var cre *credentials.ConsentRequiredError
+		var rpc *jsonrpc.Error
+		if res != nil || !errors.As(terr, &cre) || !errors.As(terr, &rpc) || rpc.Code != upstreams.CodeCredentialsUnavailable {
+			t.Errorf("ToolFailure = %v, %v; want an error with code %d wrapping the ConsentRequiredError", res, terr, upstreams.CodeCredentialsUnavailable)
+		}
+		if rerr := c.RPCFailure(err); !errors.As(rerr, &cre) || !errors.As(rerr, &rpc) || rpc.Code != upstreams.CodeCredentialsUnavailable {
+			t.Errorf("RPCFailure = %v; want code %d wrapping the ConsentRequiredError", rerr, upstreams.CodeCredentialsUnavailable)
+		}
+	})
+
 	t.Run("jsonrpc passes through", func(t *testing.T) {
 		t.Parallel()
 		ctx, _ := userCtx(t)
