@@ -39,6 +39,7 @@ import (
 	"github.com/mandate-gw/mandate/gateway/sessions"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/errtext"
+	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/policy"
 	"github.com/mandate-gw/mandate/upstreams"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -212,6 +213,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		// every replica derives alike (storage.encryption_keys).
 		if master, err := cfg.Storage.SealingKey(); err == nil {
 			g.dispatch.StateKey, _ = hkdf.Key(sha256.New, master, nil, "mandate request state v1", 32)
+		}
+	}
+	if g.connect != nil {
+		// A call that needs a grant is answered with the connect link;
+		// a connection made through it tells the waiting client.
+		g.dispatch.ConnectLink = g.connect.Link
+		g.connect.Completed = func(eid string, _ *identity.Identity, _ string) {
+			g.dispatch.ElicitationCompleted(context.Background(), eid)
 		}
 	}
 	if opts.dispatchHook != nil {
