@@ -343,6 +343,13 @@ func wantConnected(t testing.TB, p page) {
 	}
 }
 
+var tagRE = regexp.MustCompile(`(?s)<style.*?</style>|<[^>]+>`)
+
+// pageText is a page's text without markup.
+func pageText(body string) string {
+	return strings.Join(strings.Fields(tagRE.ReplaceAllString(body, " ")), " ")
+}
+
 func short(s string) string {
 	if len(s) > 600 {
 		return s[:600] + "…"
@@ -612,3 +619,250 @@ func pkcePair() (verifier, challenge string) {
 	sum := sha256.Sum256([]byte(verifier))
 	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
 }
+
+var lookupLine = regexp.MustCompile(`^mandate_credentials_lookups_total\{([^}]*)\} ([0-9.e+]+)$`)
+
+// lookups reads the credentials broker's outcomes at the tracker upstream
+// from ag's /metrics: outcome → count.
+func lookups(t *testing.T, ag *asGateway) map[string]float64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, ag.srv.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(raw), "\n") {
+		m := lookupLine.FindStringSubmatch(l)
+		if m == nil || !strings.Contains(m[1], `mandate_upstream="tracker"`) {
+			continue
+		}
+		outcome := regexp.MustCompile(`mandate_credentials_outcome="([a-z]+)"`).FindStringSubmatch(m[1])
+		var v float64
+		fmt.Sscan(m[2], &v)
+		if outcome != nil {
+			out[outcome[1]] += v
+		}
+	}
+	return out
+}
+
+// 3. 500 users with grants under load, on two replicas sharing
+// PostgreSQL: no answer carries another user's identity.
+func TestGrantsUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("500 users: not in -short")
+	}
+	const users, callsPerUser, workers = 500, 4, 20
+	dsn := testpg.Schema(t)
+	e := startGrantsEnv(t, users, 0)
+	a := e.gateway(t, dsn, "")
+	b := e.gateway(t, dsn, a.issuer)
+	reps := []*asGateway{a, b}
+
+	// Each user: an IdP token (the IdP's tokens are accepted beside
+	// Mandate's), a session on one replica, asked to connect, connected.
+	clients := make([]*userClient, users)
+	var mu sync.Mutex
+	var realFlow, redeemed int
+	var consentTime time.Duration
+	var hydraMu sync.Mutex
+	conn, ok := a.g.broker.Connector("tracker")
+	if !ok {
+		t.Fatal("no Connector for tracker")
+	}
+	began := time.Now()
+	// Up to a couple of minutes of real consents (measured as they go),
+	// then the Connector's Redeem path for the rest.
+	const realBudget = 100 * time.Second
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	errs := make(chan error, users)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				u := loadUser(i)
+				tok, err := e.idp.Token(context.Background(), u, devidp.TokenOptions{Audience: []string{a.mcpURL}})
+				if err != nil {
+					errs <- fmt.Errorf("%s: IdP token: %w", u, err)
+					continue
+				}
+				uc := newUserClient(t, reps[i%2].mcpAt, tok)
+				clients[i] = uc
+				ans := uc.who()
+				if ans.link == "" {
+					errs <- fmt.Errorf("%s's first call: %s, want a link", u, ans)
+					continue
+				}
+				// Hydra's in-memory database refuses concurrent consents
+				// ("Unable to serialize access due to a concurrent update"):
+				// one consent at a time.
+				hydraMu.Lock()
+				if time.Since(began) < realBudget {
+					s := time.Now()
+					p := func() page {
+						defer hydraMu.Unlock() // also when openLink fails the test
+						p, _ := e.openLink(t, newJar(), ans.link, u)
+						return p
+					}()
+					if p.status != http.StatusOK || !strings.Contains(p.body, "is connected") {
+						errs <- fmt.Errorf("%s: connection page %d %s", u, p.status, pageText(p.body))
+						continue
+					}
+					mu.Lock()
+					realFlow++
+					consentTime += time.Since(s)
+					mu.Unlock()
+				} else {
+					err := func() error {
+						defer hydraMu.Unlock()
+						verifier, challenge := pkcePair()
+						redirect := a.issuer + connectpages.PathCallback
+						authURL, err := conn.AuthCodeURL(context.Background(), "st-"+u, challenge, redirect, "")
+						if err != nil {
+							return err
+						}
+						cb, err := e.h.Consent(context.Background(), authURL, "platform-"+u)
+						if err != nil {
+							return err
+						}
+						_, err = conn.Redeem(context.Background(), conn.Key(e.idp.Issuer(), "user-"+u), cb.Query().Get("code"), verifier, redirect)
+						return err
+					}()
+					if err != nil {
+						errs <- fmt.Errorf("%s: redeem path: %w", u, err)
+						continue
+					}
+					mu.Lock()
+					redeemed++
+					mu.Unlock()
+				}
+				if ans := uc.who(); ans.subject != "platform-"+u {
+					errs <- fmt.Errorf("%s after connecting: %s", u, ans)
+				}
+			}
+		}()
+	}
+	for i := range users {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		lg := e.h.Log()
+		t.Fatalf("Hydra's log (end):\n%s", lg[max(0, len(lg)-6000):])
+	}
+	setup := time.Since(began)
+	t.Logf("grants: %d through the real flow (link, IdP sign-in, Hydra consent, callback; mean %v each, 8 at a time), %d through the Connector's Redeem; setup %v",
+		realFlow, (consentTime / time.Duration(max(realFlow, 1))).Round(time.Millisecond), redeemed, setup.Round(time.Millisecond))
+
+	// The load: every user's calls, shuffled, from 20 goroutines over
+	// both replicas. Each answer must name its caller.
+	// Warm: a grant change reaches every replica's cache asynchronously
+	// (NOTIFY), and a token fetched while any purge ran is not cached
+	// (the broker's generation is global): let both settle, then one
+	// round of calls fills the caches. The first round's misses are
+	// reported, not asserted.
+	time.Sleep(500 * time.Millisecond)
+	warm := []map[string]float64{lookups(t, a), lookups(t, b)}
+	for i := range users {
+		if ans := clients[i].who(); ans.subject != "platform-"+loadUser(i) {
+			t.Fatalf("%s's warm-up call: %s", loadUser(i), ans)
+		}
+	}
+	before := []map[string]float64{lookups(t, a), lookups(t, b)}
+	var warmMiss float64
+	for r := range before {
+		for outcome, v := range before[r] {
+			if outcome != credentials.OutcomeHit {
+				warmMiss += v - warm[r][outcome]
+			}
+		}
+	}
+	t.Logf("warm-up round: %.0f of %d calls missed the credential cache", warmMiss, users)
+	order := make([]int, 0, users*callsPerUser)
+	for range callsPerUser {
+		for i := range users {
+			order = append(order, i)
+		}
+	}
+	for i := len(order) - 1; i > 0; i-- {
+		var r [2]byte
+		_, _ = rand.Read(r[:])
+		j := (int(r[0])<<8 | int(r[1])) % (i + 1)
+		order[i], order[j] = order[j], order[i]
+	}
+	next := atomic.Int64{}
+	var wrong, failed atomic.Int64
+	var firstBad sync.Once
+	loadStart := time.Now()
+	var lwg sync.WaitGroup
+	for range workers {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(order) {
+					return
+				}
+				i := order[k]
+				ans := clients[i].who()
+				switch {
+				case ans.subject == "platform-"+loadUser(i):
+				case ans.subject != "":
+					wrong.Add(1)
+					firstBad.Do(func() { t.Errorf("%s got an answer for %q", loadUser(i), ans.subject) })
+				default:
+					failed.Add(1)
+					firstBad.Do(func() { t.Errorf("%s's call failed: %s", loadUser(i), ans) })
+				}
+			}
+		}()
+	}
+	lwg.Wait()
+	took := time.Since(loadStart)
+	if wrong.Load() != 0 || failed.Load() != 0 {
+		t.Fatalf("%d answers carried another user's identity, %d calls failed (of %d)", wrong.Load(), failed.Load(), len(order))
+	}
+	var hits, all float64
+	for r, ag := range reps {
+		after := lookups(t, ag)
+		for outcome, v := range after {
+			d := v - before[r][outcome]
+			all += d
+			if outcome == credentials.OutcomeHit {
+				hits += d
+			}
+		}
+	}
+	rate := hits / all
+	t.Logf("load: %d calls by %d users from %d goroutines on 2 replicas in %v (%.0f calls/s); credential cache: %.0f hits of %.0f lookups (%.3f%%)",
+		len(order), users, workers, took.Round(time.Millisecond), float64(len(order))/took.Seconds(), hits, all, 100*rate)
+	if all < float64(len(order)) || rate < 0.999 {
+		t.Errorf("credential cache hit rate %.4f over %.0f lookups, want ≥ 0.999 over at least %d", rate, all, len(order))
+	}
+
+	// The audit records agree: every call as rita's… as its own user's
+	// platform identity.
+	for _, ag := range reps {
+		for _, r := range readAuditLines(t, ag.audit) {
+			if r.Method != "tools/call" || r.Credential == nil || r.Outcome != audit.OutcomeOK {
+				continue
+			}
+			if want := "platform-" + strings.TrimPrefix(r.User.Subject, "user-"); r.Credential.PlatformSubject != want {
+				t.Fatalf("audit: a call by %s ran as %q", r.User.Subject, r.Credential.PlatformSubject)
+			}
+		}
+	}
+}
+
