@@ -865,4 +865,3 @@ func TestGrantsUnderLoad(t *testing.T) {
 		}
 	}
 }
-
