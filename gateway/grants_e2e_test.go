@@ -865,3 +865,188 @@ func TestGrantsUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// connectUser asks as uc (call → link) and connects user through the link
+// in a new browser, which it returns (signed in to Mandate as user).
+func (e *grantsEnv) connectUser(t *testing.T, ag *asGateway, uc *userClient, user string) *http.Client {
+	t.Helper()
+	b := newJar()
+	p, _ := e.openLink(t, b, wantLink(t, user+"'s call", uc.who(), ag.issuer), user)
+	wantConnected(t, p)
+	wantSubject(t, user+" after connecting", uc.who(), "platform-"+user)
+	return b
+}
+
+// waitExpired sleeps until the user's stored access token is past its
+// cache skew (Mandate must refresh on the next call).
+func (e *grantsEnv) waitExpired(t *testing.T, ag *asGateway, sub string) {
+	t.Helper()
+	g, err := ag.g.store.GetGrant(context.Background(), e.idp.Issuer(), sub, "tracker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(g.Expiry.Add(-e.skew + 200*time.Millisecond)))
+}
+
+// 4a. Faults at the platform: refresh answered invalid_grant (consent
+// revoked at Hydra) → the user is asked again; the platform's
+// authorization server down → a clear error, the grant not marked broken.
+func TestGrantsPlatformFaults(t *testing.T) {
+	t.Parallel()
+	e := startGrantsEnv(t, 0, time.Second, "TTL_ACCESS_TOKEN=3s")
+	ag := e.gateway(t, "", "")
+	rita := newUserClient(t, ag.mcpAt, idpToken(t, e.idp, "rita", devidp.TokenOptions{Audience: []string{ag.mcpURL}}))
+	e.connectUser(t, ag, rita, "rita")
+	ctx := context.Background()
+
+	// invalid_grant: Hydra revoked rita's consent; at expiry the refresh
+	// is refused, the grant marked broken, rita asked again.
+	if err := e.h.RevokeConsent(ctx, "platform-rita"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitExpired(t, ag, "user-rita")
+	wantLink(t, "rita after Hydra revoked her consent", rita.who(), ag.issuer)
+	if g, err := ag.g.store.GetGrant(ctx, e.idp.Issuer(), "user-rita", "tracker"); err != nil || !g.Broken || !strings.Contains(g.BrokenReason, "invalid_grant") {
+		t.Fatalf("grant after invalid_grant: broken %v %q, %v", g.Broken, g.BrokenReason, err)
+	}
+	wantLink(t, "rita again (broken grant)", rita.who(), ag.issuer)
+	e.connectUser(t, ag, rita, "rita") // connecting again replaces the broken grant
+
+	// The platform's authorization server down: the refresh fails with a
+	// clear error; the grant stays (not broken), nobody is asked to
+	// connect again.
+	e.waitExpired(t, ag, "user-rita")
+	e.h.Close()
+	for range 2 {
+		ans := rita.who()
+		if ans.link != "" || ans.subject != "" {
+			t.Fatalf("rita with the platform's authorization server down: %s, want an error", ans)
+		}
+		msg := ans.toolErrorText
+		if ans.err != nil {
+			msg = ans.err.Error()
+		}
+		if !strings.Contains(msg, "tracker") || !strings.Contains(strings.ToLower(msg), "retry") {
+			t.Errorf("error with the platform down: %q, want one naming tracker and saying to retry", msg)
+		}
+		t.Logf("platform down: %q", msg)
+	}
+	if g, err := ag.g.store.GetGrant(ctx, e.idp.Issuer(), "user-rita", "tracker"); err != nil || g.Broken || g.RefreshToken == "" {
+		t.Fatalf("grant with the platform down: broken %v, refresh token kept %v, %v; want kept, not broken", g.Broken, g.RefreshToken != "", err)
+	}
+}
+
+// 4b. The database down: calls that need a new grant fail with a clear
+// error, cached tokens keep serving until they expire; back up, all works.
+func TestGrantsDatabaseDown(t *testing.T) {
+	t.Parallel()
+	dsn := testpg.Schema(t)
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		t.Skipf("MANDATE_POSTGRES_DSN is not a URL with a host: %v", err)
+	}
+	proxy := startTCPProxy(t, u.Host)
+	u.Host = proxy.addr
+	e := startGrantsEnv(t, 0, time.Second, "TTL_ACCESS_TOKEN=4s")
+	ag := e.gateway(t, u.String(), "")
+	opts := devidp.TokenOptions{Audience: []string{ag.mcpURL}}
+	rita := newUserClient(t, ag.mcpAt, idpToken(t, e.idp, "rita", opts))
+	morgan := newUserClient(t, ag.mcpAt, idpToken(t, e.idp, "morgan", opts))
+	e.connectUser(t, ag, rita, "rita")
+	g, err := ag.g.store.GetGrant(context.Background(), e.idp.Issuer(), "user-rita", "tracker")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.down()
+	// rita's cached token serves until it expires.
+	for time.Now().Before(g.Expiry.Add(-e.skew - 300*time.Millisecond)) {
+		wantSubject(t, "rita with the database down (cached token)", rita.who(), "platform-rita")
+		time.Sleep(250 * time.Millisecond)
+	}
+	// morgan needs a grant that cannot be read: a clear error, no link.
+	ans := morgan.who()
+	msg := ans.toolErrorText
+	if ans.err != nil {
+		msg = ans.err.Error()
+	}
+	if ans.subject != "" || ans.link != "" || !strings.Contains(msg, "tracker") || !strings.Contains(msg, "grant") {
+		t.Fatalf("morgan with the database down: %s, want an error naming tracker and the grant", ans)
+	}
+	t.Logf("database down, no cached token: %q", msg)
+	// Past expiry rita's call cannot refresh: a clear error too.
+	time.Sleep(time.Until(g.Expiry.Add(-e.skew + 200*time.Millisecond)))
+	if ans := rita.who(); ans.subject != "" || ans.link != "" {
+		t.Fatalf("rita with the database down after expiry: %s, want an error", ans)
+	} else {
+		t.Logf("database down, token expired: %q %v", ans.toolErrorText, ans.err)
+	}
+
+	proxy.up(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ans := rita.who()
+		if ans.subject == "platform-rita" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rita after the database came back: %s", ans)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	wantLink(t, "morgan after the database came back", morgan.who(), ag.issuer)
+}
+
+// 4c. A consent link opened by another user creates nothing; a replayed,
+// foreign-browser or altered callback state is refused. (An expired state
+// and link: gateway/connect's TestConnectLinkExpiredOrTampered, which owns
+// the clock.)
+func TestGrantsLinkAndStateSafety(t *testing.T) {
+	t.Parallel()
+	e := startGrantsEnv(t, 0, 0)
+	ag := e.gateway(t, "", "")
+	opts := devidp.TokenOptions{Audience: []string{ag.mcpURL}}
+	rita := newUserClient(t, ag.mcpAt, idpToken(t, e.idp, "rita", opts))
+	morgan := newUserClient(t, ag.mcpAt, idpToken(t, e.idp, "morgan", opts))
+
+	// morgan opens rita's link (signing in as morgan): refused, nothing
+	// created for either, nothing sent to the platform.
+	link := wantLink(t, "rita", rita.who(), ag.issuer)
+	mb := newJar()
+	p, callback := e.openLink(t, mb, link, "morgan")
+	if p.status != http.StatusForbidden || callback != "" || !strings.Contains(p.body, "someone else") {
+		t.Fatalf("rita's link opened by morgan: %d (platform reached: %v) %s", p.status, callback != "", pageText(p.body))
+	}
+	wantLink(t, "rita after morgan opened her link", rita.who(), ag.issuer)
+	wantLink(t, "morgan after opening rita's link", morgan.who(), ag.issuer)
+	if e.tokens.redeems.Load() != 0 {
+		t.Fatalf("%d codes redeemed after a forwarded link", e.tokens.redeems.Load())
+	}
+
+	// rita connects; her callback replayed (same browser, another
+	// browser) or altered is refused and changes nothing.
+	rb := newJar()
+	p, callback = e.openLink(t, rb, link, "rita")
+	wantConnected(t, p)
+	for _, c := range []struct {
+		what   string
+		b      *http.Client
+		target string
+		status int
+		says   string
+	}{
+		{"replayed", rb, callback, http.StatusBadRequest, "already used"},
+		{"replayed in morgan's browser", mb, callback, http.StatusBadRequest, "not started in this browser"},
+		{"altered state", rb, strings.Replace(callback, "state=", "state=x", 1), http.StatusBadRequest, "state is missing or altered"},
+	} {
+		r := browserDo(t, c.b, http.MethodGet, c.target, nil, "")
+		if r.status != c.status || r.loc != nil || !strings.Contains(strings.ToLower(pageText(r.body)), c.says) {
+			t.Errorf("%s callback: %d %v %q, want %d saying %q", c.what, r.status, r.loc, pageText(r.body), c.status, c.says)
+		}
+	}
+	if n := e.tokens.redeems.Load(); n != 1 {
+		t.Errorf("%d codes redeemed, want 1 (rita's own)", n)
+	}
+	wantSubject(t, "rita", rita.who(), "platform-rita")
+	wantLink(t, "morgan", morgan.who(), ag.issuer)
+}
