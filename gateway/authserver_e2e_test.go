@@ -54,13 +54,17 @@ type asOptions struct {
 	publicURL string
 	// dsn, when set, is a PostgreSQL database; else SQLite in a temp dir.
 	dsn string
+	// mutate, when set, changes the configuration last (upstreams,
+	// policy); opts are the gateway's run-time options.
+	mutate func(*Config)
+	opts   Options
 }
 
 // startASGatewayWith is a gateway in front of the zitadel IdP o.idp, its
 // public URL with a path prefix (or o.publicURL: a replica).
 func startASGatewayWith(t *testing.T, o asOptions) *asGateway {
 	t.Helper()
-	ag := startASGatewayFor(t, o.idp.Issuer(), func(c *Config) {
+	ag := startASGatewayForOpts(t, o.idp.Issuer(), func(c *Config) {
 		if o.publicURL != "" {
 			c.Server.PublicURL = o.publicURL
 		} else {
@@ -79,7 +83,10 @@ func startASGatewayWith(t *testing.T, o asOptions) *asGateway {
 			c.Storage.DSN = secret.String(o.dsn)
 			c.Storage.Path = ""
 		}
-	})
+		if o.mutate != nil {
+			o.mutate(c)
+		}
+	}, o.opts)
 	ag.idp = o.idp
 	return ag
 }
@@ -90,13 +97,19 @@ func startASGatewayWith(t *testing.T, o asOptions) *asGateway {
 // before the defaults, and may replace the storage).
 func startASGatewayFor(t *testing.T, issuer string, mutate func(*Config)) *asGateway {
 	t.Helper()
+	return startASGatewayForOpts(t, issuer, mutate, Options{})
+}
+
+// startASGatewayForOpts is startASGatewayFor with run-time options.
+func startASGatewayForOpts(t *testing.T, issuer string, mutate func(*Config), opts Options) *asGateway {
+	t.Helper()
 	dir := t.TempDir()
 	key, err := store.GenerateKey("k1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ag := &asGateway{audit: filepath.Join(dir, "audit.log")}
-	ag.testGW = startGateway(t, issuer, func(c *Config) {
+	ag.testGW = startGatewayOpts(t, issuer, func(c *Config) {
 		c.AuthorizationServer.Enabled = true
 		c.Storage.EncryptionKeys = []store.EncryptionKey{key}
 		c.Storage.Path = filepath.Join(dir, "mandate.db")
@@ -104,7 +117,7 @@ func startASGatewayFor(t *testing.T, issuer string, mutate func(*Config)) *asGat
 		c.Audit.Path = ag.audit
 		c.Admin.Token = "admin-token-0123456789"
 		mutate(c)
-	})
+	}, opts)
 	ag.issuer = ag.cfg.Server.PublicURL
 	pu, _ := url.Parse(ag.issuer)
 	ag.base = ag.srv.URL + pu.Path

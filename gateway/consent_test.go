@@ -20,18 +20,18 @@ import (
 	"github.com/mandate-gw/mandate/upstreams/credentials"
 )
 
-// grants stands in for the per-user grants of the authorization_code flow
+// connectedUsers stands in for the per-user grants of the authorization_code flow
 // until that flow lands: which users have connected their account at a
 // gated upstream.
-type grants struct {
+type connectedUsers struct {
 	mu sync.Mutex
 	m  map[string]bool // subject → connected
 }
 
-func newGrants() *grants { return &grants{m: map[string]bool{}} }
+func newGrants() *connectedUsers { return &connectedUsers{m: map[string]bool{}} }
 
-func (g *grants) set(sub string, ok bool) { g.mu.Lock(); g.m[sub] = ok; g.mu.Unlock() }
-func (g *grants) has(sub string) bool     { g.mu.Lock(); defer g.mu.Unlock(); return g.m[sub] }
+func (g *connectedUsers) set(sub string, ok bool) { g.mu.Lock(); g.m[sub] = ok; g.mu.Unlock() }
+func (g *connectedUsers) has(sub string) bool     { g.mu.Lock(); defer g.mu.Unlock(); return g.m[sub] }
 
 // gatedSource wraps an upstream's real credentials source: for a user who
 // has not connected it answers what the broker answers when the
@@ -40,7 +40,7 @@ func (g *grants) has(sub string) bool     { g.mu.Lock(); defer g.mu.Unlock(); re
 type gatedSource struct {
 	credentials.Source
 	upstream string
-	g        *grants
+	g        *connectedUsers
 }
 
 func (s *gatedSource) Token(ctx context.Context) (credentials.Result, error) {
@@ -60,7 +60,7 @@ func testLink(upstream, subject string) (string, string) {
 // consentOptions gates the credentials of the upstreams in gated and, when
 // links is true, gives the dispatcher testLink as its ConnectLink; hook sees
 // the dispatcher too.
-func consentOptions(gated map[string]*grants, links bool, hook func(*dispatch.Dispatcher)) Options {
+func consentOptions(gated map[string]*connectedUsers, links bool, hook func(*dispatch.Dispatcher)) Options {
 	return Options{
 		NewAdapter: func(cfg upstreams.Config, src credentials.Source) (upstreams.Adapter, error) {
 			if g := gated[cfg.Name]; g != nil {
@@ -129,7 +129,7 @@ func checkConsentRecord(t *testing.T, env *muxEnv, class string) {
 // then runs as the user.
 func TestConsentURLElicitation(t *testing.T) {
 	g := newGrants()
-	env := startMuxOpts(t, nil, consentOptions(map[string]*grants{"crm": g}, true, nil))
+	env := startMuxOpts(t, nil, consentOptions(map[string]*connectedUsers{"crm": g}, true, nil))
 	ctx := context.Background()
 	completed := make(chan string, 4)
 	c := mcp.NewClient(&mcp.Implementation{Name: "url-client", Version: "1"}, &mcp.ClientOptions{
@@ -195,7 +195,7 @@ func TestConsentURLElicitation(t *testing.T) {
 // connections are not configured.
 func TestConsentToolError(t *testing.T) {
 	g := newGrants()
-	env := startMuxOpts(t, nil, consentOptions(map[string]*grants{"crm": g}, true, nil))
+	env := startMuxOpts(t, nil, consentOptions(map[string]*connectedUsers{"crm": g}, true, nil))
 	wantURL, _ := testLink("crm", "user-bob")
 	for name, caps := range map[string]*mcp.ClientCapabilities{
 		"no elicitation": nil,
@@ -217,7 +217,7 @@ func TestConsentToolError(t *testing.T) {
 	}
 
 	t.Run("not configured", func(t *testing.T) {
-		env := startMuxOpts(t, nil, consentOptions(map[string]*grants{"crm": newGrants()}, false, nil))
+		env := startMuxOpts(t, nil, consentOptions(map[string]*connectedUsers{"crm": newGrants()}, false, nil))
 		c := mcp.NewClient(&mcp.Implementation{Name: "url-client", Version: "1"}, &mcp.ClientOptions{Capabilities: urlElicitation})
 		cs, err := c.Connect(context.Background(), transportFor(env.gw.mcpURL, env.aliceTk), nil)
 		if err != nil {
@@ -259,7 +259,7 @@ func TestConsentInputRequired(t *testing.T) {
 	g := newGrants()
 	var skew atomic.Int64
 	env := startMuxOpts(t, func(c *Config) { c.Server.Session.Mode = SessionStateless },
-		consentOptions(map[string]*grants{"crm": g}, true, func(d *dispatch.Dispatcher) {
+		consentOptions(map[string]*connectedUsers{"crm": g}, true, func(d *dispatch.Dispatcher) {
 			d.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 		}))
 	wantURL, _ := testLink("crm", "user-alice")

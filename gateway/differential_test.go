@@ -213,7 +213,7 @@ func (dw *diffWire) cancelOf(tool string, bound time.Duration) (c diffCancel, to
 // restarted) and client session.
 type diffSide struct {
 	env     *muxEnv
-	grants  *grants // the users connected at upstream "grant"
+	grants  *connectedUsers // the users connected at upstream "grant"
 	cs      *mcp.ClientSession
 	fs      *flapServer
 	wire    *diffWire
@@ -238,7 +238,7 @@ func startDiffSide(t *testing.T, forceSDK bool, level mcp.LoggingLevel, caps *mc
 	env := startMuxOpts(t, func(c *Config) {
 		c.Policy.Rules = slices.Insert(c.Policy.Rules, 0, policy.Rule{Name: "no-forbidden", Effect: "deny", When: `tool == "forbidden"`})
 		c.Policy.RateLimits = []policy.RateLimit{{Upstream: "docs", RequestsPerSecond: 0.001, Burst: 1}}
-	}, consentOptions(map[string]*grants{"grant": g}, true, nil))
+	}, consentOptions(map[string]*connectedUsers{"grant": g}, true, nil))
 	d := &diffSide{env: env, grants: g, started: make(chan struct{}, 16),
 		wire: &diffWire{callIDs: map[string]string{}, cancelled: map[string]diffCancel{}}}
 	d.restart = func() http.Handler {

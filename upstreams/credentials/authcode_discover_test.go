@@ -3,47 +3,29 @@ package credentials
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/mandate-gw/mandate/internal/testenv/testhydra"
 )
 
 // protectedMCP is a go-sdk MCP server protected per the MCP authorization
-// spec with h as its authorization server: every 401 names its protected
-// resource metadata (served at metaPath), tokens are checked by Hydra's
-// introspection, and the tool whoami answers the caller's platform subject.
+// spec with h as its authorization server (testhydra.ProtectedMCP: 401s
+// name the metadata at metaPath, tokens checked by Hydra's introspection,
+// tool whoami answers the caller's platform subject).
 func protectedMCP(t *testing.T, h *testhydra.Hydra, metaPath string) (mcpURL string) {
 	t.Helper()
-	srv := mcp.NewServer(&mcp.Implementation{Name: "tracker", Version: "1"}, nil)
-	mcp.AddTool(srv, &mcp.Tool{Name: "whoami"}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: req.Extra.TokenInfo.UserID}}}, nil, nil
-	})
-	mux := http.NewServeMux()
-	ts := httptest.NewServer(mux)
-	t.Cleanup(ts.Close)
-	mcpURL = ts.URL + "/mcp"
-	mux.Handle(metaPath, auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
-		Resource: mcpURL, AuthorizationServers: []string{h.PublicURL()}, ScopesSupported: []string{"offline_access", "mcp"},
-	}))
-	verify := func(ctx context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
-		in, err := h.Introspect(ctx, token)
-		if err != nil || !in.Active {
-			return nil, auth.ErrInvalidToken
-		}
-		return &auth.TokenInfo{Scopes: strings.Fields(in.Scope), Expiration: time.Unix(in.ExpiresAt, 0), UserID: in.Subject}, nil
+	p, err := testhydra.ProtectedMCP(h, testhydra.ProtectedOptions{MetadataPath: metaPath})
+	if err != nil {
+		t.Fatal(err)
 	}
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
-	mux.Handle("/mcp", auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{ResourceMetadataURL: ts.URL + metaPath})(handler))
-	return mcpURL
+	t.Cleanup(p.Close)
+	return p.URL
 }
 
 // bearer adds the platform token, as Mandate's mcp adapter does.
