@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,8 @@ func (e *grantsEnv) gateway(t *testing.T, dsn, publicURL string) *asGateway {
 	return startASGatewayWith(t, asOptions{idp: e.idp, key: e.key, dsn: dsn, publicURL: publicURL,
 		mutate: func(c *Config) {
 			c.Upstreams = []upstreams.Config{{Name: "tracker", Kind: upstreams.KindMCP, URL: e.up.URL,
-				Credentials: credentials.Config{Flow: credentials.FlowAuthorizationCode, Discover: true, CacheSkew: e.skew}}}
+				Credentials:        credentials.Config{Flow: credentials.FlowAuthorizationCode, Discover: true, CacheSkew: e.skew},
+				ToolsBeforeConnect: []upstreams.ToolStub{{Name: strings.TrimPrefix(trackerTool, "tracker_"), Description: "who you are at the tracker"}}}}
 			c.Policy = policy.Config{Default: "deny", Rules: []policy.Rule{{Name: "everyone", Effect: "allow", When: "true"}}}
 		},
 		opts: Options{UpstreamTransport: e.tokens}})
@@ -378,6 +380,12 @@ func TestGrantsWholeFlow(t *testing.T) {
 	ag := e.gateway(t, "", "")
 	rita := newUserClient(t, ag.mcpAt, mandateToken(t, ag, "rita"))
 
+	// Before she connected, the tool is listed (tools_before_connect): the
+	// upstream cannot be listed as her yet.
+	lt, err := rita.cs.ListTools(context.Background(), nil)
+	if err != nil || !slices.ContainsFunc(lt.Tools, func(tl *mcp.Tool) bool { return tl.Name == trackerTool }) {
+		t.Fatalf("tools/list before connecting: %v, want %s listed", err, trackerTool)
+	}
 	a := rita.who()
 	link := wantLink(t, "rita's first call", a, ag.issuer)
 	if strings.Contains(link, "rita") {

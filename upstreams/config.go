@@ -62,6 +62,13 @@ type Config struct {
 	CatalogTTL time.Duration `yaml:"catalog_ttl"`
 	// Credentials say how Mandate obtains a token for the calling user.
 	Credentials credentials.Config `yaml:"credentials"`
+	// ToolsBeforeConnect are tools listed to a user who has not connected
+	// their account yet (credentials.flow authorization_code): the
+	// upstream cannot be listed as that user before their consent, so
+	// without them it shows nothing until they connect. Calling one asks
+	// the user to connect (a URL elicitation); after that the user's own
+	// listing replaces them.
+	ToolsBeforeConnect []ToolStub `yaml:"tools_before_connect"`
 	// AuditArguments opts this upstream's tool-call arguments into the
 	// audit record (off by default: arguments may hold personal data).
 	AuditArguments bool `yaml:"audit_arguments"`
@@ -172,6 +179,18 @@ func (c *Config) Validate(path string) error {
 	if err := c.ValidateKind(path); err != nil {
 		errs = append(errs, err)
 	}
+	if len(c.ToolsBeforeConnect) > 0 && c.Credentials.Flow != "authorization_code" {
+		bad("tools_before_connect", "only for credentials.flow authorization_code (users who have not connected their account yet), not %q", c.Credentials.Flow)
+	}
+	seenStub := map[string]bool{}
+	for i, t := range c.ToolsBeforeConnect {
+		if err := ValidateName(t.Name); err != nil {
+			bad(fmt.Sprintf("tools_before_connect[%d].name", i), "%v", err)
+		} else if seenStub[t.Name] {
+			bad(fmt.Sprintf("tools_before_connect[%d].name", i), "duplicate tool %q", t.Name)
+		}
+		seenStub[t.Name] = true
+	}
 	creds := c.Credentials
 	creds.Platform = c.Kind // the kind's credential defaults and limits (WithDefaults sets it too)
 	creds.UpstreamURL = c.URL
@@ -179,6 +198,15 @@ func (c *Config) Validate(path string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// ToolStub is a tool as listed before the user connected: its name as the
+// upstream knows it (Mandate prefixes it as usual) and a description. Its
+// input schema is an open object; the real one comes with the user's own
+// listing.
+type ToolStub struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
 }
 
 // WithKind returns a copy of c of the given kind.

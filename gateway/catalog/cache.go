@@ -148,7 +148,28 @@ func (c *Cache) Listing(ctx context.Context, s Opener, st *State, u *Upstream, k
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	if e := beforeConnect(u, kind, err); e != nil {
+		return e, nil
+	}
 	return stale, err
+}
+
+// beforeConnect is the listing of an upstream for a user who has not
+// connected their account there yet: its tools_before_connect (not cached:
+// the user's own listing replaces it once they connect). nil when err is
+// not a missing consent or the upstream declares none.
+func beforeConnect(u *Upstream, kind Kind, err error) *Entry {
+	var cre *credentials.ConsentRequiredError
+	if kind != Tools || len(u.Cfg.ToolsBeforeConnect) == 0 || !errors.As(err, &cre) {
+		return nil
+	}
+	e := &Entry{at: time.Now(), toolIndex: make(map[string]struct{}, len(u.Cfg.ToolsBeforeConnect))}
+	for _, t := range u.Cfg.ToolsBeforeConnect {
+		e.Tools = append(e.Tools, &mcp.Tool{Name: t.Name, Description: t.Description,
+			InputSchema: map[string]any{"type": "object"}})
+		e.toolIndex[t.Name] = struct{}{}
+	}
+	return e
 }
 
 func (c *Cache) fetch(ctx context.Context, s Opener, st *State, u *Upstream, kind Kind) (*Entry, error) {

@@ -35,6 +35,9 @@ func TestRealClientsListDemo(t *testing.T) {
 	snReads := []string{"servicenow_approve", "servicenow_get_incident", "servicenow_my_approvals", "servicenow_my_groups_queue",
 		"servicenow_my_incidents", "servicenow_my_requested_items", "servicenow_query_table", "servicenow_reject", "servicenow_search_knowledge"}
 	snWrites := []string{"servicenow_create_incident", "servicenow_update_incident"}
+	// Listed for everyone before they connected their tracker account
+	// (tools_before_connect).
+	tracker := []string{"tracker_my_issues"}
 	cat := func(parts ...[]string) []string {
 		var out []string
 		for _, p := range parts {
@@ -43,7 +46,7 @@ func TestRealClientsListDemo(t *testing.T) {
 		return out
 	}
 	sales := map[string][]string{
-		"tools/list":               cat(kb, salesforce, snReads, []string{"whoami"}),
+		"tools/list":               cat(kb, salesforce, snReads, tracker, []string{"whoami"}),
 		"prompts/list":             {},
 		"resources/list":           {sf.PipelineURI},
 		"resources/templates/list": {sf.RecordURITemplate, sn.RecordURITemplate},
@@ -52,13 +55,13 @@ func TestRealClientsListDemo(t *testing.T) {
 		"rita":   sales,
 		"morgan": sales,
 		"ivy": {
-			"tools/list":               cat(kb, snReads, snWrites, []string{"whoami"}),
+			"tools/list":               cat(kb, snReads, snWrites, tracker, []string{"whoami"}),
 			"prompts/list":             {},
 			"resources/list":           {},
 			"resources/templates/list": {sn.RecordURITemplate},
 		},
 		"oscar": {
-			"tools/list":               cat(kb, snReads, []string{"whoami"}),
+			"tools/list":               cat(kb, snReads, tracker, []string{"whoami"}),
 			"prompts/list":             {},
 			"resources/list":           {},
 			"resources/templates/list": {sn.RecordURITemplate},

@@ -144,6 +144,9 @@ upstreams:
       client_id: {{ q .GatewayClientID }}    # redirect URI: public_url + /connect/callback
       client_secret_file: {{ q .TrackerSecretFile }}
       scopes: [{{ range $i, $s := .TrackerScopes }}{{ if $i }}, {{ end }}{{ q $s }}{{ end }}]
+    tools_before_connect:                  # listed before a user connected; calling one asks them to connect
+      - name: my_issues
+        description: "Your own tracker issues (connect your tracker account first: Mandate asks you when you call it)."
 {{- end }}
 
 policy:                                    # first matching rule decides

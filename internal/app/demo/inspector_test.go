@@ -50,7 +50,7 @@ func TestInspectorAgainstDemo(t *testing.T) {
 		"salesforce_recently_viewed", "salesforce_related_records", "salesforce_search", "salesforce_soql_query",
 		"salesforce_update_opportunity", "servicenow_approve", "servicenow_get_incident", "servicenow_my_approvals",
 		"servicenow_my_groups_queue", "servicenow_my_incidents", "servicenow_my_requested_items", "servicenow_query_table",
-		"servicenow_reject", "servicenow_search_knowledge", "whoami"}
+		"servicenow_reject", "servicenow_search_knowledge", "tracker_my_issues", "whoami"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("rita's tools via the Inspector (-want +got):\n%s", diff)
 	}

@@ -27,10 +27,11 @@ question                    sales rep                 sales manager          IT 
 --------------------------  ------------------------  ---------------------  ---------------------  ----------------------
 email                       rep@acme.example          manager@acme.example   it.agent@acme.example  outsider@acme.example
 roles (IdP)                 sales                     sales, sales-manager   it                     (none)
-tools/list                  23 tools:                 23 tools:              14 tools:              12 tools:
+tools/list                  24 tools:                 24 tools:              15 tools:              13 tools:
                               kb 2                      kb 2                   kb 2                   kb 2
                               salesforce 11             salesforce 11          servicenow 11          servicenow 9
-                              servicenow 9              servicenow 9           whoami (built-in)      whoami (built-in)
+                              servicenow 9              servicenow 9           tracker 1              tracker 1
+                              tracker 1                 tracker 1              whoami (built-in)      whoami (built-in)
                               whoami (built-in)         whoami (built-in)
 salesforce_my_pipeline      Acme Widgets - Renewal    Initech - Platform     denied (unknown tool)  denied (unknown tool)
                             Acme Widgets - Expansion
@@ -146,7 +147,7 @@ func TestTourRecords(t *testing.T) {
 	items := func(s ...string) Answer { return Answer{Items: s} }
 	want := map[string]view{
 		"rita": {
-			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9},
+			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9, "tracker": 1},
 			Pipeline:  items("Acme Widgets - Renewal", "Acme Widgets - Expansion"),
 			LogCall:   items("Acme Widgets - Renewal"), // a Task on her own opportunity, as her
 			Incidents: items("INC0010001", "INC0010002"),
@@ -154,7 +155,7 @@ func TestTourRecords(t *testing.T) {
 			Update:    denied,
 		},
 		"morgan": {
-			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9},
+			Tools:     map[string]int{"": 1, "kb": 2, "salesforce": 11, "servicenow": 9, "tracker": 1},
 			Pipeline:  items("Initech - Platform"), // his own, not his reports'
 			LogCall:   items("Initech - Platform"),
 			Incidents: items("INC0010003", "INC0010004", "INC0010006"),
@@ -162,7 +163,7 @@ func TestTourRecords(t *testing.T) {
 			Update:    denied,
 		},
 		"ivy": {
-			Tools:     map[string]int{"": 1, "kb": 2, "servicenow": 11},
+			Tools:     map[string]int{"": 1, "kb": 2, "servicenow": 11, "tracker": 1},
 			Pipeline:  denied,
 			LogCall:   denied,
 			Incidents: items("INC0010001", "INC0010002", "INC0010003", "INC0010004", "INC0010005", "INC0010006"),
@@ -170,7 +171,7 @@ func TestTourRecords(t *testing.T) {
 			Update:    items(UpdateIncident),
 		},
 		"oscar": {
-			Tools:     map[string]int{"": 1, "kb": 2, "servicenow": 9},
+			Tools:     map[string]int{"": 1, "kb": 2, "servicenow": 9, "tracker": 1},
 			Pipeline:  denied,
 			LogCall:   denied,
 			Incidents: Answer{},
