@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -104,8 +105,13 @@ type Broker struct {
 
 	cache *lru.Cache[[32]byte, *entry]
 	mu    sync.Mutex // serialises cache writes (store, invalidate, purge)
-	gen   atomic.Uint64
-	group singleflight.Group
+	// gens count purges per shard of users (hash of issuer and subject):
+	// a token fetched while its user's shard was purged is not cached,
+	// and a purge of one user does not keep other users' tokens from the
+	// cache.
+	gens    [genShards]atomic.Uint64
+	genSeed maphash.Seed
+	group   singleflight.Group
 
 	grants      GrantStore
 	redirectURL string
@@ -134,6 +140,7 @@ func NewBroker(opts BrokerOptions) *Broker {
 		now:        opts.Now,
 		onExchange: opts.OnExchange,
 		backoff:    opts.InvalidGrantBackoff,
+		genSeed:    maphash.MakeSeed(),
 
 		grants:      opts.Grants,
 		redirectURL: opts.RedirectURL,
@@ -174,7 +181,7 @@ func NewBroker(opts BrokerOptions) *Broker {
 // upstream, e.g. when the user is revoked, and returns how many were
 // dropped. Exchanges in flight when Purge runs are not cached.
 func (b *Broker) Purge(issuer, subject string) int {
-	return b.purgeWhere(func(e *entry) bool {
+	return b.purgeWhere(b.gen(issuer, subject), func(e *entry) bool {
 		return e.issuer == issuer && e.subject == subject && (e.tok == nil || !e.tok.ServiceAccount)
 	})
 }
@@ -185,7 +192,7 @@ func (b *Broker) Purge(issuer, subject string) int {
 // changed (connected, disconnected, revoked) on any replica. Exchanges in
 // flight are not cached.
 func (b *Broker) PurgeUpstream(issuer, subject, upstream string) int {
-	return b.purgeWhere(func(e *entry) bool {
+	return b.purgeWhere(b.gen(issuer, subject), func(e *entry) bool {
 		return e.upstream == upstream && e.issuer == issuer && e.subject == subject
 	})
 }
@@ -194,14 +201,39 @@ func (b *Broker) PurgeUpstream(issuer, subject, upstream string) int {
 // grant changes may have been missed: the tokens are re-read from the
 // grants). It returns how many were dropped.
 func (b *Broker) PurgeUpstreamAll(upstream string) int {
-	return b.purgeWhere(func(e *entry) bool { return e.upstream == upstream })
+	return b.purgeWhere(nil, func(e *entry) bool { return e.upstream == upstream })
 }
 
-// purgeWhere drops the cached tokens whose entry matches.
-func (b *Broker) purgeWhere(match func(*entry) bool) int {
+// genShards is the number of purge-generation shards.
+const genShards = 256
+
+// gen is the purge generation of the user's shard (shard 0 for no user:
+// service accounts).
+func (b *Broker) gen(issuer, subject string) *atomic.Uint64 {
+	if issuer == "" && subject == "" {
+		return &b.gens[0]
+	}
+	var h maphash.Hash
+	h.SetSeed(b.genSeed)
+	h.WriteString(issuer)
+	h.WriteByte(0)
+	h.WriteString(subject)
+	return &b.gens[h.Sum64()%genShards]
+}
+
+// purgeWhere drops the cached tokens whose entry matches and bumps the
+// purge generation of shard (every shard when nil), so that exchanges in
+// flight for those users are not cached.
+func (b *Broker) purgeWhere(shard *atomic.Uint64, match func(*entry) bool) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.gen.Add(1)
+	if shard != nil {
+		shard.Add(1)
+	} else {
+		for i := range b.gens {
+			b.gens[i].Add(1)
+		}
+	}
 	n := 0
 	for _, k := range b.cache.Keys() {
 		if e, ok := b.cache.Peek(k); ok && match(e) {
@@ -424,7 +456,7 @@ func (s *source) fetch(callerCtx context.Context, id *identity.Identity, key [32
 		s.report(OutcomeHit)
 		return fetched{tok: e.tok, hit: true}, nil
 	}
-	gen := s.b.gen.Load()
+	gen := s.b.gen(idKey(id)).Load()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), s.timeout)
 	defer cancel()
 	ctx, span := s.b.tracer.Start(ctx, "credentials.exchange", trace.WithSpanKind(trace.SpanKindClient),
@@ -495,6 +527,14 @@ func (s *source) fetch(callerCtx context.Context, id *identity.Identity, key [32
 	return fetched{tok: tok}, nil
 }
 
+// idKey is the issuer and subject of id ("" for a service account).
+func idKey(id *identity.Identity) (issuer, subject string) {
+	if id == nil {
+		return "", ""
+	}
+	return id.Issuer, id.Subject
+}
+
 func (s *source) store(key [32]byte, e *entry, id *identity.Identity, gen uint64) {
 	if id != nil {
 		e.issuer, e.subject = id.Issuer, id.Subject
@@ -502,7 +542,7 @@ func (s *source) store(key [32]byte, e *entry, id *identity.Identity, gen uint64
 	e.upstream = s.upstream
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	if s.b.gen.Load() != gen {
+	if s.b.gen(idKey(id)).Load() != gen {
 		return // purged while in flight
 	}
 	s.b.cache.Add(key, e)

@@ -380,6 +380,39 @@ func TestPurgeDuringExchangeIsNotCached(t *testing.T) {
 	}
 }
 
+// A purge of one user (a grant change, an admin purge) does not keep the
+// token another user obtained meanwhile out of the cache: purge
+// generations are per user shard, not broker-wide.
+func TestPurgeOfOtherUserKeepsExchangeCached(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	ts := exchangeServer(t, 3600, gate)
+	b := NewBroker(BrokerOptions{})
+	src := mustSource(t, b, "crm", exchangeConfig(ts))
+	ctx := user(context.Background(), "alice", time.Now().Add(time.Hour))
+	done := make(chan error, 1)
+	go func() { _, err := src.Token(ctx); done <- err }()
+	for ts.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Another user (not in alice's shard) is purged while alice's exchange runs.
+	other := ""
+	for i := 0; other == ""; i++ {
+		if s := fmt.Sprintf("bob-%d", i); b.gen("https://idp.example.com/", s) != b.gen("https://idp.example.com/", "alice") {
+			other = s
+		}
+	}
+	b.Purge("https://idp.example.com/", other)
+	b.PurgeUpstream("https://idp.example.com/", other, "crm")
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r, err := src.Token(ctx); err != nil || !r.CacheHit {
+		t.Fatalf("alice's token was not cached after another user's purge (hit=%v, err=%v)", r.CacheHit, err)
+	}
+}
+
 // TestSecretFilesBounded: client_secret_file, private_key_file and
 // certificate_file are read up to 64 KiB (secret.MaxFileBytes), like
 // admin.token_file.
