@@ -978,8 +978,12 @@ func TestGrantsDatabaseDown(t *testing.T) {
 	if ans.err != nil {
 		msg = ans.err.Error()
 	}
-	if ans.subject != "" || ans.link != "" || !strings.Contains(msg, "tracker") || !strings.Contains(msg, "grant") {
-		t.Fatalf("morgan with the database down: %s, want an error naming tracker and the grant", ans)
+	if ans.subject != "" || ans.link != "" || !strings.Contains(msg, "tracker") || !strings.Contains(msg, "storage") {
+		t.Fatalf("morgan with the database down: %s, want an error naming tracker and Mandate's storage", ans)
+	}
+	// The user hears it is the gateway's problem, not where its database is.
+	if strings.Contains(msg, "127.0.0.1") || strings.Contains(msg, "postgres") || strings.Contains(msg, "token service") {
+		t.Errorf("morgan's error shows the database or blames the platform: %q", msg)
 	}
 	t.Logf("database down, no cached token: %q", msg)
 	// Past expiry rita's call cannot refresh: a clear error too.

@@ -192,7 +192,7 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 	case errors.Is(err, ErrNoGrant):
 		return nil, f.consent("no_grant", "")
 	case err != nil:
-		return nil, &Error{Err: fmt.Errorf("reading your grant: %w", err), Retryable: true}
+		return nil, f.storageErr("reading", err)
 	case g.Broken:
 		return nil, f.consent("broken", g.BrokenReason)
 	case f.usable(g, f.b.now()):
@@ -238,7 +238,7 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 		if errors.As(err, &oe) {
 			return nil, oe
 		}
-		return nil, &Error{Err: fmt.Errorf("refreshing your grant: %w", err), Retryable: true}
+		return nil, f.storageErr("refreshing", err)
 	case g.Broken:
 		return nil, f.consent("broken", g.BrokenReason)
 	case !refreshed && !f.usable(g, f.b.now()):
@@ -257,6 +257,19 @@ func (f *authCodeFlow) usable(g Grant, now time.Time) bool {
 		return g.RefreshToken == ""
 	}
 	return now.Before(g.Expiry.Add(-f.cfg.CacheSkew))
+}
+
+// errGrantStorage is what the user hears when Mandate's own storage of
+// their grant failed: not the platform's fault, and never the database's
+// address or user (the operators' log has the error).
+var errGrantStorage = errors.New("Mandate could not reach the storage of your connection")
+
+// storageErr logs a grant storage failure for the operators and returns
+// the user's error for it.
+func (f *authCodeFlow) storageErr(op string, err error) error {
+	f.b.log.Warn("per-user grant storage failed", "upstream", f.upstream, "operation", op, "error", err)
+	return &Error{Err: errGrantStorage, Retryable: true,
+		Hint: "Mandate's storage of your " + f.upstream + " connection is unavailable (a problem of the gateway, not of the platform or your account); retry later"}
 }
 
 func (f *authCodeFlow) consent(reason, detail string) error {
