@@ -409,6 +409,9 @@ func TestGrantsWholeFlow(t *testing.T) {
 	}
 	wantSubject(t, "rita's retry", rita.who(), "platform-rita")
 	wantSubject(t, "rita's next call", rita.who(), "platform-rita")
+	if g, err := ag.g.store.GetGrant(context.Background(), ag.idp.Issuer(), "user-rita", "tracker"); err != nil || g.LastUsedAt.IsZero() {
+		t.Errorf("rita's grant after her calls: last used %v (err %v), want recorded", g.LastUsedAt, err)
+	}
 	if e.tokens.redeems.Load() != 1 || e.tokens.refreshes.Load() != 0 {
 		t.Errorf("token requests at Hydra: %d codes, %d refreshes; want 1, 0", e.tokens.redeems.Load(), e.tokens.refreshes.Load())
 	}

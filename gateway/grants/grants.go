@@ -100,6 +100,11 @@ func (a Store) Delete(ctx context.Context, k credentials.GrantKey) error {
 	return err
 }
 
+// Touch records the grant's use (at most once a minute: the store).
+func (a Store) Touch(ctx context.Context, k credentials.GrantKey) error {
+	return a.S.TouchGrant(ctx, k.Issuer, k.Subject, k.Upstream, a.now())
+}
+
 // GetClient returns Mandate's registration at a platform's authorization
 // server.
 func (a Store) GetClient(ctx context.Context, issuer, key string) ([]byte, error) {

@@ -196,6 +196,7 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 	case g.Broken:
 		return nil, f.consent("broken", g.BrokenReason)
 	case f.usable(g, f.b.now()):
+		f.touch(ctx, k)
 		return grantToken(g), nil
 	case g.RefreshToken == "":
 		return nil, f.consent("broken", "the platform's access token expired and it issued no refresh token")
@@ -244,7 +245,17 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 	case !refreshed && !f.usable(g, f.b.now()):
 		return nil, f.consent("broken", "the platform's access token expired and it issued no refresh token")
 	}
+	f.touch(ctx, k)
 	return grantToken(g), nil
+}
+
+// touch records that the grant was used. Exchange runs when the broker has
+// no cached token, so "last used" is when Mandate last took a token from
+// the grant (at most a token lifetime before the last call).
+func (f *authCodeFlow) touch(ctx context.Context, k GrantKey) {
+	if err := f.b.grants.Touch(ctx, k); err != nil && !errors.Is(err, ErrNoGrant) {
+		f.b.log.Debug("recording a grant's use failed", "upstream", f.upstream, "error", err)
+	}
 }
 
 // usable: g's access token is valid for at least the cache skew (so the

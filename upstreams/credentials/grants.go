@@ -57,6 +57,9 @@ type GrantStore interface {
 	Put(ctx context.Context, k GrantKey, g Grant) error
 	// Delete removes the user's grant; ErrNoGrant when there was none.
 	Delete(ctx context.Context, k GrantKey) error
+	// Touch records that the grant was used now (My connections shows it);
+	// the store bounds how often it writes. Best effort.
+	Touch(ctx context.Context, k GrantKey) error
 }
 
 // ErrNoClient is returned by ClientRegistry.GetClient when Mandate has no

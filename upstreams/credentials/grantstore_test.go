@@ -85,6 +85,10 @@ func (a storeGrants) Delete(ctx context.Context, k GrantKey) error {
 	return err
 }
 
+func (a storeGrants) Touch(ctx context.Context, k GrantKey) error {
+	return a.s.TouchGrant(ctx, k.Issuer, k.Subject, k.Upstream, time.Now())
+}
+
 func (a storeGrants) GetClient(ctx context.Context, issuer, key string) ([]byte, error) {
 	c, err := a.s.GetOutboundClient(ctx, issuer, key)
 	if errors.Is(err, store.ErrNotFound) {
