@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/mandate-gw/mandate/gateway/audit"
 	connectpages "github.com/mandate-gw/mandate/gateway/connect"
 	grantstore "github.com/mandate-gw/mandate/gateway/grants"
 	"github.com/mandate-gw/mandate/upstreams/credentials"
@@ -66,6 +68,7 @@ func (g *Gateway) brokerOptions(cfg *Config, opts Options) credentials.BrokerOpt
 		OnExchange:     g.tel.onExchange,
 	}
 	if g.store != nil {
+		bo.OnGrantRefresh = g.auditGrantRefresh
 		gs := grantstore.Store{S: g.store}
 		base := strings.TrimSuffix(cfg.Server.PublicURL, "/")
 		bo.Grants, bo.Clients = gs, gs
@@ -154,4 +157,18 @@ func (g *Gateway) connectUserPurged(ctx context.Context, issuer, subject string)
 	if g.connect != nil {
 		g.connect.UserRemoved(ctx, issuer, subject)
 	}
+}
+
+// auditGrantRefresh records a refresh of a user's grant at a platform in
+// the audit chain: renewed, or refused (the grant is broken and the user
+// will be asked to connect again).
+func (g *Gateway) auditGrantRefresh(ctx context.Context, e credentials.GrantRefresh) {
+	r := &audit.Record{Time: time.Now().Add(-e.Duration), Method: audit.MethodConnectRefresh, Upstream: e.Upstream,
+		User:       audit.UserRef{Issuer: e.Issuer, Subject: e.Subject},
+		Credential: &audit.CredentialRef{Flow: credentials.FlowAuthorizationCode, PlatformSubject: e.PlatformSubject},
+		Outcome:    audit.OutcomeOK, LatencyMS: float64(e.Duration.Microseconds()) / 1000}
+	if e.Broken {
+		r.Outcome, r.ErrorClass, r.Error = audit.OutcomeError, "grant_broken", e.Reason
+	}
+	g.auditOAuth(ctx, r)
 }

@@ -532,6 +532,19 @@ func TestGrantsReplicas(t *testing.T) {
 			t.Fatalf("round %d: the stored refresh token is %+v (%v), rotated %v; a replay would have revoked it", round, in, err, g2.RefreshToken != g.RefreshToken)
 		}
 	}
+	// Each refresh is in the audit chain of the replica that made it.
+	refreshRecords := 0
+	for _, ag := range []*asGateway{a, b} {
+		for _, r := range readAuditLines(t, ag.audit) {
+			if r.Method == audit.MethodConnectRefresh && r.Outcome == audit.OutcomeOK && r.User.Subject == "user-rita" &&
+				r.Credential != nil && r.Credential.PlatformSubject == "platform-rita" {
+				refreshRecords++
+			}
+		}
+	}
+	if refreshRecords < 2 {
+		t.Errorf("connect/refresh records of rita's refreshes: %d, want one per refresh (2)", refreshRecords)
+	}
 
 	// A disconnect on A (My connections) is honoured by B within a second.
 	disconnectAt(t, a, browser, "tracker")
@@ -922,6 +935,18 @@ func TestGrantsPlatformFaults(t *testing.T) {
 	}
 	wantLink(t, "rita again (broken grant)", rita.who(), ag.issuer)
 	e.connectUser(t, ag, rita, "rita") // connecting again replaces the broken grant
+	// The refusal is in the audit chain (connect/refresh, grant_broken).
+	broken := false
+	for _, r := range readAuditLines(t, ag.audit) {
+		if r.Method == audit.MethodConnectRefresh && r.User.Subject == "user-rita" && r.Upstream == "tracker" &&
+			r.Outcome == audit.OutcomeError && r.ErrorClass == "grant_broken" && strings.Contains(r.Error, "invalid_grant") {
+			broken = true
+		}
+	}
+	if !broken {
+		raw, _ := os.ReadFile(ag.audit)
+		t.Fatalf("no connect/refresh record of the refused refresh:\n%s", raw)
+	}
 
 	// The platform's authorization server down: the refresh fails with a
 	// clear error; the grant stays (not broken), nobody is asked to

@@ -46,6 +46,11 @@ const (
 	// MethodConnectDisconnect: a user disconnected (the grant revoked at
 	// the platform where it can be, and deleted).
 	MethodConnectDisconnect = "connect/disconnect"
+	// MethodConnectRefresh: Mandate renewed a user's grant at the platform
+	// (a refresh token redeemed, the rotated one stored); outcome error
+	// with class grant_broken when the platform refused it (the user is
+	// asked to connect again).
+	MethodConnectRefresh = "connect/refresh"
 )
 
 // Record is one audited MCP operation: one JSON line in the audit log.

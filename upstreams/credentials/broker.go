@@ -67,6 +67,11 @@ type BrokerOptions struct {
 	// upstream, the flow and an Outcome* value; use it for metrics. It must
 	// be fast and safe for concurrent use.
 	OnExchange func(upstream, flow, outcome string)
+	// OnGrantRefresh, when set, is told each time the authorization_code
+	// flow redeemed a user's refresh token at a platform: err nil (renewed,
+	// platformSubject the user there) or the refusal that broke the grant.
+	// The gateway writes it into the audit chain.
+	OnGrantRefresh func(ctx context.Context, e GrantRefresh)
 	// InvalidGrantBackoff overrides DefaultInvalidGrantBackoff; negative
 	// disables the back-off.
 	InvalidGrantBackoff time.Duration
@@ -101,6 +106,7 @@ type Broker struct {
 	now        func() time.Time
 	tracer     trace.Tracer
 	onExchange func(upstream, flow, outcome string)
+	onRefresh  func(ctx context.Context, e GrantRefresh)
 	backoff    time.Duration
 
 	cache *lru.Cache[[32]byte, *entry]
@@ -139,6 +145,7 @@ func NewBroker(opts BrokerOptions) *Broker {
 		log:        opts.Logger,
 		now:        opts.Now,
 		onExchange: opts.OnExchange,
+		onRefresh:  opts.OnGrantRefresh,
 		backoff:    opts.InvalidGrantBackoff,
 		genSeed:    maphash.MakeSeed(),
 

@@ -205,7 +205,8 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 	if err != nil {
 		return nil, err
 	}
-	refreshed := false
+	refreshed, broke := false, false
+	start := f.b.now()
 	g, err = f.b.grants.Update(ctx, k, func(cur Grant) (Grant, error) {
 		refreshed = false
 		// Another request or replica may have refreshed (or broken) the
@@ -224,6 +225,7 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 					cur.BrokenReason += ": " + oe.Description
 				}
 				cur.AccessToken, cur.RefreshToken = "", ""
+				broke = true
 				return cur, nil
 			}
 			return Grant{}, err
@@ -231,6 +233,10 @@ func (f *authCodeFlow) Exchange(ctx context.Context, id *identity.Identity) (*To
 		refreshed = true
 		return applyTokenResponse(cur, tr), nil
 	})
+	if err == nil && (refreshed || broke) && f.b.onRefresh != nil {
+		f.b.onRefresh(ctx, GrantRefresh{Upstream: f.upstream, Issuer: id.Issuer, Subject: id.Subject,
+			PlatformSubject: g.PlatformSubject, Broken: broke, Reason: g.BrokenReason, Duration: f.b.now().Sub(start)})
+	}
 	switch {
 	case errors.Is(err, ErrNoGrant):
 		return nil, f.consent("no_grant", "")

@@ -127,3 +127,15 @@ type Connector interface {
 	// Scopes are the scopes a consent asks for.
 	Scopes() []string
 }
+
+// GrantRefresh is one refresh of a user's grant at a platform (for the
+// audit chain): Broken says the platform refused it and the user must
+// connect again (Reason why).
+type GrantRefresh struct {
+	Upstream        string
+	Issuer, Subject string
+	PlatformSubject string
+	Broken          bool
+	Reason          string
+	Duration        time.Duration
+}
