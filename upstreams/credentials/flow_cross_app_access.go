@@ -146,7 +146,7 @@ func (f *crossAppAccessFlow) Exchange(ctx context.Context, id *identity.Identity
 	addTarget(form, f.cfg.Audience, f.cfg.Resource, f.cfg.Scopes)
 	tr, err := f.idp.post(ctx, form)
 	if err != nil {
-		return nil, legError(err, errIDJAGRefused)
+		return nil, legError(err, errIDJAGRefused, hintIDJAGRefused)
 	}
 	if tr.IssuedTokenType != TokenTypeIDJAG {
 		return nil, &Error{Err: errNotIDJAG}
@@ -154,7 +154,7 @@ func (f *crossAppAccessFlow) Exchange(ctx context.Context, id *identity.Identity
 	jag := tr.AccessToken
 	ptr, err := f.platform.post(ctx, url.Values{"grant_type": {grantJWTBearer}, "assertion": {jag}})
 	if err != nil {
-		return nil, legError(err, errPlatformRefused)
+		return nil, legError(err, errPlatformRefused, hintPlatformRefused)
 	}
 	if ptr.AccessToken == "" {
 		return nil, &Error{Err: errPlatformNoAccess}
@@ -167,13 +167,23 @@ func (f *crossAppAccessFlow) Exchange(ctx context.Context, id *identity.Identity
 	return tok, nil
 }
 
-// legError adds which leg failed to a token endpoint's *Error.
-func legError(err, leg error) error {
+// What a refusal of the user (invalid_grant, access_denied) means at each leg.
+const (
+	hintIDJAGRefused    = "the identity provider refused to vouch for you to this platform (no ID-JAG): your account may be unknown to it, not assigned to the platform, or your sign-in may have ended; sign in to Mandate again, and if that does not help ask your identity administrators"
+	hintPlatformRefused = "the platform's authorization server refused the identity assertion Mandate presented for you; ask the platform team whether it accepts the company identity provider's ID-JAGs for Mandate's client"
+)
+
+// legError adds which leg failed to a token endpoint's *Error, and hint
+// when the user was refused.
+func legError(err, leg error, hint string) error {
 	var oe *Error
 	if !errors.As(err, &oe) {
 		return &Error{Err: fmt.Errorf("%w: %w", leg, err)}
 	}
 	cp := *oe
+	if cp.Code == "invalid_grant" || cp.Code == "access_denied" {
+		cp.Hint = hint
+	}
 	if cp.Err == nil {
 		cp.Err = leg
 	} else {

@@ -134,6 +134,11 @@ func TestCrossAppAccessLegs(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Code != "invalid_client" || !strings.Contains(err.Error(), "platform's authorization server did not accept") {
 		t.Errorf("platform refusal: %v", err)
 	}
+	bad.PlatformClientSecret = xaaSecret
+	bad.Audience = "https://other.example/" // the platform's aud check refuses the ID-JAG
+	if _, err := mustSource(t, b, "platform-aud", bad).Token(ctx); err == nil || !strings.Contains(err.Error(), "refused the identity assertion Mandate presented") {
+		t.Errorf("platform refusing the ID-JAG: %v", err)
+	}
 	rs, rctx, _ := env.refuse(t, b)
 	if _, err := rs.Token(rctx); err == nil || !strings.Contains(err.Error(), "identity provider did not issue") {
 		t.Errorf("IdP refusal: %v", err)
