@@ -66,7 +66,8 @@ func TestCacheKeyCoversWholeConfig(t *testing.T) {
 
 // Every field of every registered flow's configuration, but its secrets,
 // is part of the cache key: the test walks the fields by reflection (through
-// the embedded ClientConfig and CacheConfig), so a field added to a flow's
+// the embedded ClientConfig and CacheConfig, and nested ones such as
+// cross_app_access's Platform), so a field added to a flow's
 // config later cannot be left out of the key.
 func TestCacheKeyCoversEveryFlowConfigField(t *testing.T) {
 	t.Parallel()
@@ -95,7 +96,7 @@ func TestCacheKeyCoversEveryFlowConfigField(t *testing.T) {
 					t.Errorf("flow %s: field %s is unexported: the cache key (JSON) cannot see it", ft.Name, name)
 					continue
 				}
-				if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() && f.Anonymous {
+				if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
 					walk(fv, name+".")
 					continue
 				}

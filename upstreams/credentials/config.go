@@ -51,7 +51,7 @@ const (
 // value).
 type Config struct {
 	// Flow is token_exchange | entra_obo | jwt_bearer | client_credentials |
-	// authorization_code | none. There is no passthrough flow: the MCP authorization spec forbids
+	// authorization_code | cross_app_access | none. There is no passthrough flow: the MCP authorization spec forbids
 	// sending the user's inbound token to an upstream.
 	Flow string `yaml:"flow"`
 	// TokenURL is the authorization server's token endpoint (https, or http
@@ -157,6 +157,26 @@ type Config struct {
 	// supports them), else a dynamic registration (RFC 7591) shared by the
 	// replicas.
 	Discover bool `yaml:"discover"`
+	// SubjectTokenType (cross_app_access only) is the type of the user's
+	// IdP token sent as subject_token for the ID-JAG:
+	// urn:ietf:params:oauth:token-type:access_token (default) |
+	// urn:ietf:params:oauth:token-type:id_token.
+	SubjectTokenType string `yaml:"subject_token_type"`
+	// PlatformTokenURL (cross_app_access only) is the platform
+	// authorization server's token endpoint, where the ID-JAG is redeemed
+	// with the JWT bearer grant (token_url is the IdP's). Required.
+	PlatformTokenURL string `yaml:"platform_token_url"`
+	// PlatformClientID (cross_app_access only) is Mandate's client at the
+	// platform's authorization server; the IdP must know it as the ID-JAG's
+	// client_id for Mandate. Required.
+	PlatformClientID string `yaml:"platform_client_id"`
+	// PlatformClientSecret (cross_app_access only) authenticates Mandate at
+	// the platform (client_secret_basic). Write it as ${ENV_VAR}. This or
+	// PlatformClientSecretFile is required.
+	PlatformClientSecret secret.String `yaml:"platform_client_secret"`
+	// PlatformClientSecretFile (cross_app_access only) is a file holding
+	// the platform client secret.
+	PlatformClientSecretFile string `yaml:"platform_client_secret_file"`
 	// CacheSkew is subtracted from a token's lifetime when caching; default 30s.
 	CacheSkew time.Duration `yaml:"cache_skew"`
 	// Timeout bounds one exchange at the token endpoint; default 10s.

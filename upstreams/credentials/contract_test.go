@@ -63,6 +63,7 @@ var contractCases = map[string][]struct {
 	FlowJWTBearer:         {{"httptest Salesforce", salesforceEnv}, {"Ory Hydra", hydraJWTBearerEnv}},
 	FlowClientCredentials: {{"httptest", clientCredentialsEnv}},
 	FlowAuthorizationCode: {{"Ory Hydra", hydraAuthCodeEnv}},
+	FlowCrossAppAccess:    {{"zitadel OP (devidp ID-JAG) + httptest platform", xaaEnv}},
 	FlowNone:              {{"no server", noneEnv}},
 }
 

@@ -109,6 +109,7 @@ var flowTypes = []*FlowType{
 	jwtBearerType,
 	clientCredentialsType,
 	authorizationCodeType,
+	crossAppAccessType,
 	noneType,
 }
 
@@ -164,17 +165,22 @@ func flowsReading(pred func(*FlowType) bool) string {
 // flowSpecificKeys are the keys only some flows read, with what to say when
 // one is set for another flow (after "applies only to flows ...").
 var flowSpecificKeys = map[string]string{
-	"tenant":               "",
-	"requested_token_type": "",
-	"actor_token":          "",
-	"audience":             " (entra_obo takes the resource in scopes, jwt_bearer uses assertion_audience)",
-	"assertion_audience":   "",
-	"scopes_in_assertion":  "",
-	"subject":              " (other flows take the user from the token server)",
-	"subject_map_file":     "",
-	"authorization_url":    "",
-	"revocation_url":       "",
-	"discover":             "",
+	"tenant":                      "",
+	"requested_token_type":        "",
+	"actor_token":                 "",
+	"audience":                    " (entra_obo takes the resource in scopes, jwt_bearer uses assertion_audience)",
+	"assertion_audience":          "",
+	"scopes_in_assertion":         "",
+	"subject":                     " (other flows take the user from the token server)",
+	"subject_map_file":            "",
+	"authorization_url":           "",
+	"revocation_url":              "",
+	"discover":                    "",
+	"subject_token_type":          "",
+	"platform_token_url":          "",
+	"platform_client_id":          "",
+	"platform_client_secret":      "",
+	"platform_client_secret_file": "",
 }
 
 // ClientConfig is how Mandate authenticates at a token endpoint; every flow

@@ -37,6 +37,18 @@
 // decides each request; refusals are OAuth errors with HTTP 400, a wrong client
 // secret is invalid_client with HTTP 401.
 //
+// Cross App Access: a token exchange with requested_token_type
+// urn:ietf:params:oauth:token-type:id-jag (which zitadel refuses) is
+// answered by the IdP itself with an Identity Assertion JWT Authorization
+// Grant: the client authenticates (basic or post), subject_token is an
+// access token of this IdP (not revoked) or an ID token issued to that
+// client (subject_token_type says which), audience is exactly one value,
+// the resource authorization server's issuer. The JWT (typ
+// oauth-id-jag+jwt, signed with the JWKS key) has iss, sub, aud = the
+// audience, client_id = the requesting client, jti, iat, exp (5 minutes),
+// resource and scope as requested, email; the reply has issued_token_type
+// id-jag and token_type N_A. ExchangePolicy decides it as any exchange.
+//
 // Browser sign-in (the authorization code flow with PKCE, for clients added
 // with AddClient): /authorize redirects to the login page, a plain HTML form
 // (no script) that picks a user; users without a password sign in without

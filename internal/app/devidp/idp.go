@@ -132,6 +132,9 @@ type Exchange struct {
 	Audience []string
 	Scopes   []string
 	Time     time.Time
+	// IssuedTokenType is TokenTypeIDJAG for an ID-JAG, else empty (an
+	// access token).
+	IssuedTokenType string
 }
 
 // ClientConfig describes a client for AddClient.
@@ -308,7 +311,7 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 		},
 	}
 	p.srv = &http.Server{
-		Handler:           withRequestShims(mux, p.provider.TokenEndpoint().Relative(), p.provider.AuthorizationEndpoint().Relative()),
+		Handler:           withRequestShims(mux, p.provider.TokenEndpoint().Relative(), p.provider.AuthorizationEndpoint().Relative(), p.serveIDJAG),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -326,8 +329,10 @@ func Start(ctx context.Context, opts Options) (*IdP, error) {
 //   - RFC 8707 resource parameters of /authorize are put into the request
 //     context, for the audience of the tokens of browser logins;
 //   - a token-exchange request authenticated with client_secret_post is
-//     turned into client_secret_basic (zitadel reads only Basic auth for that grant).
-func withRequestShims(next http.Handler, tokenPath, authPath string) http.Handler {
+//     turned into client_secret_basic (zitadel reads only Basic auth for that grant);
+//   - a token exchange for an ID-JAG goes to idjag (zitadel refuses that
+//     requested_token_type).
+func withRequestShims(next http.Handler, tokenPath, authPath string, idjag http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case authPath:
@@ -335,6 +340,10 @@ func withRequestShims(next http.Handler, tokenPath, authPath string) http.Handle
 				r = r.WithContext(withResources(r.Context(), r.Form["resource"]))
 			}
 		case tokenPath:
+			if r.Method == http.MethodPost && r.ParseForm() == nil && wantsIDJAG(r) {
+				idjag(w, r)
+				return
+			}
 			if r.Method == http.MethodPost && r.Header.Get("Authorization") == "" {
 				if err := r.ParseForm(); err == nil &&
 					r.PostForm.Get("grant_type") == string(oidc.GrantTypeTokenExchange) &&

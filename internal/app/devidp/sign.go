@@ -1,12 +1,9 @@
 package devidp
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-
-	jose "github.com/go-jose/go-jose/v4"
 )
 
 // SignJWT signs arbitrary claims with the IdP's key (RS256, kid = KeyID),
@@ -14,22 +11,11 @@ import (
 // wrong aud, missing claims); tokens for real use come from Token or the
 // token endpoint.
 func (p *IdP) SignJWT(claims map[string]any) (string, error) {
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("devidp: encoding claims: %w", err)
-	}
-	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: p.store.key, KeyID: p.store.keyID}},
-		(&jose.SignerOptions{}).WithType("JWT"),
-	)
-	if err != nil {
-		return "", fmt.Errorf("devidp: signer: %w", err)
-	}
-	jws, err := signer.Sign(payload)
+	jws, err := p.signTyped(claims, "JWT")
 	if err != nil {
 		return "", fmt.Errorf("devidp: signing: %w", err)
 	}
-	return jws.CompactSerialize()
+	return jws, nil
 }
 
 // AddUser adds a user at run time (same rules as Options.Users).

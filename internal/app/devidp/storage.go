@@ -79,6 +79,10 @@ func UserFromContext(ctx context.Context) (User, bool) {
 	return u, ok
 }
 
+func withUser(ctx context.Context, u User) context.Context {
+	return context.WithValue(ctx, userKey{}, u)
+}
+
 func (s *store) user(id string) (User, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -579,7 +583,7 @@ func (s *store) ValidateTokenExchangeRequest(ctx context.Context, req op.TokenEx
 		}
 	}
 	if s.policy != nil {
-		pctx := context.WithValue(ctx, userKey{}, u)
+		pctx := withUser(ctx, u)
 		if err := s.policy(pctx, req.GetClientID(), u.ID, slices.Clone(req.GetAudience()), slices.Clone(req.GetScopes())); err != nil {
 			s.log.InfoContext(ctx, "token exchange refused",
 				"client_id", req.GetClientID(), "subject", u.ID, "audience", req.GetAudience(), "error", err)
