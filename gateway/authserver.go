@@ -44,13 +44,6 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 	if err != nil {
 		return fmt.Errorf("storage.encryption_keys: %w", err)
 	}
-	// One key, derived for one purpose: what the authorization server
-	// round-trips through browsers and the IdP. Every replica derives the
-	// same key, so any replica opens what another sealed.
-	stateKey, err := hkdf.Key(sha256.New, master, nil, "mandate authorization server state v1", 32)
-	if err != nil {
-		return err
-	}
 	as, err := authserver.New(ctx, cfg.AuthorizationServer, authserver.Options{
 		Issuer:     strings.TrimSuffix(cfg.Server.PublicURL, "/"),
 		Resource:   cfg.MCPURL(),
@@ -61,7 +54,7 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 		Audit:      g.auditOAuth,
 		Logger:     g.log,
 		HTTPClient: opts.HTTPClient,
-		StateKey:   stateKey,
+		StateKey:   purposeKey(master, "mandate authorization server state v1"),
 	})
 	if err != nil {
 		return fmt.Errorf("authorization_server: %w", err)
@@ -73,6 +66,19 @@ func (g *Gateway) startAuthServer(ctx context.Context, cfg *Config, opts Options
 	}
 	go as.Run(ctx)
 	return nil
+}
+
+// purposeKey derives the 32-byte key of one purpose (what the
+// authorization server, the connect pages or the dispatch round-trip
+// through browsers and clients) from the storage's sealing key (HKDF-SHA256).
+// Every replica configured alike derives the same keys, so any replica
+// opens what another sealed.
+func purposeKey(master []byte, purpose string) []byte {
+	k, err := hkdf.Key(sha256.New, master, nil, purpose, 32)
+	if err != nil { // only for a key length SHA-256 cannot produce
+		panic(err)
+	}
+	return k
 }
 
 func (g *Gateway) closeStore() {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandate-gw/mandate/internal/testenv/webtest"
+
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authserver"
 	"github.com/mandate-gw/mandate/gateway/store"
@@ -125,21 +127,7 @@ func startASGatewayForOpts(t *testing.T, issuer string, mutate func(*Config), op
 	return ag
 }
 
-func getJSON(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("GET %s: %v: %s", u, err, b)
-	}
-}
+func getJSON(t *testing.T, u string, v any) { webtest.GetJSON(t, u, v) }
 
 var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
 

@@ -1,20 +1,15 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/mandate-gw/mandate/gateway/authserver"
-	"github.com/mandate-gw/mandate/gateway/dispatch"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/app/devidp"
 	"github.com/mandate-gw/mandate/policy"
@@ -46,7 +41,8 @@ func BenchmarkCachedCallToken(b *testing.B) {
 		Audience:     []string{env.gw.mcpURL}}); err != nil {
 		b.Fatal(err)
 	}
-	ag := &asGateway{testGW: env.gw, idp: env.idp, issuer: env.gw.cfg.Server.PublicURL}
+	ag := &asGateway{testGW: env.gw, idp: env.idp, issuer: env.gw.cfg.Server.PublicURL,
+		base: env.gw.cfg.Server.PublicURL, mcpAt: env.gw.mcpURL}
 	redirect := "http://127.0.0.1:7777/callback"
 	resp, err := http.Post(ag.issuer+authserver.PathRegister, "application/json",
 		strings.NewReader(`{"client_name":"bench","redirect_uris":["`+redirect+`"],"token_endpoint_auth_method":"none"}`))
@@ -68,40 +64,7 @@ func BenchmarkCachedCallToken(b *testing.B) {
 	for _, sessions := range []int{1, 8} {
 		for _, tk := range []struct{ name, token string }{{"idp", env.aliceTk}, {"mandate", mandateTk}} {
 			b.Run(fmt.Sprintf("token=%s/sessions=%d", tk.name, sessions), func(b *testing.B) {
-				clients := make([]*mcp.ClientSession, sessions)
-				for i := range clients {
-					clients[i] = connect(b, env.gw.mcpURL, tk.token)
-					if _, err := callJSON(b, clients[i], "crm_echo", map[string]any{"text": "warm"}); err != nil {
-						b.Fatal(err)
-					}
-				}
-				fast := dispatch.ForwardedCalls()
-				args := map[string]any{"text": "hello"}
-				b.ReportAllocs()
-				b.ResetTimer()
-				var wg sync.WaitGroup
-				per := b.N / sessions
-				for i, cs := range clients {
-					n := per
-					if i == 0 {
-						n += b.N - per*sessions
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for range n {
-							if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "crm_echo", Arguments: args}); err != nil || res.IsError {
-								b.Error("call failed:", err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.StopTimer()
-				if got := dispatch.ForwardedCalls() - fast; got < uint64(b.N)/2 {
-					b.Fatalf("only %d of %d calls took the fast path", got, b.N)
-				}
+				benchCachedCalls(b, env.gw.mcpURL, tk.token, sessions)
 			})
 		}
 	}

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strings"
@@ -26,11 +24,6 @@ const FlowAuthorizationCode = "authorization_code"
 // answers with, the platform's callback, My connections) beside the
 // authorization server, and listens for grant changes from other replicas.
 func (g *Gateway) startConnect(ctx context.Context, cfg *Config, master []byte) error {
-	// Its own key, derived like the authorization server's.
-	key, err := hkdf.Key(sha256.New, master, nil, "mandate connect state v1", 32)
-	if err != nil {
-		return err
-	}
 	svc, err := connectpages.New(ctx, connectpages.Options{
 		Issuer:    strings.TrimSuffix(cfg.Server.PublicURL, "/"),
 		Auth:      g.authServer,
@@ -40,7 +33,7 @@ func (g *Gateway) startConnect(ctx context.Context, cfg *Config, master []byte) 
 		OnChange:  g.grantChanged,
 		Audit:     g.auditOAuth,
 		Logger:    g.log,
-		StateKey:  key,
+		StateKey:  purposeKey(master, "mandate connect state v1"),
 	})
 	if err != nil {
 		return fmt.Errorf("connect pages: %w", err)

@@ -9,8 +9,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -212,7 +210,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Gateway, error) {
 		// The requestState of input_required answers: sealed under a key
 		// every replica derives alike (storage.encryption_keys).
 		if master, err := cfg.Storage.SealingKey(); err == nil {
-			g.dispatch.StateKey, _ = hkdf.Key(sha256.New, master, nil, "mandate request state v1", 32)
+			g.dispatch.StateKey = purposeKey(master, "mandate request state v1")
 		}
 	}
 	if g.connect != nil {

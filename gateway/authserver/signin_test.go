@@ -7,10 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -20,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mandate-gw/mandate/internal/testenv/webtest"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/authn"
@@ -177,14 +177,7 @@ func waitReady(t *testing.T, a *authn.Authenticator) {
 	}
 }
 
-func newBrowser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &http.Client{Jar: jar, Timeout: 20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
+func newBrowser(*testing.T) *http.Client { return webtest.NewBrowser() }
 
 // authParams are a valid authorization request of appID.
 func authParams(state string) url.Values {
@@ -203,31 +196,8 @@ type response struct {
 
 func (e *env) do(c *http.Client, method, target string, form url.Values, hdr map[string]string) response {
 	e.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, target, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := response{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	if l, err := resp.Location(); err == nil {
-		r.loc = l
-	}
-	return r
+	r := webtest.Do(e.t, c, method, target, form, hdr)
+	return response{status: r.Status, header: r.Header, body: r.Body, loc: r.Loc}
 }
 
 func (e *env) get(target string) response { return e.do(e.browser, http.MethodGet, target, nil, nil) }

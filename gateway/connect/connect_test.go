@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mandate-gw/mandate/internal/testenv/webtest"
 
 	"golang.org/x/oauth2"
 
@@ -267,11 +268,7 @@ func discover(t *testing.T, p *devidp.IdP, field string) string {
 	return s
 }
 
-func newBrowser(t *testing.T) *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
+func newBrowser(*testing.T) *http.Client { return webtest.NewBrowser() }
 
 type response struct {
 	status int
@@ -282,31 +279,8 @@ type response struct {
 
 func (e *env) do(c *http.Client, method, target string, form url.Values, hdr map[string]string) response {
 	e.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, target, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := response{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	if l, err := resp.Location(); err == nil {
-		r.loc = l
-	}
-	return r
+	r := webtest.Do(e.t, c, method, target, form, hdr)
+	return response{status: r.Status, header: r.Header, body: r.Body, loc: r.Loc}
 }
 
 func (e *env) get(c *http.Client, target string) response {

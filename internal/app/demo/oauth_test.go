@@ -14,25 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandate-gw/mandate/internal/testenv/webtest"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-gw/mandate/internal/testenv/nodetools"
 )
 
-func getJSON(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: HTTP %d", u, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-}
+func getJSON(t *testing.T, u string, v any) { webtest.GetJSON(t, u, v) }
 
 // TestDemoIsItsClientsAuthorizationServer checks what tests outside the
 // project rely on (issue 15, "The demo and what others will test"): the

@@ -2,12 +2,13 @@ package tracker_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mandate-gw/mandate/internal/testenv/webtest"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
@@ -35,20 +36,7 @@ func start(t *testing.T) *tracker.Tracker {
 	return tr
 }
 
-func getJSON(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: HTTP %d", u, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-}
+func getJSON(t *testing.T, u string, v any) { webtest.GetJSON(t, u, v) }
 
 // TestDiscovery: the MCP authorization spec's discovery from a 401.
 func TestDiscovery(t *testing.T) {

@@ -45,35 +45,52 @@ type BrowserOutput struct {
 // (MANDATE_CHROMIUM, the Debian package) driven by puppeteer-core
 // (MANDATE_PUPPETEER) under Node 22 (testdata/browser.mjs).
 func RunBrowserSignIn(ctx context.Context, o BrowserOptions) (*BrowserOutput, error) {
+	var out BrowserOutput
+	err := runPuppeteer(ctx, "browser sign-in", "browser.mjs", browserScript, map[string]string{
+		"authUrl": o.AuthURL, "user": o.User, "redirectUri": o.RedirectURI, "screenshot": o.Screenshot,
+	}, &out, func() (string, []string) { return out.Error, out.Pages })
+	if err != nil && out.Pages == nil && out.Error == "" {
+		return nil, err
+	}
+	return &out, err
+}
+
+// runPuppeteer runs a puppeteer-core script (MANDATE_PUPPETEER) under
+// Node 22 with headless Chromium (MANDATE_CHROMIUM, the Debian package) in
+// a fresh profile: cfg, plus chromium and userDataDir, is its argument;
+// the last line it prints, JSON, is decoded into out; failure reports the
+// script's own error and the pages it saw.
+func runPuppeteer(ctx context.Context, what, name string, script []byte, cfg map[string]string, out any, failure func() (string, []string)) error {
 	node, ok := Node22()
 	if !ok {
-		return nil, fmt.Errorf("%w: node 22 not at %s", ErrToolMissing, node)
+		return fmt.Errorf("%w: node 22 not at %s", ErrToolMissing, node)
 	}
 	pptr, ok := Puppeteer()
 	if !ok {
-		return nil, fmt.Errorf("%w: puppeteer-core not at %q", ErrToolMissing, pptr)
+		return fmt.Errorf("%w: puppeteer-core not at %q", ErrToolMissing, pptr)
 	}
 	chromium, ok := Chromium()
 	if !ok {
-		return nil, fmt.Errorf("%w: chromium not at %q", ErrToolMissing, chromium)
+		return fmt.Errorf("%w: chromium not at %q", ErrToolMissing, chromium)
 	}
 	dir, err := os.MkdirTemp("", "mandate-browser-")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "browser.mjs")
-	if err := os.WriteFile(script, browserScript, 0o600); err != nil {
-		return nil, err
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, script, 0o600); err != nil {
+		return err
 	}
-	cfg, err := json.Marshal(map[string]string{
-		"chromium": chromium, "authUrl": o.AuthURL, "user": o.User, "redirectUri": o.RedirectURI,
-		"screenshot": o.Screenshot, "userDataDir": filepath.Join(dir, "profile"),
-	})
+	args := map[string]string{"chromium": chromium, "userDataDir": filepath.Join(dir, "profile")}
+	for k, v := range cfg {
+		args[k] = v
+	}
+	arg, err := json.Marshal(args)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.CommandContext(ctx, node, script, string(cfg))
+	cmd := exec.CommandContext(ctx, node, path, string(arg))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Dir(node)+string(os.PathListSeparator)+os.Getenv("PATH"),
@@ -83,12 +100,11 @@ func RunBrowserSignIn(ctx context.Context, o BrowserOptions) (*BrowserOutput, er
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	var out BrowserOutput
-	if err := json.Unmarshal(lastLine(stdout.Bytes()), &out); err != nil {
-		return nil, fmt.Errorf("browser sign-in: %v (output not JSON: %v)\nstderr: %.2000s", runErr, err, strings.TrimSpace(stderr.String()))
+	if err := json.Unmarshal(lastLine(stdout.Bytes()), out); err != nil {
+		return fmt.Errorf("%s: %v (output not JSON: %v)\nstderr: %.2000s", what, runErr, err, strings.TrimSpace(stderr.String()))
 	}
-	if runErr != nil || out.Error != "" {
-		return &out, fmt.Errorf("browser sign-in: %v: %s\npages: %v\nstderr: %.2000s", runErr, out.Error, out.Pages, strings.TrimSpace(stderr.String()))
+	if msg, pages := failure(); runErr != nil || msg != "" {
+		return fmt.Errorf("%s: %v: %s\npages: %v\nstderr: %.2000s", what, runErr, msg, pages, strings.TrimSpace(stderr.String()))
 	}
-	return &out, nil
+	return nil
 }

@@ -1,15 +1,8 @@
 package nodetools
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
-	"encoding/json"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 )
 
 //go:embed testdata/connect.mjs
@@ -57,50 +50,12 @@ type BrowserConnectOutput struct {
 // Node 22 (testdata/connect.mjs): user pickers, consent pages (Allow), the
 // final page, then My connections.
 func RunBrowserConnect(ctx context.Context, o BrowserConnectOptions) (*BrowserConnectOutput, error) {
-	node, ok := Node22()
-	if !ok {
-		return nil, fmt.Errorf("%w: node 22 not at %s", ErrToolMissing, node)
-	}
-	pptr, ok := Puppeteer()
-	if !ok {
-		return nil, fmt.Errorf("%w: puppeteer-core not at %q", ErrToolMissing, pptr)
-	}
-	chromium, ok := Chromium()
-	if !ok {
-		return nil, fmt.Errorf("%w: chromium not at %q", ErrToolMissing, chromium)
-	}
-	dir, err := os.MkdirTemp("", "mandate-connect-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "connect.mjs")
-	if err := os.WriteFile(script, connectScript, 0o600); err != nil {
-		return nil, err
-	}
-	cfg, err := json.Marshal(map[string]string{
-		"chromium": chromium, "link": o.Link, "user": o.User, "connectionsUrl": o.ConnectionsURL,
-		"screenshotDir": o.ScreenshotDir, "userDataDir": filepath.Join(dir, "profile"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, node, script, string(cfg))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"PATH="+filepath.Dir(node)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"HOME="+dir,
-		"MANDATE_PUPPETEER="+pptr,
-	)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var out BrowserConnectOutput
-	if err := json.Unmarshal(lastLine(stdout.Bytes()), &out); err != nil {
-		return nil, fmt.Errorf("browser connect: %v (output not JSON: %v)\nstderr: %.2000s", runErr, err, strings.TrimSpace(stderr.String()))
+	err := runPuppeteer(ctx, "browser connect", "connect.mjs", connectScript, map[string]string{
+		"link": o.Link, "user": o.User, "connectionsUrl": o.ConnectionsURL, "screenshotDir": o.ScreenshotDir,
+	}, &out, func() (string, []string) { return out.Error, out.Pages })
+	if err != nil && out.Pages == nil && out.Error == "" {
+		return nil, err
 	}
-	if runErr != nil || out.Error != "" {
-		return &out, fmt.Errorf("browser connect: %v: %s\npages: %v\nstderr: %.2000s", runErr, out.Error, out.Pages, strings.TrimSpace(stderr.String()))
-	}
-	return &out, nil
+	return &out, err
 }

@@ -1,0 +1,79 @@
+// Package webtest has the small HTTP helpers tests share: reading a JSON
+// document, and a browser (a cookie jar that does not follow redirects, so
+// a test sees each hop of a sign-in).
+package webtest
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// GetJSON GETs u, requires 200 and decodes the body into v.
+func GetJSON(t testing.TB, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d %.500s", u, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %.500s", u, err, b)
+	}
+}
+
+// NewBrowser returns a client with a cookie jar that does not follow
+// redirects.
+func NewBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// Response is one answer: status, headers, body and the Location.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   string
+	Loc    *url.URL
+}
+
+// Do sends method to target with c: form (when not nil) as an urlencoded
+// body, and the headers hdr.
+func Do(t testing.TB, c *http.Client, method, target string, form url.Values, hdr map[string]string) Response {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	if l, err := resp.Location(); err == nil {
+		r.Loc = l
+	}
+	return r
+}
