@@ -193,6 +193,16 @@ func (c *sessionCache) identity(ctx context.Context, sid string) (*identity.Iden
 // session.
 func (c *sessionCache) refreshSession(ctx context.Context, sess *session) (*session, error) {
 	sid := sess.row.ID
+	// One refresh per session across replicas: the IdP rotates refresh
+	// tokens, so a second replica refreshing at the same moment would
+	// present a spent one (and many IdPs then revoke the whole grant).
+	// Under the lock, a replica that waited finds the other's tokens in
+	// the store (newerInStore) and does not refresh again.
+	unlock, err := c.s.opts.Store.Lock(ctx, "idp-session:"+sid)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for another replica's refresh of the IdP tokens: %w", err)
+	}
+	defer unlock()
 	if row, err := c.s.opts.Store.GetIdPSession(ctx, sid); errors.Is(err, store.ErrRevoked) || errors.Is(err, store.ErrNotFound) || (err == nil && row.Revoked) {
 		c.cache.Remove(sid) // revoked meanwhile (another replica, an admin purge)
 		return nil, ErrSessionEnded

@@ -52,6 +52,8 @@ type sqlStore struct {
 	// (PostgreSQL) the bound on UpdateGrants holding a connection.
 	grantLocks keyedLocks
 	grantSem   chan struct{}
+	// namedLocks: Lock's in-process part (lock.go).
+	namedLocks keyedLocks
 	// Notify/Listen (notify.go). life ends at Close; it ends every Listen.
 	life     context.Context
 	stop     context.CancelFunc

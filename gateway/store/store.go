@@ -195,6 +195,10 @@ type Store interface {
 	// Sweep deletes expired codes, refresh rows, consents and JTIs.
 	Sweep(ctx context.Context, now time.Time) error
 
+	// Lock takes a lock named name that excludes its other holders on
+	// every replica sharing the database, until unlock (lock.go).
+	Lock(ctx context.Context, name string) (unlock func(), err error)
+
 	// Ping reports whether the database answers (readiness).
 	Ping(ctx context.Context) error
 	Close() error
