@@ -105,6 +105,9 @@ func (a Store) Touch(ctx context.Context, k credentials.GrantKey) error {
 	return a.S.TouchGrant(ctx, k.Issuer, k.Subject, k.Upstream, a.now())
 }
 
+// Lock takes the storage's named lock (one registration across replicas).
+func (a Store) Lock(ctx context.Context, name string) (func(), error) { return a.S.Lock(ctx, name) }
+
 // GetClient returns Mandate's registration at a platform's authorization
 // server.
 func (a Store) GetClient(ctx context.Context, issuer, key string) ([]byte, error) {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,3 +130,58 @@ func TestAuthorizationCodeDiscoverHydra(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Replicas discovering the same authorization server at the same moment
+// register Mandate there once (Store.Lock around the registration): the
+// others wait and find it.
+func TestAuthorizationCodeRegistersOnceAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	h := startHydraWith(t, testhydra.DynamicRegistrationEnv...)
+	mcpURL := protectedMCP(t, h, "/meta/tracker-prm")
+	open := postgresGrants(t)
+	var registrations atomic.Int64
+	countReg := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if strings.HasSuffix(r.URL.Path, "/oauth2/register") {
+			registrations.Add(1)
+			time.Sleep(50 * time.Millisecond) // widen the race
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	cfg := Config{Flow: FlowAuthorizationCode, Discover: true, Platform: PlatformMCP, UpstreamURL: mcpURL}
+	var conns []Connector
+	for range 4 {
+		g := open()
+		src := mustSource(t, NewBroker(BrokerOptions{Grants: g, Clients: g, RedirectURL: acRedirect, HTTPClient: countReg}), "tracker", cfg)
+		c, _ := ConnectorOf(src)
+		conns = append(conns, c)
+	}
+	var wg sync.WaitGroup
+	urls := make([]string, len(conns))
+	for i, c := range conns {
+		wg.Go(func() {
+			u, err := c.AuthCodeURL(context.Background(), "st", "ch", acRedirect, "")
+			if err != nil {
+				t.Error(err)
+			}
+			urls[i] = u
+		})
+	}
+	wg.Wait()
+	if n := registrations.Load(); n != 1 {
+		t.Fatalf("%d registrations at Hydra by 4 replicas at once, want 1", n)
+	}
+	for i, u := range urls {
+		if q, _ := url.Parse(u); q == nil || q.Query().Get("client_id") != mustQuery(t, urls[0], "client_id") {
+			t.Errorf("replica %d uses another client: %s", i, u)
+		}
+	}
+}
+
+func mustQuery(t *testing.T, u, key string) string {
+	t.Helper()
+	p, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Query().Get(key)
+}

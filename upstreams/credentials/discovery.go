@@ -243,6 +243,13 @@ func (f *authCodeFlow) register(ctx context.Context, meta *oauthex.AuthServerMet
 		return &reg, nil
 	}
 	if f.b.clients != nil {
+		// One registration for all replicas: one registers, the others
+		// wait and find it.
+		unlock, err := f.b.clients.Lock(ctx, "outbound-client "+meta.Issuer+" "+key)
+		if err != nil {
+			return nil, fmt.Errorf("waiting for another replica's registration: %w", err)
+		}
+		defer unlock()
 		data, err := f.b.clients.GetClient(ctx, meta.Issuer, key)
 		switch {
 		case err == nil:

@@ -78,6 +78,9 @@ type ClientRegistry interface {
 	GetClient(ctx context.Context, issuer, key string) ([]byte, error)
 	// PutClient stores a registration response.
 	PutClient(ctx context.Context, issuer, key string, metadata []byte) error
+	// Lock takes a lock named name on every replica until unlock: the
+	// replicas register Mandate at an authorization server once.
+	Lock(ctx context.Context, name string) (unlock func(), err error)
 }
 
 // ConsentRequiredError says the user must connect (or reconnect) their
