@@ -89,7 +89,9 @@ func (a storeGrants) Touch(ctx context.Context, k GrantKey) error {
 	return a.s.TouchGrant(ctx, k.Issuer, k.Subject, k.Upstream, time.Now())
 }
 
-func (a storeGrants) Lock(ctx context.Context, name string) (func(), error) { return a.s.Lock(ctx, name) }
+func (a storeGrants) Lock(ctx context.Context, name string) (func(), error) {
+	return a.s.Lock(ctx, name)
+}
 
 func (a storeGrants) GetClient(ctx context.Context, issuer, key string) ([]byte, error) {
 	c, err := a.s.GetOutboundClient(ctx, issuer, key)
