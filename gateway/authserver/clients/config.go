@@ -21,6 +21,10 @@ type RegistrationConfig struct {
 	InitialAccessToken secret.String `yaml:"initial_access_token"`
 	// UnusedTTL deletes registrations unused for this long. Default 720h.
 	UnusedTTL time.Duration `yaml:"unused_ttl"`
+	// PerMinute bounds registrations per client address (policy open or
+	// token): at most this many a minute, in bursts of as many. Default 10;
+	// -1 turns the bound off.
+	PerMinute int `yaml:"per_minute"`
 }
 
 // MetadataDocumentsConfig is client ID metadata documents (CIMD).
@@ -61,6 +65,9 @@ const (
 const (
 	DefaultPolicy    = PolicyOpen
 	DefaultUnusedTTL = 720 * time.Hour
+	// DefaultRegistrationsPerMinute bounds registrations per client
+	// address.
+	DefaultRegistrationsPerMinute = 10
 	// MinInitialAccessToken is the shortest initial access token accepted.
 	MinInitialAccessToken = 16
 )
@@ -72,6 +79,9 @@ func (c RegistrationConfig) WithDefaults() RegistrationConfig {
 	}
 	if c.UnusedTTL == 0 {
 		c.UnusedTTL = DefaultUnusedTTL
+	}
+	if c.PerMinute == 0 {
+		c.PerMinute = DefaultRegistrationsPerMinute
 	}
 	return c
 }
@@ -94,6 +104,9 @@ func (c RegistrationConfig) Validate(prefix string) error {
 	}
 	if c.UnusedTTL < 0 {
 		bad("unused_ttl", "must not be negative")
+	}
+	if c.PerMinute < -1 || c.PerMinute > 10000 {
+		bad("per_minute", "must be between 1 and 10000 (or -1: no bound), got %d", c.PerMinute)
 	}
 	return errors.Join(errs...)
 }

@@ -13,8 +13,11 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/store"
@@ -84,6 +87,14 @@ func (r *Registry) register(w http.ResponseWriter, req *http.Request) {
 	md.ClientID = "" // Mandate chooses the id
 	if e := md.check(false); e != nil {
 		writeError(w, e)
+		return
+	}
+	// Only registrations that would be stored spend the address's budget.
+	if wait, ok := r.allowRegistration(req); !ok {
+		r.record(req.Context(), req, "", audit.OutcomeDenied, "rate_limited", "too many registrations from this address")
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeError(w, &Error{Status: http.StatusTooManyRequests, Code: "invalid_request",
+			Description: fmt.Sprintf("too many client registrations from your address; retry in %d s", int(wait.Seconds())+1)})
 		return
 	}
 
@@ -167,4 +178,34 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Pragma", "no-cache")
 	w.WriteHeader(status)
 	w.Write(b)
+}
+
+// registrationLimitAddrs bounds the client addresses whose registration
+// budgets are remembered (least recently used forgotten first).
+const registrationLimitAddrs = 10000
+
+// allowRegistration spends one of the client address's registrations
+// (registration.per_minute a minute); when none is left it reports how
+// long until the next. The address is the request's RemoteAddr, which the
+// gateway sets to the client IP it trusts (server.trusted_proxies).
+func (r *Registry) allowRegistration(req *http.Request) (time.Duration, bool) {
+	if r.limits == nil {
+		return 0, true
+	}
+	addr := req.RemoteAddr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	l, ok := r.limits.Get(addr)
+	if !ok {
+		n := r.reg.PerMinute
+		l = rate.NewLimiter(rate.Every(time.Minute/time.Duration(n)), n)
+		r.limits.Add(addr, l)
+	}
+	res := l.ReserveN(r.now(), 1)
+	if d := res.DelayFrom(r.now()); d > 0 {
+		res.CancelAt(r.now())
+		return d, false
+	}
+	return 0, true
 }

@@ -349,3 +349,44 @@ func TestUnknownDynamicClient(t *testing.T) {
 		t.Fatalf("unknown: %v", e)
 	}
 }
+
+// Open registration is bounded per client address: per_minute stored
+// registrations, then 429 with Retry-After (audited, nothing stored); other
+// addresses are not held up; the budget refills with time; -1 turns it off.
+func TestRegisterPerAddressBound(t *testing.T) {
+	env := newDCR(t, RegistrationConfig{PerMinute: 3})
+	post := func(addr string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/oauth/register", strings.NewReader(publicReg))
+		req.Header.Set("Content-Type", "application/json")
+		req.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		env.r.RegisterHandler().ServeHTTP(w, req)
+		return w
+	}
+	for i := range 3 {
+		if w := post("198.51.100.7:4000"); w.Code != http.StatusCreated {
+			t.Fatalf("registration %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	w := post("198.51.100.7:4001")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "too many client registrations") {
+		t.Fatalf("4th registration from one address: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	if recs := env.records(); recs[len(recs)-1].ErrorClass != "rate_limited" || recs[len(recs)-1].RemoteAddr == "" {
+		t.Errorf("refusal not audited: %+v", recs[len(recs)-1])
+	}
+	if w := post("203.0.113.9:4000"); w.Code != http.StatusCreated {
+		t.Fatalf("another address: %d %s", w.Code, w.Body)
+	}
+	env.clock.Advance(21 * time.Second) // one registration per 20 s
+	if w := post("198.51.100.7:4002"); w.Code != http.StatusCreated {
+		t.Fatalf("after the refill: %d %s", w.Code, w.Body)
+	}
+
+	off := newDCR(t, RegistrationConfig{PerMinute: -1})
+	for i := range 20 {
+		if w := off.post(publicReg); w.Code != http.StatusCreated {
+			t.Fatalf("per_minute -1, registration %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+}

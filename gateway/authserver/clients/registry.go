@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
 	"github.com/mandate-gw/mandate/gateway/audit"
 	"github.com/mandate-gw/mandate/gateway/store"
 	"github.com/mandate-gw/mandate/internal/secret"
@@ -50,6 +53,8 @@ type Registry struct {
 	audit  func(ctx context.Context, r *audit.Record)
 	// iatHash is SHA-256 of the initial access token (policy token).
 	iatHash []byte
+	// limits bound registrations per client address (nil: no bound).
+	limits *lru.Cache[string, *rate.Limiter]
 }
 
 type preregistered struct {
@@ -89,6 +94,9 @@ func New(opts Options) (*Registry, error) {
 	if reg.Policy == PolicyToken {
 		h := sha256.Sum256([]byte(reg.InitialAccessToken.Reveal()))
 		r.iatHash = h[:]
+	}
+	if reg.PerMinute > 0 {
+		r.limits, _ = lru.New[string, *rate.Limiter](registrationLimitAddrs)
 	}
 	for _, cc := range opts.Preregistered {
 		cc = cc.WithDefaults()
