@@ -23,12 +23,7 @@ func TestMyIncidentsDefaults(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	a := e.adapter(t, e.config(e.jwtBearer()))
-	for _, tc := range []struct {
-		name string
-		id   *identityT
-		args map[string]any
-		want []string
-	}{
+	wantSysIDs(t, a, ToolMyIncidents, []sysIDCase{
 		// Ivy is assigned INC0010001 (active, updated 10-01), INC0010005
 		// (resolved, still active, updated 10-08) and INC0010006 (closed).
 		{"ivy: mine, active, newest first", ivy, nil, []string{sb.IncPrinter, sb.IncLaptop}},
@@ -36,14 +31,7 @@ func TestMyIncidentsDefaults(t *testing.T) {
 		{"morgan: mine", morgan, nil, []string{sb.IncDashboard}},
 		{"rita: assigned nothing", rita, nil, []string{}},
 		{"rita: raised, newest first", rita, map[string]any{"relation": "caller"}, []string{sb.IncVPN, sb.IncLaptop}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := mustTool(t, a, tc.id, ToolMyIncidents, tc.args)
-			if diff := cmp.Diff(tc.want, sysIDs(t, res)); diff != "" {
-				t.Errorf("incidents (-want +got):\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 // my_groups_queue: active, unassigned incidents of one of my groups, by
@@ -52,21 +40,12 @@ func TestMyGroupsQueue(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	a := e.adapter(t, e.config(e.jwtBearer()))
-	for _, tc := range []struct {
-		name string
-		id   *identityT
-		args map[string]any
-		want []string
-	}{
+	wantSysIDs(t, a, ToolMyGroupsQueue, []sysIDCase{
 		{"ivy: Service Desk's unassigned", ivy, nil, []string{sb.IncVPN}},
 		{"ivy: Service Desk's, assigned too", ivy, map[string]any{"include_assigned": true}, []string{sb.IncPrinter, sb.IncVPN, sb.IncLaptop}},
 		{"morgan: Sales Ops' unassigned", morgan, nil, []string{sb.IncCRMReport}},
 		{"rita: no groups", rita, nil, []string{}},
-	} {
-		if diff := cmp.Diff(tc.want, sysIDs(t, mustTool(t, a, tc.id, ToolMyGroupsQueue, tc.args))); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
-		}
-	}
+	})
 }
 
 // search_knowledge answers per user: the knowledge bases' user criteria
@@ -117,21 +96,12 @@ func TestApprovals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	a := e.adapter(t, e.config(e.jwtBearer()))
-	for _, tc := range []struct {
-		name string
-		id   *identityT
-		args map[string]any
-		want []string
-	}{
+	wantSysIDs(t, a, ToolMyApprovals, []sysIDCase{
 		{"ivy waits on one", ivy, nil, []string{sb.ApprovalSFAccessByAgent}},
 		{"ivy's decided", ivy, map[string]any{"state": "approved"}, []string{sb.ApprovalMonitorByAgent}},
 		{"morgan waits on rita's laptop", morgan, nil, []string{sb.ApprovalLaptopByManager}},
 		{"rita approves nothing", rita, map[string]any{"state": "any"}, []string{}},
-	} {
-		if diff := cmp.Diff(tc.want, sysIDs(t, mustTool(t, a, tc.id, ToolMyApprovals, tc.args))); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
-		}
-	}
+	})
 	if w := "Salesforce sandbox access"; !strings.Contains(text(mustTool(t, a, ivy, ToolMyApprovals, nil)), w) {
 		t.Errorf("my_approvals text lacks %q", w)
 	}
@@ -185,21 +155,12 @@ func TestMyRequestedItems(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	a := e.adapter(t, e.config(e.jwtBearer()))
-	for _, tc := range []struct {
-		name string
-		id   *identityT
-		args map[string]any
-		want []string
-	}{
+	wantSysIDs(t, a, ToolMyRequestedItems, []sysIDCase{
 		{"rita: open ones", rita, nil, []string{sb.RitmLaptop, sb.RitmMonitor}},
 		{"rita: all", rita, map[string]any{"active_only": false}, []string{sb.RitmLaptop, sb.RitmMonitor, sb.RitmHeadset}},
 		{"ivy: only hers although itil reads all", ivy, nil, []string{sb.RitmVPNToken}},
 		{"oscar: none", oscar, nil, []string{}},
-	} {
-		if diff := cmp.Diff(tc.want, sysIDs(t, mustTool(t, a, tc.id, ToolMyRequestedItems, tc.args))); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
-		}
-	}
+	})
 }
 
 // The daily tools' annotations: reads are read-only; approve and reject
@@ -225,6 +186,25 @@ func TestDailyAnnotations(t *testing.T) {
 	for _, name := range []string{ToolApprove, ToolReject} {
 		if an := got[name]; an == nil || an.ReadOnlyHint || an.DestructiveHint == nil || !*an.DestructiveHint {
 			t.Errorf("%s: want readOnlyHint false, destructiveHint true, got %+v", name, an)
+		}
+	}
+}
+
+// sysIDCase is one user's call of a listing tool and the sys_ids it must
+// answer, in order.
+type sysIDCase struct {
+	name string
+	id   *identityT
+	args map[string]any
+	want []string
+}
+
+// wantSysIDs calls tool for each case and compares the sys_ids.
+func wantSysIDs(t *testing.T, a *Adapter, tool string, cases []sysIDCase) {
+	t.Helper()
+	for _, tc := range cases {
+		if diff := cmp.Diff(tc.want, sysIDs(t, mustTool(t, a, tc.id, tool, tc.args))); diff != "" {
+			t.Errorf("%s %s (-want +got):\n%s", tool, tc.name, diff)
 		}
 	}
 }
