@@ -301,23 +301,11 @@ func truncateBody(s string) string {
 	return s
 }
 
-// wantPage checks r is an error page at Mandate (no redirect).
+// wantPage checks r is a page at Mandate with status, saying contains,
+// with the pages' security headers and no script (webtest.WantPage).
 func wantPage(t *testing.T, r response, status int, contains string) {
 	t.Helper()
-	if r.status != status || r.loc != nil {
-		t.Fatalf("got %d (location %v) %s, want an error page %d", r.status, r.loc, truncateBody(r.body), status)
-	}
-	if !strings.Contains(r.body, contains) {
-		t.Errorf("page does not say %q: %s", contains, r.body)
-	}
-	for k, v := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"} {
-		if r.header.Get(k) != v {
-			t.Errorf("%s = %q, want %q", k, r.header.Get(k), v)
-		}
-	}
-	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
-		t.Errorf("CSP = %q", csp)
-	}
+	webtest.WantPage(t, webtest.Response{Status: r.status, Header: r.header, Body: r.body, Loc: r.loc}, status, contains)
 }
 
 func freeAddr(t *testing.T) string {

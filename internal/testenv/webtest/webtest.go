@@ -77,3 +77,31 @@ func Do(t testing.TB, c *http.Client, method, target string, form url.Values, hd
 	}
 	return r
 }
+
+// WantPage checks that r is a page at Mandate (no redirect) with status,
+// saying contains, with the pages' security headers (no framing, no
+// caching, no referrer, a CSP of default-src 'none') and no script.
+func WantPage(t testing.TB, r Response, status int, contains string) {
+	t.Helper()
+	if r.Status != status || r.Loc != nil {
+		body := r.Body
+		if len(body) > 400 {
+			body = body[:400]
+		}
+		t.Fatalf("got %d (location %v) %s, want a page %d", r.Status, r.Loc, body, status)
+	}
+	if !strings.Contains(r.Body, contains) {
+		t.Errorf("page does not say %q: %s", contains, r.Body)
+	}
+	for k, v := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"} {
+		if r.Header.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, r.Header.Get(k), v)
+		}
+	}
+	if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP = %q", csp)
+	}
+	if strings.Contains(r.Body, "<script") {
+		t.Error("page has a script")
+	}
+}
