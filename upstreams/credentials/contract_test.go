@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/mandate-gw/mandate/internal/app/devidp"
 	"github.com/mandate-gw/mandate/internal/identity"
 	"github.com/mandate-gw/mandate/internal/secret"
 	"github.com/mandate-gw/mandate/internal/testenv/testhydra"
@@ -202,18 +203,9 @@ func zitadelExchangeEnv(t *testing.T) contractEnv {
 	idp := startIdP(t)
 	verifier := oidc.NewVerifier(idp.Issuer(), oidc.NewRemoteKeySet(context.Background(), idp.JWKSURL()), &oidc.Config{ClientID: crmAudience})
 	cfg := Config{Flow: FlowTokenExchange, TokenURL: idp.TokenURL(), ClientID: "mandate", ClientSecret: "mandate-secret", Audience: crmAudience}
-	var mu sync.Mutex
-	logins := map[string]context.Context{}
 	return contractEnv{
-		cfg: cfg,
-		login: func(t *testing.T, u string) context.Context {
-			mu.Lock()
-			defer mu.Unlock()
-			if logins[u] == nil {
-				logins[u] = loginAs(t, idp, u)
-			}
-			return logins[u]
-		},
+		cfg:   cfg,
+		login: cachedLogins(idp),
 		owner: func(t *testing.T, tok *Token) string {
 			it, err := verifier.Verify(context.Background(), tok.AccessToken.Reveal())
 			if err != nil {
@@ -431,5 +423,20 @@ func hydraAuthCodeEnv(t *testing.T) contractEnv {
 			return mustSource(t, later, upstream, bad), acUser("alice"), "invalid_client"
 		},
 		secrets: []string{clientSecret, "wrong-contract-secret"},
+	}
+}
+
+// cachedLogins signs each user in at idp once (loginAs) and returns the
+// same context on later calls, safe for parallel subtests.
+func cachedLogins(idp *devidp.IdP) func(t *testing.T, u string) context.Context {
+	var mu sync.Mutex
+	logins := map[string]context.Context{}
+	return func(t *testing.T, u string) context.Context {
+		mu.Lock()
+		defer mu.Unlock()
+		if logins[u] == nil {
+			logins[u] = loginAs(t, idp, u)
+		}
+		return logins[u]
 	}
 }

@@ -91,18 +91,9 @@ func xaaEnv(t *testing.T) contractEnv {
 	if err := idp.RegisterClient(xaaClient, cfg.ClientSecret.Reveal()); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	logins := map[string]context.Context{}
 	return contractEnv{
-		cfg: cfg,
-		login: func(t *testing.T, u string) context.Context {
-			mu.Lock()
-			defer mu.Unlock()
-			if logins[u] == nil {
-				logins[u] = loginAs(t, idp, u)
-			}
-			return logins[u]
-		},
+		cfg:   cfg,
+		login: cachedLogins(idp),
 		owner: func(_ *testing.T, tok *Token) string {
 			c := jwtClaims(tok.AccessToken.Reveal())
 			if c["resource"] != "https://platform.example/mcp" {
